@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "common/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <strings.h>
+
+static enum dmr_log_level log_level = DMR_LOG_INFO;
+static const char *log_ident;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void dmr_log_set_level(enum dmr_log_level level)
+{
+	log_level = level;
+}
+
+enum dmr_log_level dmr_log_get_level(void)
+{
+	return log_level;
+}
+
+void dmr_log_set_ident(const char *ident)
+{
+	log_ident = ident;
+}
+
+int dmr_log_parse_level(const char *s, enum dmr_log_level *ret_level)
+{
+	static const char *const names[] = {
+		[DMR_LOG_ERR] = "err",	     [DMR_LOG_WARNING] = "warning",
+		[DMR_LOG_NOTICE] = "notice", [DMR_LOG_INFO] = "info",
+		[DMR_LOG_DEBUG] = "debug",
+	};
+
+	if (!s)
+		return -EINVAL;
+	for (int i = DMR_LOG_ERR; i <= DMR_LOG_DEBUG; i++) {
+		if (strcasecmp(s, names[i]) == 0 || (s[0] == '0' + i && !s[1])) {
+			*ret_level = (enum dmr_log_level)i;
+			return 0;
+		}
+	}
+	if (strcasecmp(s, "error") == 0) {
+		*ret_level = DMR_LOG_ERR;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void dmr_log_printf(enum dmr_log_level level, const char *file, int line,
+		    const char *fmt, ...)
+{
+	static const char *const tags[] = {
+		[DMR_LOG_ERR] = "error",     [DMR_LOG_WARNING] = "warning",
+		[DMR_LOG_NOTICE] = "notice", [DMR_LOG_INFO] = "info",
+		[DMR_LOG_DEBUG] = "debug",
+	};
+	int saved = errno;
+	va_list ap;
+
+	pthread_mutex_lock(&log_lock);
+	/* "<N>" prefixes let journald keep the priority of stderr lines. */
+	fprintf(stderr, "<%d>", (int)level);
+	if (log_ident)
+		fprintf(stderr, "%s: ", log_ident);
+	fprintf(stderr, "%s: ", tags[level]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (level == DMR_LOG_DEBUG)
+		fprintf(stderr, " (%s:%d)", file, line);
+	fputc('\n', stderr);
+	pthread_mutex_unlock(&log_lock);
+	errno = saved;
+}

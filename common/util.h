@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * common/util.h - small helpers shared by every module: cleanup attributes,
+ * array sizes, errno-preserving free, overflow-checked size parsing.
+ *
+ * Nothing here knows device-mapper, points or sockets.
+ */
+#ifndef DMR_COMMON_UTIL_H
+#define DMR_COMMON_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DMR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _warn_unused_ __attribute__((warn_unused_result))
+
+static inline void dmr_freep(void *p)
+{
+	int saved = errno;
+
+	free(*(void **)p);
+	errno = saved;
+}
+#define _cleanup_free_ _cleanup_(dmr_freep)
+
+static inline void dmr_closep(int *fd)
+{
+	int saved = errno;
+
+	if (*fd >= 0)
+		close(*fd);
+	errno = saved;
+}
+#define _cleanup_close_ _cleanup_(dmr_closep)
+
+static inline void dmr_fclosep(FILE **f)
+{
+	int saved = errno;
+
+	if (*f)
+		fclose(*f);
+	errno = saved;
+}
+#define _cleanup_fclose_ _cleanup_(dmr_fclosep)
+
+/* Hand a cleanup-owned pointer to someone else: the local becomes NULL. */
+#define DMR_TAKE_PTR(p)                                                        \
+	({                                                                     \
+		__typeof__(p) _p = (p);                                        \
+		(p) = NULL;                                                    \
+		_p;                                                            \
+	})
+#define DMR_TAKE_FD(fd)                                                        \
+	({                                                                     \
+		int _fd = (fd);                                                \
+		(fd) = -1;                                                     \
+		_fd;                                                           \
+	})
+
+/* Negative errno from the current errno, never 0 (a failed call that left
+ * errno 0 still failed). */
+static inline int dmr_negerrno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+static inline bool dmr_streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+static inline bool dmr_startswith(const char *s, const char *prefix)
+{
+	return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * Parse a size with an optional suffix K, M, G, T (powers of 1024; also
+ * KiB/MiB/..., case-insensitive) into bytes.  Rejects signs, empty input,
+ * trailing junk and overflow with -EINVAL / -ERANGE.
+ */
+int dmr_parse_size(const char *s, uint64_t *ret_bytes);
+
+/* Parse a decimal uint64 (no sign, no junk). */
+int dmr_parse_u64(const char *s, uint64_t *ret);
+
+/* Monotonic clock in microseconds. */
+uint64_t dmr_now_usec(void);
+
+/* Wall clock as RFC 3339 UTC ("2026-11-24T18:31:49Z") into buf[32]. */
+int dmr_format_rfc3339(uint64_t realtime_usec, char buf[32]);
+uint64_t dmr_realtime_usec(void);
+
+/* Write all of buf, retrying on EINTR and short writes. */
+int dmr_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Replace path atomically with content: write a temporary file in the same
+ * directory, fsync it, rename it over path, fsync the directory.  A crash
+ * leaves either the old or the new file, never a torn one.
+ */
+int dmr_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* Read a whole (small) file; *ret_buf is NUL-terminated. max bounds the size. */
+int dmr_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+
+/* mkdir -p with mode for the components it creates. */
+int dmr_mkdir_p(const char *path, mode_t mode);
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dm/status.h - pure parsers of the kernel's status lines (the params part
+ * of `dmsetup status`, without "start length type").  They accept exactly
+ * what Documentation/admin-guide/device-mapper/ says the kernel prints and
+ * return -EINVAL on anything else; they never read past the string.
+ */
+#ifndef DMR_DM_STATUS_H
+#define DMR_DM_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dmr_snapshot_status {
+	bool invalid;        /* "Invalid" */
+	bool overflow;       /* "Overflow" */
+	bool merge_failed;   /* "Merge failed" */
+	uint64_t used_sectors;     /* allocated COW sectors */
+	uint64_t total_sectors;    /* COW device size */
+	uint64_t metadata_sectors; /* of used, how many are metadata */
+};
+int dmr_status_parse_snapshot(const char *params, struct dmr_snapshot_status *ret);
+
+enum dmr_no_space_policy { DMR_NO_SPACE_QUEUE, DMR_NO_SPACE_ERROR };
+
+struct dmr_thin_pool_status {
+	bool fail;           /* "Fail" */
+	uint64_t transaction_id;
+	uint64_t used_meta_blocks, total_meta_blocks;
+	uint64_t used_data_blocks, total_data_blocks;
+	bool has_held_root;
+	uint64_t held_root;
+	bool read_only;      /* "ro" */
+	bool out_of_data_space; /* "out_of_data_space" */
+	bool discard_passdown;
+	enum dmr_no_space_policy no_space;
+	bool needs_check;
+	uint64_t metadata_low_watermark; /* 0 if the kernel is too old to say */
+};
+int dmr_status_parse_thin_pool(const char *params, struct dmr_thin_pool_status *ret);
+
+struct dmr_thin_status {
+	bool fail;
+	uint64_t mapped_sectors;
+	bool has_highest;
+	uint64_t highest_mapped_sector;
+};
+int dmr_status_parse_thin(const char *params, struct dmr_thin_status *ret);
+
+#endif

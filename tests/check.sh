@@ -1,0 +1,29 @@
+#!/bin/bash
+# `make check`: unit tests, then the lab suite on real device-mapper.  The
+# last line counts both: `N passed, N failed`.  A lab that cannot boot is a
+# failure, never a skip.
+set -u
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+tests/run-unit.sh "$@" | tee "$log"
+unit_rc=${PIPESTATUS[0]}
+read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+
+: >"$log"
+start=$(date +%s)
+tools/lab/run --timeout "${LAB_TIMEOUT:-2400}" -- tests/lab/run-all 2>&1 | tee "$log"
+lab_rc=${PIPESTATUS[0]}
+echo "lab: finished in $(($(date +%s) - start)) s (exit $lab_rc)"
+read -r lp lf < <(sed -n 's/^lab: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+if [ -z "${lp:-}" ]; then
+	# The lab did not boot or died before its summary: count it as failed.
+	lp=0 lf=1
+	echo "lab: no summary (exit $lab_rc): the lab suite did not run to the end" >&2
+elif [ "$lab_rc" -ne 0 ] && [ "${lf:-0}" -eq 0 ]; then
+	lf=1
+fi
+up=${up:-0} uf=${uf:-1}
+echo "$((up + lp)) passed, $((uf + lf)) failed"
+[ "$unit_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$((uf + lf))" -eq 0 ]
