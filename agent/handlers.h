@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/handlers.h - the method handlers, by method name.  Each takes a
+ * dmr_call (agent/method.h) and returns a WMI return code.  The params and
+ * reply fields of each are documented in docs/protocol.md.
+ */
+#ifndef DMR_AGENT_HANDLERS_H
+#define DMR_AGENT_HANDLERS_H
+
+#include "agent/method.h"
+
+/* agent/ops_pool.c */
+int dmr_h_create_pool(struct dmr_call *c);        /* CreatePool, mutating */
+int dmr_h_get_pool_status(struct dmr_call *c);    /* GetPoolStatus */
+/* agent/ops_vm.c */
+int dmr_h_add_vm(struct dmr_call *c);             /* AddVirtualSystem, mutating */
+int dmr_h_get_vm(struct dmr_call *c);             /* GetVirtualSystem */
+int dmr_h_list_vms(struct dmr_call *c);           /* ListVirtualSystems */
+int dmr_h_remove_vm(struct dmr_call *c);          /* RemoveVirtualSystem, mutating */
+int dmr_h_set_retention(struct dmr_call *c);      /* SetRetentionPolicy, mutating */
+/* agent/ops_point.c */
+int dmr_h_create_point(struct dmr_call *c);       /* CreateReplicationPoint, mutating */
+int dmr_h_list_points(struct dmr_call *c);        /* ListReplicationPoints */
+int dmr_h_destroy_point(struct dmr_call *c);      /* DestroyReplicationPoint, mutating */
+/* agent/ops_failover.c */
+int dmr_h_initiate_failover(struct dmr_call *c);  /* InitiateFailover, mutating */
+int dmr_h_revert_failover(struct dmr_call *c);    /* RevertFailover, mutating */
+int dmr_h_commit_failover(struct dmr_call *c);    /* CommitFailover, mutating */
+int dmr_h_test_replica(struct dmr_call *c);       /* TestReplicaSystem, mutating */
+int dmr_h_stop_test(struct dmr_call *c);          /* StopTestReplicaSystem, mutating */
+/* agent/job.c */
+int dmr_h_get_job(struct dmr_call *c);            /* GetJob */
+int dmr_h_list_jobs(struct dmr_call *c);          /* ListJobs */
+
+#endif

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/method.h - the control API's method table.
+ *
+ * The server (agent/server.c) parses one JSON request per line, checks the
+ * caller's right to call the method (mutating methods: root or --group
+ * members only; others get 32769), and calls the handler with a dmr_call.
+ * The handler validates params (types: 32776; values: 32773), does the work
+ * or starts a job, adds its result fields to call->reply, and returns a WMI
+ * return code.  On a non-zero code it fills call->error with one line.
+ */
+#ifndef DMR_AGENT_METHOD_H
+#define DMR_AGENT_METHOD_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "agent/agent.h"
+
+struct dmr_call {
+	struct dmr_agent *agent;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	bool privileged;           /* root or member of --group */
+	struct json_object *params; /* a JSON object, never NULL */
+	struct json_object *reply;  /* add result fields here */
+	char error[512];            /* one line, set when returning non-zero */
+};
+
+typedef int (*dmr_method_fn)(struct dmr_call *call);
+
+struct dmr_method {
+	const char *name;
+	bool mutating;
+	dmr_method_fn fn;
+};
+
+/* NULL-terminated table of every method (agent/methods.c). */
+extern const struct dmr_method dmr_methods[];
+const struct dmr_method *dmr_method_find(const char *name);
+
+/* Set call->error (printf-style, one line) and return rc. */
+int dmr_call_fail(struct dmr_call *call, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Param accessors: 0 on success; -ENOENT if absent (and not required ->
+ * *ret untouched); on a wrong JSON type they fail the call with 32776.
+ * They return the WMI code to return from the handler, or 0 to go on:
+ *     if ((rc = dmr_param_string(call, "name", true, &name))) return rc;
+ */
+int dmr_param_string(struct dmr_call *call, const char *key, bool required,
+		     const char **ret);
+int dmr_param_u64(struct dmr_call *call, const char *key, bool required,
+		  uint64_t *ret);
+int dmr_param_bool(struct dmr_call *call, const char *key, bool required,
+		   bool *ret);
+int dmr_param_array(struct dmr_call *call, const char *key, bool required,
+		    struct json_object **ret);
+
+#endif
