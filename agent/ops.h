@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/ops.h - helpers shared by the method handlers (agent/ops_*.c).
+ */
+#ifndef DMR_AGENT_OPS_H
+#define DMR_AGENT_OPS_H
+
+#include "agent/method.h"
+#include "agent/registry.h"
+
+/* The pool, or fail the call: 32775 if none was created, 32777 if it
+ * exists but could not be activated. */
+int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
+
+/* Validate params.<key> as a VM name (32773 on a bad one). */
+int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
+
+/*
+ * Take the VM's busy lock and check it exists: 32774 if busy, 32779 if
+ * absent (the lock is then released).  On 0 the caller owns the lock.
+ */
+int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
+
+/* Delete thin ids in one pool transaction; logs and returns errno. */
+int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids);
+
+/* Apply the VM's retention policy (busy lock held): drop victims. */
+int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped);
+
+#endif

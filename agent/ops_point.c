@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* CreateReplicationPoint, ListReplicationPoints, DestroyReplicationPoint. */
+#include <inttypes.h>
+
+#include "agent/handlers.h"
+#include "agent/job.h"
+#include "agent/ops.h"
+#include "agent/rc.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "snapshots/thin.h"
+
+#define DMR_LABEL_MAX 256
+
+/* A point is refused up front when the pool is nearly full: a snapshot
+ * costs nothing at creation, but every later write to the live volume or
+ * the point's overlay then needs fresh blocks, and a pool that runs out
+ * errors I/O (error_if_no_space).  Thresholds: 1/32 of data or 1/16 of
+ * metadata left. */
+static int pool_has_room(struct dmr_call *c, struct dmr_pool *pool)
+{
+	struct dmr_thin_pool_status st;
+	int r = dmr_pool_status(pool, &st);
+
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool status: %s", strerror(-r));
+	if (st.fail || st.read_only || st.out_of_data_space)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "the pool is %s",
+				     st.fail ? "failed" : st.read_only ? "read-only" : "out of data space");
+	if ((st.total_data_blocks - st.used_data_blocks) * 32 < st.total_data_blocks ||
+	    (st.total_meta_blocks - st.used_meta_blocks) * 16 < st.total_meta_blocks)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE,
+				     "the pool is nearly full (data %" PRIu64 "/%" PRIu64
+				     ", metadata %" PRIu64 "/%" PRIu64 " blocks)",
+				     st.used_data_blocks, st.total_data_blocks, st.used_meta_blocks,
+				     st.total_meta_blocks);
+	return 0;
+}
+
+struct point_ctx {
+	struct dmr_registry *reg;
+	char *vm;
+	bool application;
+	char *label;
+};
+
+static void point_ctx_free(void *p)
+{
+	struct point_ctx *ctx = p;
+
+	free(ctx->vm);
+	free(ctx->label);
+	free(ctx);
+}
+
+static int point_job(struct dmr_job *job, void *userdata)
+{
+	struct point_ctx *ctx = userdata;
+	struct dmr_registry *reg = ctx->reg;
+	_cleanup_free_ uint32_t *origins = NULL, *ids = NULL;
+	_cleanup_free_ const char **names = NULL;
+	_cleanup_free_ char (*dmnames)[128] = NULL;
+	struct dmr_point *pt, *np;
+	struct dmr_vm *vm;
+	uint64_t old_tid, new_tid, point_id, suspended = 0, t0;
+	size_t n, dropped = 0;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, ctx->vm);
+	n = vm ? vm->n_disks : 0;
+	pthread_mutex_unlock(&reg->lock);
+	if (!vm)
+		return -ENOENT;
+	origins = calloc(n, sizeof(*origins));
+	ids = calloc(n, sizeof(*ids));
+	names = calloc(n, sizeof(*names));
+	dmnames = calloc(n, sizeof(*dmnames));
+	if (!origins || !ids || !names || !dmnames)
+		return -ENOMEM;
+
+	/* Record the point as pending, with the transaction id that will
+	 * prove it, before the pool is touched: a crash in between is then
+	 * resolved at start by comparing with the kernel's id. */
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	pthread_mutex_lock(&reg->lock);
+	r = dmr_reg_alloc_thin_ids(reg, n, ids);
+	np = r == 0 ? realloc(vm->points, (vm->n_points + 1) * sizeof(*vm->points)) : NULL;
+	if (r == 0 && !np)
+		r = -ENOMEM;
+	if (r == 0) {
+		vm->points = np;
+		pt = &vm->points[vm->n_points];
+		memset(pt, 0, sizeof(*pt));
+		pt->id = point_id = vm->next_point_id;
+		pt->created_usec = dmr_realtime_usec();
+		pt->application = ctx->application;
+		pt->label = strdup(ctx->label ? ctx->label : "");
+		pt->valid = true;
+		pt->pending_tid = new_tid;
+		pt->thin_ids = malloc(n * sizeof(uint32_t));
+		if (!pt->label || !pt->thin_ids) {
+			free(pt->label);
+			free(pt->thin_ids);
+			r = -ENOMEM;
+		} else {
+			memcpy(pt->thin_ids, ids, n * sizeof(uint32_t));
+			vm->n_points++;
+			vm->next_point_id++;
+			for (size_t i = 0; i < n; i++) {
+				origins[i] = vm->disks[i].thin_id;
+				(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dmnames[i]);
+				names[i] = dmnames[i];
+			}
+			r = dmr_reg_vm_save(reg, vm);
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		(void)dmr_reg_txn_end(reg, false, new_tid);
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the point: %s", strerror(-r));
+		return r;
+	}
+
+	t0 = dmr_now_usec();
+	r = dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid, &suspended);
+	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
+	dmr_job_add_step(job, "snapshot", dmr_now_usec() - t0);
+	dmr_job_add_step(job, "volumes-suspended", suspended);
+
+	pthread_mutex_lock(&reg->lock);
+	for (size_t i = 0; i < vm->n_points; i++) {
+		if (vm->points[i].id != point_id)
+			continue;
+		if (r == 0)
+			vm->points[i].pending_tid = 0;
+		else
+			dmr_vm_point_drop(vm, i);
+		break;
+	}
+	{
+		int q = dmr_reg_vm_save(reg, vm);
+
+		if (r == 0 && q < 0)
+			r = q;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the point: %s", strerror(-r));
+		return r;
+	}
+
+	t0 = dmr_now_usec();
+	r = dmr_ops_apply_retention(reg, vm, &dropped);
+	if (r < 0)
+		/* The point exists; retention runs again after the next one. */
+		log_warning("VM %s: retention failed: %s", vm->name, strerror(-r));
+	if (dropped)
+		dmr_job_add_step(job, "retention", dmr_now_usec() - t0);
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)point_id));
+	dmr_job_set_percent(job, 100);
+	log_info("VM %s: point %" PRIu64 " made, volumes suspended %" PRIu64 " us", vm->name, point_id,
+		 suspended);
+	return 0;
+}
+
+int dmr_h_create_point(struct dmr_call *c)
+{
+	const char *name, *consistency = "crash", *label = "";
+	struct point_ctx *ctx;
+	struct dmr_pool *pool;
+	uint64_t id;
+	int rc, r;
+
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) ||
+	    (rc = dmr_param_string(c, "consistency", false, &consistency)) ||
+	    (rc = dmr_param_string(c, "label", false, &label)))
+		return rc;
+	if (dmr_streq(consistency, "application"))
+		return dmr_call_fail(c, DMR_RC_NOT_SUPPORTED,
+				     "application-consistent points are not available in this version");
+	if (!dmr_streq(consistency, "crash"))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "consistency must be crash or application");
+	if (strlen(label) > DMR_LABEL_MAX)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "label longer than %d bytes", DMR_LABEL_MAX);
+	for (const unsigned char *p = (const unsigned char *)label; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "label has control characters");
+	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = pool_has_room(c, pool)) ||
+	    (rc = dmr_ops_vm_acquire(c, name)))
+		return rc;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx) {
+		ctx->reg = c->agent->reg;
+		ctx->vm = strdup(name);
+		ctx->label = strdup(label);
+	}
+	r = ctx && ctx->vm && ctx->label ? 0 : -ENOMEM;
+	if (r == 0)
+		r = dmr_job_start(c->agent, "CreateReplicationPoint", name, point_job, ctx,
+				  point_ctx_free, &id);
+	else if (ctx)
+		point_ctx_free(ctx);
+	if (r < 0) {
+		dmr_vm_busy_release(c->agent, name);
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot start the job: %s", strerror(-r));
+	}
+	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));
+	return DMR_RC_JOB_STARTED;
+}
+
+int dmr_h_list_points(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct json_object *a;
+	struct dmr_vm *vm;
+	const char *name;
+	int rc;
+
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)))
+		return rc;
+	a = json_object_new_array();
+	if (!a)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	for (size_t i = 0; vm && i < vm->n_points; i++) {
+		/* A point still being made is not offered. */
+		if (vm->points[i].pending_tid)
+			continue;
+		json_object_array_add(a, dmr_point_api_json(&vm->points[i], vm->n_disks));
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!vm) {
+		json_object_put(a);
+		return dmr_call_fail(c, DMR_RC_NOT_FOUND, "no VM named %s", name);
+	}
+	json_object_object_add(c->reply, "points", a);
+	return DMR_RC_OK;
+}
+
+int dmr_h_destroy_point(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	_cleanup_free_ uint32_t *ids = NULL;
+	struct dmr_pool *pool;
+	struct dmr_point *pt;
+	struct dmr_vm *vm;
+	const char *name;
+	uint64_t point;
+	size_t n = 0;
+	int rc, r = 0;
+
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_u64(c, "point", true, &point)) ||
+	    (rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_vm_acquire(c, name)))
+		return rc;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	pt = dmr_vm_point_find(vm, point);
+	if (!pt || pt->pending_tid)
+		r = -ENOENT;
+	else if (!(ids = malloc(vm->n_disks * sizeof(*ids))))
+		r = -ENOMEM;
+	else {
+		n = vm->n_disks;
+		memcpy(ids, pt->thin_ids, n * sizeof(*ids));
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r == -ENOENT) {
+		rc = dmr_call_fail(c, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64, name, point);
+		goto out;
+	}
+	if (r == 0)
+		r = dmr_ops_delete_thin_ids(reg, n, ids);
+	if (r == 0) {
+		pthread_mutex_lock(&reg->lock);
+		for (size_t i = 0; i < vm->n_points; i++)
+			if (vm->points[i].id == point) {
+				dmr_vm_point_drop(vm, i);
+				break;
+			}
+		r = dmr_reg_vm_save(reg, vm);
+		pthread_mutex_unlock(&reg->lock);
+	}
+	rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove point %" PRIu64 ": %s",
+				   point, strerror(-r)) : DMR_RC_OK;
+out:
+	dmr_vm_busy_release(c->agent, name);
+	return rc;
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* CreatePool, GetPoolStatus and the helpers every storage handler shares. */
+#include <inttypes.h>
+
+#include "agent/handlers.h"
+#include "agent/job.h"
+#include "agent/ops.h"
+#include "agent/rc.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/name.h"
+#include "snapshots/pool.h"
+#include "snapshots/thin.h"
+
+int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
+{
+	struct dmr_registry *reg = c->agent->reg;
+
+	if (!reg->have_pool)
+		return dmr_call_fail(c, DMR_RC_INVALID_STATE,
+				     "no pool: create one with 'dmrep pool create'");
+	if (!reg->pool)
+		return dmr_call_fail(c, DMR_RC_UNAVAILABLE,
+				     "the pool could not be activated; see the agent's log");
+	*ret_pool = reg->pool;
+	return 0;
+}
+
+int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name)
+{
+	const char *name;
+	int rc;
+
+	rc = dmr_param_string(c, key, true, &name);
+	if (rc)
+		return rc;
+	if (dmr_name_obj_valid(name, DMR_OBJ_NAME_MAX) < 0)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "invalid VM name: use 1-%d of [A-Za-z0-9+_.-], not starting with '-'",
+				     DMR_OBJ_NAME_MAX);
+	*ret_name = name;
+	return 0;
+}
+
+int dmr_ops_vm_acquire(struct dmr_call *c, const char *name)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	bool found;
+
+	if (dmr_vm_busy_acquire(c->agent, name) < 0)
+		return dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
+	pthread_mutex_lock(&reg->lock);
+	found = dmr_reg_vm_find(reg, name) != NULL;
+	pthread_mutex_unlock(&reg->lock);
+	if (!found) {
+		dmr_vm_busy_release(c->agent, name);
+		return dmr_call_fail(c, DMR_RC_NOT_FOUND, "no VM named %s", name);
+	}
+	return 0;
+}
+
+int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids)
+{
+	uint64_t old_tid, new_tid;
+	int r;
+
+	if (n == 0)
+		return 0;
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	r = dmr_thin_delete_batch(reg->pool, n, ids, old_tid, new_tid);
+	if (r < 0)
+		log_error("cannot delete thin volumes from the pool: %s", strerror(-r));
+	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
+	return r;
+}
+
+int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped)
+{
+	_cleanup_free_ size_t *idx = NULL;
+	_cleanup_free_ uint32_t *ids = NULL;
+	size_t n = 0, nids = 0;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	r = dmr_vm_retention_victims(vm, dmr_realtime_usec(), &idx, &n);
+	if (r == 0 && n > 0) {
+		ids = calloc(n * vm->n_disks, sizeof(*ids));
+		if (!ids)
+			r = -ENOMEM;
+		for (size_t k = 0; r == 0 && k < n; k++)
+			for (size_t i = 0; i < vm->n_disks; i++)
+				ids[nids++] = vm->points[idx[k]].thin_ids[i];
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0 || n == 0) {
+		if (ret_dropped)
+			*ret_dropped = 0;
+		return r;
+	}
+	r = dmr_ops_delete_thin_ids(reg, nids, ids);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&reg->lock);
+	/* idx is newest first, so dropping in that order keeps the lower
+	 * indexes valid. */
+	for (size_t k = 0; k < n; k++) {
+		log_info("VM %s: retention drops point %" PRIu64, vm->name, vm->points[idx[k]].id);
+		dmr_vm_point_drop(vm, idx[k]);
+	}
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (ret_dropped)
+		*ret_dropped = n;
+	return r;
+}
+
+static int size_param(struct dmr_call *c, const char *key, uint64_t *ret)
+{
+	int rc = dmr_param_u64(c, key, false, ret);
+
+	if (rc)
+		return rc;
+	if (*ret % 512)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "%s must be a multiple of 512", key);
+	return 0;
+}
+
+int dmr_h_create_pool(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct dmr_pool_spec spec = { .block_sectors = DMR_POOL_BLOCK_SECTORS };
+	_cleanup_free_ char *what = NULL;
+	struct dmr_pool *pool = NULL;
+	const char *data, *meta;
+	bool force = false;
+	int rc, r;
+
+	if ((rc = dmr_param_string(c, "data", true, &data)) ||
+	    (rc = dmr_param_string(c, "meta", true, &meta)) ||
+	    (rc = size_param(c, "data_size", &spec.data_size)) ||
+	    (rc = size_param(c, "meta_size", &spec.meta_size)) ||
+	    (rc = dmr_param_bool(c, "force", false, &force)))
+		return rc;
+	if (data[0] != '/' || meta[0] != '/')
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "data and meta must be absolute paths");
+	if (dmr_streq(data, meta))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "data and meta must differ");
+	if (reg->have_pool)
+		return dmr_call_fail(c, DMR_RC_INVALID_STATE, "a pool exists already (%s)",
+				     reg->pool_spec.data_path);
+	if (access(data, F_OK) < 0 && spec.data_size < (64u << 20))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "%s does not exist: give --data-size of at least 64M", data);
+	spec.data_path = (char *)data;
+	spec.meta_path = (char *)meta;
+	r = dmr_pool_create(&spec, force, &pool, &what);
+	if (r == -EEXIST && what)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "refusing to overwrite: found %s; use --force to override", what);
+	if (r == -EBUSY)
+		return dmr_call_fail(c, DMR_RC_IN_USE, "the data or metadata device is in use");
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot create the pool: %s",
+				     strerror(-r));
+
+	pthread_mutex_lock(&reg->lock);
+	reg->pool_spec.data_path = strdup(data);
+	reg->pool_spec.meta_path = strdup(meta);
+	reg->pool_spec.block_sectors = pool->spec.block_sectors;
+	reg->pool = pool;
+	reg->have_pool = true;
+	reg->tid = 0;
+	reg->next_thin_id = 1;
+	r = reg->pool_spec.data_path && reg->pool_spec.meta_path ? dmr_reg_pool_save(reg) : -ENOMEM;
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "pool made but its state not saved: %s",
+				     strerror(-r));
+	return DMR_RC_OK;
+}
+
+int dmr_h_get_pool_status(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct dmr_thin_pool_status st;
+	struct dmr_pool *pool;
+	struct json_object *o;
+	uint64_t bb;
+	const char *mode;
+	int rc, r;
+
+	if ((rc = dmr_ops_need_pool(c, &pool)))
+		return rc;
+	r = dmr_pool_status(pool, &st);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool status: %s",
+				     strerror(-r));
+	bb = dmr_pool_block_bytes(pool);
+	mode = st.fail ? "fail" : st.out_of_data_space ? "out_of_data_space" :
+	       st.read_only ? "ro" : "rw";
+	o = json_object_new_object();
+	if (!o)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	pthread_mutex_lock(&reg->lock);
+	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
+	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
+	json_object_object_add(o, "transaction_id", json_object_new_int64((int64_t)st.transaction_id));
+	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
+	pthread_mutex_unlock(&reg->lock);
+	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
+	json_object_object_add(o, "block_size_bytes", json_object_new_int64((int64_t)bb));
+	json_object_object_add(o, "data_used_blocks", json_object_new_int64((int64_t)st.used_data_blocks));
+	json_object_object_add(o, "data_total_blocks", json_object_new_int64((int64_t)st.total_data_blocks));
+	json_object_object_add(o, "data_used_bytes", json_object_new_int64((int64_t)(st.used_data_blocks * bb)));
+	json_object_object_add(o, "data_size_bytes", json_object_new_int64((int64_t)(st.total_data_blocks * bb)));
+	json_object_object_add(o, "meta_used_blocks", json_object_new_int64((int64_t)st.used_meta_blocks));
+	json_object_object_add(o, "meta_total_blocks", json_object_new_int64((int64_t)st.total_meta_blocks));
+	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "needs_check", json_object_new_boolean(st.needs_check));
+	json_object_object_add(o, "no_space_policy",
+			       json_object_new_string(st.no_space == DMR_NO_SPACE_ERROR ? "error" : "queue"));
+	json_object_object_add(c->reply, "pool", o);
+	return DMR_RC_OK;
+}

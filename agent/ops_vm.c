@@ -1,0 +1,535 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* AddVirtualSystem, GetVirtualSystem, ListVirtualSystems,
+ * RemoveVirtualSystem, SetRetentionPolicy. */
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "agent/handlers.h"
+#include "agent/job.h"
+#include "agent/ops.h"
+#include "agent/rc.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+#include "dm/name.h"
+#include "snapshots/copy.h"
+#include "snapshots/probe.h"
+#include "snapshots/thin.h"
+
+#define DMR_VM_DISKS_MAX 64
+
+/* Is path a dm device whose UUID is ours (a stable, point or pool device)?
+ * Importing one of those into the pool would copy dmrep into itself. */
+static bool path_is_dmrep_device(const char *path)
+{
+	_cleanup_free_ struct dmr_dm_entry *devs = NULL;
+	size_t n = 0;
+	struct stat st;
+
+	if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode))
+		return false;
+	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &n) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (devs[i].major == major(st.st_rdev) && devs[i].minor == minor(st.st_rdev))
+			return true;
+	return false;
+}
+
+struct add_ctx {
+	struct dmr_registry *reg;
+	char *vm;
+	uint64_t total_bytes; /* of all imports, for percent_complete */
+	uint64_t done_bytes;  /* of finished disks */
+	struct dmr_job *job;
+};
+
+static void add_ctx_free(void *p)
+{
+	struct add_ctx *ctx = p;
+
+	free(ctx->vm);
+	free(ctx);
+}
+
+static int import_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	struct add_ctx *ctx = userdata;
+
+	if (ctx->total_bytes)
+		dmr_job_set_percent(ctx->job, (unsigned)((ctx->done_bytes + done) * 99 / ctx->total_bytes));
+	return 0;
+}
+
+/* Undo a VM whose creation failed or was interrupted: devices, volumes,
+ * catalog entry.  The import source was only read, so nothing is lost. */
+static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volumes_made)
+{
+	_cleanup_free_ uint32_t *ids = calloc(vm->n_disks, sizeof(uint32_t));
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[128];
+		struct dmr_dm_info info;
+
+		if (ids)
+			ids[i] = vm->disks[i].thin_id;
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0)
+			continue;
+		if (dmr_dm_info(name, &info) == 0 && info.exists && dmr_dm_owned(name) == 0)
+			(void)dmr_dm_remove(name, 20);
+	}
+	if (volumes_made && ids)
+		(void)dmr_ops_delete_thin_ids(reg, vm->n_disks, ids);
+	pthread_mutex_lock(&reg->lock);
+	(void)dmr_reg_vm_delete(reg, vm->name);
+	pthread_mutex_unlock(&reg->lock);
+}
+
+static int add_job(struct dmr_job *job, void *userdata)
+{
+	struct add_ctx *ctx = userdata;
+	struct dmr_registry *reg = ctx->reg;
+	_cleanup_free_ uint32_t *ids = NULL;
+	struct dmr_vm *vm;
+	uint64_t old_tid, new_tid, t0;
+	bool volumes_made = false;
+	int r;
+
+	ctx->job = job;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, ctx->vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (!vm)
+		return -ENOENT;
+	ids = calloc(vm->n_disks, sizeof(*ids));
+	if (!ids) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < vm->n_disks; i++)
+		ids[i] = vm->disks[i].thin_id;
+
+	t0 = dmr_now_usec();
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	pthread_mutex_lock(&reg->lock);
+	vm->import_tid = new_tid;
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r == 0)
+		r = dmr_thin_create_batch(reg->pool, vm->n_disks, ids, old_tid, new_tid);
+	volumes_made = r == 0;
+	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
+		r = -EIO;
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot create thin volumes: %s",
+				  strerror(-r));
+		goto fail;
+	}
+	dmr_job_add_step(job, "create-volumes", dmr_now_usec() - t0);
+
+	t0 = dmr_now_usec();
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[128], uuid[129];
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0)
+			goto fail;
+		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], vm->disks[i].size_bytes / 512,
+				      false);
+		if (r < 0) {
+			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot activate %s: %s", name,
+					  strerror(-r));
+			goto fail;
+		}
+	}
+	dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const struct dmr_disk *d = &vm->disks[i];
+		struct dmr_copy_opts opts = { .queue_depth = 32, .block_size = 1u << 20,
+					      .skip_zero = true };
+		struct dmr_copy_stats stats;
+		char name[128], dev[160], step[128];
+
+		if (!d->source)
+			continue;
+		t0 = dmr_now_usec();
+		(void)dmr_vm_disk_dm_name(vm->name, d->name, name);
+		snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
+		r = dmr_copy_run(d->source, dev, d->size_bytes, &opts, import_progress, ctx, &stats);
+		if (r < 0) {
+			dmr_job_set_error(job, dmr_rc_from_errno(r), "import of %s from %s failed: %s",
+					  d->name, d->source, strerror(-r));
+			goto fail;
+		}
+		ctx->done_bytes += d->size_bytes;
+		snprintf(step, sizeof(step), "import-%s", d->name);
+		dmr_job_add_step(job, step, dmr_now_usec() - t0);
+		log_info("VM %s: imported %s: %" PRIu64 " bytes written, %" PRIu64 " zero bytes skipped",
+			 vm->name, d->name, stats.bytes_written, stats.bytes_skipped);
+	}
+
+	pthread_mutex_lock(&reg->lock);
+	vm->importing = false;
+	vm->import_tid = 0;
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot save VM state: %s", strerror(-r));
+		goto fail;
+	}
+	dmr_job_set_percent(job, 100);
+	dmr_job_set_result(job, "vm", json_object_new_string(vm->name));
+	return 0;
+
+fail:
+	add_rollback(reg, vm, volumes_made);
+	return r < 0 ? r : -EIO;
+}
+
+static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
+		      uint64_t *import_bytes)
+{
+	struct json_object *v;
+	const char *name, *path;
+	bool is_block;
+	uint64_t size = 0, want = 0;
+	int r;
+
+	if (!json_object_is_type(jd, json_type_object))
+		return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "each disk must be an object");
+	if (!json_object_object_get_ex(jd, "name", &v) || !json_object_is_type(v, json_type_string) ||
+	    !json_object_object_get_ex(jd, "path", &v) || !json_object_is_type(v, json_type_string))
+		return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "each disk needs string name and path");
+	json_object_object_get_ex(jd, "name", &v);
+	name = json_object_get_string(v);
+	json_object_object_get_ex(jd, "path", &v);
+	path = json_object_get_string(v);
+	if (json_object_object_get_ex(jd, "size_bytes", &v) && v) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) <= 0)
+			return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "size_bytes must be a positive integer");
+		want = (uint64_t)json_object_get_int64(v);
+	}
+	if (dmr_name_obj_valid(name, DMR_OBJ_NAME_MAX) < 0)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "invalid disk name: use 1-%d of [A-Za-z0-9+_.-], not starting with '-'",
+				     DMR_OBJ_NAME_MAX);
+	if (path[0] != '/' || strstr(path, "/../") || strlen(path) >= 4096)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk %s: path must be absolute", name);
+
+	r = dmr_probe_path_kind(path, &is_block, &size);
+	if (r == -ENOENT) {
+		if (!want)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "disk %s: %s does not exist; give NAME=PATH:SIZE for an empty disk",
+					     name, path);
+		if (want % 512)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "disk %s: size must be a multiple of 512", name);
+		d->size_bytes = want;
+	} else if (r < 0) {
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "disk %s: %s is not a block device or regular file", name, path);
+	} else {
+		struct stat st;
+
+		if (want && want != size)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "disk %s: %s exists with size %" PRIu64 ", not %" PRIu64,
+					     name, path, size, want);
+		if (size == 0 || size % 512)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "disk %s: %s has size %" PRIu64 ", not a non-zero multiple of 512",
+					     name, path, size);
+		if (path_is_dmrep_device(path))
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "disk %s: %s is a device dmrep itself owns", name, path);
+		if (dmr_probe_in_use(path) == -EBUSY)
+			return dmr_call_fail(c, DMR_RC_IN_USE, "disk %s: %s is in use", name, path);
+		d->size_bytes = size;
+		d->source = strdup(path);
+		if (!d->source)
+			return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+		/* A sparse file needs only its allocated blocks; a device
+		 * may be full. */
+		*import_bytes += is_block ? size :
+				 (stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : size);
+	}
+	d->name = strdup(name);
+	if (!d->name)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	return 0;
+}
+
+static void vm_freep(struct dmr_vm **vm)
+{
+	dmr_vm_free(*vm);
+}
+
+int dmr_h_add_vm(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	_cleanup_(vm_freep) struct dmr_vm *vm = NULL;
+	struct json_object *disks;
+	struct add_ctx *ctx;
+	const char *name, *backend = "thin", *qmp = NULL, *qga = NULL, *shim = NULL;
+	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id;
+	struct dmr_pool *pool;
+	size_t n;
+	int rc, r;
+
+	if ((rc = dmr_ops_vm_name(c, "name", &name)) ||
+	    (rc = dmr_param_array(c, "disks", true, &disks)) ||
+	    (rc = dmr_param_string(c, "backend", false, &backend)) ||
+	    (rc = dmr_param_string(c, "qmp", false, &qmp)) ||
+	    (rc = dmr_param_string(c, "qga", false, &qga)) ||
+	    (rc = dmr_param_string(c, "exec_shim", false, &shim)) ||
+	    (rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
+	    (rc = dmr_param_u64(c, "max_age", false, &age)))
+		return rc;
+	if (dmr_streq(backend, "classic"))
+		return dmr_call_fail(c, DMR_RC_NOT_SUPPORTED,
+				     "the classic backend is not available in this version");
+	if (!dmr_streq(backend, "thin"))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "backend must be thin or classic");
+	if ((qmp && qmp[0] != '/') || (qga && qga[0] != '/'))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "qmp and qga must be absolute socket paths");
+	n = json_object_array_length(disks);
+	if (n == 0 || n > DMR_VM_DISKS_MAX)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM needs 1 to %d disks",
+				     DMR_VM_DISKS_MAX);
+	if ((rc = dmr_ops_need_pool(c, &pool)))
+		return rc;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm || !(vm->disks = calloc(n, sizeof(*vm->disks))) ||
+	    !(vm->points = calloc(1, sizeof(*vm->points))) || !(vm->name = strdup(name)) ||
+	    !(vm->backend = strdup(backend)) || (qmp && !(vm->qmp = strdup(qmp))) ||
+	    (qga && !(vm->qga = strdup(qga))) || (shim && !(vm->exec_shim = strdup(shim))))
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	vm->n_disks = n;
+	vm->next_point_id = 1;
+	vm->keep_last = keep;
+	vm->max_age_sec = age;
+	vm->importing = true;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], &import_bytes)))
+			return rc;
+		for (size_t k = 0; k < i; k++)
+			if (dmr_streq(vm->disks[k].name, vm->disks[i].name))
+				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk name %s given twice",
+						     vm->disks[i].name);
+	}
+	/* Refuse before anything is written: the import would run the
+	 * pool out of space half-way (and the pool errors, not queues). */
+	r = dmr_pool_free_bytes(pool, &free_bytes);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool usage: %s", strerror(-r));
+	if (import_bytes > free_bytes)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE,
+				     "the pool has %" PRIu64 " bytes free, the import needs up to %" PRIu64,
+				     free_bytes, import_bytes);
+
+	if (dmr_vm_busy_acquire(c->agent, name) < 0)
+		return dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
+	pthread_mutex_lock(&reg->lock);
+	r = dmr_reg_vm_find(reg, name) ? -EEXIST : 0;
+	if (r == 0) {
+		_cleanup_free_ uint32_t *ids = calloc(n, sizeof(*ids));
+
+		r = ids ? dmr_reg_alloc_thin_ids(reg, n, ids) : -ENOMEM;
+		for (size_t i = 0; r == 0 && i < n; i++)
+			vm->disks[i].thin_id = ids[i];
+	}
+	if (r == 0)
+		r = dmr_reg_vm_save(reg, vm);
+	if (r == 0)
+		r = dmr_reg_vm_insert(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		dmr_vm_busy_release(c->agent, name);
+		if (r == -EEXIST)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM named %s exists", name);
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot record VM %s: %s", name, strerror(-r));
+	}
+	vm = NULL; /* the registry owns it now */
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx && !(ctx->vm = strdup(name))) {
+		free(ctx);
+		ctx = NULL;
+	}
+	r = ctx ? 0 : -ENOMEM;
+	if (ctx) {
+		ctx->reg = reg;
+		ctx->total_bytes = import_bytes;
+		r = dmr_job_start(c->agent, "AddVirtualSystem", name, add_job, ctx, add_ctx_free, &id);
+	}
+	if (r < 0) {
+		pthread_mutex_lock(&reg->lock);
+		(void)dmr_reg_vm_delete(reg, name);
+		pthread_mutex_unlock(&reg->lock);
+		dmr_vm_busy_release(c->agent, name);
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot start the job: %s", strerror(-r));
+	}
+	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));
+	json_object_object_add(c->reply, "vm", json_object_new_string(name));
+	return DMR_RC_JOB_STARTED;
+}
+
+int dmr_h_get_vm(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct json_object *o = NULL;
+	const char *name;
+	struct dmr_vm *vm;
+	int rc;
+
+	if ((rc = dmr_ops_vm_name(c, "name", &name)))
+		return rc;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (vm)
+		o = dmr_vm_api_json(vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (!vm)
+		return dmr_call_fail(c, DMR_RC_NOT_FOUND, "no VM named %s", name);
+	if (!o)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	json_object_object_add(c->reply, "vm", o);
+	return DMR_RC_OK;
+}
+
+int dmr_h_list_vms(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct json_object *a = json_object_new_array();
+
+	if (!a)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	pthread_mutex_lock(&reg->lock);
+	for (size_t i = 0; i < reg->n_vms; i++) {
+		struct json_object *o = dmr_vm_api_json(reg->vms[i]);
+
+		if (o)
+			json_object_array_add(a, o);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	json_object_object_add(c->reply, "vms", a);
+	return DMR_RC_OK;
+}
+
+int dmr_h_remove_vm(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	_cleanup_free_ uint32_t *ids = NULL;
+	struct dmr_pool *pool;
+	struct dmr_vm *vm;
+	const char *name;
+	size_t nids = 0;
+	int rc, r = 0;
+
+	if ((rc = dmr_ops_vm_name(c, "name", &name)) || (rc = dmr_ops_need_pool(c, &pool)) ||
+	    (rc = dmr_ops_vm_acquire(c, name)))
+		return rc;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (vm->state != DMR_VM_REPLICATING || vm->test_failover)
+		r = -DMR_E_STATE;
+	if (r == 0) {
+		ids = calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids));
+		if (!ids)
+			r = -ENOMEM;
+		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+			ids[nids++] = vm->disks[i].thin_id;
+			for (size_t p = 0; p < vm->n_points; p++)
+				ids[nids++] = vm->points[p].thin_ids[i];
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r == -DMR_E_STATE) {
+		rc = dmr_call_fail(c, DMR_RC_INVALID_STATE,
+				   "VM %s is %s%s: revert, commit or stop the test first", name,
+				   dmr_vm_state_name(vm->state), vm->test_failover ? " (test failover)" : "");
+		goto out;
+	}
+	if (r < 0) {
+		rc = dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+		goto out;
+	}
+	/* Devices first: one that is open (the VM still runs) stops the
+	 * removal before any volume is deleted. */
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char dm[128];
+		struct dmr_dm_info info;
+
+		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dm);
+		if (dmr_dm_info(dm, &info) < 0 || !info.exists)
+			continue;
+		if (info.open_count > 0) {
+			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is open (is the VM running?)", dm);
+			goto out;
+		}
+		if (dmr_dm_owned(dm) < 0) {
+			rc = dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "%s is not a dmrep device", dm);
+			goto out;
+		}
+		r = dmr_dm_remove(dm, 5);
+		if (r < 0) {
+			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove %s: %s", dm, strerror(-r));
+			goto out;
+		}
+	}
+	r = dmr_ops_delete_thin_ids(reg, nids, ids);
+	if (r < 0) {
+		rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the VM's volumes: %s",
+				   strerror(-r));
+		goto out;
+	}
+	pthread_mutex_lock(&reg->lock);
+	r = dmr_reg_vm_delete(reg, name);
+	pthread_mutex_unlock(&reg->lock);
+	rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the state file: %s",
+				   strerror(-r)) : DMR_RC_OK;
+out:
+	dmr_vm_busy_release(c->agent, name);
+	return rc;
+}
+
+int dmr_h_set_retention(struct dmr_call *c)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	uint64_t keep = 0, age = 0;
+	bool has_keep, has_age;
+	struct dmr_pool *pool;
+	struct dmr_vm *vm;
+	const char *name;
+	size_t dropped = 0;
+	int rc, r;
+
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)))
+		return rc;
+	has_keep = json_object_object_get_ex(c->params, "keep_last", NULL);
+	has_age = json_object_object_get_ex(c->params, "max_age", NULL);
+	if ((rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
+	    (rc = dmr_param_u64(c, "max_age", false, &age)))
+		return rc;
+	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_vm_acquire(c, name)))
+		return rc;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (has_keep)
+		vm->keep_last = keep;
+	if (has_age)
+		vm->max_age_sec = age;
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r == 0)
+		r = dmr_ops_apply_retention(reg, vm, &dropped);
+	dmr_vm_busy_release(c->agent, name);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot apply retention: %s", strerror(-r));
+	json_object_object_add(c->reply, "dropped", json_object_new_int64((int64_t)dropped));
+	return DMR_RC_OK;
+}

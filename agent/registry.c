@@ -1,0 +1,868 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent/registry.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+#include "dm/name.h"
+#include "snapshots/thin.h"
+
+#define STATE_FILE_MAX (16u << 20)
+
+/* ---- names ------------------------------------------------------------ */
+
+int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[128])
+{
+	int n = snprintf(buf, 128, "dmrep-%s-%s", vm, disk);
+
+	return n < 0 || n >= 128 ? -ENAMETOOLONG : 0;
+}
+
+int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129])
+{
+	/* ':' cannot occur in VM or disk names, so the udev rule can split
+	 * the UUID back into the /dev/dmrep/VM/DISK link. */
+	int n = snprintf(buf, 129, DMR_UUID_PREFIX "disk-%s:%s", vm, disk);
+
+	return n < 0 || n >= 129 ? -ENAMETOOLONG : 0;
+}
+
+const char *dmr_vm_state_name(enum dmr_vm_state s)
+{
+	switch (s) {
+	case DMR_VM_REPLICATING: return "replicating";
+	case DMR_VM_FAILOVER_IN_PROGRESS: return "failover-in-progress";
+	case DMR_VM_RECOVERED: return "recovered";
+	case DMR_VM_COMMITTED: return "committed";
+	}
+	return "unknown";
+}
+
+static int vm_state_parse(const char *s, enum dmr_vm_state *ret)
+{
+	for (int i = DMR_VM_REPLICATING; i <= DMR_VM_COMMITTED; i++)
+		if (dmr_streq(s, dmr_vm_state_name((enum dmr_vm_state)i))) {
+			*ret = (enum dmr_vm_state)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* ---- memory ----------------------------------------------------------- */
+
+static void point_done(struct dmr_point *p)
+{
+	free(p->label);
+	free(p->thin_ids);
+}
+
+void dmr_vm_free(struct dmr_vm *vm)
+{
+	if (!vm)
+		return;
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		free(vm->disks[i].name);
+		free(vm->disks[i].source);
+	}
+	for (size_t i = 0; i < vm->n_points; i++)
+		point_done(&vm->points[i]);
+	free(vm->disks);
+	free(vm->points);
+	free(vm->name);
+	free(vm->backend);
+	free(vm->qmp);
+	free(vm->qga);
+	free(vm->exec_shim);
+	free(vm);
+}
+
+static void vm_freep(struct dmr_vm **vm)
+{
+	dmr_vm_free(*vm);
+}
+
+struct dmr_vm *dmr_reg_vm_find(struct dmr_registry *reg, const char *name)
+{
+	for (size_t i = 0; i < reg->n_vms; i++)
+		if (dmr_streq(reg->vms[i]->name, name))
+			return reg->vms[i];
+	return NULL;
+}
+
+int dmr_reg_vm_insert(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	struct dmr_vm **n;
+
+	if (dmr_reg_vm_find(reg, vm->name))
+		return -EEXIST;
+	n = realloc(reg->vms, (reg->n_vms + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	reg->vms = n;
+	reg->vms[reg->n_vms++] = vm;
+	return 0;
+}
+
+static int vm_path(const struct dmr_registry *reg, const char *name, char **ret)
+{
+	return asprintf(ret, "%s/vms/%s.json", reg->state_dir, name) < 0 ? -ENOMEM : 0;
+}
+
+int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name)
+{
+	_cleanup_free_ char *path = NULL;
+
+	for (size_t i = 0; i < reg->n_vms; i++) {
+		if (!dmr_streq(reg->vms[i]->name, name))
+			continue;
+		if (vm_path(reg, name, &path) < 0)
+			return -ENOMEM;
+		if (unlink(path) < 0 && errno != ENOENT)
+			return dmr_negerrno();
+		dmr_vm_free(reg->vms[i]);
+		memmove(&reg->vms[i], &reg->vms[i + 1], (reg->n_vms - i - 1) * sizeof(*reg->vms));
+		reg->n_vms--;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id)
+{
+	for (size_t i = 0; i < vm->n_points; i++)
+		if (vm->points[i].id == id)
+			return &vm->points[i];
+	return NULL;
+}
+
+void dmr_vm_point_drop(struct dmr_vm *vm, size_t i)
+{
+	point_done(&vm->points[i]);
+	memmove(&vm->points[i], &vm->points[i + 1], (vm->n_points - i - 1) * sizeof(*vm->points));
+	vm->n_points--;
+}
+
+/* ---- JSON: API shapes ------------------------------------------------- */
+
+static struct json_object *str_or_null(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks)
+{
+	struct json_object *o = json_object_new_object(), *ids;
+	char ts[32] = "";
+
+	if (!o)
+		return NULL;
+	(void)dmr_format_rfc3339(p->created_usec, ts);
+	json_object_object_add(o, "id", json_object_new_int64((int64_t)p->id));
+	json_object_object_add(o, "created", json_object_new_string(ts));
+	json_object_object_add(o, "consistency",
+			       json_object_new_string(p->application ? "application" : "crash"));
+	json_object_object_add(o, "label", json_object_new_string(p->label ? p->label : ""));
+	json_object_object_add(o, "valid", json_object_new_boolean(p->valid && !p->pending_tid));
+	/* The per-disk thin ids let an operator (or a test) activate a
+	 * point's snapshot read-only with dmsetup to inspect it. */
+	ids = json_object_new_array();
+	for (size_t i = 0; ids && i < n_disks; i++)
+		json_object_array_add(ids, json_object_new_int64(p->thin_ids[i]));
+	json_object_object_add(o, "thin_ids", ids);
+	return o;
+}
+
+struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *disks = json_object_new_array();
+
+	if (!o || !disks) {
+		json_object_put(o);
+		json_object_put(disks);
+		return NULL;
+	}
+	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "state", json_object_new_string(dmr_vm_state_name(vm->state)));
+	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
+	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		struct json_object *d = json_object_new_object();
+		char dev[256];
+
+		snprintf(dev, sizeof(dev), "/dev/dmrep/%s/%s", vm->name, vm->disks[i].name);
+		json_object_object_add(d, "name", json_object_new_string(vm->disks[i].name));
+		json_object_object_add(d, "device", json_object_new_string(dev));
+		json_object_object_add(d, "size_bytes",
+				       json_object_new_int64((int64_t)vm->disks[i].size_bytes));
+		json_object_object_add(d, "target", json_object_new_string("live"));
+		json_object_object_add(d, "thin_id", json_object_new_int64(vm->disks[i].thin_id));
+		json_object_array_add(disks, d);
+	}
+	json_object_object_add(o, "disks", disks);
+	json_object_object_add(o, "failover_point", NULL);
+	json_object_object_add(o, "points", json_object_new_int64((int64_t)vm->n_points));
+	json_object_object_add(o, "importing", json_object_new_boolean(vm->importing));
+	json_object_object_add(o, "qmp", str_or_null(vm->qmp));
+	json_object_object_add(o, "qga", str_or_null(vm->qga));
+	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
+	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
+	json_object_object_add(o, "max_age", json_object_new_int64((int64_t)vm->max_age_sec));
+	return o;
+}
+
+/* ---- JSON: state files ------------------------------------------------ */
+
+struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *disks = json_object_new_array();
+	struct json_object *points = json_object_new_array();
+
+	if (!o || !disks || !points) {
+		json_object_put(o);
+		json_object_put(disks);
+		json_object_put(points);
+		return NULL;
+	}
+	json_object_object_add(o, "schema", json_object_new_int(DMR_STATE_SCHEMA));
+	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
+	json_object_object_add(o, "state", json_object_new_string(dmr_vm_state_name(vm->state)));
+	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
+	json_object_object_add(o, "qmp", str_or_null(vm->qmp));
+	json_object_object_add(o, "qga", str_or_null(vm->qga));
+	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
+	json_object_object_add(o, "next_point_id", json_object_new_int64((int64_t)vm->next_point_id));
+	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
+	json_object_object_add(o, "max_age_sec", json_object_new_int64((int64_t)vm->max_age_sec));
+	json_object_object_add(o, "import_tid", json_object_new_int64((int64_t)vm->import_tid));
+	json_object_object_add(o, "importing", json_object_new_boolean(vm->importing));
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const struct dmr_disk *d = &vm->disks[i];
+		struct json_object *jd = json_object_new_object();
+
+		json_object_object_add(jd, "name", json_object_new_string(d->name));
+		json_object_object_add(jd, "size_bytes", json_object_new_int64((int64_t)d->size_bytes));
+		json_object_object_add(jd, "thin_id", json_object_new_int64(d->thin_id));
+		json_object_object_add(jd, "source", str_or_null(d->source));
+		json_object_array_add(disks, jd);
+	}
+	json_object_object_add(o, "disks", disks);
+	for (size_t i = 0; i < vm->n_points; i++) {
+		const struct dmr_point *p = &vm->points[i];
+		struct json_object *jp = json_object_new_object();
+		struct json_object *ids = json_object_new_array();
+
+		json_object_object_add(jp, "id", json_object_new_int64((int64_t)p->id));
+		json_object_object_add(jp, "created_usec", json_object_new_int64((int64_t)p->created_usec));
+		json_object_object_add(jp, "consistency",
+				       json_object_new_string(p->application ? "application" : "crash"));
+		json_object_object_add(jp, "label", json_object_new_string(p->label ? p->label : ""));
+		json_object_object_add(jp, "valid", json_object_new_boolean(p->valid));
+		json_object_object_add(jp, "pending_tid", json_object_new_int64((int64_t)p->pending_tid));
+		for (size_t k = 0; k < vm->n_disks; k++)
+			json_object_array_add(ids, json_object_new_int64(p->thin_ids[k]));
+		json_object_object_add(jp, "thin_ids", ids);
+		json_object_array_add(points, jp);
+	}
+	json_object_object_add(o, "points", points);
+	return o;
+}
+
+static int get_str(struct json_object *o, const char *key, bool nullable, char **ret)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return -EBADMSG;
+	if (!v && nullable) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return -EBADMSG;
+	*ret = strdup(json_object_get_string(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int get_u64(struct json_object *o, const char *key, uint64_t *ret)
+{
+	struct json_object *v;
+	int64_t x;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return -EBADMSG;
+	errno = 0;
+	x = json_object_get_int64(v);
+	if (x < 0 || errno)
+		return -EBADMSG;
+	*ret = (uint64_t)x;
+	return 0;
+}
+
+static int get_bool(struct json_object *o, const char *key, bool *ret)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+		return -EBADMSG;
+	*ret = json_object_get_boolean(v);
+	return 0;
+}
+
+static int get_thin_id(struct json_object *v, uint32_t *ret)
+{
+	int64_t x;
+
+	if (!json_object_is_type(v, json_type_int))
+		return -EBADMSG;
+	x = json_object_get_int64(v);
+	if (x < 0 || x > DMR_THIN_DEV_ID_MAX)
+		return -EBADMSG;
+	*ret = (uint32_t)x;
+	return 0;
+}
+
+int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
+{
+	_cleanup_(vm_freep) struct dmr_vm *vm = calloc(1, sizeof(*vm));
+	_cleanup_free_ char *state = NULL;
+	struct json_object *disks, *points;
+	uint64_t schema;
+	int r;
+
+	if (!vm)
+		return -ENOMEM;
+	if (!json_object_is_type(o, json_type_object))
+		return -EBADMSG;
+	if (get_u64(o, "schema", &schema) < 0 || schema != DMR_STATE_SCHEMA)
+		return -EPROTONOSUPPORT;
+	if ((r = get_str(o, "name", false, &vm->name)) < 0 ||
+	    (r = get_str(o, "backend", false, &vm->backend)) < 0 ||
+	    (r = get_str(o, "state", false, &state)) < 0 ||
+	    (r = get_bool(o, "test_failover", &vm->test_failover)) < 0 ||
+	    (r = get_str(o, "qmp", true, &vm->qmp)) < 0 ||
+	    (r = get_str(o, "qga", true, &vm->qga)) < 0 ||
+	    (r = get_str(o, "exec_shim", true, &vm->exec_shim)) < 0 ||
+	    (r = get_u64(o, "next_point_id", &vm->next_point_id)) < 0 ||
+	    (r = get_u64(o, "keep_last", &vm->keep_last)) < 0 ||
+	    (r = get_u64(o, "max_age_sec", &vm->max_age_sec)) < 0 ||
+	    (r = get_u64(o, "import_tid", &vm->import_tid)) < 0 ||
+	    (r = get_bool(o, "importing", &vm->importing)) < 0)
+		return r;
+	if (vm_state_parse(state, &vm->state) < 0 ||
+	    dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
+		return -EBADMSG;
+	if (!json_object_object_get_ex(o, "disks", &disks) ||
+	    !json_object_is_type(disks, json_type_array) ||
+	    !json_object_object_get_ex(o, "points", &points) ||
+	    !json_object_is_type(points, json_type_array))
+		return -EBADMSG;
+
+	vm->n_disks = json_object_array_length(disks);
+	if (vm->n_disks == 0)
+		return -EBADMSG;
+	vm->disks = calloc(vm->n_disks, sizeof(*vm->disks));
+	if (!vm->disks)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		struct json_object *jd = json_object_array_get_idx(disks, i), *v;
+		struct dmr_disk *d = &vm->disks[i];
+
+		if (!json_object_is_type(jd, json_type_object))
+			return -EBADMSG;
+		if ((r = get_str(jd, "name", false, &d->name)) < 0 ||
+		    (r = get_u64(jd, "size_bytes", &d->size_bytes)) < 0 ||
+		    (r = get_str(jd, "source", true, &d->source)) < 0)
+			return r;
+		if (!json_object_object_get_ex(jd, "thin_id", &v) || get_thin_id(v, &d->thin_id) < 0)
+			return -EBADMSG;
+		if (dmr_name_obj_valid(d->name, DMR_OBJ_NAME_MAX) < 0 || d->size_bytes % 512)
+			return -EBADMSG;
+	}
+
+	vm->n_points = json_object_array_length(points);
+	vm->points = calloc(vm->n_points ? vm->n_points : 1, sizeof(*vm->points));
+	if (!vm->points)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_points; i++) {
+		struct json_object *jp = json_object_array_get_idx(points, i), *ids;
+		struct dmr_point *p = &vm->points[i];
+		_cleanup_free_ char *cons = NULL;
+
+		if (!json_object_is_type(jp, json_type_object))
+			return -EBADMSG;
+		if ((r = get_u64(jp, "id", &p->id)) < 0 ||
+		    (r = get_u64(jp, "created_usec", &p->created_usec)) < 0 ||
+		    (r = get_str(jp, "consistency", false, &cons)) < 0 ||
+		    (r = get_str(jp, "label", false, &p->label)) < 0 ||
+		    (r = get_bool(jp, "valid", &p->valid)) < 0 ||
+		    (r = get_u64(jp, "pending_tid", &p->pending_tid)) < 0)
+			return r;
+		if (!dmr_streq(cons, "crash") && !dmr_streq(cons, "application"))
+			return -EBADMSG;
+		p->application = dmr_streq(cons, "application");
+		if (!json_object_object_get_ex(jp, "thin_ids", &ids) ||
+		    !json_object_is_type(ids, json_type_array) ||
+		    json_object_array_length(ids) != vm->n_disks)
+			return -EBADMSG;
+		p->thin_ids = calloc(vm->n_disks, sizeof(uint32_t));
+		if (!p->thin_ids)
+			return -ENOMEM;
+		for (size_t k = 0; k < vm->n_disks; k++)
+			if (get_thin_id(json_object_array_get_idx(ids, k), &p->thin_ids[k]) < 0)
+				return -EBADMSG;
+		if (p->id >= vm->next_point_id || (i > 0 && p->id <= vm->points[i - 1].id))
+			return -EBADMSG;
+	}
+	*ret_vm = DMR_TAKE_PTR(vm);
+	return 0;
+}
+
+static int save_json(const char *path, struct json_object *o)
+{
+	const char *s;
+	int r;
+
+	if (!o)
+		return -ENOMEM;
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	r = s ? dmr_write_file_atomic(path, s, strlen(s), 0600) : -ENOMEM;
+	json_object_put(o);
+	return r;
+}
+
+int dmr_reg_vm_save(struct dmr_registry *reg, const struct dmr_vm *vm)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (vm_path(reg, vm->name, &path) < 0)
+		return -ENOMEM;
+	return save_json(path, dmr_vm_state_json(vm));
+}
+
+int dmr_reg_pool_save(struct dmr_registry *reg)
+{
+	_cleanup_free_ char *path = NULL;
+	struct json_object *o;
+
+	if (asprintf(&path, "%s/pool.json", reg->state_dir) < 0)
+		return -ENOMEM;
+	if (!reg->have_pool) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return dmr_negerrno();
+		return 0;
+	}
+	o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "schema", json_object_new_int(DMR_STATE_SCHEMA));
+	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
+	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
+	json_object_object_add(o, "block_sectors", json_object_new_int64(reg->pool_spec.block_sectors));
+	json_object_object_add(o, "transaction_id", json_object_new_int64((int64_t)reg->tid));
+	json_object_object_add(o, "next_thin_id", json_object_new_int64(reg->next_thin_id));
+	return save_json(path, o);
+}
+
+static int pool_load(struct dmr_registry *reg)
+{
+	_cleanup_free_ char *path = NULL, *buf = NULL;
+	struct json_object *o;
+	uint64_t schema, bs, next;
+	int r;
+
+	if (asprintf(&path, "%s/pool.json", reg->state_dir) < 0)
+		return -ENOMEM;
+	r = dmr_read_file(path, STATE_FILE_MAX, &buf, NULL);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	o = json_tokener_parse(buf);
+	if (!o)
+		return -EBADMSG;
+	r = -EBADMSG;
+	if (get_u64(o, "schema", &schema) < 0 || schema != DMR_STATE_SCHEMA)
+		goto out;
+	if (get_str(o, "data_path", false, &reg->pool_spec.data_path) < 0 ||
+	    get_str(o, "meta_path", false, &reg->pool_spec.meta_path) < 0 ||
+	    get_u64(o, "block_sectors", &bs) < 0 || get_u64(o, "transaction_id", &reg->tid) < 0 ||
+	    get_u64(o, "next_thin_id", &next) < 0 || bs == 0 || bs > UINT32_MAX ||
+	    next > DMR_THIN_DEV_ID_MAX)
+		goto out;
+	reg->pool_spec.block_sectors = (uint32_t)bs;
+	reg->next_thin_id = (uint32_t)next;
+	reg->have_pool = true;
+	r = 0;
+out:
+	json_object_put(o);
+	return r;
+}
+
+/* ---- thin ids and transactions ---------------------------------------- */
+
+static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
+{
+	for (size_t v = 0; v < reg->n_vms; v++) {
+		const struct dmr_vm *vm = reg->vms[v];
+
+		for (size_t i = 0; i < vm->n_disks; i++)
+			if (vm->disks[i].thin_id == id)
+				return true;
+		for (size_t p = 0; p < vm->n_points; p++)
+			for (size_t i = 0; i < vm->n_disks; i++)
+				if (vm->points[p].thin_ids[i] == id)
+					return true;
+	}
+	return false;
+}
+
+static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids)
+{
+	/* A monotonic counter that wraps at 2^24 and skips ids in use: ids
+	 * are not reused right after a delete, so a stale reference (a crash
+	 * between a delete and the catalog write) never names a new volume.
+	 * Id 0 is never handed out, so 0 can mean "none" in the catalog. */
+	uint32_t id = reg->next_thin_id ? reg->next_thin_id : 1;
+
+	for (size_t k = 0; k < n; k++) {
+		uint32_t tries = 0;
+
+		while (thin_id_used(reg, id) || id_in(ids, k, id)) {
+			id = id >= DMR_THIN_DEV_ID_MAX ? 1 : id + 1;
+			if (++tries >= DMR_THIN_DEV_ID_MAX)
+				return -ENOSPC;
+		}
+		ids[k] = id;
+		id = id >= DMR_THIN_DEV_ID_MAX ? 1 : id + 1;
+	}
+	reg->next_thin_id = id;
+	return 0;
+}
+
+void dmr_reg_txn_begin(struct dmr_registry *reg, uint64_t *ret_old, uint64_t *ret_new)
+{
+	pthread_mutex_lock(&reg->txn_lock);
+	pthread_mutex_lock(&reg->lock);
+	*ret_old = reg->tid;
+	*ret_new = reg->tid + 1;
+	pthread_mutex_unlock(&reg->lock);
+}
+
+int dmr_reg_txn_end(struct dmr_registry *reg, bool done, uint64_t new_tid)
+{
+	int r = 0;
+
+	if (done) {
+		pthread_mutex_lock(&reg->lock);
+		reg->tid = new_tid;
+		r = dmr_reg_pool_save(reg);
+		pthread_mutex_unlock(&reg->lock);
+	}
+	pthread_mutex_unlock(&reg->txn_lock);
+	return r;
+}
+
+/* ---- retention -------------------------------------------------------- */
+
+int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
+			     size_t **ret_idx, size_t *ret_n)
+{
+	_cleanup_free_ size_t *idx = NULL;
+	size_t n = 0, latest = SIZE_MAX, valid_seen = 0;
+
+	if (vm->n_points)
+		idx = calloc(vm->n_points, sizeof(*idx));
+	if (vm->n_points && !idx)
+		return -ENOMEM;
+	for (size_t i = vm->n_points; i-- > 0;)
+		if (vm->points[i].valid && !vm->points[i].pending_tid) {
+			latest = i;
+			break;
+		}
+	/* Walk newest to oldest: a valid point beyond keep_last, or older
+	 * than max_age, goes; the latest valid point always stays, because
+	 * failover without --point must find one. */
+	for (size_t i = vm->n_points; i-- > 0;) {
+		const struct dmr_point *p = &vm->points[i];
+		bool drop = false;
+
+		if (p->pending_tid)
+			continue;
+		if (p->valid)
+			valid_seen++;
+		if (vm->keep_last && valid_seen > vm->keep_last)
+			drop = true;
+		if (vm->max_age_sec && now_usec > p->created_usec &&
+		    now_usec - p->created_usec > vm->max_age_sec * 1000000ull)
+			drop = true;
+		if (i == latest)
+			drop = false;
+		if (drop)
+			idx[n++] = i;
+	}
+	*ret_idx = DMR_TAKE_PTR(idx);
+	*ret_n = n;
+	return 0;
+}
+
+/* ---- open, reconcile with the kernel, close --------------------------- */
+
+static int vms_load(struct dmr_registry *reg)
+{
+	_cleanup_free_ char *dir = NULL;
+	DIR *d;
+	struct dirent *de;
+
+	if (asprintf(&dir, "%s/vms", reg->state_dir) < 0)
+		return -ENOMEM;
+	d = opendir(dir);
+	if (!d)
+		return dmr_negerrno();
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *buf = NULL;
+		struct dmr_vm *vm = NULL;
+		struct json_object *o;
+		size_t len = strlen(de->d_name);
+		int r;
+
+		/* Temp files of an interrupted atomic write are not state. */
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0 ||
+		    strstr(de->d_name, ".tmp."))
+			continue;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		r = dmr_read_file(path, STATE_FILE_MAX, &buf, NULL);
+		o = r == 0 ? json_tokener_parse(buf) : NULL;
+		r = o ? dmr_vm_from_state_json(o, &vm) : (r < 0 ? r : -EBADMSG);
+		json_object_put(o);
+		if (r == 0 && (strncmp(de->d_name, vm->name, len - 5) != 0 ||
+			       strlen(vm->name) != len - 5))
+			r = -EBADMSG;
+		if (r == 0)
+			r = dmr_reg_vm_insert(reg, vm);
+		if (r < 0) {
+			dmr_vm_free(vm);
+			/* Never delete or rewrite what we cannot read: an
+			 * operator may repair it by hand. */
+			log_error("state file %s is unreadable (%s); VM left out, file left alone",
+				  path, strerror(-r));
+			continue;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static void vm_remove_devices(const struct dmr_vm *vm)
+{
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[128];
+		struct dmr_dm_info info;
+
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0)
+			continue;
+		if (dmr_dm_info(name, &info) < 0 || !info.exists)
+			continue;
+		if (dmr_dm_owned(name) == 0)
+			(void)dmr_dm_remove(name, 10);
+	}
+}
+
+/* Finish or undo what a crash interrupted, reading the kernel as the
+ * truth: a point whose transaction the pool reports happened is kept, one
+ * whose transaction did not is dropped with whatever snapshots it made. */
+static void reconcile(struct dmr_registry *reg)
+{
+	struct dmr_thin_pool_status st;
+	_cleanup_free_ struct dmr_dm_entry *devs = NULL;
+	size_t ndevs = 0;
+	uint64_t k;
+	int r;
+
+	r = dmr_pool_status(reg->pool, &st);
+	if (r < 0) {
+		log_error("pool status unreadable (%s): not reconciling", strerror(-r));
+		return;
+	}
+	k = st.transaction_id;
+	if (k != reg->tid)
+		log_notice("pool transaction id %" PRIu64 ", catalog %" PRIu64 ": reconciling",
+			   k, reg->tid);
+
+	/* A crash inside a snapshot group leaves volumes suspended. */
+	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &ndevs) == 0) {
+		for (size_t i = 0; i < ndevs; i++) {
+			struct dmr_dm_info info;
+
+			if (dmr_dm_info(devs[i].name, &info) == 0 && info.exists && info.suspended) {
+				log_notice("resuming %s, left suspended", devs[i].name);
+				if (dmr_dm_resume(devs[i].name) < 0)
+					(void)dmr_dm_resume(devs[i].name);
+			}
+		}
+	}
+
+	for (size_t v = 0; v < reg->n_vms;) {
+		struct dmr_vm *vm = reg->vms[v];
+		bool changed = false;
+
+		if (vm->importing) {
+			/* An import copies from a source that is still
+			 * there: undo it whole, the user adds the VM again. */
+			log_notice("VM %s: import was interrupted; removing it", vm->name);
+			vm_remove_devices(vm);
+			for (size_t i = 0; i < vm->n_disks; i++)
+				(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
+			(void)dmr_reg_vm_delete(reg, vm->name);
+			continue;
+		}
+		for (size_t p = 0; p < vm->n_points;) {
+			struct dmr_point *pt = &vm->points[p];
+
+			if (!pt->pending_tid) {
+				p++;
+				continue;
+			}
+			changed = true;
+			if (k >= pt->pending_tid) {
+				log_notice("VM %s: point %" PRIu64 " was made; keeping it",
+					   vm->name, pt->id);
+				pt->pending_tid = 0;
+				p++;
+				continue;
+			}
+			log_notice("VM %s: point %" PRIu64 " was not made; dropping it",
+				   vm->name, pt->id);
+			for (size_t i = 0; i < vm->n_disks; i++)
+				(void)dmr_pool_delete_thin(reg->pool, pt->thin_ids[i]);
+			dmr_vm_point_drop(vm, p);
+		}
+		/* After a reboot the stable devices are gone: bring them up
+		 * on the live volumes. */
+		for (size_t i = 0; i < vm->n_disks; i++) {
+			char name[128], uuid[129];
+			struct dmr_dm_info info;
+
+			if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+			    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
+				continue;
+			if (dmr_dm_info(name, &info) < 0 || info.exists)
+				continue;
+			r = dmr_thin_activate(reg->pool, name, uuid, vm->disks[i].thin_id,
+					      vm->disks[i].size_bytes / 512, false);
+			if (r < 0)
+				log_error("VM %s: cannot activate %s: %s", vm->name, name,
+					  strerror(-r));
+		}
+		if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
+			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
+		v++;
+	}
+	if (k != reg->tid) {
+		if (k < reg->tid)
+			log_warning("pool transaction id %" PRIu64 " is behind the catalog's %" PRIu64
+				    ": the pool lost metadata (power loss before a commit?)",
+				    k, reg->tid);
+		reg->tid = k;
+		if ((r = dmr_reg_pool_save(reg)) < 0)
+			log_error("cannot save pool state: %s", strerror(-r));
+	}
+
+	/* Report (never remove) DMREP- devices the catalog does not know. */
+	for (size_t i = 0; i < ndevs; i++) {
+		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME);
+
+		for (size_t v = 0; !known && v < reg->n_vms; v++)
+			for (size_t d = 0; !known && d < reg->vms[v]->n_disks; d++) {
+				char name[128];
+
+				if (dmr_vm_disk_dm_name(reg->vms[v]->name,
+							reg->vms[v]->disks[d].name, name) == 0)
+					known = dmr_streq(name, devs[i].name);
+			}
+		if (!known)
+			log_warning("orphan device %s (%s): not in the catalog, left alone",
+				    devs[i].name, devs[i].uuid);
+	}
+}
+
+int dmr_registry_open(struct dmr_agent *a)
+{
+	struct dmr_registry *reg;
+	_cleanup_free_ char *vmdir = NULL;
+	int r;
+
+	reg = calloc(1, sizeof(*reg));
+	if (!reg)
+		return -ENOMEM;
+	pthread_mutex_init(&reg->lock, NULL);
+	pthread_mutex_init(&reg->txn_lock, NULL);
+	a->reg = reg;
+	reg->state_dir = strdup(a->state_dir);
+	if (!reg->state_dir)
+		return -ENOMEM;
+	if (asprintf(&vmdir, "%s/vms", a->state_dir) < 0)
+		return -ENOMEM;
+	r = dmr_mkdir_p(vmdir, 0700);
+	if (r < 0)
+		return log_error_errno(r, "cannot create %s: %s", vmdir, strerror(-r));
+	r = pool_load(reg);
+	if (r < 0)
+		return log_error_errno(r, "pool state unreadable (%s): refusing to start",
+				       strerror(-r));
+	r = vms_load(reg);
+	if (r < 0)
+		return log_error_errno(r, "cannot read VM state: %s", strerror(-r));
+	if (!reg->have_pool) {
+		if (reg->n_vms)
+			log_error("%zu VM(s) in the catalog but no pool: create or restore pool.json",
+				  reg->n_vms);
+		return 0;
+	}
+	r = dmr_pool_activate(&reg->pool_spec, &reg->pool);
+	if (r < 0) {
+		/* Stay up so status can be read; storage methods answer
+		 * "not available" until the pool is back. */
+		log_error("cannot activate the pool (%s on %s, %s): %s", DMR_POOL_DM_NAME,
+			  reg->pool_spec.data_path, reg->pool_spec.meta_path, strerror(-r));
+		return 0;
+	}
+	reconcile(reg);
+	log_info("catalog: %zu VM(s), pool transaction id %" PRIu64, reg->n_vms, reg->tid);
+	return 0;
+}
+
+void dmr_registry_close(struct dmr_agent *a)
+{
+	struct dmr_registry *reg = a->reg;
+
+	if (!reg)
+		return;
+	for (size_t i = 0; i < reg->n_vms; i++)
+		dmr_vm_free(reg->vms[i]);
+	free(reg->vms);
+	dmr_pool_free(reg->pool);
+	dmr_pool_spec_done(&reg->pool_spec);
+	free(reg->state_dir);
+	pthread_mutex_destroy(&reg->lock);
+	pthread_mutex_destroy(&reg->txn_lock);
+	free(reg);
+	a->reg = NULL;
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/registry.h - the agent's catalog: the pool, the VMs, their disks and
+ * replication points, in memory and in durable state files.
+ *
+ * Files under --state-dir (each one JSON document with "schema": 1, written
+ * atomically: temp file, fsync, rename, fsync of the directory):
+ *   pool.json        the pool's backing paths, block size, the transaction
+ *                    id the catalog is in step with, the thin id counter
+ *   vms/NAME.json    one VM: disks, points, retention, state
+ * A file that does not parse, or has an unknown schema, stops the agent from
+ * loading it (it is reported and left alone, never deleted or rewritten).
+ *
+ * Locking: reg->lock guards every structure below; hold it only for memory
+ * work, never across dm calls.  Mutating operations on one VM are serialised
+ * by the VM busy lock (agent/job.h), so a VM pointer stays valid while it is
+ * held.  Pool metadata batches are serialised by dmr_reg_txn_begin/_end.
+ */
+#ifndef DMR_AGENT_REGISTRY_H
+#define DMR_AGENT_REGISTRY_H
+
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/agent.h"
+#include "snapshots/pool.h"
+
+#define DMR_STATE_SCHEMA 1
+
+enum dmr_vm_state {
+	DMR_VM_REPLICATING,
+	DMR_VM_FAILOVER_IN_PROGRESS,
+	DMR_VM_RECOVERED,
+	DMR_VM_COMMITTED,
+};
+
+struct dmr_point {
+	uint64_t id;
+	uint64_t created_usec;  /* CLOCK_REALTIME */
+	bool application;       /* consistency: application (else crash) */
+	char *label;
+	bool valid;
+	/* Non-zero while the point is being made: the pool transaction id
+	 * that, once the kernel reports it, proves the snapshots exist. */
+	uint64_t pending_tid;
+	uint32_t *thin_ids;     /* one per disk, in disk order */
+};
+
+struct dmr_disk {
+	char *name;
+	uint64_t size_bytes;
+	uint32_t thin_id;       /* the live replica volume */
+	char *source;           /* imported from (informational), or NULL */
+};
+
+struct dmr_vm {
+	char *name;
+	char *backend;          /* "thin" */
+	enum dmr_vm_state state;
+	bool test_failover;
+	char *qmp, *qga, *exec_shim;
+	size_t n_disks;
+	struct dmr_disk *disks;
+	size_t n_points;
+	struct dmr_point *points; /* oldest first */
+	uint64_t next_point_id;
+	uint64_t keep_last;     /* retention: 0 = no limit */
+	uint64_t max_age_sec;   /* retention: 0 = no limit */
+	/* Non-zero while AddVirtualSystem has not finished: the transaction
+	 * id of the volumes' creation.  A VM left so by a crash is rolled
+	 * back at start (its volumes are copies; the source is intact). */
+	uint64_t import_tid;
+	bool importing;
+};
+
+struct dmr_registry {
+	pthread_mutex_t lock;
+	pthread_mutex_t txn_lock;
+	char *state_dir;
+	bool have_pool;
+	struct dmr_pool_spec pool_spec;
+	struct dmr_pool *pool;  /* active pool, or NULL if it could not start */
+	uint64_t tid;           /* pool transaction id the catalog matches */
+	uint32_t next_thin_id;
+	size_t n_vms;
+	struct dmr_vm **vms;
+};
+
+int dmr_registry_open(struct dmr_agent *a);
+void dmr_registry_close(struct dmr_agent *a);
+
+/* Under reg->lock: look up a VM; NULL if absent. */
+struct dmr_vm *dmr_reg_vm_find(struct dmr_registry *reg, const char *name);
+/* Take ownership of vm (caller holds reg->lock); -EEXIST if the name is taken. */
+int dmr_reg_vm_insert(struct dmr_registry *reg, struct dmr_vm *vm);
+/* Unlink and free (caller holds reg->lock), and delete its state file. */
+int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name);
+void dmr_vm_free(struct dmr_vm *vm);
+struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id);
+/* Remove points[i] from the array (no dm work). */
+void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
+
+/* Write vms/NAME.json / pool.json (caller holds reg->lock). */
+int dmr_reg_vm_save(struct dmr_registry *reg, const struct dmr_vm *vm);
+int dmr_reg_pool_save(struct dmr_registry *reg);
+
+/* Allocate n thin ids not used by any VM (caller holds reg->lock). */
+int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids);
+
+/* Serialise a pool metadata batch: returns with txn_lock held and
+ * *ret_old = current catalog tid, *ret_new = old + 1.  _end releases it;
+ * with done, records new as the catalog's tid and saves pool.json. */
+void dmr_reg_txn_begin(struct dmr_registry *reg, uint64_t *ret_old, uint64_t *ret_new);
+int dmr_reg_txn_end(struct dmr_registry *reg, bool done, uint64_t new_tid);
+
+/* Names of dm devices. */
+int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[128]);
+int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129]);
+
+/* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
+struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
+struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks);
+const char *dmr_vm_state_name(enum dmr_vm_state s);
+
+/* State-file round trip (exposed for unit tests). */
+struct json_object *dmr_vm_state_json(const struct dmr_vm *vm);
+int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm);
+
+/* Retention: indexes of points that the VM's policy drops at time now,
+ * never the latest valid point.  *ret_idx malloc()ed (may be NULL if 0). */
+int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
+			     size_t **ret_idx, size_t *ret_n);
+
+#endif

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "snapshots/pool.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+#include "dm/name.h"
+#include "dm/table.h"
+#include "snapshots/loop.h"
+#include "snapshots/probe.h"
+
+/* Messages to one pool must not interleave: a batch is
+ * create/delete... + set_transaction_id, and the transaction id read before
+ * it must still hold when it is sent. */
+static pthread_mutex_t pool_msg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void dmr_pool_spec_done(struct dmr_pool_spec *spec)
+{
+	if (!spec)
+		return;
+	free(spec->data_path);
+	free(spec->meta_path);
+	spec->data_path = spec->meta_path = NULL;
+}
+
+void dmr_pool_free(struct dmr_pool *pool)
+{
+	if (!pool)
+		return;
+	dmr_pool_spec_done(&pool->spec);
+	free(pool);
+}
+
+static void pool_freep(struct dmr_pool **p)
+{
+	dmr_pool_free(*p);
+}
+
+static int spec_copy(const struct dmr_pool_spec *src, struct dmr_pool_spec *dst)
+{
+	*dst = *src;
+	dst->data_path = strdup(src->data_path);
+	dst->meta_path = strdup(src->meta_path);
+	if (!dst->data_path || !dst->meta_path) {
+		dmr_pool_spec_done(dst);
+		return -ENOMEM;
+	}
+	if (!dst->block_sectors)
+		dst->block_sectors = DMR_POOL_BLOCK_SECTORS;
+	return 0;
+}
+
+/* Create a sparse file of size bytes; -EEXIST if it exists. */
+static int create_sparse(const char *path, uint64_t size)
+{
+	_cleanup_close_ int fd = -1;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return dmr_negerrno();
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+		int r = dmr_negerrno();
+
+		unlink(path);
+		return r;
+	}
+	return 0;
+}
+
+/* Resolve one backing path to a block device: a block device is used as
+ * is, a regular file is attached to (or found on) a loop device. */
+static int backing_attach(const char *path, char *dev, size_t devlen, bool *ret_loop,
+			  uint64_t *ret_sectors)
+{
+	_cleanup_free_ char *loop = NULL;
+	bool is_block;
+	uint64_t size;
+	int r;
+
+	r = dmr_probe_path_kind(path, &is_block, &size);
+	if (r < 0)
+		return r;
+	if (is_block) {
+		if ((size_t)snprintf(dev, devlen, "%s", path) >= devlen)
+			return -ENAMETOOLONG;
+		*ret_loop = false;
+	} else {
+		r = dmr_loop_find(path, &loop);
+		if (r == -ENOENT)
+			r = dmr_loop_attach(path, false, &loop);
+		if (r < 0)
+			return r;
+		if ((size_t)snprintf(dev, devlen, "%s", loop) >= devlen)
+			return -ENAMETOOLONG;
+		*ret_loop = true;
+	}
+	*ret_sectors = size / 512;
+	return 0;
+}
+
+static void backing_detach(const char *dev, bool is_loop)
+{
+	if (is_loop && dev[0])
+		(void)dmr_loop_detach(dev);
+}
+
+static int pool_table(const struct dmr_pool *pool, struct dmr_table **ret)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	struct dmr_thin_pool_opts opts = {
+		.block_sectors = pool->spec.block_sectors,
+		/* Warn (dm event) when 1/16 of the blocks remain. */
+		.low_water_blocks = pool->data_sectors / pool->spec.block_sectors / 16,
+		/* Thin volumes of imported disks are written in full blocks;
+		 * zeroing new blocks first would double first-write cost. */
+		.skip_block_zeroing = false,
+		/* A full pool must fail I/O, not queue it forever: a queued
+		 * write would hang the guest and the agent's suspends. */
+		.error_if_no_space = true,
+	};
+	uint64_t len;
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	len = pool->data_sectors - pool->data_sectors % pool->spec.block_sectors;
+	if (len == 0)
+		return -EINVAL;
+	r = dmr_table_add_thin_pool(t, len, pool->meta_dev, pool->data_dev, &opts);
+	if (r < 0)
+		return r;
+	*ret = DMR_TAKE_PTR(t);
+	return 0;
+}
+
+static int pool_fill_devno(struct dmr_pool *pool)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
+	if (r < 0)
+		return r;
+	if (!info.exists)
+		return -ENOENT;
+	if (!dmr_name_uuid_is_ours(info.uuid))
+		return -EPERM;
+	pool->major = info.major;
+	pool->minor = info.minor;
+	return 0;
+}
+
+static int zero_header(const char *dev)
+{
+	_cleanup_free_ void *buf = NULL;
+	_cleanup_close_ int fd = -1;
+
+	/* The kernel formats a metadata device whose superblock is all
+	 * zeroes; anything else it tries to open as an existing pool. */
+	fd = open(dev, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dmr_negerrno();
+	buf = calloc(1, 4096);
+	if (!buf)
+		return -ENOMEM;
+	if (pwrite(fd, buf, 4096, 0) != 4096)
+		return errno ? dmr_negerrno() : -EIO;
+	if (fsync(fd) < 0)
+		return dmr_negerrno();
+	return 0;
+}
+
+static int check_backing(const char *path, bool force, char **ret_what)
+{
+	_cleanup_free_ char *what = NULL;
+	int r;
+
+	r = dmr_probe_in_use(path);
+	if (r < 0)
+		return r;
+	if (force)
+		return 0;
+	r = dmr_probe_signatures(path, &what);
+	if (r < 0)
+		return r;
+	if (what) {
+		if (ret_what)
+			*ret_what = DMR_TAKE_PTR(what);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
+		    struct dmr_pool **ret_pool, char **ret_what)
+{
+	_cleanup_(pool_freep) struct dmr_pool *pool = NULL;
+	_cleanup_table_ struct dmr_table *t = NULL;
+	bool made_data = false, made_meta = false;
+	struct dmr_dm_info info;
+	int r;
+
+	if (!spec->data_path || !spec->meta_path || spec->data_path[0] != '/' ||
+	    spec->meta_path[0] != '/' || dmr_streq(spec->data_path, spec->meta_path))
+		return -EINVAL;
+	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
+	if (r < 0)
+		return r;
+	if (info.exists)
+		return -EBUSY;
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	r = spec_copy(spec, &pool->spec);
+	if (r < 0)
+		return r;
+
+	if (access(spec->data_path, F_OK) < 0) {
+		if (!spec->data_size)
+			return -EINVAL;
+		r = create_sparse(spec->data_path, spec->data_size);
+		if (r < 0)
+			return r;
+		made_data = true;
+	} else if ((r = check_backing(spec->data_path, force, ret_what)) < 0) {
+		return r;
+	}
+	if (access(spec->meta_path, F_OK) < 0) {
+		/* Default metadata: 1/1000 of the data, at least 8 MiB (the
+		 * thin-provisioning docs' rule of thumb), at most 16 GiB. */
+		uint64_t msize = spec->meta_size;
+
+		if (!msize) {
+			msize = spec->data_size / 1000;
+			if (msize < (8u << 20))
+				msize = 8u << 20;
+			if (msize > (16ull << 30))
+				msize = 16ull << 30;
+		}
+		r = create_sparse(spec->meta_path, msize);
+		if (r < 0)
+			goto fail;
+		made_meta = true;
+	} else if ((r = check_backing(spec->meta_path, force, ret_what)) < 0) {
+		goto fail;
+	}
+
+	r = backing_attach(spec->data_path, pool->data_dev, sizeof(pool->data_dev),
+			   &pool->data_is_loop, &pool->data_sectors);
+	if (r < 0)
+		goto fail;
+	r = backing_attach(spec->meta_path, pool->meta_dev, sizeof(pool->meta_dev),
+			   &pool->meta_is_loop, &pool->meta_sectors);
+	if (r < 0)
+		goto fail_data;
+	if (pool->meta_sectors < 4096) { /* 2 MiB: the kernel's minimum is less,
+					    but a pool that small is useless */
+		r = -EINVAL;
+		goto fail_meta;
+	}
+	r = zero_header(pool->meta_dev);
+	if (r < 0)
+		goto fail_meta;
+	r = pool_table(pool, &t);
+	if (r < 0)
+		goto fail_meta;
+	r = dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
+	if (r < 0)
+		goto fail_meta;
+	r = pool_fill_devno(pool);
+	if (r < 0) {
+		(void)dmr_dm_remove(DMR_POOL_DM_NAME, 10);
+		goto fail_meta;
+	}
+	*ret_pool = DMR_TAKE_PTR(pool);
+	return 0;
+
+fail_meta:
+	backing_detach(pool->meta_dev, pool->meta_is_loop);
+fail_data:
+	backing_detach(pool->data_dev, pool->data_is_loop);
+fail:
+	if (made_meta)
+		unlink(spec->meta_path);
+	if (made_data)
+		unlink(spec->data_path);
+	return r;
+}
+
+int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_pool)
+{
+	_cleanup_(pool_freep) struct dmr_pool *pool = NULL;
+	_cleanup_table_ struct dmr_table *t = NULL;
+	struct dmr_dm_info info;
+	int r;
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	r = spec_copy(spec, &pool->spec);
+	if (r < 0)
+		return r;
+	r = backing_attach(spec->data_path, pool->data_dev, sizeof(pool->data_dev),
+			   &pool->data_is_loop, &pool->data_sectors);
+	if (r < 0)
+		return r;
+	r = backing_attach(spec->meta_path, pool->meta_dev, sizeof(pool->meta_dev),
+			   &pool->meta_is_loop, &pool->meta_sectors);
+	if (r < 0)
+		return r;
+	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
+	if (r < 0)
+		return r;
+	if (!info.exists) {
+		r = pool_table(pool, &t);
+		if (r < 0)
+			return r;
+		r = dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
+		if (r < 0)
+			return r;
+	}
+	r = pool_fill_devno(pool);
+	if (r < 0)
+		return r;
+	*ret_pool = DMR_TAKE_PTR(pool);
+	return 0;
+}
+
+int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret)
+{
+	_cleanup_table_ struct dmr_table *st = NULL;
+	int r;
+
+	r = dmr_dm_status(DMR_POOL_DM_NAME, &st);
+	if (r < 0)
+		return r;
+	if (st->count != 1 || !dmr_streq(st->targets[0].type, "thin-pool"))
+		return -EPROTO;
+	return dmr_status_parse_thin_pool(st->targets[0].params, ret);
+}
+
+void dmr_pool_devno(const struct dmr_pool *pool, char buf[32])
+{
+	snprintf(buf, 32, "%u:%u", pool->major, pool->minor);
+}
+
+uint64_t dmr_pool_block_bytes(const struct dmr_pool *pool)
+{
+	return (uint64_t)pool->spec.block_sectors * 512u;
+}
+
+int dmr_pool_message(const struct dmr_pool *pool, const char *fmt, ...)
+{
+	_cleanup_free_ char *msg = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	pthread_mutex_lock(&pool_msg_lock);
+	r = dmr_dm_message(DMR_POOL_DM_NAME, 0, msg, NULL);
+	pthread_mutex_unlock(&pool_msg_lock);
+	log_debug("pool message '%s': %d", msg, r);
+	return r;
+}
+
+int dmr_pool_set_transaction(const struct dmr_pool *pool, uint64_t old_id, uint64_t new_id)
+{
+	return dmr_pool_message(pool, "set_transaction_id %llu %llu",
+				(unsigned long long)old_id, (unsigned long long)new_id);
+}
+
+int dmr_pool_delete_thin(const struct dmr_pool *pool, uint32_t id)
+{
+	int r = dmr_pool_message(pool, "delete %u", id);
+
+	/* The kernel answers ENODATA for an id it does not have: deleting
+	 * again after a crash is not an error. */
+	if (r == -ENODATA || r == -ENOENT)
+		return 0;
+	return r;
+}
+
+int dmr_pool_free_bytes(const struct dmr_pool *pool, uint64_t *ret_bytes)
+{
+	struct dmr_thin_pool_status st;
+	int r;
+
+	r = dmr_pool_status(pool, &st);
+	if (r < 0)
+		return r;
+	if (st.fail)
+		return -EIO;
+	*ret_bytes = (st.total_data_blocks - st.used_data_blocks) * dmr_pool_block_bytes(pool);
+	return 0;
+}

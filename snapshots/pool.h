@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * snapshots/pool.h - the thin pool dmrep owns: one dm thin-pool device,
+ * "dmrep-pool" (UUID DMREP-pool), over a data and a metadata device that are
+ * block devices or sparse files attached to loop devices.
+ *
+ * The pool knows thin ids and transaction ids, nothing of VMs.  Every batch
+ * of metadata changes (create_thin, create_snap, delete) is sent together
+ * with `set_transaction_id OLD NEW`, so that after a crash between the
+ * messages and the caller's catalog write the caller can tell, from the
+ * kernel's transaction id, which of the two happened (as lvm2 does).
+ */
+#ifndef DMR_SNAPSHOTS_POOL_H
+#define DMR_SNAPSHOTS_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dm/status.h"
+
+#define DMR_POOL_DM_NAME "dmrep-pool"
+#define DMR_POOL_DM_UUID "DMREP-pool"
+/* 64 KiB blocks: the kernel's minimum, best for snapshots (less copying on
+ * first write to a shared block). */
+#define DMR_POOL_BLOCK_SECTORS 128u
+
+struct dmr_pool_spec {
+	char *data_path;       /* block device or regular file */
+	char *meta_path;
+	uint64_t data_size;    /* bytes; for a file that does not exist yet */
+	uint64_t meta_size;
+	uint32_t block_sectors;
+};
+
+struct dmr_pool {
+	struct dmr_pool_spec spec;
+	char data_dev[64];     /* /dev/loopN or the block device */
+	char meta_dev[64];
+	bool data_is_loop, meta_is_loop;
+	uint64_t data_sectors, meta_sectors;
+	uint32_t major, minor; /* of dmrep-pool, for thin tables */
+};
+
+void dmr_pool_spec_done(struct dmr_pool_spec *spec);
+void dmr_pool_free(struct dmr_pool *pool);
+
+/*
+ * Make a new pool: create missing files sparse (data_size/meta_size), refuse
+ * (-EEXIST, *ret_what names it) a device or file that carries any signature
+ * unless force, refuse (-EBUSY) one in use, attach loops, zero the metadata
+ * header so the kernel formats it, and create dmrep-pool with
+ * error_if_no_space.  Transaction id starts at 0.
+ * On failure everything made is undone; ret_what (may be NULL) gets a
+ * malloc()ed description of a refused signature.
+ */
+int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
+		    struct dmr_pool **ret_pool, char **ret_what);
+/* Bring an existing pool up after a restart (attach loops, create the dm
+ * device if absent).  Never formats anything. */
+int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_pool);
+
+int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret);
+/* "MAJ:MIN" of the pool device, for thin tables. */
+void dmr_pool_devno(const struct dmr_pool *pool, char buf[32]);
+uint64_t dmr_pool_block_bytes(const struct dmr_pool *pool);
+
+/* One metadata message.  Serialised process-wide. */
+int dmr_pool_message(const struct dmr_pool *pool, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* set_transaction_id old new. */
+int dmr_pool_set_transaction(const struct dmr_pool *pool, uint64_t old_id, uint64_t new_id);
+/* delete id; a thin id that does not exist is not an error (idempotent). */
+int dmr_pool_delete_thin(const struct dmr_pool *pool, uint32_t id);
+
+/* Free data bytes (total - used), from the kernel. */
+int dmr_pool_free_bytes(const struct dmr_pool *pool, uint64_t *ret_bytes);
+
+#endif

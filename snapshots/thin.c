@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "snapshots/thin.h"
+
+#include <inttypes.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+
+int dmr_thin_table(const struct dmr_pool *pool, uint32_t id, uint64_t sectors,
+		   struct dmr_table **ret_table)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	char devno[32];
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	dmr_pool_devno(pool, devno);
+	r = dmr_table_add_thin(t, sectors, devno, id, NULL);
+	if (r < 0)
+		return r;
+	*ret_table = DMR_TAKE_PTR(t);
+	return 0;
+}
+
+int dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table *t,
+		      uint32_t *ret_id)
+{
+	char devno[32], dev[64];
+	unsigned id;
+	int n = 0;
+
+	if (!t || t->count != 1 || !dmr_streq(t->targets[0].type, "thin"))
+		return -EPROTO;
+	dmr_pool_devno(pool, devno);
+	if (sscanf(t->targets[0].params, "%63s %u%n", dev, &id, &n) != 2)
+		return -EPROTO;
+	if (!dmr_streq(dev, devno) || id > DMR_THIN_DEV_ID_MAX)
+		return -EPROTO;
+	*ret_id = id;
+	return 0;
+}
+
+int dmr_thin_activate(const struct dmr_pool *pool, const char *name, const char *uuid,
+		      uint32_t id, uint64_t sectors, bool read_only)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	int r;
+
+	r = dmr_thin_table(pool, id, sectors, &t);
+	if (r < 0)
+		return r;
+	return dmr_dm_create(name, uuid, t, read_only ? DMR_DM_READONLY : 0);
+}
+
+static void delete_ids(const struct dmr_pool *pool, size_t n, const uint32_t *ids)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = dmr_pool_delete_thin(pool, ids[i]);
+
+		if (r < 0)
+			log_debug("rollback: delete thin %u: %d", ids[i], r);
+	}
+}
+
+int dmr_thin_snapshot_group(const struct dmr_pool *pool, size_t n,
+			    const char *const *names, const uint32_t *origin_ids,
+			    const uint32_t *new_ids, uint64_t old_tid, uint64_t new_tid,
+			    uint64_t *ret_suspend_usec)
+{
+	size_t suspended = 0, made = 0;
+	uint64_t t0 = 0;
+	int r = 0, q;
+
+	/* Suspend every active origin first, so all snapshots share one
+	 * instant: a point never mixes moments across a VM's disks. */
+	t0 = dmr_now_usec();
+	for (; suspended < n; suspended++) {
+		if (!names[suspended])
+			continue;
+		r = dmr_dm_suspend(names[suspended], 0);
+		if (r < 0) {
+			log_debug("suspend %s: %d", names[suspended], r);
+			goto resume;
+		}
+	}
+	for (; made < n; made++) {
+		r = dmr_pool_message(pool, "create_snap %u %u", new_ids[made],
+				     origin_ids[made]);
+		if (r < 0)
+			goto undo;
+	}
+	r = dmr_pool_set_transaction(pool, old_tid, new_tid);
+	if (r < 0)
+		goto undo;
+	goto resume;
+
+undo:
+	delete_ids(pool, made, new_ids);
+resume:
+	/* Resume in any case; a resume that fails is tried once more (it
+	 * brings the same table back), and its error is reported if the
+	 * operation itself succeeded. */
+	while (suspended-- > 0) {
+		if (!names[suspended])
+			continue;
+		q = dmr_dm_resume(names[suspended]);
+		if (q < 0)
+			q = dmr_dm_resume(names[suspended]);
+		if (q < 0 && r == 0)
+			r = q;
+	}
+	if (ret_suspend_usec)
+		*ret_suspend_usec = dmr_now_usec() - t0;
+	return r;
+}
+
+int dmr_thin_create_batch(const struct dmr_pool *pool, size_t n, const uint32_t *ids,
+			  uint64_t old_tid, uint64_t new_tid)
+{
+	size_t made;
+	int r = 0;
+
+	for (made = 0; made < n; made++) {
+		r = dmr_pool_message(pool, "create_thin %u", ids[made]);
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		r = dmr_pool_set_transaction(pool, old_tid, new_tid);
+	if (r < 0)
+		delete_ids(pool, made, ids);
+	return r;
+}
+
+int dmr_thin_delete_batch(const struct dmr_pool *pool, size_t n, const uint32_t *ids,
+			  uint64_t old_tid, uint64_t new_tid)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = dmr_pool_delete_thin(pool, ids[i]);
+
+		if (r < 0)
+			return r;
+	}
+	return dmr_pool_set_transaction(pool, old_tid, new_tid);
+}
