@@ -1,0 +1,195 @@
+#!/bin/bash
+# Lab test: dmrep's QMP client and qmp shim against a real nested QEMU (TCG,
+# no disk: it sits in its firmware), and its guest-agent client against a
+# real qemu-ga listening on a Unix socket on the lab's own kernel.
+# Driven through build/bin/lab_qmp.  TAP lines on stdout; exit 0 iff all ok.
+set -u
+
+T_PASS=0
+T_FAIL=0
+ok() { T_PASS=$((T_PASS + 1)); echo "ok - $*"; }
+not_ok() { T_FAIL=$((T_FAIL + 1)); echo "not ok - $*"; }
+# is DESC WANT GOT
+is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
+# check DESC CMD...: ok if CMD succeeds.
+check() {
+	local desc=$1
+	shift
+	if "$@" >/dev/null 2>&1; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LAB_QMP=${LAB_QMP:-$(command -v lab_qmp || echo "$ROOT/${BUILD:-build}/bin/lab_qmp")}
+W=$(mktemp -d "${LAB_SCRATCH:-/tmp}/qmp.XXXXXX")
+QEMU_PID=
+QGA_PID=
+HOLD_PID=
+
+cleanup() {
+	local p
+	for p in $HOLD_PID $QGA_PID $QEMU_PID; do
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+# wait_for PATH SECONDS: until PATH is a socket.
+wait_for() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		[ -S "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+lq() { "$LAB_QMP" "$@" 2>>"$W/lab_qmp.err"; }
+
+if [ ! -x "$LAB_QMP" ]; then
+	not_ok "lab_qmp is built ($LAB_QMP)"
+	exit 1
+fi
+
+# --- QMP: a nested QEMU ------------------------------------------------
+QMP=$W/qmp.sock
+qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
+	-qmp "unix:$QMP,server=on,wait=off" 2>"$W/qemu.err" &
+QEMU_PID=$!
+if wait_for "$QMP" 60; then ok "nested QEMU is up with a QMP socket"; else
+	not_ok "nested QEMU is up with a QMP socket"
+	sed 's/^/# /' "$W/qemu.err"
+	exit 1
+fi
+
+is "status of a fresh QEMU: running" "running running" "$(lq "$QMP" status)"
+check "pause (stop)" lq "$QMP" pause
+is "status after pause: paused" "paused paused" "$(lq "$QMP" status)"
+check "pause again is harmless" lq "$QMP" pause
+check "resume (cont)" lq "$QMP" resume
+is "status after resume: running" "running running" "$(lq "$QMP" status)"
+check "reset (system_reset)" lq "$QMP" reset
+is "status after reset: running" "running running" "$(lq "$QMP" status)"
+
+want=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p')
+out=$(lq "$QMP" hmp "info version")
+case "$out" in
+"$want"*) ok "hmp 'info version' returns QEMU's version ($want)" ;;
+*) not_ok "hmp 'info version' returns QEMU's version (want $want..., got '$out')" ;;
+esac
+out=$(lq "$QMP" hmp "info status")
+is "hmp 'info status'" "VM status: running" "$(tr -d '\r\n' <<<"$out")"
+out=$(lq "$QMP" hmp "no-such-command")
+case "$out" in
+*unknown\ command*) ok "an unknown HMP command answers with text, not a QMP error" ;;
+*) not_ok "an unknown HMP command answers with text (got '$out')" ;;
+esac
+
+# QEMU serves one QMP client at a time: a second one is accepted by the
+# kernel but never greeted, so it times out instead of hanging.
+"$LAB_QMP" "$QMP" hold 2500 >"$W/hold.out" 2>&1 &
+HOLD_PID=$!
+for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; sleep 0.1; done
+start=$(date +%s%N)
+LAB_QMP_TIMEOUT_MS=500 "$LAB_QMP" "$QMP" status >/dev/null 2>"$W/busy.err"
+rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+if [ $rc -ne 0 ] && grep -q "timed out" "$W/busy.err" && [ $ms -lt 3000 ]; then
+	ok "a second QMP client times out while the monitor is held (${ms} ms)"
+else
+	not_ok "a second QMP client times out while the monitor is held (rc $rc, ${ms} ms: $(cat "$W/busy.err"))"
+fi
+wait "$HOLD_PID" 2>/dev/null
+HOLD_PID=
+is "the monitor serves again once released" "running running" "$(lq "$QMP" status)"
+
+# The round trips the failover window is made of: one connection, status,
+# then pause+resume rounds.
+out=$(lq "$QMP" bench 200)
+if [ $? -eq 0 ]; then
+	ok "200 stop/cont rounds through the qmp shim"
+	sed 's/^/# /' <<<"$out"
+	median=$(sed -n 's/^window .*median=\([0-9]*\)us.*/\1/p' <<<"$out")
+	# A sanity bound, not a benchmark: TCG in a VM in a VM is slow.
+	if [ -n "$median" ] && [ "$median" -lt 100000 ]; then
+		ok "median stop+cont window under 100 ms (${median} us)"
+	else
+		not_ok "median stop+cont window under 100 ms (${median:-none} us)"
+	fi
+else
+	not_ok "200 stop/cont rounds through the qmp shim"
+fi
+is "status after the rounds: running" "running running" "$(lq "$QMP" status)"
+
+# A dead hypervisor: the socket file stays, nobody listens.
+kill -KILL "$QEMU_PID"
+wait "$QEMU_PID" 2>/dev/null
+QEMU_PID=
+"$LAB_QMP" "$QMP" status >/dev/null 2>"$W/dead.err"
+rc=$?
+if [ $rc -ne 0 ] && grep -q "No route to host" "$W/dead.err"; then
+	ok "a killed QEMU is unreachable (EHOSTUNREACH)"
+else
+	not_ok "a killed QEMU is unreachable (rc $rc: $(cat "$W/dead.err"))"
+fi
+"$LAB_QMP" "$W/absent.sock" pause >/dev/null 2>"$W/absent.err"
+if [ $? -ne 0 ] && grep -q "No route to host" "$W/absent.err"; then
+	ok "an absent QMP socket is unreachable (EHOSTUNREACH)"
+else
+	not_ok "an absent QMP socket is unreachable ($(cat "$W/absent.err"))"
+fi
+
+# --- QGA: qemu-ga on the lab's own kernel -------------------------------
+# Freezing is blocked: here the "guest" is the lab itself, and freezing its
+# filesystems would freeze this test.  A blocked RPC also gives a real
+# error reply to check.
+QGA=$W/qga.sock
+qemu-ga -m unix-listen -p "$QGA" -f "$W/qga.pid" -t "$W" \
+	-b guest-fsfreeze-freeze,guest-fsfreeze-freeze-list 2>"$W/qga.err" &
+QGA_PID=$!
+if wait_for "$QGA" 30; then ok "qemu-ga listens on a Unix socket"; else
+	not_ok "qemu-ga listens on a Unix socket"
+	sed 's/^/# /' "$W/qga.err"
+	exit 1
+fi
+check "guest-sync-delimited" lq --qga "$QGA" sync
+check "guest-ping" lq --qga "$QGA" ping
+is "guest-fsfreeze-status" "thawed" "$(lq --qga "$QGA" fsfreeze-status)"
+"$LAB_QMP" --qga "$QGA" freeze >/dev/null 2>"$W/freeze.err"
+if [ $? -ne 0 ] && grep -q "Input/output error: .*disabled" "$W/freeze.err"; then
+	ok "a disabled freeze is an error reply (EIO) with QGA's description"
+else
+	not_ok "a disabled freeze is an error reply ($(cat "$W/freeze.err"))"
+fi
+is "guest-fsfreeze-thaw with nothing frozen" "0" "$(lq --qga "$QGA" thaw)"
+check "the channel is in step after the error" lq --qga "$QGA" sync
+
+"$LAB_QMP" --qga "$QGA" hold 2500 >"$W/hold.out" 2>&1 &
+HOLD_PID=$!
+for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; sleep 0.1; done
+LAB_QMP_TIMEOUT_MS=500 "$LAB_QMP" --qga "$QGA" sync >/dev/null 2>"$W/busy.err"
+if [ $? -ne 0 ] && grep -q "timed out" "$W/busy.err"; then
+	ok "qemu-ga serves one connection at a time: a second one times out"
+else
+	not_ok "a second qemu-ga client times out ($(cat "$W/busy.err"))"
+fi
+wait "$HOLD_PID" 2>/dev/null
+HOLD_PID=
+check "qemu-ga serves the next client once the first is gone" lq --qga "$QGA" sync
+
+kill -KILL "$QGA_PID"
+wait "$QGA_PID" 2>/dev/null
+QGA_PID=
+"$LAB_QMP" --qga "$QGA" sync >/dev/null 2>"$W/dead.err"
+if [ $? -ne 0 ] && grep -q "No route to host" "$W/dead.err"; then
+	ok "a killed qemu-ga is unreachable (EHOSTUNREACH)"
+else
+	not_ok "a killed qemu-ga is unreachable ($(cat "$W/dead.err"))"
+fi
+
+if [ -s "$W/lab_qmp.err" ]; then
+	sed 's/^/# lab_qmp: /' "$W/lab_qmp.err"
+fi
+echo "# $T_PASS passed, $T_FAIL failed"
+[ "$T_FAIL" -eq 0 ]
