@@ -88,6 +88,9 @@ lab_setup() {
 	lab_guard
 	W=$(mktemp -d "${LAB_SCRATCH:-/tmp}/${T}XXXXXX") || { not_ok "make a work directory"; exit 1; }
 	trap lab_teardown EXIT
+	# Killed by run-all's time limit: still tear down (EXIT runs on exit).
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
 }
 
 # make_file NAME SIZE: a sparse file $W/NAME of SIZE (truncate's suffixes:
