@@ -131,19 +131,24 @@ dm_remove() {
 # over a file in $W, then $W.  Devices stacked on each other go in passes,
 # holders first.
 lab_teardown() {
-	local rc=$? pass names n left loops
+	local rc=$? pass names n left loops progress
 	trap - EXIT
-	for pass in 1 2 3 4 5; do
+	for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
 		names=$(dm_names | awk -v p="$T" 'index($0, p) == 1')
 		[ -z "$names" ] && break
 		# Resume everything first: a suspended lower device would block its
 		# holders' removal (their flush would wait on it).
 		for n in $names; do is_suspended "$n" && dmsetup resume "$n" >/dev/null 2>&1; done
+		# Unopened devices first (the holders of the others); then, if none
+		# was, everything, with retries (udev or blkid may hold one briefly).
+		progress=0
 		for n in $names; do
-			[ "$(dmsetup info -c --noheadings -o open "$n" 2>/dev/null | tr -d ' ')" = 0 ] || [ "$pass" -ge 4 ] ||
-				continue
-			dm_remove "$n"
+			[ "$(dmsetup info -c --noheadings -o open "$n" 2>/dev/null | tr -d ' ')" = 0 ] || continue
+			dmsetup remove "$n" >/dev/null 2>&1 && progress=1
 		done
+		[ "$progress" = 1 ] && continue
+		for n in $names; do dm_remove "$n" && progress=1; done
+		[ "$progress" = 1 ] || break
 	done
 	left=$(dm_names | awk -v p="$T" 'index($0, p) == 1')
 	if [ -n "$W" ] && [ -d "$W" ]; then
