@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the shell lab tests (sourced by tests/lab/t-*.sh; they run in
 # the lab, as root, on real device-mapper).
 #
@@ -116,10 +117,9 @@ loop_of() { losetup -j "$1" -n -O NAME 2>/dev/null | head -n1; }
 
 # dm_remove NAME: resume if suspended, then remove, retrying while busy.
 dm_remove() {
-	local i
 	dmsetup info "$1" >/dev/null 2>&1 || return 0
 	is_suspended "$1" && dmsetup resume "$1" >/dev/null 2>&1
-	for i in 1 2 3 4 5 6 7 8 9 10; do
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		dmsetup remove "$1" >/dev/null 2>&1 && return 0
 		dmsetup info "$1" >/dev/null 2>&1 || return 0
 		sleep 0.2
@@ -131,9 +131,9 @@ dm_remove() {
 # over a file in $W, then $W.  Devices stacked on each other go in passes,
 # holders first.
 lab_teardown() {
-	local rc=$? pass names n left loops progress
+	local rc=$? names n left loops progress
 	trap - EXIT
-	for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
 		names=$(dm_names | awk -v p="$T" 'index($0, p) == 1')
 		[ -z "$names" ] && break
 		# Resume everything first: a suspended lower device would block its
@@ -161,7 +161,7 @@ lab_teardown() {
 	udevadm settle >/dev/null 2>&1
 	if [ -n "$left" ] || [ -n "${loops:-}" ]; then
 		not_ok "teardown left nothing behind"
-		diag "left: $(echo $left $loops)"
+		diag "left:" $left $loops
 		dmsetup info -c 2>/dev/null | sed 's/^/#   /'
 		rc=1
 	fi
