@@ -62,7 +62,7 @@ static int point_job(struct dmr_job *job, void *userdata)
 	_cleanup_free_ char (*dmnames)[128] = NULL;
 	struct dmr_point *pt, *np;
 	struct dmr_vm *vm;
-	uint64_t old_tid, new_tid, point_id, suspended = 0, t0;
+	uint64_t old_tid, new_tid, point_id = 0, suspended = 0, t0;
 	size_t n, dropped = 0;
 	int r;
 
@@ -132,8 +132,11 @@ static int point_job(struct dmr_job *job, void *userdata)
 	for (size_t i = 0; i < vm->n_points; i++) {
 		if (vm->points[i].id != point_id)
 			continue;
-		if (r == 0)
+		if (r == 0) {
 			vm->points[i].pending_tid = 0;
+			/* A committed VM replicates again from here on. */
+			vm->state = DMR_VM_REPLICATING;
+		}
 		else
 			dmr_vm_point_drop(vm, i);
 		break;
@@ -189,6 +192,22 @@ int dmr_h_create_point(struct dmr_call *c)
 	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = pool_has_room(c, pool)) ||
 	    (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
+	{
+		struct dmr_registry *reg = c->agent->reg;
+		enum dmr_vm_state st;
+
+		pthread_mutex_lock(&reg->lock);
+		st = dmr_reg_vm_find(reg, name)->state;
+		pthread_mutex_unlock(&reg->lock);
+		/* A recovered VM runs on a point's overlay: its live
+		 * volumes are no longer what it writes to. */
+		if (st != DMR_VM_REPLICATING && st != DMR_VM_COMMITTED) {
+			dmr_vm_busy_release(c->agent, name);
+			return dmr_call_fail(c, DMR_RC_INVALID_STATE,
+					     "VM %s is %s: points are taken while replicating",
+					     name, dmr_vm_state_name(st));
+		}
+	}
 
 	ctx = calloc(1, sizeof(*ctx));
 	if (ctx) {
@@ -260,6 +279,8 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	pt = dmr_vm_point_find(vm, point);
 	if (!pt || pt->pending_tid)
 		r = -ENOENT;
+	else if (point == vm->failover_point || point == vm->test_point)
+		r = -EBUSY;
 	else if (!(ids = malloc(vm->n_disks * sizeof(*ids))))
 		r = -ENOMEM;
 	else {
@@ -269,6 +290,10 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	pthread_mutex_unlock(&reg->lock);
 	if (r == -ENOENT) {
 		rc = dmr_call_fail(c, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64, name, point);
+		goto out;
+	}
+	if (r == -EBUSY) {
+		rc = dmr_call_fail(c, DMR_RC_IN_USE, "point %" PRIu64 " is in use by a failover", point);
 		goto out;
 	}
 	if (r == 0)

@@ -183,7 +183,7 @@ int dmr_h_get_pool_status(struct dmr_call *c)
 {
 	struct dmr_registry *reg = c->agent->reg;
 	struct dmr_thin_pool_status st;
-	struct dmr_pool *pool;
+	struct dmr_pool *pool = NULL;
 	struct json_object *o;
 	uint64_t bb;
 	const char *mode;

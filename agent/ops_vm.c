@@ -279,7 +279,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	size_t n;
 	int rc, r;
 
-	if ((rc = dmr_ops_vm_name(c, "name", &name)) ||
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) ||
 	    (rc = dmr_param_array(c, "disks", true, &disks)) ||
 	    (rc = dmr_param_string(c, "backend", false, &backend)) ||
 	    (rc = dmr_param_string(c, "qmp", false, &qmp)) ||
@@ -386,7 +386,7 @@ int dmr_h_get_vm(struct dmr_call *c)
 	struct dmr_vm *vm;
 	int rc;
 
-	if ((rc = dmr_ops_vm_name(c, "name", &name)))
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
@@ -430,7 +430,7 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	size_t nids = 0;
 	int rc, r = 0;
 
-	if ((rc = dmr_ops_vm_name(c, "name", &name)) || (rc = dmr_ops_need_pool(c, &pool)) ||
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_ops_need_pool(c, &pool)) ||
 	    (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/registry.h"
+#include "agent/failover.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -72,6 +73,8 @@ void dmr_vm_free(struct dmr_vm *vm)
 		point_done(&vm->points[i]);
 	free(vm->disks);
 	free(vm->points);
+	free(vm->overlay_ids);
+	free(vm->test_ids);
 	free(vm->name);
 	free(vm->backend);
 	free(vm->qmp);
@@ -199,12 +202,22 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 		json_object_object_add(d, "device", json_object_new_string(dev));
 		json_object_object_add(d, "size_bytes",
 				       json_object_new_int64((int64_t)vm->disks[i].size_bytes));
-		json_object_object_add(d, "target", json_object_new_string("live"));
+		if (vm->failover_point && vm->overlay_ids) {
+			char tgt[32];
+
+			snprintf(tgt, sizeof(tgt), "point:%" PRIu64, vm->failover_point);
+			json_object_object_add(d, "target", json_object_new_string(tgt));
+		} else {
+			json_object_object_add(d, "target", json_object_new_string("live"));
+		}
 		json_object_object_add(d, "thin_id", json_object_new_int64(vm->disks[i].thin_id));
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
-	json_object_object_add(o, "failover_point", NULL);
+	json_object_object_add(o, "failover_point",
+			       vm->failover_point ? json_object_new_int64((int64_t)vm->failover_point) : NULL);
+	json_object_object_add(o, "test_point",
+			       vm->test_point ? json_object_new_int64((int64_t)vm->test_point) : NULL);
 	json_object_object_add(o, "points", json_object_new_int64((int64_t)vm->n_points));
 	json_object_object_add(o, "importing", json_object_new_boolean(vm->importing));
 	json_object_object_add(o, "qmp", str_or_null(vm->qmp));
@@ -216,6 +229,18 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 }
 
 /* ---- JSON: state files ------------------------------------------------ */
+
+static struct json_object *ids_json(const uint32_t *ids, size_t n)
+{
+	struct json_object *a;
+
+	if (!ids)
+		return NULL;
+	a = json_object_new_array();
+	for (size_t i = 0; a && i < n; i++)
+		json_object_array_add(a, json_object_new_int64(ids[i]));
+	return a;
+}
 
 struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 {
@@ -242,6 +267,12 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "max_age_sec", json_object_new_int64((int64_t)vm->max_age_sec));
 	json_object_object_add(o, "import_tid", json_object_new_int64((int64_t)vm->import_tid));
 	json_object_object_add(o, "importing", json_object_new_boolean(vm->importing));
+	json_object_object_add(o, "failover_point", json_object_new_int64((int64_t)vm->failover_point));
+	json_object_object_add(o, "test_point", json_object_new_int64((int64_t)vm->test_point));
+	json_object_object_add(o, "intent", json_object_new_string(vm->intent));
+	json_object_object_add(o, "intent_point", json_object_new_int64((int64_t)vm->intent_point));
+	json_object_object_add(o, "overlay_ids", ids_json(vm->overlay_ids, vm->n_disks));
+	json_object_object_add(o, "test_ids", ids_json(vm->test_ids, vm->n_disks));
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		const struct dmr_disk *d = &vm->disks[i];
 		struct json_object *jd = json_object_new_object();
@@ -328,6 +359,30 @@ static int get_thin_id(struct json_object *v, uint32_t *ret)
 	return 0;
 }
 
+/* An array of n thin ids, or null (-> NULL). */
+static int get_ids(struct json_object *o, const char *key, size_t n, uint32_t **ret)
+{
+	struct json_object *a;
+	_cleanup_free_ uint32_t *ids = NULL;
+
+	if (!json_object_object_get_ex(o, key, &a))
+		return -EBADMSG;
+	if (!a) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) != n)
+		return -EBADMSG;
+	ids = calloc(n, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (get_thin_id(json_object_array_get_idx(a, i), &ids[i]) < 0)
+			return -EBADMSG;
+	*ret = DMR_TAKE_PTR(ids);
+	return 0;
+}
+
 int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 {
 	_cleanup_(vm_freep) struct dmr_vm *vm = calloc(1, sizeof(*vm));
@@ -355,6 +410,19 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	    (r = get_u64(o, "import_tid", &vm->import_tid)) < 0 ||
 	    (r = get_bool(o, "importing", &vm->importing)) < 0)
 		return r;
+	if ((r = get_u64(o, "failover_point", &vm->failover_point)) < 0 ||
+	    (r = get_u64(o, "test_point", &vm->test_point)) < 0 ||
+	    (r = get_u64(o, "intent_point", &vm->intent_point)) < 0)
+		return r;
+	{
+		_cleanup_free_ char *intent = NULL;
+
+		if ((r = get_str(o, "intent", false, &intent)) < 0)
+			return r;
+		if (strlen(intent) >= sizeof(vm->intent))
+			return -EBADMSG;
+		strcpy(vm->intent, intent);
+	}
 	if (vm_state_parse(state, &vm->state) < 0 ||
 	    dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
 		return -EBADMSG;
@@ -420,6 +488,9 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		if (p->id >= vm->next_point_id || (i > 0 && p->id <= vm->points[i - 1].id))
 			return -EBADMSG;
 	}
+	if ((r = get_ids(o, "overlay_ids", vm->n_disks, &vm->overlay_ids)) < 0 ||
+	    (r = get_ids(o, "test_ids", vm->n_disks, &vm->test_ids)) < 0)
+		return r;
 	*ret_vm = DMR_TAKE_PTR(vm);
 	return 0;
 }
@@ -513,7 +584,9 @@ static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 		const struct dmr_vm *vm = reg->vms[v];
 
 		for (size_t i = 0; i < vm->n_disks; i++)
-			if (vm->disks[i].thin_id == id)
+			if (vm->disks[i].thin_id == id ||
+			    (vm->overlay_ids && vm->overlay_ids[i] == id) ||
+			    (vm->test_ids && vm->test_ids[i] == id))
 				return true;
 		for (size_t p = 0; p < vm->n_points; p++)
 			for (size_t i = 0; i < vm->n_disks; i++)
@@ -605,6 +678,9 @@ int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 			continue;
 		if (p->valid)
 			valid_seen++;
+		/* A point a failover or test runs on is in use. */
+		if (p->id == vm->failover_point || p->id == vm->test_point)
+			continue;
 		if (vm->keep_last && valid_seen > vm->keep_last)
 			drop = true;
 		if (vm->max_age_sec && now_usec > p->created_usec &&
@@ -845,6 +921,7 @@ int dmr_registry_open(struct dmr_agent *a)
 		return 0;
 	}
 	reconcile(reg);
+	dmr_failover_recover(reg);
 	log_info("catalog: %zu VM(s), pool transaction id %" PRIu64, reg->n_vms, reg->tid);
 	return 0;
 }

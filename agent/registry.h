@@ -73,6 +73,19 @@ struct dmr_vm {
 	 * back at start (its volumes are copies; the source is intact). */
 	uint64_t import_tid;
 	bool importing;
+
+	/* Failover.  overlay_ids[i] is the writable thin snapshot of the
+	 * failover point that disk i runs on while recovered (0: none);
+	 * test_ids[i] likewise for a test failover's /dev/dmrep/VM-test/DISK.
+	 * intent names an operation in flight ("initiate", "revert",
+	 * "commit"), written before its first change, cleared after its last:
+	 * crash recovery reads it with the live dm tables as the truth. */
+	uint64_t failover_point;  /* 0: none */
+	uint32_t *overlay_ids;
+	uint64_t test_point;      /* 0: none */
+	uint32_t *test_ids;
+	char intent[16];
+	uint64_t intent_point;
 };
 
 struct dmr_registry {
