@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests: VM state files (round trip, corrupt or truncated input
+ * detected), retention, thin id allocation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "agent/registry.h"
+#include "common/util.h"
+
+static struct dmr_vm *make_vm(size_t ndisks, size_t npoints)
+{
+	struct dmr_vm *vm = calloc(1, sizeof(*vm));
+
+	assert_non_null(vm);
+	vm->name = strdup("web01");
+	vm->backend = strdup("thin");
+	vm->qmp = strdup("/run/qemu/web01.qmp");
+	vm->n_disks = ndisks;
+	vm->disks = calloc(ndisks, sizeof(*vm->disks));
+	for (size_t i = 0; i < ndisks; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "vd%c", (char)('a' + i));
+		vm->disks[i].name = strdup(name);
+		vm->disks[i].size_bytes = (i + 1) << 20;
+		vm->disks[i].thin_id = (uint32_t)(i + 1);
+	}
+	vm->n_points = npoints;
+	vm->points = calloc(npoints + 1, sizeof(*vm->points));
+	for (size_t p = 0; p < npoints; p++) {
+		vm->points[p].id = p + 1;
+		vm->points[p].created_usec = 1700000000000000ull + p * 3600000000ull;
+		vm->points[p].label = strdup("x");
+		vm->points[p].valid = true;
+		vm->points[p].thin_ids = calloc(ndisks, sizeof(uint32_t));
+		for (size_t i = 0; i < ndisks; i++)
+			vm->points[p].thin_ids[i] = (uint32_t)(100 + p * ndisks + i);
+	}
+	vm->next_point_id = npoints + 1;
+	return vm;
+}
+
+static void test_round_trip(void **state)
+{
+	struct dmr_vm *vm = make_vm(3, 4), *back = NULL;
+	struct json_object *o, *o2;
+
+	(void)state;
+	vm->keep_last = 7;
+	vm->points[1].application = true;
+	vm->points[2].valid = false;
+	vm->failover_point = 2;
+	vm->state = DMR_VM_RECOVERED;
+	vm->overlay_ids = calloc(3, sizeof(uint32_t));
+	vm->overlay_ids[0] = 500;
+	vm->overlay_ids[1] = 501;
+	vm->overlay_ids[2] = 502;
+	o = dmr_vm_state_json(vm);
+	assert_non_null(o);
+	assert_int_equal(dmr_vm_from_state_json(o, &back), 0);
+	o2 = dmr_vm_state_json(back);
+	assert_string_equal(json_object_to_json_string(o), json_object_to_json_string(o2));
+	assert_int_equal(back->n_disks, 3);
+	assert_int_equal(back->n_points, 4);
+	assert_true(back->points[1].application);
+	assert_false(back->points[2].valid);
+	assert_int_equal(back->points[3].thin_ids[2], 100 + 3 * 3 + 2);
+	assert_int_equal(back->overlay_ids[2], 502);
+	assert_int_equal(back->state, DMR_VM_RECOVERED);
+	assert_string_equal(back->qmp, "/run/qemu/web01.qmp");
+	assert_null(back->qga);
+	json_object_put(o);
+	json_object_put(o2);
+	dmr_vm_free(vm);
+	dmr_vm_free(back);
+}
+
+/* Every way a state file can be damaged must be refused, never half-read. */
+static void test_corrupt_detected(void **state)
+{
+	struct dmr_vm *vm = make_vm(2, 2);
+	struct json_object *o = dmr_vm_state_json(vm);
+	const char *text = json_object_to_json_string(o);
+	size_t len = strlen(text);
+	static const struct {
+		const char *key;
+		const char *value;
+	} bad[] = {
+		{ "schema", "2" },          { "name", "\"../etc\"" }, { "state", "\"flying\"" },
+		{ "disks", "[]" },          { "points", "{}" },       { "next_point_id", "1" },
+		{ "keep_last", "-1" },      { "backend", "7" },       { "overlay_ids", "[1]" },
+	};
+
+	(void)state;
+	/* Truncations at many places: none parses into a VM. */
+	for (size_t cut = 1; cut < len; cut += 7) {
+		char *t = strndup(text, cut);
+		struct json_object *p = json_tokener_parse(t);
+		struct dmr_vm *v = NULL;
+
+		if (p) {
+			assert_int_not_equal(dmr_vm_from_state_json(p, &v), 0);
+			json_object_put(p);
+		}
+		assert_null(v);
+		free(t);
+	}
+	for (size_t i = 0; i < DMR_ARRAY_SIZE(bad); i++) {
+		struct json_object *p = json_tokener_parse(text);
+		struct dmr_vm *v = NULL;
+
+		json_object_object_add(p, bad[i].key, json_tokener_parse(bad[i].value));
+		assert_int_not_equal(dmr_vm_from_state_json(p, &v), 0);
+		assert_null(v);
+		json_object_put(p);
+	}
+	{
+		/* A point's thin id beyond 24 bits. */
+		struct json_object *p = json_tokener_parse(text), *pts, *ids;
+		struct dmr_vm *v = NULL;
+
+		json_object_object_get_ex(p, "points", &pts);
+		json_object_object_get_ex(json_object_array_get_idx(pts, 0), "thin_ids", &ids);
+		json_object_array_put_idx(ids, 0, json_object_new_int64(1 << 24));
+		assert_int_not_equal(dmr_vm_from_state_json(p, &v), 0);
+		json_object_put(p);
+	}
+	json_object_put(o);
+	dmr_vm_free(vm);
+}
+
+static void test_retention_keep_last(void **state)
+{
+	struct dmr_vm *vm = make_vm(1, 6);
+	size_t *idx = NULL, n = 0;
+
+	(void)state;
+	vm->keep_last = 2;
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 4);
+	/* newest first: 3, 2, 1, 0 */
+	assert_int_equal(idx[0], 3);
+	assert_int_equal(idx[3], 0);
+	free(idx);
+	dmr_vm_free(vm);
+}
+
+static void test_retention_keeps_latest_valid(void **state)
+{
+	struct dmr_vm *vm = make_vm(1, 4);
+	uint64_t now = vm->points[3].created_usec + 100ull * 3600 * 1000000;
+	size_t *idx = NULL, n = 0;
+
+	(void)state;
+	/* All points are older than an hour, and the newest is invalid:
+	 * the newest valid one (index 2) must survive. */
+	vm->max_age_sec = 3600;
+	vm->points[3].valid = false;
+	assert_int_equal(dmr_vm_retention_victims(vm, now, &idx, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t k = 0; k < n; k++)
+		assert_int_not_equal(idx[k], 2);
+	free(idx);
+	dmr_vm_free(vm);
+}
+
+static void test_retention_spares_failover_point(void **state)
+{
+	struct dmr_vm *vm = make_vm(1, 5);
+	size_t *idx = NULL, n = 0;
+
+	(void)state;
+	vm->keep_last = 1;
+	vm->failover_point = 2;
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t k = 0; k < n; k++)
+		assert_int_not_equal(vm->points[idx[k]].id, 2);
+	free(idx);
+	dmr_vm_free(vm);
+}
+
+static void test_retention_none(void **state)
+{
+	struct dmr_vm *vm = make_vm(2, 3);
+	size_t *idx = NULL, n = 99;
+
+	(void)state;
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 0);
+	free(idx);
+	dmr_vm_free(vm);
+}
+
+static void test_alloc_thin_ids(void **state)
+{
+	struct dmr_registry reg = { 0 };
+	struct dmr_vm *vm = make_vm(2, 1); /* uses 1, 2, 100, 101 */
+	uint32_t ids[4];
+
+	(void)state;
+	pthread_mutex_init(&reg.lock, NULL);
+	reg.vms = calloc(1, sizeof(*reg.vms));
+	reg.vms[0] = vm;
+	reg.n_vms = 1;
+	reg.next_thin_id = 1;
+	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	assert_int_equal(ids[0], 3);
+	assert_int_equal(ids[1], 4);
+	/* Wraps at 2^24 - 1 back to 1, skipping ids in use, never 0. */
+	reg.next_thin_id = DMR_THIN_DEV_ID_MAX;
+	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	assert_int_equal(ids[0], DMR_THIN_DEV_ID_MAX);
+	assert_int_equal(ids[1], 3);
+	reg.next_thin_id = 99;
+	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	assert_int_equal(ids[0], 99);
+	assert_int_equal(ids[1], 102);
+	dmr_vm_free(vm);
+	free(reg.vms);
+	pthread_mutex_destroy(&reg.lock);
+}
+
+static void test_names(void **state)
+{
+	char name[128], uuid[129];
+	char longvm[49];
+
+	(void)state;
+	assert_int_equal(dmr_vm_disk_dm_name("web01", "vda", name), 0);
+	assert_string_equal(name, "dmrep-web01-vda");
+	assert_int_equal(dmr_vm_disk_dm_uuid("web01", "vda", uuid), 0);
+	assert_string_equal(uuid, "DMREP-disk-web01:vda");
+	memset(longvm, 'x', 48);
+	longvm[48] = '\0';
+	/* The longest names allowed still fit the kernel's limits. */
+	assert_int_equal(dmr_vm_disk_dm_name(longvm, longvm, name), 0);
+	assert_int_equal(dmr_vm_disk_dm_uuid(longvm, longvm, uuid), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_corrupt_detected),
+		cmocka_unit_test(test_retention_keep_last),
+		cmocka_unit_test(test_retention_keeps_latest_valid),
+		cmocka_unit_test(test_retention_spares_failover_point),
+		cmocka_unit_test(test_retention_none),
+		cmocka_unit_test(test_alloc_thin_ids),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
+}
