@@ -29,6 +29,28 @@ void dmr_test_hook(const char *step)
 #endif
 }
 
+/*
+ * Test builds: a step named by DMREP_TEST_FAIL_AT fails with -EIO, so that
+ * the lab can drive every rollback path on a real kernel (a preload that
+ * fails on the second disk, a suspend phase that fails with every device
+ * suspended and its new table loaded).  0 otherwise, and always 0 in
+ * production builds.
+ */
+static int test_fail(const char *step)
+{
+#if DMR_TEST_HOOKS
+	const char *at = getenv("DMREP_TEST_FAIL_AT");
+
+	if (at && strcmp(at, step) == 0) {
+		log_notice("test hook: failing %s", step);
+		return -EIO;
+	}
+#else
+	(void)step;
+#endif
+	return 0;
+}
+
 /* ---- what an operation needs, copied out of the catalog --------------- */
 
 struct fo_ctx {
@@ -238,7 +260,10 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 		_cleanup_table_ struct dmr_table *t = NULL;
 
 		names[loaded] = c->names[loaded];
-		r = dmr_thin_table(c->reg->pool, to[loaded], c->sectors[loaded], &t);
+		snprintf(hook, sizeof(hook), "%s:preload:%zu", op, loaded);
+		r = test_fail(hook);
+		if (r == 0)
+			r = dmr_thin_table(c->reg->pool, to[loaded], c->sectors[loaded], &t);
 		if (r == 0)
 			r = dmr_dm_load(c->names[loaded], t, 0);
 		if (r < 0) {
@@ -278,6 +303,8 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 	r = dmr_window_run(w, DMR_WIN_SUSPEND, res);
 	snprintf(hook, sizeof(hook), "%s:suspended", op);
 	dmr_test_hook(hook);
+	if (r == 0)
+		r = test_fail(hook);
 	if (r < 0) {
 		dmr_job_set_error(job, DMR_RC_FAILED, "suspend failed: %s", strerror(-r));
 		goto clear;
