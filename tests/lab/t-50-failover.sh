@@ -1,0 +1,243 @@
+#!/bin/bash
+# Lab test: failover on real device-mapper with a real nested QEMU guest
+# (issue: failover).  A VM with three disks opened by QEMU (two in QEMU's
+# default cache mode, through the host page cache, one with cache=none), and
+# a buffered reader on the host holding a disk open.  InitiateFailover,
+# revert, failover again (the point was never written), commit, test
+# failover, the refusals, a dead hypervisor, and injected faults in the swap:
+# all disks switch or none does.
+set -u
+. "$(dirname "$0")/agent-lib.sh"
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LAB_QMP=${LAB_QMP:-$(command -v lab_qmp || echo "$ROOT/${BUILD:-build}/bin/lab_qmp")}
+DISKS="vda vdb vdc"
+QEMU_PID=
+
+# bytes HEX: 16 KiB of that byte.
+bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
+# put DEV HEX: write it at 32 KiB, O_DIRECT.
+put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
+# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
+has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
+# has_buffered HEX: the same for vdb through the host page cache.  The
+# page cache belongs to the block device, and fd 8 keeps it open (so do
+# QEMU's descriptors): every buffered reader shares what is cached there.
+has_buffered() {
+	cmp -s <(bytes "$1") <(dd if="/dev/dmrep/$VM/vdb" bs=4096 skip=8 count=4 status=none)
+}
+# hex byte of disk k in phase P (a, b, c).
+pat() { printf '%s%d' "$1" "$2"; }
+# all_have PHASE: every disk has its pattern of PHASE.
+all_have() {
+	local k=0 d
+	for d in $DISKS; do
+		has "/dev/dmrep/$VM/$d" "$(pat "$1" $k)" || return 1
+		k=$((k + 1))
+	done
+}
+lq() { "$LAB_QMP" "$QMP" "$@" 2>>"$W/lab_qmp.err"; }
+# guest_has DRIVE HEX: QEMU itself reads that pattern (qemu-io over HMP).
+guest_has() {
+	local out
+	out=$(lq hmp "qemu-io $1 \"read -P 0x$2 32768 16384\"")
+	case $out in *"read 16384/16384"*) ! grep -qi fail <<<"$out" ;; *) return 1 ;; esac
+}
+guest_put() { lq hmp "qemu-io $1 \"write -P 0x$2 32768 16384\"" | grep -q "wrote 16384/16384"; }
+targets() { dmrep --json vm show "$VM" | jq -c '[.disks[].target] | unique'; }
+job_ok() { jq -e '.job_state == 7 and .error_code == 0' <<<"$1" >/dev/null; }
+no_suspended_or_inactive() {
+	! dmsetup info -c --noheadings -o uuid,attr --separator ' ' 2>/dev/null |
+		awk '$1 ~ /^DMREP-/ && (substr($2, 3, 1) == "s" || substr($2, 5, 1) == "i") { bad = 1 } END { exit !bad }'
+}
+# thin_count: thin devices in the pool's metadata, read from a metadata
+# snapshot of the live pool (thin_ls), not from dmrep's own catalog.
+thin_count() {
+	local meta n
+	meta=$(losetup -j "$W/pool.meta" -O NAME -n | head -n1)
+	dmsetup message dmrep-pool 0 reserve_metadata_snap || return 1
+	n=$(thin_ls --metadata-snap --no-headers -o DEV "$meta" | wc -l)
+	dmsetup message dmrep-pool 0 release_metadata_snap
+	echo "$n"
+}
+
+start_qemu() {
+	QMP=$W/qmp.sock
+	rm -f "$QMP"
+	qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
+		-qmp "unix:$QMP,server=on,wait=off" \
+		-drive "file=/dev/dmrep/$VM/vda,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
+		-drive "file=/dev/dmrep/$VM/vdb,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
+		-drive "file=/dev/dmrep/$VM/vdc,format=raw,if=none,id=d2,cache=none" \
+		-device virtio-blk-pci,drive=d2 2>"$W/qemu.err" &
+	QEMU_PID=$!
+	for _ in $(seq 600); do
+		[ -S "$QMP" ] && lq status >/dev/null && return 0
+		sleep 0.1
+	done
+	sed 's/^/# qemu: /' "$W/qemu.err"
+	return 1
+}
+stop_qemu() {
+	[ -n "$QEMU_PID" ] || return 0
+	kill -KILL "$QEMU_PID" 2>/dev/null
+	wait "$QEMU_PID" 2>/dev/null
+	QEMU_PID=
+}
+teardown() {
+	exec 8<&- 2>/dev/null
+	stop_qemu
+	agent_teardown
+}
+
+if [ ! -x "$LAB_QMP" ]; then
+	not_ok "lab_qmp is built ($LAB_QMP)"
+	exit 1
+fi
+agent_setup
+trap teardown EXIT
+W_QMP=$W/qmp.sock
+
+out=$(dmrep --json pool create --data "$W/pool.data" --data-size 1G --meta "$W/pool.meta" --meta-size 16M)
+expect_rc "pool create" 0 "$out"
+out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:32M" --disk vdb="$W/vdb.img:32M" \
+	--disk vdc="$W/vdc.img:32M" --qmp "$W_QMP")
+expect_rc "vm add with three disks and a QMP socket" 0 "$out"
+k=0
+for d in $DISKS; do put "/dev/dmrep/$VM/$d" "$(pat a $k)"; k=$((k + 1)); done
+out=$(dmrep --json point create "$VM" --label before)
+expect_rc "point 1 (pattern a)" 0 "$out"
+k=0
+for d in $DISKS; do put "/dev/dmrep/$VM/$d" "$(pat b $k)"; k=$((k + 1)); done
+check "the live disks hold pattern b" all_have b
+
+if start_qemu; then ok "a nested QEMU runs with the three stable devices"; else
+	not_ok "a nested QEMU runs with the three stable devices"
+	exit 1
+fi
+# Fill the host page cache with the live data: QEMU's default cache mode
+# reads through it, and so does a buffered holder on the host.
+check "QEMU reads pattern b on vda (host page cache)" guest_has d0 b0
+check "QEMU reads pattern b on vdc (cache=none)" guest_has d2 b2
+exec 8<"/dev/dmrep/$VM/vdb"
+check "a buffered holder of vdb reads pattern b" has_buffered b1
+
+# --- refusals before anything ------------------------------------------------
+out=$(dmrep --json failover start nosuchvm --wait)
+expect_rc "failover of an unknown VM: not found" 32779 "$out"
+out=$(dmrep --json failover start "$VM" --point 99 --wait)
+expect_rc "failover to an unknown point: not found" 32779 "$out"
+out=$(dmrep --json failover revert "$VM" --wait)
+expect_rc "revert of a replicating VM: invalid state" 32775 "$out"
+out=$(dmrep --json failover commit "$VM" --wait)
+expect_rc "commit of a replicating VM: invalid state" 32775 "$out"
+out=$(dmrep --json failover start "$VM" --guest sideways)
+expect_rc "a bad guest policy: invalid parameter" 32773 "$out"
+
+# --- InitiateFailover, latest point, guest resumed ------------------------------
+out=$(dmrep --json failover start "$VM")
+expect_rc "failover start without --wait returns a job" 4096 "$out"
+job=$(jq -r .job <<<"$out")
+out=$(dmrep --json job wait "$job" --timeout 120)
+check "the failover job completes" job_ok "$out"
+check "its job JSON has the contract's fields" jq -e --arg vm "$VM" '.method == "InitiateFailover"
+	and .vm == $vm and .state == "completed" and .percent_complete == 100
+	and (.steps | length) > 0 and (.started | length) > 0 and (.finished | length) > 0' <<<"$out"
+check "the guest was paused for a measured window" jq -e '.guest_paused_usec > 0' <<<"$out"
+echo "# guest-paused window: $(jq .guest_paused_usec <<<"$out") us (reset policy, 3 disks)"
+check "the VM is recovered on point 1" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"recovered\" and .failover_point == 1'"
+is_t=$(targets)
+if [ "$is_t" = '["point:1"]' ]; then ok "every disk's target is point:1"; else not_ok "every disk's target is point:1 (got $is_t)"; fi
+check "every stable device now reads pattern a (O_DIRECT)" all_have a
+check "the buffered holder reads pattern a (page cache invalidated)" has_buffered a1
+check "the guest runs after the failover" sh -c "$LAB_QMP '$QMP' status | grep -q '^running'"
+check "no DMREP- device is suspended or has an inactive table" no_suspended_or_inactive
+out=$(dmrep --json failover start "$VM" --wait)
+expect_rc "failover of a recovered VM: invalid state" 32775 "$out"
+
+# --- revert, with the guest resumed so QEMU's view can be read ---------------------
+check "QEMU writes pattern c to the overlay of vda" guest_put d0 c0
+out=$(dmrep --json failover revert "$VM" --wait)
+check "revert completes" job_ok "$out"
+check "the VM is replicating again, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and .failover_point == null and ([.disks[].target] | unique) == [\"live\"]'"
+check "the live disks hold pattern b again" all_have b
+
+out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
+check "failover to point 1 again, guest resumed" job_ok "$out"
+check "QEMU reads pattern a on vda (default cache mode, after the swap)" guest_has d0 a0
+check "QEMU reads pattern a on vdb" guest_has d1 a1
+check "QEMU reads pattern a on vdc (cache=none)" guest_has d2 a2
+check "point 1 was never written: pattern a, not c, on vda" has "/dev/dmrep/$VM/vda" a0
+pts=$(dmrep --json point list "$VM")
+check "point 1 still listed and valid" jq -e 'map(select(.id == 1 and .valid)) | length == 1' <<<"$pts"
+out=$(dmrep --json failover revert "$VM" --wait)
+check "revert again" job_ok "$out"
+
+# --- test failover ----------------------------------------------------------------
+out=$(dmrep --json failover start "$VM" --test --wait)
+check "test failover completes" job_ok "$out"
+k=0
+for d in $DISKS; do
+	check "/dev/dmrep/$VM-test/$d is a block device" test -b "/dev/dmrep/$VM-test/$d"
+	check "the test view of $d holds point 1 (pattern a)" has "/dev/dmrep/$VM-test/$d" "$(pat a $k)"
+	k=$((k + 1))
+done
+check "the replica's own disks are untouched (pattern b)" all_have b
+check "vm show says test_failover" sh -c "dmrep --json vm show '$VM' | jq -e '.test_failover == true and .state == \"replicating\"'"
+put "/dev/dmrep/$VM-test/vda" c0
+check "the test view is writable" has "/dev/dmrep/$VM-test/vda" c0
+out=$(dmrep --json point create "$VM" --label during-test)
+expect_rc "a point can be taken during the test failover" 0 "$out"
+out=$(dmrep --json failover start "$VM" --test --wait)
+expect_rc "a second test failover: invalid state" 32775 "$out"
+out=$(dmrep --json failover stop-test "$VM" --wait)
+check "stop-test completes" job_ok "$out"
+check "the test devices are gone" test ! -e "/dev/dmrep/$VM-test/vda" -a ! -e "/dev/mapper/dmrep-$VM-test-vda"
+check "vm show: no test failover" sh -c "dmrep --json vm show '$VM' | jq -e '.test_failover == false'"
+
+# --- all or none: injected faults in the swap, on the real kernel --------------------
+used=$(thin_count)
+for step in initiate:preload:1 initiate:suspended; do
+	agent_stop
+	DMREP_TEST_FAIL_AT=$step agent_start || not_ok "agent starts with a fault at $step"
+	out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
+	check "fault at $step: the job ends in exception with 32768" jq -e '.job_state == 10 and .error_code == 32768 and (.error_description | length) > 0' <<<"$out"
+	check "fault at $step: the VM is replicating, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
+	check "fault at $step: every disk still reads the live data" all_have b
+	check "fault at $step: nothing suspended, no inactive table left" no_suspended_or_inactive
+	check "fault at $step: the guest runs" sh -c "$LAB_QMP '$QMP' status | grep -q '^running'"
+done
+agent_restart
+check "the failed failovers left no overlay behind (thin devices: $used)" test "$(thin_count)" = "$used"
+
+# --- commit -------------------------------------------------------------------------
+out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
+check "failover to point 1 for the commit" job_ok "$out"
+out=$(dmrep --json failover commit "$VM" --wait)
+check "commit completes" job_ok "$out"
+check "the VM is committed, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"committed\" and ([.disks[].target] | unique) == [\"live\"]'"
+check "the committed disks hold point 1's data" all_have a
+pts=$(dmrep --json point list "$VM")
+check "commit kept point 1 and dropped the newer point" jq -e 'map(.id) == [1]' <<<"$pts"
+check "the pool holds exactly 3 live volumes + 3 for point 1" test "$(thin_count)" = 6
+out=$(dmrep --json failover revert "$VM" --wait)
+expect_rc "revert after commit: invalid state" 32775 "$out"
+out=$(dmrep --json point create "$VM")
+expect_rc "points can be taken after the commit" 0 "$out"
+check "the VM replicates again after a point" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\"'"
+agent_restart
+check "the committed state survives an agent restart" all_have a
+
+# --- a dead hypervisor: 32777 before any change ---------------------------------------
+put "/dev/dmrep/$VM/vda" b0
+stop_qemu
+exec 8<&-
+used=$(thin_count)
+out=$(dmrep --json failover start "$VM" --wait)
+check "failover with the hypervisor gone: 32777" jq -e '.job_state == 10 and .error_code == 32777' <<<"$out"
+check "nothing changed: replicating, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
+check "nothing changed: no new thin volume" test "$(thin_count)" = "$used"
+check "the live data is untouched" has "/dev/dmrep/$VM/vda" b0
+
+agent_stop
+summary
