@@ -488,7 +488,8 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 		return -EHOSTUNREACH;
 	r = alloc_ids(c, c->new_ids);
 	if (r == 0)
-		r = intent_begin(c, "initiate", c->point, c->new_ids, false, DMR_VM_FAILOVER_IN_PROGRESS);
+		r = intent_begin(c, c->reset ? "initiate-reset" : "initiate", c->point, c->new_ids,
+				 false, DMR_VM_FAILOVER_IN_PROGRESS);
 	if (r < 0) {
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
 		return r;
@@ -550,7 +551,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
 
 	if (guest_probe(job, c) < 0)
 		return -EHOSTUNREACH;
-	r = intent_begin(c, "revert", 0, NULL, false, DMR_VM_FAILOVER_IN_PROGRESS);
+	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
+			 DMR_VM_FAILOVER_IN_PROGRESS);
 	if (r < 0) {
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
 		return r;
@@ -933,6 +935,7 @@ int dmr_h_stop_test(struct dmr_call *c)
 static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 {
 	_cleanup_(fo_ctx_freep) struct fo_ctx *c = calloc(1, sizeof(*c));
+	bool switched = false;
 	char intent[16];
 	int r;
 
@@ -942,6 +945,12 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 	}
 	c->reg = reg;
 	snprintf(intent, sizeof(intent), "%s", vm->intent);
+	/* The guest policy rides on the intent ("initiate-reset"): a swap
+	 * rolled forward must leave the guest as the caller asked. */
+	if (dmr_endswith(intent, "-reset")) {
+		intent[strlen(intent) - strlen("-reset")] = '\0';
+		c->reset = true;
+	}
 	if (vm->test_ids)
 		memcpy(c->new_ids, vm->test_ids, c->n * sizeof(uint32_t));
 
@@ -964,6 +973,7 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		if (on == 1) {
 			log_notice("VM %s: failover had switched every disk: finishing it", vm->name);
 			initiate_done(vm, NULL);
+			switched = true;
 		} else {
 			log_notice("VM %s: failover had not switched every disk: rolling back", vm->name);
 			r = retarget_all(reg, c, c->live_ids);
@@ -981,6 +991,7 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		if (r == 0) {
 			(void)dmr_ops_delete_thin_ids(reg, c->n, c->old_ids);
 			revert_done(vm, NULL);
+			switched = true;
 		} else {
 			log_error("VM %s: revert not finished: %s", vm->name, strerror(-r));
 		}
@@ -1014,6 +1025,10 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		enum dmr_guest_status gs;
 
 		if (shim_for(vm, &s) == 0 && dmr_shim_status(s, &gs) == 0 && gs == DMR_GUEST_PAUSED) {
+			/* Paused by the interrupted swap: a guest whose disks
+			 * switched under it restarts if the caller asked. */
+			if (switched && c->reset && dmr_shim_reset(s) < 0)
+				log_error("VM %s: cannot reset the guest", vm->name);
 			log_notice("VM %s: resuming the guest", vm->name);
 			if (dmr_shim_resume(s) < 0)
 				log_error("VM %s: cannot resume the guest", vm->name);

@@ -83,6 +83,17 @@ static inline bool dmr_startswith(const char *s, const char *prefix)
 	return s && strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+static inline bool dmr_endswith(const char *s, const char *suffix)
+{
+	size_t n, k;
+
+	if (!s)
+		return false;
+	n = strlen(s);
+	k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 /*
  * Parse a size with an optional suffix K, M, G, T (powers of 1024; also
  * KiB/MiB/..., case-insensitive) into bytes.  Rejects signs, empty input,
