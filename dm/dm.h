@@ -4,12 +4,12 @@
  *
  * Contract:
  *  - every function returns 0 or a negative errno; libdevmapper's 1/0 never
- *    leaves dm/dm.c, where one function (dm_run) runs every task: it owns the
+ *    leaves dm/dm.c, where one function (task_run) runs every task: it owns the
  *    task's lifetime, the udev cookie, errno, a process-wide lock and debug
  *    logging;
  *  - out-parameters are ret_-prefixed, last, and untouched on failure;
  *  - dm/ knows device-mapper and nothing of VMs or points;
- *  - udev cookies are used on create, resume and remove (so the caller
+ *  - udev cookies are used on create, resume, remove and rename (so the caller
  *    returns only once udev has made or removed /dev/mapper nodes and
  *    links), never on reload, suspend or message;
  *  - a device that dmrep creates always has a UUID starting DMR_UUID_PREFIX;
