@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/methods.c - the method table, and the param accessors every handler
+ * uses so that a wrong JSON type is always 32776 and a missing required
+ * param always 32773, with the key named.
+ */
+#include "agent/method.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/handlers.h"
+#include "agent/rc.h"
+
+const struct dmr_method dmr_methods[] = {
+	{ "CreatePool", true, dmr_h_create_pool },
+	{ "GetPoolStatus", false, dmr_h_get_pool_status },
+	{ "AddVirtualSystem", true, dmr_h_add_vm },
+	{ "GetVirtualSystem", false, dmr_h_get_vm },
+	{ "ListVirtualSystems", false, dmr_h_list_vms },
+	{ "RemoveVirtualSystem", true, dmr_h_remove_vm },
+	{ "SetRetentionPolicy", true, dmr_h_set_retention },
+	{ "CreateReplicationPoint", true, dmr_h_create_point },
+	{ "ListReplicationPoints", false, dmr_h_list_points },
+	{ "DestroyReplicationPoint", true, dmr_h_destroy_point },
+	{ "InitiateFailover", true, dmr_h_initiate_failover },
+	{ "RevertFailover", true, dmr_h_revert_failover },
+	{ "CommitFailover", true, dmr_h_commit_failover },
+	{ "TestReplicaSystem", true, dmr_h_test_replica },
+	{ "StopTestReplicaSystem", true, dmr_h_stop_test },
+	{ "GetJob", false, dmr_h_get_job },
+	{ "ListJobs", false, dmr_h_list_jobs },
+	{ NULL, false, NULL },
+};
+
+const struct dmr_method *dmr_method_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (const struct dmr_method *m = dmr_methods; m->name; m++)
+		if (strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+int dmr_call_fail(struct dmr_call *call, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(call->error, sizeof(call->error), fmt, ap);
+	va_end(ap);
+	/* One line, always. */
+	for (char *p = call->error; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return rc;
+}
+
+static int get(struct dmr_call *call, const char *key, bool required, json_type type,
+	       const char *type_name, struct json_object **ret)
+{
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(call->params, key, &v) || !v) {
+		if (required)
+			return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "missing param '%s'", key);
+		return -ENOENT;
+	}
+	if (!json_object_is_type(v, type))
+		return dmr_call_fail(call, DMR_RC_INCORRECT_TYPE, "param '%s' must be %s", key,
+				     type_name);
+	*ret = v;
+	return 0;
+}
+
+/* -ENOENT (optional and absent) means "go on" to the handler: 0. */
+#define GO_ON(r) ((r) == -ENOENT ? 0 : (r))
+
+int dmr_param_string(struct dmr_call *call, const char *key, bool required, const char **ret)
+{
+	struct json_object *v = NULL;
+	int r = get(call, key, required, json_type_string, "a string", &v);
+
+	if (r == 0)
+		*ret = json_object_get_string(v);
+	return GO_ON(r);
+}
+
+int dmr_param_u64(struct dmr_call *call, const char *key, bool required, uint64_t *ret)
+{
+	struct json_object *v = NULL;
+	int r = get(call, key, required, json_type_int, "a non-negative integer", &v);
+
+	if (r == 0) {
+		int64_t x;
+
+		errno = 0;
+		x = json_object_get_int64(v);
+		/* json-c saturates at INT64_MAX: a larger number is out of range. */
+		if (x < 0 || (x == INT64_MAX && errno == ERANGE))
+			return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER,
+					     "param '%s' is out of range", key);
+		*ret = (uint64_t)x;
+	}
+	return GO_ON(r);
+}
+
+int dmr_param_bool(struct dmr_call *call, const char *key, bool required, bool *ret)
+{
+	struct json_object *v = NULL;
+	int r = get(call, key, required, json_type_boolean, "true or false", &v);
+
+	if (r == 0)
+		*ret = json_object_get_boolean(v);
+	return GO_ON(r);
+}
+
+int dmr_param_array(struct dmr_call *call, const char *key, bool required, struct json_object **ret)
+{
+	struct json_object *v = NULL;
+	int r = get(call, key, required, json_type_array, "an array", &v);
+
+	if (r == 0)
+		*ret = v;
+	return GO_ON(r);
+}
