@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dmrepd - the dmrep agent.  Owns the thin pool, the VMs' stable devices
+ * and the replication points; serves the control socket.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/job.h"
+#include "agent/registry.h"
+#include "agent/server.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+
+#define DEFAULT_SOCKET "/run/dmrep/dmrepd.sock"
+#define DEFAULT_STATE "/var/lib/dmrep"
+#define DMREP_VERSION "0.1"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: dmrepd [OPTION]...\n"
+		"The dmrep agent: owns a device-mapper thin pool, the VMs' stable devices and\n"
+		"their replication points, and serves the control socket (docs/protocol.md).\n"
+		"Runs as root, in the foreground (systemd runs it as Type=simple).\n"
+		"\n"
+		"  --socket PATH       control socket (default " DEFAULT_SOCKET ");\n"
+		"                      its directory is created 0750 if missing, the socket is 0660\n"
+		"  --state-dir DIR     durable state: pool.json, vms/, jobs/ (default " DEFAULT_STATE ")\n"
+		"  --group NAME        members of this group may call every method; other users\n"
+		"                      who can reach the socket may only read (32769 otherwise)\n"
+		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
+		"                      any operation in flight finish or roll back (the default:\n"
+		"                      dmrepd never forks)\n"
+		"  --log-level LEVEL   error, warning, notice, info (default) or debug\n"
+		"  -h, --help          this help\n"
+		"  --version           the version\n"
+		"\n"
+		"Exit status: 0 after a clean stop, 1 on a runtime failure, 2 on a usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dmr_agent a = { 0 };
+	struct dmr_server *srv = NULL;
+	enum dmr_log_level level = DMR_LOG_INFO;
+	const char *sock = DEFAULT_SOCKET, *state = DEFAULT_STATE, *group = NULL;
+	sigset_t mask;
+	int sfd = -1, c, r, status = 1;
+
+	dmr_log_set_ident("dmrepd");
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			sock = optarg;
+			break;
+		case 'd':
+			state = optarg;
+			break;
+		case 'g':
+			group = optarg;
+			break;
+		case 'f':
+			break;
+		case 'l':
+			if (dmr_log_parse_level(optarg, &level) < 0) {
+				fprintf(stderr, "dmrepd: bad --log-level '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("dmrepd " DMREP_VERSION "\n");
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dmrepd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (sock[0] != '/' || state[0] != '/') {
+		fprintf(stderr, "dmrepd: --socket and --state-dir must be absolute paths\n");
+		return 2;
+	}
+	dmr_log_set_level(level);
+	if (geteuid() != 0) {
+		log_error("dmrepd must run as root (it drives device-mapper)");
+		return 1;
+	}
+	if (group) {
+		struct group *gr = getgrnam(group);
+
+		if (!gr) {
+			log_error("no group '%s'", group);
+			return 2;
+		}
+		a.have_group = true;
+		a.group = gr->gr_gid;
+	}
+	a.state_dir = strdup(state);
+	a.socket_path = strdup(sock);
+	if (!a.state_dir || !a.socket_path) {
+		log_error("out of memory");
+		goto out;
+	}
+	/* The failover window must not wait on page faults. */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		log_notice("mlockall: %s (the failover window may page)", strerror(errno));
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	/* Job threads inherit the mask: only the loop sees these signals. */
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
+	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		log_error("signals: %s", strerror(errno));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	r = dmr_mkdir_p(state, 0700);
+	if (r < 0) {
+		log_error("state directory %s: %s", state, strerror(-r));
+		goto out;
+	}
+	r = dmr_jobs_open(&a);
+	if (r < 0) {
+		log_error("jobs in %s/jobs: %s", state, strerror(-r));
+		goto out;
+	}
+	/* The catalog, the pool, and the recovery of interrupted operations,
+	 * before anyone can call in. */
+	r = dmr_registry_open(&a);
+	if (r < 0) {
+		log_error("state in %s: %s", state, strerror(-r));
+		goto out_jobs;
+	}
+	r = dmr_server_open(&a, &srv);
+	if (r < 0) {
+		log_error("socket %s: %s%s", sock, strerror(-r),
+			  r == -EADDRINUSE ? " (another dmrepd answers there)" : "");
+		goto out_reg;
+	}
+	log_notice("ready: socket %s, state %s", sock, state);
+	r = dmr_server_run(srv, sfd);
+	if (r < 0)
+		log_error("event loop: %s", strerror(-r));
+	else
+		status = 0;
+	log_notice("stopping: waiting for running jobs");
+	/* No new callers from here; jobs in flight finish or roll back. */
+	dmr_server_free(srv);
+	a.stopping = 1;
+out_reg:
+	/* Jobs first: they use the catalog. */
+	dmr_jobs_close(&a);
+	dmr_registry_close(&a);
+	goto out;
+out_jobs:
+	dmr_jobs_close(&a);
+out:
+	if (sfd >= 0)
+		close(sfd);
+	free(a.state_dir);
+	free(a.socket_path);
+	return status;
+}
