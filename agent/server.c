@@ -30,6 +30,7 @@ struct client {
 	bool closing;  /* flush what is queued, then close */
 	bool want_out; /* EPOLLOUT armed */
 	bool dead;     /* drop now: gone, or its unread output hit the cap */
+	bool discarding; /* inside an oversized request: drop up to its '\n' */
 };
 
 struct dmr_server {
@@ -393,8 +394,8 @@ static int client_process(struct dmr_server *s, struct client *c)
 		len = (size_t)(nl - (c->in + start));
 		if (len > DMR_SERVER_MAX_REQUEST) {
 			r = reply(c, NULL, DMR_RC_INVALID_PARAMETER, "request larger than 1 MiB", NULL);
-			c->closing = true;
-			break;
+			start += len + 1;
+			continue;
 		}
 		if (len > 0)
 			r = handle_line(s, c, c->in + start, len);
@@ -407,8 +408,12 @@ static int client_process(struct dmr_server *s, struct client *c)
 		c->in_len -= start;
 	}
 	if (r == 0 && !c->closing && c->in_len > DMR_SERVER_MAX_REQUEST) {
+		/* Answer now, and drop the rest of the line as it comes:
+		 * the client is still writing it and would never read a
+		 * reply sent just before a close. */
 		r = reply(c, NULL, DMR_RC_INVALID_PARAMETER, "request larger than 1 MiB", NULL);
-		c->closing = true;
+		c->discarding = true;
+		c->in_len = 0;
 	}
 	return r;
 }
@@ -446,6 +451,16 @@ static void client_read(struct dmr_server *s, struct client *c)
 			(void)client_process(s, c);
 			c->closing = true;
 			return;
+		}
+		if (c->discarding) {
+			char *nl = memchr(c->in + c->in_len, '\n', (size_t)k);
+
+			if (!nl)
+				continue;
+			k -= nl + 1 - (c->in + c->in_len);
+			memmove(c->in, nl + 1, (size_t)k);
+			c->in_len = 0;
+			c->discarding = false;
 		}
 		c->in_len += (size_t)k;
 		if (client_process(s, c) < 0) {
