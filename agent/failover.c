@@ -470,8 +470,10 @@ static int guest_probe(struct dmr_job *job, struct fo_ctx *c)
 
 	r = dmr_shim_status(c->shim, &gs);
 	if (r < 0) {
-		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the hypervisor does not answer: %s",
-				  strerror(-r));
+		const char *why = dmr_shim_last_error(c->shim);
+
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the hypervisor (%s) does not answer: %s",
+				  dmr_shim_kind(c->shim), why && *why ? why : strerror(-r));
 		return r;
 	}
 	c->pause_guest = gs == DMR_GUEST_RUNNING;

@@ -674,8 +674,8 @@ static int cmd_point(const struct cmd_args *a, const char *sub)
 static int cmd_failover(const struct cmd_args *a, const char *sub)
 {
 	static const struct option o[] = {
-		{ "wait", no_argument, NULL, 'w' }, { "point", required_argument, NULL, 'p' },
-		{ "test", no_argument, NULL, 't' }, { "guest", required_argument, NULL, 'g' },
+		{ "point", required_argument, NULL, 'p' }, { "test", no_argument, NULL, 't' },
+		{ "guest", required_argument, NULL, 'g' }, { "wait", no_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct json_object *p = json_object_new_object(), *rep;

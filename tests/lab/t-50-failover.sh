@@ -37,13 +37,22 @@ all_have() {
 	done
 }
 lq() { "$LAB_QMP" "$QMP" "$@" 2>>"$W/lab_qmp.err"; }
-# guest_has DRIVE HEX: QEMU itself reads that pattern (qemu-io over HMP).
+# qemu_io DRIVE CMD: run a qemu-io command inside QEMU (HMP) and print what
+# it said.  qemu-io writes to QEMU's stdout, not to the monitor: QEMU runs
+# line-buffered into $W/qemu.out and the new part of that file is the answer.
+qemu_io() {
+	local before
+	before=$(stat -c %s "$W/qemu.out")
+	lq hmp "qemu-io $1 \"$2\"" >/dev/null || return 1
+	tail -c +$((before + 1)) "$W/qemu.out"
+}
+# guest_has DRIVE HEX: QEMU itself reads that pattern.
 guest_has() {
 	local out
-	out=$(lq hmp "qemu-io $1 \"read -P 0x$2 32768 16384\"")
+	out=$(qemu_io "$1" "read -P 0x$2 32768 16384")
 	case $out in *"read 16384/16384"*) ! grep -qi fail <<<"$out" ;; *) return 1 ;; esac
 }
-guest_put() { lq hmp "qemu-io $1 \"write -P 0x$2 32768 16384\"" | grep -q "wrote 16384/16384"; }
+guest_put() { qemu_io "$1" "write -P 0x$2 32768 16384" | grep -q "wrote 16384/16384"; }
 targets() { dmrep --json vm show "$VM" | jq -c '[.disks[].target] | unique'; }
 job_ok() { jq -e '.job_state == 7 and .error_code == 0' <<<"$1" >/dev/null; }
 no_suspended_or_inactive() {
@@ -64,12 +73,13 @@ thin_count() {
 start_qemu() {
 	QMP=$W/qmp.sock
 	rm -f "$QMP"
-	qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
+	: >"$W/qemu.out"
+	stdbuf -oL qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
 		-qmp "unix:$QMP,server=on,wait=off" \
 		-drive "file=/dev/dmrep/$VM/vda,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
 		-drive "file=/dev/dmrep/$VM/vdb,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
 		-drive "file=/dev/dmrep/$VM/vdc,format=raw,if=none,id=d2,cache=none" \
-		-device virtio-blk-pci,drive=d2 2>"$W/qemu.err" &
+		-device virtio-blk-pci,drive=d2 >>"$W/qemu.out" 2>"$W/qemu.err" &
 	QEMU_PID=$!
 	for _ in $(seq 600); do
 		[ -S "$QMP" ] && lq status >/dev/null && return 0
