@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "agent/registry.h"
+#include "dm/table.h"
 #include "common/util.h"
 
 static struct dmr_vm *make_vm(size_t ndisks, size_t npoints)
