@@ -61,9 +61,11 @@ $(BUILD)/bin/dmrepd: $(BUILD)/agent/dmrepd.o $(LIBDMR)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/bin/dmrep: $(BUILD)/tools/dmrep.o $(LIBDMR)
+# The client needs only the common helpers and the return codes, not
+# libdevmapper, libblkid or libaio: it runs wherever a script does.
+$(BUILD)/bin/dmrep: $(BUILD)/tools/dmrep.o $(BUILD)/common/util.o $(BUILD)/agent/rc.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs json-c)
 
 $(BUILD)/bin/%: $(BUILD)/tests/lab/%.o $(LIBDMR)
 	@mkdir -p $(dir $@)

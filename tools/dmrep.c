@@ -2,17 +2,27 @@
 /*
  * dmrep - the client of dmrepd, for people and for scripts.
  *
- * With --json, stdout is exactly one JSON document, on failure too
- * ({"return": CODE, "error": "..."}); stderr always gets one line on
- * failure.  The exit status is 0 on success, else the WMI return code's
- * mapping (agent/rc.h: CODE - 32767, so 32779 exits 12).  Operations that
- * the agent runs as jobs are waited for where the contract says so (vm add,
- * point create, --wait).
+ * One request per line to the agent's Unix socket, one reply per line back
+ * (docs/protocol.md).  With --json, stdout is exactly one JSON document, on
+ * failure too ({"return": CODE, "error": "..."}); stderr always gets one
+ * line on failure.  The exit status is 0 on success, else the WMI return
+ * code's mapping from agent/rc.h (CODE - 32767, so 32779 exits 12).  Usage
+ * errors are 32773, so a script sees one stable code for "you called me
+ * wrong" whether the client or the agent noticed.
+ *
+ * The agent runs vm add and point create as jobs; the client waits for them
+ * because their callers want the result (the VM exists, the point's number),
+ * not a job.  Failover commands return the job unless --wait is given.
+ *
+ * A fatal error ends the process through fail(): this is a one-shot command,
+ * so the kernel frees what is left, and every path reports in the same shape.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,68 +36,47 @@
 #include "agent/rc.h"
 #include "common/util.h"
 
+#define DMREP_VERSION "0.1"
 #define DEFAULT_SOCKET "/run/dmrep/dmrepd.sock"
-#define REPLY_MAX (64u << 20)
-#define REQUEST_TIMEOUT_MS 60000
-#define POLL_INTERVAL_US 100000
+/* Job and point lists grow with history; 64 MiB is far beyond any sane
+ * reply and still bounds what a broken agent can make us allocate. */
+#define REPLY_MAX ((size_t)64 << 20)
+/* Every method answers at once (long work runs as a job), so a minute
+ * without a reply means the agent hangs, not that it is busy. */
+#define REQUEST_TIMEOUT_USEC (60ULL * 1000000)
+/* Job polling: quick at first (a point takes milliseconds), then gentler. */
+#define POLL_FAST_USEC 50000
+#define POLL_SLOW_USEC 100000
+#define POLL_FAST_FOR_USEC 1000000
 
 static bool opt_json;
 static const char *opt_socket;
-static int sock_fd = -1;
-static int64_t next_id = 1;
-static char *inbuf;
-static size_t in_len, in_cap;
 
-static const char usage_text[] =
-	"Usage: dmrep [--socket PATH] [--json] COMMAND ...\n"
-	"\n"
-	"  pool create --data PATH --meta PATH [--data-size SIZE] [--meta-size SIZE] [--force]\n"
-	"  pool status\n"
-	"  vm add VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
-	"         [--qmp SOCKET] [--qga SOCKET] [--exec-shim COMMAND]\n"
-	"         [--keep-last N] [--max-age SECONDS]\n"
-	"  vm list\n"
-	"  vm show VM\n"
-	"  vm remove VM\n"
-	"  vm retention VM [--keep-last N] [--max-age SECONDS]\n"
-	"  point create VM [--consistency crash|application] [--label TEXT]\n"
-	"  point list VM\n"
-	"  point remove VM POINT\n"
-	"  failover start VM [--point POINT] [--test] [--guest resume|reset] [--wait]\n"
-	"  failover revert VM [--wait]\n"
-	"  failover commit VM [--wait]\n"
-	"  failover stop-test VM [--wait]\n"
-	"  job show JOB\n"
-	"  job wait JOB [--timeout SECONDS]\n"
-	"  job list\n"
-	"\n"
-	"Options for every command:\n"
-	"  --socket PATH   the agent's socket (default: $DMREP_SOCKET, else " DEFAULT_SOCKET ")\n"
-	"  --json          print exactly one JSON document on stdout, on failure too\n"
-	"  -h, --help      this help; --version the version\n"
-	"\n"
-	"SIZE takes the suffixes K, M, G, T (powers of 1024).  NAME=PATH imports an\n"
-	"existing image or block device (absolute path); NAME=PATH:SIZE with a PATH\n"
-	"that does not exist makes an empty disk.  vm add and point create wait for\n"
-	"their job; failover commands print the job number, or with --wait the\n"
-	"finished job.  Without --point, failover start uses the latest valid point;\n"
-	"--test shows the point at /dev/dmrep/VM-test/DISK instead of switching.\n"
-	"\n"
-	"Exit status: 0 on success, else the WMI return code - 32767: 1 failed,\n"
-	"2 access denied, 3 not supported, 5 timeout, 6 invalid parameter (also\n"
-	"usage errors), 7 in use, 8 invalid state, 9 incorrect type, 10 agent or\n"
-	"hypervisor unreachable, 11 no space, 12 not found.\n";
+static void json_putp(struct json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_putp)
 
-/* ---- output ---------------------------------------------------------------- */
+/* ---- failure and output ------------------------------------------------------ */
 
 static void print_json(struct json_object *o)
 {
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED |
-							       JSON_C_TO_STRING_NOSLASHESCAPE));
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-/* Report a failure in the contract's shape and exit. */
-__attribute__((noreturn, format(printf, 2, 3))) static void die(int rc, const char *fmt, ...)
+/* Exit status for a return code; never 0 for a failure, whatever the code. */
+static int exit_status(int rc)
+{
+	int st = dmr_rc_exit_status(rc);
+
+	return rc != DMR_RC_OK && st == 0 ? 1 : st;
+}
+
+/* Report a failure in the contract's shape (one JSON document with --json,
+ * one line on stderr always) and exit with the code's status. */
+__attribute__((noreturn)) _printf_(2, 3) static void fail(int rc, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -95,132 +84,190 @@ __attribute__((noreturn, format(printf, 2, 3))) static void die(int rc, const ch
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	msg[strcspn(msg, "\n")] = '\0';
+	/* "one line": an agent's message could carry a newline. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
 	if (opt_json) {
-		struct json_object *o = json_object_new_object();
+		_cleanup_json_ struct json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "return", json_object_new_int(rc));
-		json_object_object_add(o, "error", json_object_new_string(msg));
-		print_json(o);
-		json_object_put(o);
+		if (o) {
+			json_object_object_add(o, "return", json_object_new_int(rc));
+			json_object_object_add(o, "error", json_object_new_string(msg));
+			print_json(o);
+		}
 	}
 	fprintf(stderr, "dmrep: %s\n", msg);
 	fflush(stdout);
-	exit(dmr_rc_exit_status(rc) ?: 1);
+	exit(exit_status(rc));
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void usage_error(const char *fmt, ...)
+__attribute__((noreturn)) static void fail_oom(void)
 {
-	char msg[512];
+	fail(DMR_RC_NO_SPACE, "out of memory");
+}
+
+__attribute__((noreturn)) _printf_(1, 2) static void usage_error(const char *fmt, ...)
+{
+	char msg[768];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	die(DMR_RC_INVALID_PARAMETER, "%s (see dmrep --help)", msg);
+	fail(DMR_RC_INVALID_PARAMETER, "%s (see dmrep --help)", msg);
 }
 
-/* ---- the connection ---------------------------------------------------------- */
+static struct json_object *new_object(void)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		fail_oom();
+	return o;
+}
+
+static void add(struct json_object *o, const char *key, struct json_object *v)
+{
+	if (!v || json_object_object_add(o, key, v) < 0)
+		fail_oom();
+}
+
+static const char *str_field(struct json_object *o, const char *key, const char *dflt)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return dflt;
+}
+
+static int64_t int_field(struct json_object *o, const char *key, int64_t dflt)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v);
+	return dflt;
+}
+
+static bool bool_field(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
+}
+
+/* ---- the connection ------------------------------------------------------------ */
+
+struct conn {
+	int fd;
+	int64_t next_id;
+	char *buf; /* received bytes not yet consumed */
+	size_t len, cap;
+};
+
+static struct conn agent = { .fd = -1, .next_id = 1 };
 
 static void connect_agent(void)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
+	_cleanup_close_ int fd = -1;
 
-	if (sock_fd >= 0)
+	if (agent.fd >= 0)
 		return;
 	if (strlen(opt_socket) >= sizeof(sa.sun_path))
-		die(DMR_RC_INVALID_PARAMETER, "socket path too long: %s", opt_socket);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", opt_socket);
+		usage_error("socket path too long: %s", opt_socket);
+	memcpy(sa.sun_path, opt_socket, strlen(opt_socket) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		die(DMR_RC_FAILED, "socket: %s", strerror(errno));
+		fail(dmr_rc_from_errno(dmr_negerrno()), "cannot make a socket: %m");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		if (e == EACCES || e == EPERM)
-			die(DMR_RC_ACCESS_DENIED, "may not open the agent's socket %s: %s", opt_socket,
-			    strerror(e));
-		die(DMR_RC_UNAVAILABLE, "cannot reach the agent at %s: %s", opt_socket, strerror(e));
+		if (errno == EACCES || errno == EPERM)
+			fail(DMR_RC_ACCESS_DENIED, "may not open the agent's socket %s: %m", opt_socket);
+		fail(DMR_RC_UNAVAILABLE, "cannot reach the agent at %s: %m", opt_socket);
 	}
-	sock_fd = fd;
+	agent.fd = DMR_TAKE_FD(fd);
 }
 
-/* One reply line, with a deadline. */
+static void send_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		/* MSG_NOSIGNAL: an agent gone away is an error to report,
+		 * not a SIGPIPE that kills us without a word. */
+		ssize_t k = send(agent.fd, p, n, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			fail(DMR_RC_UNAVAILABLE, "lost the connection to the agent: %m");
+		p += k;
+		n -= (size_t)k;
+	}
+}
+
+/* The next reply line, parsed; fails on a closed connection, an oversized
+ * or malformed line, or a minute of silence. */
 static struct json_object *read_reply(void)
 {
-	uint64_t deadline = dmr_now_usec() + (uint64_t)REQUEST_TIMEOUT_MS * 1000;
+	uint64_t deadline = dmr_now_usec() + REQUEST_TIMEOUT_USEC;
+	size_t scanned = 0;
 
 	for (;;) {
-		char *nl = inbuf ? memchr(inbuf, '\n', in_len) : NULL;
-		struct pollfd pfd = { .fd = sock_fd, .events = POLLIN };
+		char *nl = agent.len > scanned ? memchr(agent.buf + scanned, '\n', agent.len - scanned) : NULL;
+		struct pollfd pfd = { .fd = agent.fd, .events = POLLIN };
 		uint64_t now;
 		ssize_t k;
 		int r;
 
 		if (nl) {
+			size_t line = (size_t)(nl - agent.buf);
 			struct json_object *o;
-			size_t len = (size_t)(nl - inbuf);
 
 			*nl = '\0';
-			o = json_tokener_parse(inbuf);
-			memmove(inbuf, nl + 1, in_len - len - 1);
-			in_len -= len + 1;
+			o = json_tokener_parse(agent.buf);
+			memmove(agent.buf, nl + 1, agent.len - line - 1);
+			agent.len -= line + 1;
 			if (!o || !json_object_is_type(o, json_type_object))
-				die(DMR_RC_FAILED, "the agent sent a malformed reply");
+				fail(DMR_RC_FAILED, "the agent sent a malformed reply");
 			return o;
 		}
-		if (in_len >= REPLY_MAX)
-			die(DMR_RC_FAILED, "the agent's reply is larger than %u MiB", REPLY_MAX >> 20);
-		if (in_cap - in_len < 65536) {
-			size_t cap = in_cap ? in_cap * 2 : 65536;
-			char *n = realloc(inbuf, cap);
+		scanned = agent.len;
+		if (agent.len >= REPLY_MAX)
+			fail(DMR_RC_FAILED, "the agent's reply is larger than %zu MiB", REPLY_MAX >> 20);
+		if (agent.cap - agent.len < 65536) {
+			size_t cap = agent.cap ? agent.cap * 2 : 65536;
+			char *n;
 
+			if (cap > REPLY_MAX + 1)
+				cap = REPLY_MAX + 1;
+			n = realloc(agent.buf, cap);
 			if (!n)
-				die(DMR_RC_NO_SPACE, "out of memory");
-			inbuf = n;
-			in_cap = cap;
+				fail_oom();
+			agent.buf = n;
+			agent.cap = cap;
 		}
 		now = dmr_now_usec();
 		if (now >= deadline)
-			die(DMR_RC_TIMEOUT, "the agent did not answer within %d s", REQUEST_TIMEOUT_MS / 1000);
-		r = poll(&pfd, 1, (int)((deadline - now) / 1000) + 1);
+			fail(DMR_RC_TIMEOUT, "the agent did not answer within %llu s",
+			     REQUEST_TIMEOUT_USEC / 1000000);
+		r = poll(&pfd, 1, (int)((deadline - now + 999) / 1000));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			die(DMR_RC_FAILED, "poll: %s", strerror(errno));
+			fail(DMR_RC_FAILED, "poll: %m");
 		if (r == 0)
 			continue;
-		k = recv(sock_fd, inbuf + in_len, in_cap - in_len - 1, 0);
+		k = recv(agent.fd, agent.buf + agent.len, agent.cap - agent.len, 0);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
-			die(DMR_RC_UNAVAILABLE, "the agent closed the connection%s%s", k < 0 ? ": " : "",
-			    k < 0 ? strerror(errno) : "");
-		in_len += (size_t)k;
+		if (k < 0)
+			fail(DMR_RC_UNAVAILABLE, "lost the connection to the agent: %m");
+		if (k == 0)
+			fail(DMR_RC_UNAVAILABLE, "the agent closed the connection before answering");
+		agent.len += (size_t)k;
 	}
-}
-
-/* Call a method; returns the reply (caller puts it).  params is consumed. */
-static struct json_object *call(const char *method, struct json_object *params)
-{
-	struct json_object *req = json_object_new_object(), *rep, *id;
-	const char *text;
-	int64_t my_id = next_id++;
-
-	connect_agent();
-	json_object_object_add(req, "id", json_object_new_int64(my_id));
-	json_object_object_add(req, "method", json_object_new_string(method));
-	json_object_object_add(req, "params", params ? params : json_object_new_object());
-	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	if (dmr_write_all(sock_fd, text, strlen(text)) < 0 || dmr_write_all(sock_fd, "\n", 1) < 0)
-		die(DMR_RC_UNAVAILABLE, "cannot send to the agent: %s", strerror(errno));
-	json_object_put(req);
-	rep = read_reply();
-	if (!json_object_object_get_ex(rep, "id", &id) || json_object_get_int64(id) != my_id)
-		die(DMR_RC_FAILED, "the agent answered another request");
-	return rep;
 }
 
 static int reply_rc(struct json_object *rep)
@@ -228,105 +275,159 @@ static int reply_rc(struct json_object *rep)
 	struct json_object *v;
 
 	if (!json_object_object_get_ex(rep, "return", &v) || !json_object_is_type(v, json_type_int))
-		die(DMR_RC_FAILED, "the agent's reply has no return code");
+		fail(DMR_RC_FAILED, "the agent's reply has no return code");
 	return json_object_get_int(v);
 }
 
-static const char *str_field(struct json_object *o, const char *k, const char *dflt)
+/* Call a method (params consumed, may be NULL) and return its reply; any
+ * return code but 0 and 4096 ends the process with the agent's error. */
+static struct json_object *call(const char *method, struct json_object *params)
 {
-	struct json_object *v;
+	_cleanup_json_ struct json_object *req = new_object();
+	struct json_object *rep;
+	int64_t id = agent.next_id++;
+	const char *text;
+	int rc;
 
-	if (json_object_object_get_ex(o, k, &v) && v && json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return dflt;
-}
-
-static int64_t int_field(struct json_object *o, const char *k, int64_t dflt)
-{
-	struct json_object *v;
-
-	if (json_object_object_get_ex(o, k, &v) && v && json_object_is_type(v, json_type_int))
-		return json_object_get_int64(v);
-	return dflt;
-}
-
-/* Call, and die on any code but 0 and 4096. */
-static struct json_object *call_ok(const char *method, struct json_object *params)
-{
-	struct json_object *rep = call(method, params);
-	int rc = reply_rc(rep);
-
+	add(req, "id", json_object_new_int64(id));
+	add(req, "method", json_object_new_string(method));
+	add(req, "params", params ? params : new_object());
+	connect_agent();
+	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text)
+		fail_oom();
+	send_all(text, strlen(text));
+	send_all("\n", 1);
+	rep = read_reply();
+	/* One request at a time on this connection: a reply to anything
+	 * else means the agent and we no longer agree on the stream. */
+	if (int_field(rep, "id", -1) != id)
+		fail(DMR_RC_FAILED, "the agent's reply does not match the request");
+	rc = reply_rc(rep);
 	if (rc != DMR_RC_OK && rc != DMR_RC_JOB_STARTED)
-		die(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
+		fail(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
 	return rep;
 }
 
-/* Poll a job until it finishes (timeout_s 0: no limit); the job object. */
-static struct json_object *wait_job(int64_t id, uint64_t timeout_s)
+/* The member key of a reply, with a reference of its own. */
+static struct json_object *reply_member(struct json_object *rep, const char *key, enum json_type type)
 {
-	uint64_t deadline = timeout_s ? dmr_now_usec() + timeout_s * 1000000 : 0;
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(rep, key, &v) || !json_object_is_type(v, type))
+		fail(DMR_RC_FAILED, "the agent's reply has no %s", key);
+	return json_object_get(v);
+}
+
+/* ---- jobs ----------------------------------------------------------------------- */
+
+#define JOB_COMPLETED 7
+
+/* The job's outcome as a return code: 0 if it completed, else its error
+ * code (32768 when a job ended badly without one). */
+static int job_rc(struct json_object *job)
+{
+	int64_t code = int_field(job, "error_code", 0);
+
+	if (int_field(job, "job_state", 0) == JOB_COMPLETED && code == 0)
+		return DMR_RC_OK;
+	return code > 0 && code <= INT32_MAX ? (int)code : DMR_RC_FAILED;
+}
+
+static struct json_object *get_job(uint64_t id)
+{
+	_cleanup_json_ struct json_object *rep = NULL;
+	struct json_object *p = new_object();
+
+	add(p, "job", json_object_new_int64((int64_t)id));
+	rep = call("GetJob", p);
+	return reply_member(rep, "job", json_type_object);
+}
+
+static void sleep_usec(uint64_t usec)
+{
+	struct timespec ts = { (time_t)(usec / 1000000), (long)(usec % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Poll a job until it has finished (job_state >= 7) and return it.  With
+ * has_timeout, give up with 32772 after timeout_s seconds. */
+static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t timeout_s)
+{
+	uint64_t start = dmr_now_usec();
 
 	for (;;) {
-		struct json_object *p = json_object_new_object(), *rep, *job;
+		struct json_object *job = get_job(id);
+		uint64_t waited;
 
-		json_object_object_add(p, "job", json_object_new_int64(id));
-		rep = call_ok("GetJob", p);
-		if (!json_object_object_get_ex(rep, "job", &job) || !json_object_is_type(job, json_type_object))
-			die(DMR_RC_FAILED, "the agent's GetJob reply has no job");
-		if (int_field(job, "job_state", 0) >= 7) {
-			json_object_get(job);
-			json_object_put(rep);
+		if (int_field(job, "job_state", 0) >= JOB_COMPLETED)
 			return job;
-		}
-		json_object_put(rep);
-		if (deadline && dmr_now_usec() >= deadline)
-			die(DMR_RC_TIMEOUT, "job %" PRId64 " did not finish within %" PRIu64 " s", id, timeout_s);
-		usleep(POLL_INTERVAL_US);
+		json_object_put(job);
+		waited = dmr_now_usec() - start;
+		if (has_timeout && waited >= timeout_s * 1000000)
+			fail(DMR_RC_TIMEOUT, "job %" PRIu64 " did not finish within %" PRIu64 " s", id,
+			     timeout_s);
+		sleep_usec(waited < POLL_FAST_FOR_USEC ? POLL_FAST_USEC : POLL_SLOW_USEC);
 	}
 }
 
-static int job_rc(struct json_object *job)
-{
-	return int_field(job, "job_state", 0) == 7 ? 0 : (int)int_field(job, "error_code", DMR_RC_FAILED);
-}
-
-/* A job the command waits for: die with its error if it failed. */
-static struct json_object *wait_job_ok(struct json_object *rep)
+static uint64_t reply_job_id(struct json_object *rep)
 {
 	int64_t id = int_field(rep, "job", -1);
-	struct json_object *job;
-	int rc;
 
 	if (id < 0)
-		die(DMR_RC_FAILED, "the agent started a job but sent no job number");
-	job = wait_job(id, 0);
-	rc = job_rc(job);
-	if (rc)
-		die(rc ?: DMR_RC_FAILED, "%s", str_field(job, "error_description", "the job failed"));
+		fail(DMR_RC_FAILED, "the agent started a job but sent no job number");
+	return (uint64_t)id;
+}
+
+/* Wait for the job a reply started; a failed job ends the process with the
+ * job's own code and description, as if the call itself had failed. */
+static struct json_object *wait_job_ok(struct json_object *rep)
+{
+	struct json_object *job = wait_job(reply_job_id(rep), false, 0);
+	int rc = job_rc(job);
+
+	if (rc != DMR_RC_OK) {
+		const char *why = str_field(job, "error_description", "");
+
+		fail(rc, "%s", *why ? why : dmr_rc_name(rc));
+	}
 	return job;
 }
 
-/* ---- human output -------------------------------------------------------------- */
+/* ---- human output ------------------------------------------------------------------ */
 
-static void print_job_human(struct json_object *j)
+static const char *or_dash(const char *s)
+{
+	return s && *s ? s : "-";
+}
+
+static void print_job_human(struct json_object *j, bool details)
 {
 	struct json_object *steps;
 
-	printf("job %" PRId64 ": %s %s: %s, %" PRId64 "%%", int_field(j, "id", 0), str_field(j, "method", "?"),
-	       str_field(j, "vm", "-"), str_field(j, "state", "?"), int_field(j, "percent_complete", 0));
+	printf("job %" PRId64 ": %s %s: %s, %" PRId64 "%%", int_field(j, "id", 0),
+	       str_field(j, "method", "?"), or_dash(str_field(j, "vm", NULL)), str_field(j, "state", "?"),
+	       int_field(j, "percent_complete", 0));
 	if (int_field(j, "error_code", 0))
 		printf(", error %" PRId64 ": %s", int_field(j, "error_code", 0),
 		       str_field(j, "error_description", ""));
-	printf("\n");
+	putchar('\n');
+	if (!details)
+		return;
+	printf("  started  %s\n  finished %s\n", or_dash(str_field(j, "started", NULL)),
+	       or_dash(str_field(j, "finished", NULL)));
 	if (json_object_object_get_ex(j, "steps", &steps) && json_object_is_type(steps, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(steps); i++) {
 			struct json_object *s = json_object_array_get_idx(steps, i);
 
-			printf("  %-12s %10.3f ms\n", str_field(s, "name", "?"),
+			printf("  %-16s %12.3f ms\n", str_field(s, "name", "?"),
 			       (double)int_field(s, "usec", 0) / 1000.0);
 		}
 	if (int_field(j, "guest_paused_usec", 0))
-		printf("  guest paused %.3f ms\n", (double)int_field(j, "guest_paused_usec", 0) / 1000.0);
+		printf("  guest paused     %12.3f ms\n", (double)int_field(j, "guest_paused_usec", 0) / 1000.0);
 }
 
 static void print_vm_human(struct json_object *vm)
@@ -334,24 +435,26 @@ static void print_vm_human(struct json_object *vm)
 	struct json_object *disks, *fp;
 
 	printf("%s: %s%s, backend %s", str_field(vm, "name", "?"), str_field(vm, "state", "?"),
-	       json_object_get_boolean(json_object_object_get(vm, "test_failover")) ? " (test failover)" : "",
-	       str_field(vm, "backend", "?"));
-	if (json_object_object_get_ex(vm, "failover_point", &fp) && fp)
+	       bool_field(vm, "test_failover") ? " (test failover)" : "", str_field(vm, "backend", "?"));
+	if (json_object_object_get_ex(vm, "failover_point", &fp) && json_object_is_type(fp, json_type_int))
 		printf(", failover point %" PRId64, json_object_get_int64(fp));
-	printf("\n");
-	if (json_object_object_get_ex(vm, "disks", &disks) && json_object_is_type(disks, json_type_array))
-		for (size_t i = 0; i < json_object_array_length(disks); i++) {
-			struct json_object *d = json_object_array_get_idx(disks, i);
+	putchar('\n');
+	if (!json_object_object_get_ex(vm, "disks", &disks) || !json_object_is_type(disks, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(disks); i++) {
+		struct json_object *d = json_object_array_get_idx(disks, i);
 
-			printf("  %-8s %-28s %12" PRId64 " bytes  %s\n", str_field(d, "name", "?"),
-			       str_field(d, "device", "?"), int_field(d, "size_bytes", 0),
-			       str_field(d, "target", "?"));
-		}
+		printf("  %-8s %-32s %14" PRId64 " bytes  %s\n", str_field(d, "name", "?"),
+		       str_field(d, "device", "?"), int_field(d, "size_bytes", 0), str_field(d, "target", "?"));
+	}
 }
 
-static void print_object_human(struct json_object *o)
+/* "key: value" per member; nested values as compact JSON. */
+static void print_members_human(struct json_object *o, const char *skip1, const char *skip2)
 {
 	json_object_object_foreach(o, k, v) {
+		if (dmr_streq(k, skip1) || dmr_streq(k, skip2))
+			continue;
 		if (!v)
 			printf("%s: -\n", k);
 		else if (json_object_is_type(v, json_type_string))
@@ -361,505 +464,715 @@ static void print_object_human(struct json_object *o)
 	}
 }
 
-/* ---- commands ---------------------------------------------------------------- */
+/* ---- options and commands ------------------------------------------------------------ */
 
-struct cmd_args {
-	int argc;
-	char **argv;
+enum opt_kind {
+	K_STRING, /* a string parameter */
+	K_PATH,   /* a path, made absolute: the agent has another cwd */
+	K_SHIM,   /* a command line whose first word is a path */
+	K_SIZE,   /* bytes, with K M G T suffixes */
+	K_U64,    /* a non-negative integer */
+	K_FLAG,   /* true when given */
+	K_DISK,   /* NAME=PATH[:SIZE], appended to an array */
+	K_CLIENT, /* the client's own (--test, --wait, --timeout) */
 };
 
-/* getopt_long over a command's own arguments (argv[0] is the command). */
-#define FOR_OPTS(a, shortopts, longopts, c) \
-	for (optind = 1, opterr = 0; ((c) = getopt_long((a)->argc, (a)->argv, shortopts, longopts, NULL)) != -1;)
+enum {
+	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
+	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
+	O_WAIT, O_TIMEOUT, O__COUNT,
+	/* Options of every command. */
+	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
+};
 
-static void bad_option(const struct cmd_args *a)
-{
-	if (optopt)
-		usage_error("%s: bad or incomplete option '-%c'", a->argv[0], optopt);
-	usage_error("%s: bad or incomplete option '%s'", a->argv[0], a->argv[optind - 1]);
-}
+struct opt_def {
+	const char *name;
+	enum opt_kind kind;
+	const char *key;             /* the request parameter */
+	const char *const *choices; /* NULL-terminated allowed values, or NULL */
+};
 
-static uint64_t parse_size_or_die(const char *what, const char *s)
+static const char *const backends[] = { "thin", "classic", NULL };
+static const char *const consistencies[] = { "crash", "application", NULL };
+static const char *const guests[] = { "resume", "reset", NULL };
+
+static const struct opt_def opt_defs[O__COUNT] = {
+	[O_DATA] = { "data", K_PATH, "data", NULL },
+	[O_META] = { "meta", K_PATH, "meta", NULL },
+	[O_DATA_SIZE] = { "data-size", K_SIZE, "data_size", NULL },
+	[O_META_SIZE] = { "meta-size", K_SIZE, "meta_size", NULL },
+	[O_FORCE] = { "force", K_FLAG, "force", NULL },
+	[O_DISK] = { "disk", K_DISK, "disks", NULL },
+	[O_BACKEND] = { "backend", K_STRING, "backend", backends },
+	[O_QMP] = { "qmp", K_PATH, "qmp", NULL },
+	[O_QGA] = { "qga", K_PATH, "qga", NULL },
+	[O_EXEC_SHIM] = { "exec-shim", K_SHIM, "exec_shim", NULL },
+	[O_KEEP_LAST] = { "keep-last", K_U64, "keep_last", NULL },
+	[O_MAX_AGE] = { "max-age", K_U64, "max_age", NULL },
+	[O_CONSISTENCY] = { "consistency", K_STRING, "consistency", consistencies },
+	[O_LABEL] = { "label", K_STRING, "label", NULL },
+	[O_POINT] = { "point", K_U64, "point", NULL },
+	[O_TEST] = { "test", K_CLIENT, NULL, NULL },
+	[O_GUEST] = { "guest", K_STRING, "guest", guests },
+	[O_WAIT] = { "wait", K_CLIENT, NULL, NULL },
+	[O_TIMEOUT] = { "timeout", K_CLIENT, NULL, NULL },
+};
+
+#define OPT(o) (1u << (o))
+
+struct invocation;
+
+struct command {
+	const char *group, *name;
+	const char *synopsis; /* after "dmrep GROUP NAME " */
+	const char *help;
+	unsigned opts;          /* OPT() bits it accepts */
+	const char *pos[2];     /* positional argument names */
+	const char *pos_key[2]; /* their request parameters */
+	bool pos_u64[2];        /* positional is a number */
+	const char *method;
+	int (*run)(const struct command *cmd, struct invocation *inv);
+};
+
+struct invocation {
+	struct json_object *params; /* owned; handed to call() */
+	bool test, wait, has_timeout;
+	uint64_t timeout;
+	const char *pos[2];
+};
+
+/* ---- option values ---- */
+
+static uint64_t parse_size_arg(const char *what, const char *s)
 {
 	uint64_t v;
 
-	if (dmr_parse_size(s, &v) < 0 || v == 0)
-		usage_error("%s: bad size '%s'", what, s);
+	if (dmr_parse_size(s, &v) < 0 || v == 0 || v > INT64_MAX)
+		usage_error("%s: bad size '%s' (a number with K, M, G or T)", what, s);
 	return v;
 }
 
-static uint64_t parse_u64_or_die(const char *what, const char *s)
+static uint64_t parse_u64_arg(const char *what, const char *s)
 {
 	uint64_t v;
 
-	if (dmr_parse_u64(s, &v) < 0)
-		usage_error("%s: '%s' is not a number", what, s);
+	/* JSON integers are int64 on the agent's side. */
+	if (dmr_parse_u64(s, &v) < 0 || v > INT64_MAX)
+		usage_error("%s: '%s' is not a non-negative integer", what, s);
 	return v;
 }
 
-static const char *positional(const struct cmd_args *a, int k, const char *what)
+/*
+ * An absolute form of path for the agent.  Only the directory is resolved
+ * (realpath), not the last component: the file may not exist yet (a new
+ * disk), and a symlink such as /dev/vg0/lv must stay the stable name rather
+ * than become /dev/dm-N.  Absolute paths are passed as given.
+ */
+static char *absolute_path(const char *path)
 {
-	if (optind + k >= a->argc)
-		usage_error("%s: missing %s", a->argv[0], what);
-	return a->argv[optind + k];
+	_cleanup_free_ char *d = NULL, *b = NULL, *dir = NULL, *cwd = NULL;
+	const char *base;
+	char *out;
+
+	if (path[0] == '/') {
+		out = strdup(path);
+		if (!out)
+			fail_oom();
+		return out;
+	}
+	d = strdup(path);
+	b = strdup(path);
+	if (!d || !b)
+		fail_oom();
+	base = basename(b);
+	dir = realpath(dirname(d), NULL);
+	if (dir && strcmp(base, ".") && strcmp(base, "..") && strcmp(base, "/")) {
+		if (asprintf(&out, "%s%s%s", dir, dmr_streq(dir, "/") ? "" : "/", base) < 0)
+			fail_oom();
+		return out;
+	}
+	/* A directory that does not exist either: the agent will say so
+	 * about the path as the user meant it, relative to our cwd. */
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		fail(DMR_RC_FAILED, "cannot resolve %s: getcwd: %m", path);
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		fail_oom();
+	return out;
 }
 
-static void no_more(const struct cmd_args *a, int used)
+/* A shim command line: its first word is a program path, which the agent
+ * requires to be absolute; a relative one with a '/' is resolved here. */
+static char *absolute_shim(const char *cmdline)
 {
-	if (optind + used < a->argc)
-		usage_error("%s: unexpected argument '%s'", a->argv[0], a->argv[optind + used]);
+	size_t lead = strspn(cmdline, " \t"), len = strcspn(cmdline + lead, " \t");
+	_cleanup_free_ char *word = strndup(cmdline + lead, len), *abs = NULL;
+	char *out;
+
+	if (!word)
+		fail_oom();
+	if (len == 0 || word[0] == '/' || !strchr(word, '/')) {
+		out = strdup(cmdline);
+		if (!out)
+			fail_oom();
+		return out;
+	}
+	abs = absolute_path(word);
+	if (asprintf(&out, "%s%s", abs, cmdline + lead + len) < 0)
+		fail_oom();
+	return out;
 }
 
-/* Print a successful plain reply (without its id). */
+/*
+ * --disk NAME=PATH[:SIZE].  SIZE follows the last ':' only if what follows
+ * parses as a size: paths may contain ':' themselves (by-path names do).
+ */
+static struct json_object *parse_disk(const char *spec)
+{
+	_cleanup_json_ struct json_object *d = new_object();
+	_cleanup_free_ char *copy = strdup(spec), *path = NULL;
+	char *eq, *colon;
+	uint64_t size;
+
+	if (!copy)
+		fail_oom();
+	eq = strchr(copy, '=');
+	if (!eq || eq == copy || !eq[1])
+		usage_error("--disk wants NAME=PATH[:SIZE], not '%s'", spec);
+	*eq = '\0';
+	colon = strrchr(eq + 1, ':');
+	if (colon && colon > eq + 1 && dmr_parse_size(colon + 1, &size) == 0) {
+		*colon = '\0';
+		add(d, "size_bytes", json_object_new_int64((int64_t)parse_size_arg("--disk", colon + 1)));
+	}
+	path = absolute_path(eq + 1);
+	add(d, "name", json_object_new_string(copy));
+	add(d, "path", json_object_new_string(path));
+	return DMR_TAKE_PTR(d);
+}
+
+static void check_choice(const struct opt_def *def, const char *val)
+{
+	char list[128] = "";
+
+	for (const char *const *c = def->choices; *c; c++) {
+		if (dmr_streq(*c, val))
+			return;
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", c == def->choices ? "" : "|",
+			 *c);
+	}
+	usage_error("--%s must be %s, not '%s'", def->name, list, val);
+}
+
+static void apply_option(struct invocation *inv, int idx, const char *arg)
+{
+	const struct opt_def *def = &opt_defs[idx];
+	struct json_object *disks;
+	_cleanup_free_ char *s = NULL;
+	char what[32];
+
+	snprintf(what, sizeof(what), "--%s", def->name);
+	switch (def->kind) {
+	case K_STRING:
+		if (def->choices)
+			check_choice(def, arg);
+		add(inv->params, def->key, json_object_new_string(arg));
+		break;
+	case K_PATH:
+		s = absolute_path(arg);
+		add(inv->params, def->key, json_object_new_string(s));
+		break;
+	case K_SHIM:
+		s = absolute_shim(arg);
+		add(inv->params, def->key, json_object_new_string(s));
+		break;
+	case K_SIZE:
+		add(inv->params, def->key, json_object_new_int64((int64_t)parse_size_arg(what, arg)));
+		break;
+	case K_U64:
+		add(inv->params, def->key, json_object_new_int64((int64_t)parse_u64_arg(what, arg)));
+		break;
+	case K_FLAG:
+		add(inv->params, def->key, json_object_new_boolean(true));
+		break;
+	case K_DISK:
+		if (!json_object_object_get_ex(inv->params, def->key, &disks)) {
+			disks = json_object_new_array();
+			add(inv->params, def->key, disks);
+		}
+		if (json_object_array_add(disks, parse_disk(arg)) < 0)
+			fail_oom();
+		break;
+	case K_CLIENT:
+		if (idx == O_TEST)
+			inv->test = true;
+		else if (idx == O_WAIT)
+			inv->wait = true;
+		else if (idx == O_TIMEOUT) {
+			inv->has_timeout = true;
+			inv->timeout = parse_u64_arg("--timeout", arg);
+		}
+		break;
+	}
+}
+
+/* ---- command bodies ---- */
+
+/* Print a plain reply: with --json the reply without its id, else its
+ * members but id and return. */
 static void print_reply(struct json_object *rep)
 {
 	json_object_object_del(rep, "id");
 	if (opt_json)
 		print_json(rep);
 	else
-		print_object_human(rep);
+		print_members_human(rep, "return", NULL);
 }
 
-static int cmd_pool(const struct cmd_args *a, const char *sub)
+/* A method answered at once: print the reply.  Should the agent run it as
+ * a job instead, wait for it, so the command means the same either way. */
+static int run_simple(const struct command *cmd, struct invocation *inv)
 {
-	static const struct option o[] = {
-		{ "data", required_argument, NULL, 'd' }, { "meta", required_argument, NULL, 'm' },
-		{ "data-size", required_argument, NULL, 'D' }, { "meta-size", required_argument, NULL, 'M' },
-		{ "force", no_argument, NULL, 'f' }, { NULL, 0, NULL, 0 },
-	};
-	struct json_object *p = json_object_new_object(), *rep, *pool;
-	int c;
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
 
-	if (!strcmp(sub, "status")) {
-		FOR_OPTS(a, "", o + 5, c) bad_option(a);
-		no_more(a, 0);
-		rep = call_ok("GetPoolStatus", p);
-		if (!json_object_object_get_ex(rep, "pool", &pool))
-			die(DMR_RC_FAILED, "the agent's reply has no pool");
-		if (opt_json)
-			print_json(pool);
-		else
-			print_object_human(pool);
-		json_object_put(rep);
-		return 0;
+	if (reply_rc(rep) == DMR_RC_JOB_STARTED) {
+		json_object_put(wait_job_ok(rep));
+		add(rep, "return", json_object_new_int(DMR_RC_OK));
 	}
-	if (strcmp(sub, "create"))
-		usage_error("pool: unknown command '%s'", sub);
-	FOR_OPTS(a, "", o, c) {
-		switch (c) {
-		case 'd':
-			json_object_object_add(p, "data", json_object_new_string(optarg));
-			break;
-		case 'm':
-			json_object_object_add(p, "meta", json_object_new_string(optarg));
-			break;
-		case 'D':
-			json_object_object_add(p, "data_size", json_object_new_int64((int64_t)parse_size_or_die("--data-size", optarg)));
-			break;
-		case 'M':
-			json_object_object_add(p, "meta_size", json_object_new_int64((int64_t)parse_size_or_die("--meta-size", optarg)));
-			break;
-		case 'f':
-			json_object_object_add(p, "force", json_object_new_boolean(true));
-			break;
-		default:
-			bad_option(a);
-		}
-	}
-	no_more(a, 0);
-	if (!json_object_object_get_ex(p, "data", NULL) || !json_object_object_get_ex(p, "meta", NULL))
-		usage_error("pool create: --data and --meta are required");
-	rep = call_ok("CreatePool", p);
 	print_reply(rep);
-	json_object_put(rep);
 	return 0;
 }
 
-static struct json_object *parse_disk(const char *spec)
+static int run_pool_create(const struct command *cmd, struct invocation *inv)
 {
-	struct json_object *d = json_object_new_object();
-	_cleanup_free_ char *copy = strdup(spec);
-	char *eq, *colon;
-	uint64_t size;
-
-	if (!copy)
-		die(DMR_RC_NO_SPACE, "out of memory");
-	eq = strchr(copy, '=');
-	if (!eq || eq == copy || !eq[1])
-		usage_error("--disk wants NAME=PATH[:SIZE], not '%s'", spec);
-	*eq = '\0';
-	/* SIZE follows the last ':' only if it parses as one: paths may
-	 * contain ':' themselves. */
-	colon = strrchr(eq + 1, ':');
-	if (colon && dmr_parse_size(colon + 1, &size) == 0) {
-		if (size == 0)
-			usage_error("--disk %s: size must not be 0", spec);
-		*colon = '\0';
-		json_object_object_add(d, "size_bytes", json_object_new_int64((int64_t)size));
-	}
-	if (!eq[1])
-		usage_error("--disk wants NAME=PATH[:SIZE], not '%s'", spec);
-	json_object_object_add(d, "name", json_object_new_string(copy));
-	json_object_object_add(d, "path", json_object_new_string(eq + 1));
-	return d;
+	if (!json_object_object_get_ex(inv->params, "data", NULL) ||
+	    !json_object_object_get_ex(inv->params, "meta", NULL))
+		usage_error("pool create: --data PATH and --meta PATH are required");
+	return run_simple(cmd, inv);
 }
 
-static int cmd_vm(const struct cmd_args *a, const char *sub)
+static int run_pool_status(const struct command *cmd, struct invocation *inv)
 {
-	static const struct option o[] = {
-		{ "disk", required_argument, NULL, 'd' }, { "backend", required_argument, NULL, 'b' },
-		{ "qmp", required_argument, NULL, 'q' }, { "qga", required_argument, NULL, 'g' },
-		{ "exec-shim", required_argument, NULL, 'e' }, { "keep-last", required_argument, NULL, 'k' },
-		{ "max-age", required_argument, NULL, 'a' }, { NULL, 0, NULL, 0 },
-	};
-	struct json_object *p = json_object_new_object(), *disks = json_object_new_array(), *rep, *v;
-	bool add = !strcmp(sub, "add"), ret = !strcmp(sub, "retention");
-	int c;
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *pool = reply_member(rep, "pool", json_type_object);
 
-	FOR_OPTS(a, "", add ? o : ret ? o + 5 : o + 7, c) {
-		switch (c) {
-		case 'd':
-			json_object_array_add(disks, parse_disk(optarg));
-			break;
-		case 'b':
-			json_object_object_add(p, "backend", json_object_new_string(optarg));
-			break;
-		case 'q':
-			json_object_object_add(p, "qmp", json_object_new_string(optarg));
-			break;
-		case 'g':
-			json_object_object_add(p, "qga", json_object_new_string(optarg));
-			break;
-		case 'e':
-			json_object_object_add(p, "exec_shim", json_object_new_string(optarg));
-			break;
-		case 'k':
-			json_object_object_add(p, "keep_last", json_object_new_int64((int64_t)parse_u64_or_die("--keep-last", optarg)));
-			break;
-		case 'a':
-			json_object_object_add(p, "max_age", json_object_new_int64((int64_t)parse_u64_or_die("--max-age", optarg)));
-			break;
-		default:
-			bad_option(a);
-		}
-	}
-	if (!strcmp(sub, "list")) {
-		no_more(a, 0);
-		json_object_put(disks);
-		rep = call_ok("ListVirtualSystems", p);
-		if (!json_object_object_get_ex(rep, "vms", &v))
-			die(DMR_RC_FAILED, "the agent's reply has no vms");
-		if (opt_json)
-			print_json(v);
-		else
-			for (size_t i = 0; i < json_object_array_length(v); i++)
-				print_vm_human(json_object_array_get_idx(v, i));
-		json_object_put(rep);
-		return 0;
-	}
-	json_object_object_add(p, "vm", json_object_new_string(positional(a, 0, "VM")));
-	no_more(a, 1);
-	if (add) {
-		struct json_object *job, *out;
-
-		if (json_object_array_length(disks) == 0)
-			usage_error("vm add: at least one --disk NAME=PATH[:SIZE]");
-		json_object_object_add(p, "disks", disks);
-		rep = call_ok("AddVirtualSystem", p);
-		job = wait_job_ok(rep);
-		out = json_object_new_object();
-		json_object_object_add(out, "return", json_object_new_int(0));
-		json_object_object_add(out, "vm", json_object_new_string(a->argv[optind]));
-		json_object_object_add(out, "job", json_object_new_int64(int_field(job, "id", 0)));
-		if (opt_json)
-			print_json(out);
-		else
-			printf("VM %s added\n", a->argv[optind]);
-		json_object_put(out);
-		json_object_put(job);
-		json_object_put(rep);
-		return 0;
-	}
-	json_object_put(disks);
-	if (!strcmp(sub, "show")) {
-		rep = call_ok("GetVirtualSystem", p);
-		if (!json_object_object_get_ex(rep, "vm", &v))
-			die(DMR_RC_FAILED, "the agent's reply has no vm");
-		if (opt_json)
-			print_json(v);
-		else
-			print_vm_human(v);
-	} else if (!strcmp(sub, "remove")) {
-		rep = call_ok("RemoveVirtualSystem", p);
-		if (reply_rc(rep) == DMR_RC_JOB_STARTED)
-			json_object_put(wait_job_ok(rep));
-		json_object_object_add(rep, "return", json_object_new_int(0));
-		print_reply(rep);
-	} else if (ret) {
-		rep = call_ok("SetRetentionPolicy", p);
-		print_reply(rep);
-	} else
-		usage_error("vm: unknown command '%s'", sub);
-	json_object_put(rep);
-	return 0;
-}
-
-static int cmd_point(const struct cmd_args *a, const char *sub)
-{
-	static const struct option o[] = {
-		{ "consistency", required_argument, NULL, 'c' }, { "label", required_argument, NULL, 'l' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct json_object *p = json_object_new_object(), *rep, *v;
-	bool create = !strcmp(sub, "create");
-	int c;
-
-	FOR_OPTS(a, "", create ? o : o + 2, c) {
-		switch (c) {
-		case 'c':
-			json_object_object_add(p, "consistency", json_object_new_string(optarg));
-			break;
-		case 'l':
-			json_object_object_add(p, "label", json_object_new_string(optarg));
-			break;
-		default:
-			bad_option(a);
-		}
-	}
-	json_object_object_add(p, "vm", json_object_new_string(positional(a, 0, "VM")));
-	if (create) {
-		struct json_object *job, *out;
-
-		no_more(a, 1);
-		rep = call_ok("CreateReplicationPoint", p);
-		job = wait_job_ok(rep);
-		out = json_object_new_object();
-		json_object_object_add(out, "return", json_object_new_int(0));
-		json_object_object_add(out, "point", json_object_new_int64(int_field(job, "point", 0)));
-		if (opt_json)
-			print_json(out);
-		else
-			printf("point %" PRId64 "\n", int_field(job, "point", 0));
-		json_object_put(out);
-		json_object_put(job);
-	} else if (!strcmp(sub, "list")) {
-		no_more(a, 1);
-		rep = call_ok("ListReplicationPoints", p);
-		if (!json_object_object_get_ex(rep, "points", &v))
-			die(DMR_RC_FAILED, "the agent's reply has no points");
-		if (opt_json)
-			print_json(v);
-		else {
-			printf("%6s  %-20s  %-11s  %-5s  %s\n", "ID", "CREATED", "CONSISTENCY", "VALID", "LABEL");
-			for (size_t i = 0; i < json_object_array_length(v); i++) {
-				struct json_object *pt = json_object_array_get_idx(v, i);
-
-				printf("%6" PRId64 "  %-20s  %-11s  %-5s  %s\n", int_field(pt, "id", 0),
-				       str_field(pt, "created", "?"), str_field(pt, "consistency", "?"),
-				       json_object_get_boolean(json_object_object_get(pt, "valid")) ? "yes" : "no",
-				       str_field(pt, "label", ""));
-			}
-		}
-	} else if (!strcmp(sub, "remove")) {
-		no_more(a, 2);
-		json_object_object_add(p, "point", json_object_new_int64((int64_t)parse_u64_or_die("POINT", positional(a, 1, "POINT"))));
-		rep = call_ok("DestroyReplicationPoint", p);
-		print_reply(rep);
-	} else
-		usage_error("point: unknown command '%s'", sub);
-	json_object_put(rep);
-	return 0;
-}
-
-static int cmd_failover(const struct cmd_args *a, const char *sub)
-{
-	static const struct option o[] = {
-		{ "point", required_argument, NULL, 'p' }, { "test", no_argument, NULL, 't' },
-		{ "guest", required_argument, NULL, 'g' }, { "wait", no_argument, NULL, 'w' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct json_object *p = json_object_new_object(), *rep;
-	bool start = !strcmp(sub, "start"), wait = false, test = false;
-	const char *method;
-	int c, rc;
-
-	FOR_OPTS(a, "", start ? o : o + 3, c) {
-		switch (c) {
-		case 'w':
-			wait = true;
-			break;
-		case 'p':
-			json_object_object_add(p, "point", json_object_new_int64((int64_t)parse_u64_or_die("--point", optarg)));
-			break;
-		case 't':
-			test = true;
-			break;
-		case 'g':
-			json_object_object_add(p, "guest", json_object_new_string(optarg));
-			break;
-		default:
-			bad_option(a);
-		}
-	}
-	if (start)
-		method = test ? "TestReplicaSystem" : "InitiateFailover";
-	else if (!strcmp(sub, "revert"))
-		method = "RevertFailover";
-	else if (!strcmp(sub, "commit"))
-		method = "CommitFailover";
-	else if (!strcmp(sub, "stop-test"))
-		method = "StopTestReplicaSystem";
+	if (opt_json)
+		print_json(pool);
 	else
-		usage_error("failover: unknown command '%s'", sub);
-	if (test && json_object_object_get_ex(p, "guest", NULL))
-		usage_error("failover start --test does not touch the guest: no --guest");
-	json_object_object_add(p, "vm", json_object_new_string(positional(a, 0, "VM")));
-	no_more(a, 1);
-	rep = call_ok(method, p);
-	if (!wait) {
-		print_reply(rep);
-		json_object_put(rep);
-		return 0;
-	}
-	{
-		int64_t id = int_field(rep, "job", -1);
-		struct json_object *job;
-
-		if (id < 0)
-			die(DMR_RC_FAILED, "the agent started no job");
-		job = wait_job(id, 0);
-		rc = job_rc(job);
-		if (opt_json)
-			print_json(job);
-		else
-			print_job_human(job);
-		if (rc)
-			fprintf(stderr, "dmrep: %s\n", str_field(job, "error_description", "the job failed"));
-		json_object_put(job);
-	}
-	json_object_put(rep);
-	return dmr_rc_exit_status(rc);
+		print_members_human(pool, NULL, NULL);
+	return 0;
 }
 
-static int cmd_job(const struct cmd_args *a, const char *sub)
+static int run_vm_add(const struct command *cmd, struct invocation *inv)
 {
-	static const struct option o[] = {
-		{ "timeout", required_argument, NULL, 't' }, { NULL, 0, NULL, 0 },
-	};
-	bool wait = !strcmp(sub, "wait");
-	uint64_t timeout = 0;
-	struct json_object *rep, *v;
-	int c;
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL, *out = NULL;
+	const char *vm = inv->pos[0];
 
-	FOR_OPTS(a, "", wait ? o : o + 1, c) {
-		if (c == 't')
-			timeout = parse_u64_or_die("--timeout", optarg);
-		else
-			bad_option(a);
-	}
-	if (!strcmp(sub, "list")) {
-		no_more(a, 0);
-		rep = call_ok("ListJobs", NULL);
-		if (!json_object_object_get_ex(rep, "jobs", &v))
-			die(DMR_RC_FAILED, "the agent's reply has no jobs");
-		if (opt_json)
-			print_json(v);
-		else
-			for (size_t i = 0; i < json_object_array_length(v); i++)
-				print_job_human(json_object_array_get_idx(v, i));
-		json_object_put(rep);
+	if (!json_object_object_get_ex(inv->params, "disks", NULL))
+		usage_error("vm add: at least one --disk NAME=PATH[:SIZE] is required");
+	rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	job = wait_job_ok(rep);
+	out = new_object();
+	add(out, "return", json_object_new_int(DMR_RC_OK));
+	add(out, "vm", json_object_new_string(vm));
+	add(out, "job", json_object_new_int64(int_field(job, "id", (int64_t)reply_job_id(rep))));
+	if (opt_json)
+		print_json(out);
+	else
+		printf("VM %s added\n", vm);
+	return 0;
+}
+
+static int run_vm_list(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *vms = reply_member(rep, "vms", json_type_array);
+
+	if (opt_json) {
+		print_json(vms);
 		return 0;
 	}
-	if (strcmp(sub, "show") && !wait)
-		usage_error("job: unknown command '%s'", sub);
-	{
-		uint64_t id = parse_u64_or_die("JOB", positional(a, 0, "JOB"));
-		struct json_object *job;
+	for (size_t i = 0; i < json_object_array_length(vms); i++)
+		print_vm_human(json_object_array_get_idx(vms, i));
+	return 0;
+}
 
-		no_more(a, 1);
-		if (wait) {
-			job = wait_job((int64_t)id, timeout);
-		} else {
-			struct json_object *p = json_object_new_object();
+static int run_vm_show(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *vm = reply_member(rep, "vm", json_type_object);
 
-			json_object_object_add(p, "job", json_object_new_int64((int64_t)id));
-			rep = call_ok("GetJob", p);
-			job = json_object_get(json_object_object_get(rep, "job"));
-			json_object_put(rep);
-			if (!job)
-				die(DMR_RC_FAILED, "the agent's reply has no job");
-		}
-		if (opt_json)
-			print_json(job);
-		else
-			print_job_human(job);
-		json_object_put(job);
+	if (opt_json)
+		print_json(vm);
+	else
+		print_vm_human(vm);
+	return 0;
+}
+
+static int run_vm_retention(const struct command *cmd, struct invocation *inv)
+{
+	if (!json_object_object_get_ex(inv->params, "keep_last", NULL) &&
+	    !json_object_object_get_ex(inv->params, "max_age", NULL))
+		usage_error("vm retention: give --keep-last N, --max-age SECONDS or both");
+	return run_simple(cmd, inv);
+}
+
+static int run_point_create(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *job = wait_job_ok(rep), *out = new_object();
+	int64_t point = int_field(job, "point", -1);
+
+	if (point < 0)
+		fail(DMR_RC_FAILED, "job %" PRId64 " completed without a point number", int_field(job, "id", 0));
+	add(out, "return", json_object_new_int(DMR_RC_OK));
+	add(out, "point", json_object_new_int64(point));
+	if (opt_json)
+		print_json(out);
+	else
+		printf("point %" PRId64 "\n", point);
+	return 0;
+}
+
+static int run_point_list(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *pts = reply_member(rep, "points", json_type_array);
+
+	if (opt_json) {
+		print_json(pts);
+		return 0;
+	}
+	printf("%6s  %-20s  %-11s  %-5s  %s\n", "ID", "CREATED", "CONSISTENCY", "VALID", "LABEL");
+	for (size_t i = 0; i < json_object_array_length(pts); i++) {
+		struct json_object *pt = json_object_array_get_idx(pts, i);
+
+		printf("%6" PRId64 "  %-20s  %-11s  %-5s  %s\n", int_field(pt, "id", 0),
+		       str_field(pt, "created", "?"), str_field(pt, "consistency", "?"),
+		       bool_field(pt, "valid") ? "yes" : "no", str_field(pt, "label", ""));
 	}
 	return 0;
+}
+
+/* Print a finished job; exit status by its outcome, with the reason on
+ * stderr when it failed. */
+static int finish_job(struct json_object *job)
+{
+	int rc = job_rc(job);
+
+	if (opt_json)
+		print_json(job);
+	else
+		print_job_human(job, true);
+	if (rc != DMR_RC_OK) {
+		const char *why = str_field(job, "error_description", "");
+
+		fprintf(stderr, "dmrep: job %" PRId64 " failed: %s\n", int_field(job, "id", 0),
+			*why ? why : dmr_rc_name(rc));
+	}
+	return exit_status(rc);
+}
+
+static int run_failover(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL;
+	const char *method = cmd->method;
+
+	if (inv->test) {
+		/* A test failover leaves the guest alone: it shows the point
+		 * beside the running VM. */
+		if (json_object_object_get_ex(inv->params, "guest", NULL))
+			usage_error("failover start --test leaves the guest alone: no --guest");
+		method = "TestReplicaSystem";
+	}
+	rep = call(method, DMR_TAKE_PTR(inv->params));
+	if (!inv->wait) {
+		print_reply(rep);
+		if (!opt_json)
+			printf("(dmrep job wait %" PRIu64 " to follow it)\n", reply_job_id(rep));
+		return 0;
+	}
+	job = wait_job(reply_job_id(rep), false, 0);
+	return finish_job(job);
+}
+
+static int run_job_show(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *job = reply_member(rep, "job", json_type_object);
+
+	if (opt_json)
+		print_json(job);
+	else
+		print_job_human(job, true);
+	return 0;
+}
+
+static int run_job_wait(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *job =
+		wait_job(parse_u64_arg("JOB", inv->pos[0]), inv->has_timeout, inv->timeout);
+
+	return finish_job(job);
+}
+
+static int run_job_list(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
+	_cleanup_json_ struct json_object *jobs = reply_member(rep, "jobs", json_type_array);
+
+	if (opt_json) {
+		print_json(jobs);
+		return 0;
+	}
+	for (size_t i = 0; i < json_object_array_length(jobs); i++)
+		print_job_human(json_object_array_get_idx(jobs, i), false);
+	return 0;
+}
+
+static const struct command commands[] = {
+	{ "pool", "create", "--data PATH --meta PATH [--data-size SIZE] [--meta-size SIZE] [--force]",
+	  "Make the thin pool on two files or block devices (files of SIZE are created);\n"
+	  "--force overwrites a device that carries a signature.",
+	  OPT(O_DATA) | OPT(O_META) | OPT(O_DATA_SIZE) | OPT(O_META_SIZE) | OPT(O_FORCE), { NULL },
+	  { NULL }, { false }, "CreatePool", run_pool_create },
+	{ "pool", "status", "", "The pool's usage and mode.", 0, { NULL }, { NULL }, { false },
+	  "GetPoolStatus", run_pool_status },
+	{ "vm", "add",
+	  "VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
+	  "            [--qmp SOCKET] [--qga SOCKET] [--exec-shim COMMAND]\n"
+	  "            [--keep-last N] [--max-age SECONDS]",
+	  "Protect a VM.  Each --disk NAME=PATH imports an existing image or block device\n"
+	  "(thin) or uses it in place (classic); NAME=PATH:SIZE with a PATH that does not\n"
+	  "exist makes an empty disk.  SIZE is split at the last ':' only if it reads as a\n"
+	  "size, so paths may contain ':'.  --qmp or --exec-shim name the hypervisor the\n"
+	  "agent pauses during a failover.  Waits for the import; prints the job.",
+	  OPT(O_DISK) | OPT(O_BACKEND) | OPT(O_QMP) | OPT(O_QGA) | OPT(O_EXEC_SHIM) | OPT(O_KEEP_LAST) |
+		  OPT(O_MAX_AGE),
+	  { "VM", NULL }, { "vm", NULL }, { false }, "AddVirtualSystem", run_vm_add },
+	{ "vm", "list", "", "Every protected VM.", 0, { NULL }, { NULL }, { false }, "ListVirtualSystems",
+	  run_vm_list },
+	{ "vm", "show", "VM", "A VM's state and disks.", 0, { "VM", NULL }, { "vm", NULL }, { false },
+	  "GetVirtualSystem", run_vm_show },
+	{ "vm", "remove", "VM", "Stop protecting a VM: removes its devices, volumes and points.", 0,
+	  { "VM", NULL }, { "vm", NULL }, { false }, "RemoveVirtualSystem", run_simple },
+	{ "vm", "retention", "VM [--keep-last N] [--max-age SECONDS]",
+	  "Change how many points, and how old, a VM keeps; applied at once.  The latest\n"
+	  "valid point is always kept.",
+	  OPT(O_KEEP_LAST) | OPT(O_MAX_AGE), { "VM", NULL }, { "vm", NULL }, { false }, "SetRetentionPolicy",
+	  run_vm_retention },
+	{ "point", "create", "VM [--consistency crash|application] [--label TEXT]",
+	  "Take a point over every disk of the VM at once; prints its number.", OPT(O_CONSISTENCY) | OPT(O_LABEL),
+	  { "VM", NULL }, { "vm", NULL }, { false }, "CreateReplicationPoint", run_point_create },
+	{ "point", "list", "VM", "A VM's points, oldest first.", 0, { "VM", NULL }, { "vm", NULL }, { false },
+	  "ListReplicationPoints", run_point_list },
+	{ "point", "remove", "VM POINT", "Destroy a point.", 0, { "VM", "POINT" }, { "vm", "point" },
+	  { false, true }, "DestroyReplicationPoint", run_simple },
+	{ "failover", "start", "VM [--point POINT] [--test] [--guest resume|reset] [--wait]",
+	  "Switch every disk of the VM to a point (default: the latest valid one) and reset\n"
+	  "(default) or resume the guest.  --test instead shows the point at\n"
+	  "/dev/dmrep/VM-test/DISK beside the running VM.",
+	  OPT(O_POINT) | OPT(O_TEST) | OPT(O_GUEST) | OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false },
+	  "InitiateFailover", run_failover },
+	{ "failover", "revert", "VM [--wait]", "Go back to the live replica and drop the failover.",
+	  OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false }, "RevertFailover", run_failover },
+	{ "failover", "commit", "VM [--wait]",
+	  "Keep the failover for good: the point's timeline becomes the live one.", OPT(O_WAIT),
+	  { "VM", NULL }, { "vm", NULL }, { false }, "CommitFailover", run_failover },
+	{ "failover", "stop-test", "VM [--wait]", "Remove a test failover's devices.", OPT(O_WAIT),
+	  { "VM", NULL }, { "vm", NULL }, { false }, "StopTestReplicaSystem", run_failover },
+	{ "job", "show", "JOB", "A job's state, steps and timings.", 0, { "JOB", NULL }, { "job", NULL },
+	  { true }, "GetJob", run_job_show },
+	{ "job", "wait", "JOB [--timeout SECONDS]",
+	  "Wait until the job has finished and print it; the exit status is the job's\n"
+	  "outcome.  Past --timeout: 32772.",
+	  OPT(O_TIMEOUT), { "JOB", NULL }, { "job", NULL }, { true }, "GetJob", run_job_wait },
+	{ "job", "list", "", "The agent's jobs.", 0, { NULL }, { NULL }, { false }, "ListJobs", run_job_list },
+};
+
+static const char common_help[] =
+	"Options of every command, anywhere on the line:\n"
+	"  --socket PATH   the agent's socket (default: $DMREP_SOCKET, else " DEFAULT_SOCKET ")\n"
+	"  --json          stdout is exactly one JSON document, on failure too:\n"
+	"                  {\"return\": CODE, \"error\": \"...\"}\n"
+	"  -h, --help      usage (of the command, after one)\n"
+	"  --version       the client's version\n";
+
+static const char notes_help[] =
+	"SIZE is a number of bytes with an optional suffix K, M, G or T (powers of 1024).\n"
+	"Relative paths are made absolute here: the agent runs in another directory.\n"
+	"vm add and point create wait for their job.  failover commands print\n"
+	"{\"return\": 4096, \"job\": JOB} at once; with --wait they print the finished job\n"
+	"and exit by its outcome.  Interrupting a wait leaves the job running.\n"
+	"\n"
+	"Exit status: 0 on success, else the WMI return code - 32767:\n"
+	"  1 failed (32768)            2 access denied (32769)   3 not supported (32770)\n"
+	"  4 status unknown (32771)    5 timeout (32772)         6 invalid parameter (32773)\n"
+	"  7 in use (32774)            8 invalid state (32775)   9 incorrect type (32776)\n"
+	"  10 agent or hypervisor unreachable (32777)            11 no space (32778)\n"
+	"  12 not found (32779)\n"
+	"Usage errors (bad option, missing argument, bad size) are 32773, exit status 6.\n";
+
+static void print_synopsis(const struct command *c)
+{
+	printf("  dmrep %s %s%s%s\n", c->group, c->name, *c->synopsis ? " " : "", c->synopsis);
+}
+
+/* Usage of one command, of a group's commands, or of everything. */
+static void print_help(const char *group, const struct command *only)
+{
+	if (only) {
+		printf("Usage:\n");
+		print_synopsis(only);
+		printf("\n%s\n\n%s", only->help, common_help);
+		return;
+	}
+	printf("Usage: dmrep [--socket PATH] [--json] COMMAND ...\n\n");
+	for (size_t i = 0; i < DMR_ARRAY_SIZE(commands); i++)
+		if (!group || dmr_streq(group, commands[i].group))
+			print_synopsis(&commands[i]);
+	printf("\n%s\n%s", common_help, notes_help);
+}
+
+static const struct command *find_command(const char *group, const char *name)
+{
+	for (size_t i = 0; i < DMR_ARRAY_SIZE(commands); i++)
+		if (dmr_streq(group, commands[i].group) && dmr_streq(name, commands[i].name))
+			return &commands[i];
+	return NULL;
+}
+
+static bool known_group(const char *group)
+{
+	for (size_t i = 0; i < DMR_ARRAY_SIZE(commands); i++)
+		if (dmr_streq(group, commands[i].group))
+			return true;
+	return false;
+}
+
+/*
+ * Find the command before option parsing proper, which needs to know the
+ * command's options: the first two words that are neither options nor the
+ * argument of --socket.  Also notes --json (so even a usage error found
+ * here is reported as JSON), --help and --version.
+ */
+static void prescan(int argc, char **argv, const char **group, const char **name, bool *help, bool *version)
+{
+	*group = *name = NULL;
+	*help = *version = false;
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+
+		if (dmr_streq(s, "--"))
+			break;
+		if (dmr_streq(s, "--json"))
+			opt_json = true;
+		else if (dmr_streq(s, "--help") || dmr_streq(s, "-h"))
+			*help = true;
+		else if (dmr_streq(s, "--version"))
+			*version = true;
+		else if (dmr_streq(s, "--socket"))
+			i++;
+		else if (s[0] == '-' && s[1])
+			continue;
+		else if (!*group)
+			*group = s;
+		else if (!*name)
+			*name = s;
+	}
 }
 
 int main(int argc, char **argv)
 {
-	char **rest = calloc((size_t)argc + 1, sizeof(char *));
-	struct cmd_args a;
-	const char *group, *sub;
-	int n = 0;
-	bool dashdash = false;
+	struct option longopts[O__COUNT + 5];
+	struct invocation inv = { 0 };
+	const struct command *cmd;
+	const char *group, *name;
+	bool help, version;
+	size_t n = 0, npos = 0;
+	int c, r;
 
-	if (!rest)
-		return 1;
 	opt_socket = getenv("DMREP_SOCKET");
 	if (!opt_socket || !*opt_socket)
 		opt_socket = DEFAULT_SOCKET;
-	/* --socket, --json, --help and --version may stand anywhere. */
-	for (int i = 1; i < argc; i++) {
-		const char *s = argv[i];
 
-		if (dashdash) {
-			rest[n++] = argv[i];
-			continue;
-		}
-		if (!strcmp(s, "--")) {
-			dashdash = true;
-			rest[n++] = argv[i];
-		} else if (!strcmp(s, "--json")) {
+	prescan(argc, argv, &group, &name, &help, &version);
+	if (help && (!group || known_group(group))) {
+		print_help(group, group && name ? find_command(group, name) : NULL);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	if (version) {
+		printf("dmrep " DMREP_VERSION "\n");
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	if (!group)
+		usage_error("no command");
+	if (!known_group(group))
+		usage_error("unknown command '%s'", group);
+	if (!name)
+		usage_error("%s: missing a subcommand", group);
+	cmd = find_command(group, name);
+	if (!cmd)
+		usage_error("unknown command '%s %s'", group, name);
+
+	longopts[n++] = (struct option){ "json", no_argument, NULL, O_JSON };
+	longopts[n++] = (struct option){ "socket", required_argument, NULL, O_SOCKET };
+	longopts[n++] = (struct option){ "help", no_argument, NULL, O_HELP };
+	longopts[n++] = (struct option){ "version", no_argument, NULL, O_VERSION };
+	for (int i = 0; i < O__COUNT; i++)
+		if (cmd->opts & OPT(i))
+			longopts[n++] = (struct option){ opt_defs[i].name,
+							 opt_defs[i].kind == K_FLAG || i == O_TEST || i == O_WAIT ?
+								 no_argument : required_argument,
+							 NULL, i };
+	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+	inv.params = new_object();
+	opterr = 0; /* our own messages, in the contract's shape */
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_JSON:
 			opt_json = true;
-		} else if (!strcmp(s, "--socket")) {
-			if (i + 1 >= argc)
-				usage_error("--socket needs a PATH");
-			opt_socket = argv[++i];
-		} else if (!strncmp(s, "--socket=", 9)) {
-			opt_socket = s + 9;
-		} else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-			fputs(usage_text, stdout);
-			return 0;
-		} else if (!strcmp(s, "--version")) {
-			printf("dmrep 0.1\n");
-			return 0;
-		} else {
-			rest[n++] = argv[i];
+			break;
+		case O_SOCKET:
+			opt_socket = optarg;
+			break;
+		case O_HELP:
+		case 'h':
+		case O_VERSION:
+			break; /* handled by prescan */
+		case ':':
+			usage_error("%s %s: option '%s' needs an argument", group, name, argv[optind - 1]);
+		case '?':
+			if (optopt)
+				usage_error("%s %s: unknown option '-%c'", group, name, optopt);
+			usage_error("%s %s: unknown option '%s'", group, name, argv[optind - 1]);
+		default:
+			apply_option(&inv, c, optarg);
 		}
 	}
-	if (n < 1)
-		usage_error("no command");
-	group = rest[0];
-	if (!strcmp(group, "--"))
-		usage_error("no command");
-	if (n < 2)
-		usage_error("%s: missing a subcommand", group);
-	sub = rest[1];
-	/* The subcommand's own argv: "GROUP-SUB" then its arguments. */
-	a.argc = n - 1;
-	a.argv = rest + 1;
-	if (!strcmp(group, "pool"))
-		return cmd_pool(&a, sub);
-	if (!strcmp(group, "vm"))
-		return cmd_vm(&a, sub);
-	if (!strcmp(group, "point"))
-		return cmd_point(&a, sub);
-	if (!strcmp(group, "failover"))
-		return cmd_failover(&a, sub);
-	if (!strcmp(group, "job"))
-		return cmd_job(&a, sub);
-	usage_error("unknown command '%s'", group);
+	/* getopt moved the words to the end, in order: GROUP NAME ARGS. */
+	if (argc - optind < 2 || !dmr_streq(argv[optind], group) || !dmr_streq(argv[optind + 1], name))
+		usage_error("%s %s: give the command before its options' values", group, name);
+	for (int i = optind + 2; i < argc; i++) {
+		if (npos >= DMR_ARRAY_SIZE(cmd->pos) || !cmd->pos[npos])
+			usage_error("%s %s: unexpected argument '%s'", group, name, argv[i]);
+		inv.pos[npos++] = argv[i];
+	}
+	if (npos < DMR_ARRAY_SIZE(cmd->pos) && cmd->pos[npos])
+		usage_error("%s %s: missing %s", group, name, cmd->pos[npos]);
+	for (size_t i = 0; i < npos; i++)
+		add(inv.params, cmd->pos_key[i],
+		    cmd->pos_u64[i] ? json_object_new_int64((int64_t)parse_u64_arg(cmd->pos[i], inv.pos[i])) :
+				      json_object_new_string(inv.pos[i]));
+
+	r = cmd->run(cmd, &inv);
+	json_putp(&inv.params);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		/* Scripts read stdout: a result that did not get there is a
+		 * failure, even if the operation itself succeeded. */
+		fprintf(stderr, "dmrep: cannot write the result: %m\n");
+		return r ? r : exit_status(DMR_RC_FAILED);
+	}
+	return r;
 }
