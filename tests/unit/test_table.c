@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* dm/table.c builders and dm/name.c rules: pure, no kernel. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dm/name.h"
+#include "dm/table.h"
+
+static char *fmt(struct dmr_table *t)
+{
+	char *s = NULL;
+
+	assert_int_equal(dmr_table_format(t, &s), 0);
+	return s;
+}
+
+static void test_linear_and_starts(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	char *s;
+
+	(void)state;
+	assert_int_equal(dmr_table_add_linear(t, 100, "/dev/loop0", 0), 0);
+	assert_int_equal(dmr_table_add_error(t, 50), 0);
+	assert_int_equal(dmr_table_add_zero(t, 10), 0);
+	assert_int_equal(dmr_table_length(t), 160);
+	s = fmt(t);
+	assert_string_equal(s, "0 100 linear /dev/loop0 0\n100 50 error \n150 10 zero \n");
+	free(s);
+}
+
+static void test_thin_pool(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	struct dmr_thin_pool_opts o = { .block_sectors = 128, .low_water_blocks = 0,
+					.error_if_no_space = true, .skip_block_zeroing = true };
+	char *s;
+
+	(void)state;
+	assert_int_equal(dmr_table_add_thin_pool(t, 2097152, "7:1", "7:0", &o), 0);
+	s = fmt(t);
+	assert_string_equal(s, "0 2097152 thin-pool 7:1 7:0 128 0 2 skip_block_zeroing error_if_no_space\n");
+	free(s);
+	o.block_sectors = 100; /* not a multiple of 128 */
+	assert_int_equal(dmr_table_add_thin_pool(t, 10, "7:1", "7:0", &o), -EINVAL);
+	o.block_sectors = 64;
+	assert_int_equal(dmr_table_add_thin_pool(t, 10, "7:1", "7:0", &o), -EINVAL);
+	o.block_sectors = 2097152 + 128;
+	assert_int_equal(dmr_table_add_thin_pool(t, 10, "7:1", "7:0", &o), -EINVAL);
+	assert_int_equal(t->count, 1); /* refusals append nothing */
+}
+
+static void test_thin(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	char *s;
+
+	(void)state;
+	assert_int_equal(dmr_table_add_thin(t, 8, "253:0", 5, NULL), 0);
+	assert_int_equal(dmr_table_add_thin(t, 8, "253:0", DMR_THIN_DEV_ID_MAX, "/dev/sda"), 0);
+	assert_int_equal(dmr_table_add_thin(t, 8, "253:0", DMR_THIN_DEV_ID_MAX + 1, NULL), -EINVAL);
+	s = fmt(t);
+	assert_string_equal(s, "0 8 thin 253:0 5\n8 8 thin 253:0 16777215 /dev/sda\n");
+	free(s);
+}
+
+static void test_snapshot(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	char *s;
+
+	(void)state;
+	assert_int_equal(dmr_table_add_snapshot(t, 64, "/dev/a", "/dev/b", true, 16), 0);
+	assert_int_equal(dmr_table_add_snapshot(t, 64, "/dev/a", "/dev/b", false, 8), 0);
+	assert_int_equal(dmr_table_add_snapshot(t, 64, "/dev/a", "/dev/b", true, 12), -EINVAL);
+	assert_int_equal(dmr_table_add_snapshot(t, 64, "/dev/a", "/dev/b", true, 4), -EINVAL);
+	assert_int_equal(dmr_table_add_snapshot_merge(t, 64, "/dev/a", "/dev/b", 32), 0);
+	assert_int_equal(dmr_table_add_snapshot_origin(t, 64, "/dev/a"), 0);
+	s = fmt(t);
+	assert_string_equal(s, "0 64 snapshot /dev/a /dev/b P 16\n64 64 snapshot /dev/a /dev/b N 8\n"
+			       "128 64 snapshot-merge /dev/a /dev/b P 32\n192 64 snapshot-origin /dev/a\n");
+	free(s);
+}
+
+static void test_faults(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	char *s;
+
+	(void)state;
+	assert_int_equal(dmr_table_add_flakey(t, 10, "/dev/x", 0, 1, 2, NULL), 0);
+	assert_int_equal(dmr_table_add_flakey(t, 10, "/dev/x", 0, 1, 2, "drop_writes"), 0);
+	assert_int_equal(dmr_table_add_flakey(t, 10, "/dev/x", 0, 1, 2, "bogus"), -EINVAL);
+	assert_int_equal(dmr_table_add_delay(t, 10, "/dev/x", 4, 500), 0);
+	s = fmt(t);
+	assert_string_equal(s, "0 10 flakey /dev/x 0 1 2\n10 10 flakey /dev/x 0 1 2 1 drop_writes\n"
+			       "20 10 delay /dev/x 4 500\n");
+	free(s);
+}
+
+static void test_bad_args(void **state)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+
+	(void)state;
+	assert_int_equal(dmr_table_add_linear(t, 0, "/dev/x", 0), -EINVAL);
+	assert_int_equal(dmr_table_add_linear(t, 1, "", 0), -EINVAL);
+	assert_int_equal(dmr_table_add_linear(t, 1, "/dev/x y", 0), -EINVAL);
+	assert_int_equal(dmr_table_add_linear(t, 1, "/dev/x\n0 1 error", 0), -EINVAL);
+	assert_int_equal(dmr_table_add_linear(t, 1, NULL, 0), -EINVAL);
+	assert_int_equal(dmr_table_append(t, 1, "Linear", "x"), -EINVAL);
+	assert_int_equal(dmr_table_append(t, 1, "averyveryverylongtype", "x"), -EINVAL);
+	assert_int_equal(dmr_table_append(t, 1, "linear", "a\nb"), -EINVAL);
+	assert_int_equal(t->count, 0);
+	dmr_table_free(NULL);
+}
+
+static void test_names(void **state)
+{
+	char long_name[200];
+
+	(void)state;
+	assert_int_equal(dmr_name_dm_valid("dmrep-vm-vda"), 0);
+	assert_int_equal(dmr_name_dm_valid(""), -EINVAL);
+	assert_int_equal(dmr_name_dm_valid("a/b"), -EINVAL);
+	assert_int_equal(dmr_name_dm_valid("a b"), -EINVAL);
+	assert_int_equal(dmr_name_dm_valid("."), -EINVAL);
+	assert_int_equal(dmr_name_dm_valid(".."), -EINVAL);
+	assert_int_equal(dmr_name_dm_valid("caf\xc3\xa9"), -EINVAL);
+	memset(long_name, 'a', sizeof(long_name));
+	long_name[127] = '\0';
+	assert_int_equal(dmr_name_dm_valid(long_name), 0);
+	long_name[127] = 'a';
+	long_name[128] = '\0';
+	assert_int_equal(dmr_name_dm_valid(long_name), -EINVAL);
+
+	assert_int_equal(dmr_name_obj_valid("web-01_a.b+c", 48), 0);
+	assert_int_equal(dmr_name_obj_valid("-rf", 48), -EINVAL);
+	assert_int_equal(dmr_name_obj_valid("a:b", 48), -EINVAL);
+	assert_int_equal(dmr_name_obj_valid("$(id)", 48), -EINVAL);
+	assert_int_equal(dmr_name_obj_valid("..", 48), -EINVAL);
+	assert_int_equal(dmr_name_obj_valid("abc", 2), -EINVAL);
+	assert_int_equal(dmr_name_obj_valid(NULL, 2), -EINVAL);
+
+	assert_true(dmr_name_uuid_is_ours("DMREP-disk-vm:vda"));
+	assert_false(dmr_name_uuid_is_ours("DMREP-"));
+	assert_false(dmr_name_uuid_is_ours("LVM-abc"));
+	assert_false(dmr_name_uuid_is_ours("dmrep-x"));
+	assert_false(dmr_name_uuid_is_ours(NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_linear_and_starts),
+		cmocka_unit_test(test_thin_pool),
+		cmocka_unit_test(test_thin),
+		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
