@@ -1,2 +1,8 @@
 # The copier under injected libaio faults (snapshots/copy.c).
 WRAP_test_copy_fault := io_getevents io_submit
+# dm/dm.c's bookkeeping over a fake libdevmapper.
+WRAP_test_dm_mock := dm_task_create dm_task_destroy dm_task_run dm_task_get_errno \
+	dm_task_set_name dm_task_set_uuid dm_task_set_cookie dm_udev_wait dm_task_no_flush \
+	dm_task_skip_lockfs dm_task_add_target dm_task_get_info dm_task_get_uuid dm_task_get_name \
+	dm_task_set_sector dm_task_set_message dm_task_set_ro dm_task_query_inactive_table \
+	dm_task_get_message_response dm_get_next_target
