@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/job.c: the job lifecycle and its JSON (CONTRACT.md's shape),
+ * records that survive a restart (a job that was running is marked 10),
+ * error codes from errnos and from dmr_job_set_error, and the VM busy lock.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/job.h"
+#include "agent/rc.h"
+#include "common/util.h"
+
+static char dir[] = "/tmp/dmrep-test-job.XXXXXX";
+
+static int setup(void **state)
+{
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[256];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct json_object *wait_done(struct dmr_agent *a, uint64_t id)
+{
+	for (int i = 0; i < 500; i++) {
+		struct json_object *o, *v;
+
+		assert_int_equal(dmr_job_get_json(a, id, &o), 0);
+		json_object_object_get_ex(o, "job_state", &v);
+		if (json_object_get_int(v) >= 7)
+			return o;
+		json_object_put(o);
+		usleep(10000);
+	}
+	fail_msg("job %lu did not finish", (unsigned long)id);
+	return NULL;
+}
+
+static int ok_fn(struct dmr_job *job, void *ud)
+{
+	(void)ud;
+	dmr_job_add_step(job, "first", 1234);
+	dmr_job_set_percent(job, 50);
+	dmr_job_set_guest_paused(job, 777);
+	dmr_job_set_result(job, "point", json_object_new_int64(5));
+	return 0;
+}
+
+static int errno_fn(struct dmr_job *job, void *ud)
+{
+	(void)job;
+	(void)ud;
+	return -ENOSPC;
+}
+
+static int error_fn(struct dmr_job *job, void *ud)
+{
+	(void)ud;
+	dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the hypervisor is gone\nsecond line");
+	dmr_job_set_error(job, DMR_RC_FAILED, "a later error does not replace the first");
+	return -EIO;
+}
+
+static int freed;
+static void count_free(void *p)
+{
+	(void)p;
+	freed++;
+}
+
+static const char *str(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return v ? json_object_get_string(v) : NULL;
+}
+
+static int64_t num(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return json_object_get_int64(v);
+}
+
+static void test_lifecycle(void **state)
+{
+	struct dmr_agent a = { .state_dir = dir };
+	struct json_object *o, *steps, *v;
+	uint64_t id;
+
+	(void)state;
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_vm_busy_acquire(&a, "vm1"), 0);
+	assert_int_equal(dmr_job_start(&a, "CreateReplicationPoint", "vm1", ok_fn, NULL, count_free, &id), 0);
+	o = wait_done(&a, id);
+	assert_int_equal(num(o, "id"), (int64_t)id);
+	assert_string_equal(str(o, "method"), "CreateReplicationPoint");
+	assert_string_equal(str(o, "vm"), "vm1");
+	assert_int_equal(num(o, "job_state"), 7);
+	assert_string_equal(str(o, "state"), "completed");
+	assert_int_equal(num(o, "percent_complete"), 100);
+	assert_int_equal(num(o, "error_code"), 0);
+	assert_string_equal(str(o, "error_description"), "");
+	assert_int_equal(num(o, "guest_paused_usec"), 777);
+	assert_int_equal(num(o, "point"), 5);
+	assert_non_null(str(o, "started"));
+	assert_non_null(str(o, "finished"));
+	assert_int_equal(strlen(str(o, "finished")), 20); /* 2026-11-25T03:00:00Z */
+	assert_true(json_object_object_get_ex(o, "steps", &steps));
+	assert_int_equal(json_object_array_length(steps), 1);
+	json_object_object_get_ex(json_object_array_get_idx(steps, 0), "usec", &v);
+	assert_int_equal(json_object_get_int64(v), 1234);
+	json_object_put(o);
+	/* The job releases the VM as its very last act, after freeing its
+	 * data: wait for the release, then the data must be gone. */
+	for (int i = 0; i < 500 && dmr_vm_busy_acquire(&a, "vm1") == -EBUSY; i++)
+		usleep(10000);
+	assert_int_equal(freed, 1);
+	assert_int_equal(dmr_vm_busy_acquire(&a, "vm1"), -EBUSY);
+	assert_int_equal(dmr_vm_busy_acquire(&a, "vm2"), 0);
+	dmr_vm_busy_release(&a, "vm1");
+	dmr_vm_busy_release(&a, "vm2");
+	assert_int_equal(dmr_job_get_json(&a, 999, &o), -ENOENT);
+	dmr_jobs_close(&a);
+}
+
+static void test_errors(void **state)
+{
+	struct dmr_agent a = { .state_dir = dir };
+	struct json_object *o;
+	uint64_t id1, id2;
+
+	(void)state;
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_start(&a, "AddVirtualSystem", NULL, errno_fn, NULL, NULL, &id1), 0);
+	assert_int_equal(dmr_job_start(&a, "InitiateFailover", NULL, error_fn, NULL, NULL, &id2), 0);
+	assert_true(id2 > id1);
+	o = wait_done(&a, id1);
+	assert_int_equal(num(o, "job_state"), 10);
+	assert_string_equal(str(o, "state"), "exception");
+	assert_int_equal(num(o, "error_code"), dmr_rc_from_errno(-ENOSPC));
+	assert_string_equal(str(o, "error_description"), strerror(ENOSPC));
+	json_object_put(o);
+	o = wait_done(&a, id2);
+	assert_int_equal(num(o, "error_code"), DMR_RC_UNAVAILABLE);
+	assert_string_equal(str(o, "error_description"), "the hypervisor is gone");
+	json_object_put(o);
+	dmr_jobs_close(&a);
+}
+
+static void test_restart(void **state)
+{
+	struct dmr_agent a = { .state_dir = dir };
+	struct json_object *o, *arr;
+	char path[512];
+	const char *running = "{\"id\": 41, \"method\": \"InitiateFailover\", \"vm\": \"v\", "
+			      "\"job_state\": 4, \"state\": \"running\", \"percent_complete\": 30, "
+			      "\"error_code\": 0, \"error_description\": \"\", "
+			      "\"started\": \"2026-11-25T01:02:03Z\", \"finished\": null, "
+			      "\"steps\": [{\"name\": \"overlays\", \"usec\": 9}], "
+			      "\"guest_paused_usec\": 0, \"point\": 3}";
+	uint64_t id;
+	size_t n_before;
+
+	(void)state;
+	/* Jobs of the earlier tests are on disk; add one that "was running". */
+	snprintf(path, sizeof(path), "%s/jobs/41.json", dir);
+	assert_int_equal(dmr_write_file_atomic(path, running, strlen(running), 0600), 0);
+	snprintf(path, sizeof(path), "%s/jobs/junk.json", dir);
+	assert_int_equal(dmr_write_file_atomic(path, "{", 1, 0600), 0);
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_get_json(&a, 41, &o), 0);
+	assert_int_equal(num(o, "job_state"), 10);
+	assert_int_equal(num(o, "error_code"), DMR_RC_FAILED);
+	assert_string_equal(str(o, "error_description"), "agent restarted while the job ran");
+	assert_int_equal(num(o, "point"), 3); /* result fields survive */
+	assert_string_equal(str(o, "started"), "2026-11-25T01:02:03Z");
+	json_object_put(o);
+	assert_int_equal(dmr_jobs_list_json(&a, &arr), 0);
+	n_before = json_object_array_length(arr);
+	assert_true(n_before >= 4);
+	json_object_put(arr);
+	/* Numbering goes on after the highest id seen. */
+	assert_int_equal(dmr_job_start(&a, "X", NULL, ok_fn, NULL, NULL, &id), 0);
+	assert_int_equal(id, 42);
+	json_object_put(wait_done(&a, id));
+	dmr_jobs_close(&a);
+	/* And the completed record reads back the same. */
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_get_json(&a, 42, &o), 0);
+	assert_int_equal(num(o, "job_state"), 7);
+	assert_int_equal(num(o, "point"), 5);
+	json_object_put(o);
+	dmr_jobs_close(&a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lifecycle),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_restart),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
