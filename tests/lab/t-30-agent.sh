@@ -131,6 +131,29 @@ out=$(dmrep --json vm add "${VM}e" --disk data="$W/absent.img:64M")
 expect_rc "vm add with an empty disk of 64M" 0 "$out"
 check "the empty disk has 64M" test "$(blockdev --getsize64 "/dev/dmrep/${VM}e/data")" = 67108864
 check "the empty disk reads zeros" cmp -s -n 1048576 /dev/zero "/dev/dmrep/${VM}e/data"
+# udev: a point carries the same filesystem UUID as its disk; the rules keep
+# every internal DMREP- device out of blkid scanning, the disk itself not.
+mkfs.ext4 -q -F "/dev/dmrep/${VM}e/data" >/dev/null 2>&1
+udevadm trigger --action=change --settle "/dev/mapper/dmrep-${VM}e-data" 2>/dev/null || udevadm settle
+check "the stable disk is scanned: udev knows its ext4" \
+	sh -c "udevadm info -q property -n '/dev/mapper/dmrep-${VM}e-data' | grep -qx 'ID_FS_TYPE=ext4'"
+out=$(dmrep --json point create "${VM}e")
+expect_rc "a point of the disk with ext4" 0 "$out"
+pid=$(dmrep --json point list "${VM}e" | jq -r '.[0].thin_ids[0]')
+pdev="dmrt$$-scan"
+dmsetup create "$pdev" --readonly -u "DMREP-labtest-$$-scan" --table \
+	"0 131072 thin $(dmsetup info -c --noheadings -o major,minor --separator : dmrep-pool) $pid"
+udevadm settle
+props=$(udevadm info -q property -n "/dev/mapper/$pdev" 2>/dev/null)
+check "an internal DMREP- device gets DM_NOSCAN=1" grep -qx 'DM_NOSCAN=1' <<<"$props"
+check "and is not scanned: no ID_FS_TYPE although it holds ext4" sh -c "! grep -q '^ID_FS_TYPE=' <<EOF
+$props
+EOF"
+fsuuid=$(blkid -p -s UUID -o value "/dev/mapper/dmrep-${VM}e-data")
+check "the filesystem's by-uuid link still names the VM's disk, not the point" \
+	test "$(readlink -f "/dev/disk/by-uuid/$fsuuid")" = "$(readlink -f "/dev/mapper/dmrep-${VM}e-data")"
+dmsetup remove --retry "$pdev" >/dev/null 2>&1
+
 # 1100 MiB allocated (zeros count: the up-front check goes by allocated
 # blocks, not content) against a 1 GiB pool.
 fallocate -l 1100M "$W/big.img" 2>/dev/null || dd if=/dev/zero of="$W/big.img" bs=1M count=1100 status=none
