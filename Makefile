@@ -83,6 +83,11 @@ $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(LIBDMR)
 	$(CC) $(LDFLAGS) -o $@ $< $(foreach s,$(WRAP_test_$*),-Wl,--wrap=$(s)) \
 		$(LIBDMR) $(CMOCKA_LIBS) $(PKG_LIBS)
 
+# test_client runs the client binary: build it first, not alongside, and
+# tell the test where it is when BUILD is not ./build.
+$(BUILD)/tests/unit/test_client: $(BUILD)/bin/dmrep
+$(BUILD)/tests/unit/test_client.o: CFLAGS += -DDMR_CLIENT_BIN='"$(BUILD)/bin/dmrep"'
+
 deps:
 	@tools/deps.sh
 
