@@ -20,9 +20,17 @@ void dmr_test_hook(const char *step)
 #if DMR_TEST_HOOKS
 	const char *at = getenv("DMREP_TEST_CRASH_AT");
 
+	const char *slow = getenv("DMREP_TEST_SLOW_AT");
+
 	if (at && strcmp(at, step) == 0) {
 		log_notice("test hook: killing the agent at %s", step);
 		raise(SIGKILL);
+	}
+	/* Hold the operation here for 3 s: the lab checks what callers see
+	 * while an operation is under way (32774, failover-in-progress). */
+	if (slow && strcmp(slow, step) == 0) {
+		log_notice("test hook: holding %s for 3 s", step);
+		sleep(3);
 	}
 #else
 	(void)step;

@@ -220,6 +220,26 @@ done
 agent_restart
 check "the failed failovers left no overlay behind (thin devices: $used)" test "$(thin_count)" = "$used"
 
+# --- one operation per VM at a time ------------------------------------------------
+agent_stop
+DMREP_TEST_SLOW_AT=initiate:overlays agent_start || not_ok "agent starts with a slow step"
+out=$(dmrep --json failover start "$VM" --point 1 --guest resume)
+expect_rc "a failover held at its overlays step starts" 4096 "$out"
+job=$(jq -r .job <<<"$out")
+out=$(dmrep --json point create "$VM")
+expect_rc "meanwhile, a point of the same VM: in use" 32774 "$out"
+out=$(dmrep --json failover start "$VM")
+expect_rc "meanwhile, a second failover: in use" 32774 "$out"
+check "meanwhile, vm show answers: failover-in-progress" \
+	sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"failover-in-progress\"'"
+out=$(dmrep --json job show "$job")
+check "meanwhile, the job is running" jq -e '.job_state == 4 and .percent_complete < 100' <<<"$out"
+out=$(dmrep --json job wait "$job" --timeout 120)
+check "then the failover completes" job_ok "$out"
+out=$(dmrep --json failover revert "$VM" --wait)
+check "and reverts" job_ok "$out"
+agent_restart
+
 # --- commit -------------------------------------------------------------------------
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover to point 1 for the commit" job_ok "$out"
