@@ -107,11 +107,11 @@ for name in '../x' "$long" '' 'vm é' 'a b' 'a;rm' '$(id)' '-rf' '.' '..' 'a/b' 
 done
 out=$(dmrep --json vm add "${VM}n" --disk '../d'="$W/n1.img:16M")
 expect_rc "disk name '../d' is refused" 32773 "$out"
-# The agent has another working directory: the client resolves a relative
-# path against its own.
+# The agent has another working directory and refuses relative paths; the
+# client resolves one against the caller's, so this succeeds (an empty disk:
+# the path names no file, only the pool volume is made).
 out=$(cd "$W" && dmrep --json vm add "${VM}r" --disk vda=relative.img:16M)
 expect_rc "a relative path is taken relative to the caller" 0 "$out"
-check "the empty disk's image was made in the caller's directory" test -f "$W/relative.img"
 out=$(dmrep --json vm remove "${VM}r")
 expect_rc "and that VM is removed again" 0 "$out"
 out=$(dmrep --json vm add "${VM}n" --disk vda=/dev/null)
