@@ -17,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "agent/job.h"
+#include "agent/ops.h"
 #include "agent/registry.h"
 #include "agent/server.h"
 #include "common/log.h"
@@ -162,6 +163,7 @@ int main(int argc, char **argv)
 		log_error("state in %s: %s", state, strerror(-r));
 		goto out_jobs;
 	}
+	dmr_ops_thaw_guests(a.reg);
 	r = dmr_server_open(&a, &srv);
 	if (r < 0) {
 		log_error("socket %s: %s%s", sock, strerror(-r),

@@ -8,56 +8,13 @@
 #include "agent/job.h"
 #include "agent/ops.h"
 #include "agent/rc.h"
+#include "agent/testhook.h"
 #include "agent/shim.h"
 #include "agent/window.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "snapshots/thin.h"
-
-void dmr_test_hook(const char *step)
-{
-#if DMR_TEST_HOOKS
-	const char *at = getenv("DMREP_TEST_CRASH_AT");
-
-	const char *slow = getenv("DMREP_TEST_SLOW_AT");
-
-	if (at && strcmp(at, step) == 0) {
-		log_notice("test hook: killing the agent at %s", step);
-		raise(SIGKILL);
-	}
-	/* Hold the operation here for 3 s: the lab checks what callers see
-	 * while an operation is under way (32774, failover-in-progress). */
-	if (slow && strcmp(slow, step) == 0) {
-		log_notice("test hook: holding %s for 3 s", step);
-		sleep(3);
-	}
-#else
-	(void)step;
-#endif
-}
-
-/*
- * Test builds: a step named by DMREP_TEST_FAIL_AT fails with -EIO, so that
- * the lab can drive every rollback path on a real kernel (a preload that
- * fails on the second disk, a suspend phase that fails with every device
- * suspended and its new table loaded).  0 otherwise, and always 0 in
- * production builds.
- */
-static int test_fail(const char *step)
-{
-#if DMR_TEST_HOOKS
-	const char *at = getenv("DMREP_TEST_FAIL_AT");
-
-	if (at && strcmp(at, step) == 0) {
-		log_notice("test hook: failing %s", step);
-		return -EIO;
-	}
-#else
-	(void)step;
-#endif
-	return 0;
-}
 
 /* ---- what an operation needs, copied out of the catalog --------------- */
 
@@ -269,7 +226,7 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 
 		names[loaded] = c->names[loaded];
 		snprintf(hook, sizeof(hook), "%s:preload:%zu", op, loaded);
-		r = test_fail(hook);
+		r = dmr_test_fail(hook);
 		if (r == 0)
 			r = dmr_thin_table(c->reg->pool, to[loaded], c->sectors[loaded], &t);
 		if (r == 0)
@@ -312,7 +269,7 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 	snprintf(hook, sizeof(hook), "%s:suspended", op);
 	dmr_test_hook(hook);
 	if (r == 0)
-		r = test_fail(hook);
+		r = dmr_test_fail(hook);
 	if (r < 0) {
 		dmr_job_set_error(job, DMR_RC_FAILED, "suspend failed: %s", strerror(-r));
 		goto clear;
@@ -387,7 +344,7 @@ static int make_overlays(struct fo_ctx *c, const uint32_t *from, const uint32_t 
 	if (!none)
 		return -ENOMEM;
 	dmr_reg_txn_begin(c->reg, &old_tid, &new_tid);
-	r = dmr_thin_snapshot_group(c->reg->pool, c->n, none, from, to, old_tid, new_tid, NULL);
+	r = dmr_thin_snapshot_group(c->reg->pool, c->n, none, from, to, old_tid, new_tid, 0, NULL);
 	(void)dmr_reg_txn_end(c->reg, r == 0, new_tid);
 	return r;
 }

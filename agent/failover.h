@@ -17,9 +17,4 @@
 /* Recover every VM with an intent (called once the pool is up). */
 void dmr_failover_recover(struct dmr_registry *reg);
 
-/* Test builds: kill the agent with SIGKILL when DMREP_TEST_CRASH_AT names
- * this step (lab crash-loop tests), or hold it 3 s when DMREP_TEST_SLOW_AT
- * does (what callers see meanwhile).  Nothing in production builds. */
-void dmr_test_hook(const char *step);
-
 #endif

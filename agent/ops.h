@@ -27,4 +27,8 @@ int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *
 /* Apply the VM's retention policy (busy lock held): drop victims. */
 int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped);
 
+/* At start: thaw the filesystems of any guest that an interrupted
+ * application-consistent point left frozen (agent/ops_point.c). */
+void dmr_ops_thaw_guests(struct dmr_registry *reg);
+
 #endif

@@ -5,12 +5,21 @@
 #include "agent/handlers.h"
 #include "agent/job.h"
 #include "agent/ops.h"
+#include "agent/qga.h"
 #include "agent/rc.h"
+#include "agent/testhook.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "dm/dm.h"
 #include "snapshots/thin.h"
 
 #define DMR_LABEL_MAX 256
+/* The guest agent: connecting, and freezing (fsfreeze syncs every
+ * filesystem first, so it may take long under write load).  A freeze that
+ * has not finished by then is abandoned: thawed, and the point refused. */
+#define QGA_CONNECT_MS 5000
+#define QGA_FREEZE_MS 20000
+#define QGA_THAW_MS 10000
 
 /* A point is refused up front when the pool is nearly full: a snapshot
  * costs nothing at creation, but every later write to the live volume or
@@ -41,6 +50,7 @@ struct point_ctx {
 	struct dmr_registry *reg;
 	char *vm;
 	bool application;
+	char *qga;   /* the guest agent's socket, for application points */
 	char *label;
 };
 
@@ -49,8 +59,50 @@ static void point_ctx_free(void *p)
 	struct point_ctx *ctx = p;
 
 	free(ctx->vm);
+	free(ctx->qga);
 	free(ctx->label);
 	free(ctx);
+}
+
+/* Thaw, and once more after a resynchronisation if the first try failed
+ * (a timed-out freeze may leave a reply in flight).  0 or -errno. */
+static int guest_thaw(struct dmr_qga *g, const char *vm)
+{
+	int r = dmr_qga_fsfreeze_thaw(g, QGA_THAW_MS, NULL);
+
+	if (r < 0 && dmr_qga_sync(g, QGA_THAW_MS) == 0)
+		r = dmr_qga_fsfreeze_thaw(g, QGA_THAW_MS, NULL);
+	if (r < 0)
+		log_error("VM %s: cannot thaw the guest's filesystems: %s", vm,
+			  dmr_qga_last_error(g) ?: strerror(-r));
+	return r;
+}
+
+/* Freeze the guest's filesystems; on failure thaw (a failed or timed-out
+ * freeze may have frozen some) and fail the job with 32777. */
+static int guest_freeze(struct dmr_job *job, const struct point_ctx *ctx, struct dmr_qga **ret_g)
+{
+	struct dmr_qga *g = NULL;
+	int count = 0, r;
+
+	r = dmr_qga_connect(ctx->qga, QGA_CONNECT_MS, &g);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the guest agent at %s does not answer: %s",
+				  ctx->qga, strerror(-r));
+		return r;
+	}
+	r = dmr_qga_fsfreeze_freeze(g, QGA_FREEZE_MS, &count);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the guest could not freeze its filesystems: %s",
+				  dmr_qga_last_error(g) ?: strerror(-r));
+		(void)guest_thaw(g, ctx->vm);
+		dmr_qga_free(g);
+		return r;
+	}
+	log_info("VM %s: %d guest filesystems frozen", ctx->vm, count);
+	dmr_job_set_result(job, "frozen_filesystems", json_object_new_int(count));
+	*ret_g = g;
+	return 0;
 }
 
 static int point_job(struct dmr_job *job, void *userdata)
@@ -62,7 +114,9 @@ static int point_job(struct dmr_job *job, void *userdata)
 	_cleanup_free_ char (*dmnames)[128] = NULL;
 	struct dmr_point *pt, *np;
 	struct dmr_vm *vm;
-	uint64_t old_tid, new_tid, point_id = 0, suspended = 0, t0;
+	uint64_t old_tid, new_tid, point_id = 0, suspended = 0, t0 = 0, tf = 0;
+	struct dmr_qga *g = NULL;
+	bool thaw_failed = false;
 	size_t n, dropped = 0;
 	int r;
 
@@ -122,11 +176,40 @@ static int point_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 
+	/* Application consistency: the guest's filesystems are frozen just
+	 * around the snapshots, and thawed before anything else is written:
+	 * the thaw always runs, whatever happened to the point. */
+	if (ctx->application) {
+		r = guest_freeze(job, ctx, &g);
+		if (r < 0)
+			goto drop_pending;
+		tf = dmr_now_usec();
+		dmr_test_hook("point:frozen");
+	}
 	t0 = dmr_now_usec();
-	r = dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid, &suspended);
+	r = dmr_test_fail("point:snapshot");
+	if (r == 0)
+		r = dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid,
+					    g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
+	if (g) {
+		int q = guest_thaw(g, ctx->vm);
+		uint64_t frozen = dmr_now_usec() - tf;
+
+		dmr_job_add_step(job, "frozen", frozen);
+		dmr_job_set_result(job, "frozen_usec", json_object_new_int64((int64_t)frozen));
+		dmr_qga_free(g);
+		g = NULL;
+		if (q < 0 && r == 0) {
+			/* The point is good; the guest is not: say so. */
+			thaw_failed = true;
+		}
+	}
+drop_pending:
 	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
-	dmr_job_add_step(job, "snapshot", dmr_now_usec() - t0);
-	dmr_job_add_step(job, "volumes-suspended", suspended);
+	if (t0) {
+		dmr_job_add_step(job, "snapshot", dmr_now_usec() - t0);
+		dmr_job_add_step(job, "volumes-suspended", suspended);
+	}
 
 	pthread_mutex_lock(&reg->lock);
 	for (size_t i = 0; i < vm->n_points; i++) {
@@ -152,6 +235,10 @@ static int point_job(struct dmr_job *job, void *userdata)
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the point: %s", strerror(-r));
 		return r;
 	}
+	if (thaw_failed)
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE,
+				  "point %" PRIu64 " made, but the guest's filesystems could not be thawed",
+				  point_id);
 
 	t0 = dmr_now_usec();
 	r = dmr_ops_apply_retention(reg, vm, &dropped);
@@ -179,10 +266,7 @@ int dmr_h_create_point(struct dmr_call *c)
 	    (rc = dmr_param_string(c, "consistency", false, &consistency)) ||
 	    (rc = dmr_param_string(c, "label", false, &label)))
 		return rc;
-	if (dmr_streq(consistency, "application"))
-		return dmr_call_fail(c, DMR_RC_NOT_SUPPORTED,
-				     "application-consistent points are not available in this version");
-	if (!dmr_streq(consistency, "crash"))
+	if (!dmr_streq(consistency, "crash") && !dmr_streq(consistency, "application"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "consistency must be crash or application");
 	if (strlen(label) > DMR_LABEL_MAX)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "label longer than %d bytes", DMR_LABEL_MAX);
@@ -192,30 +276,45 @@ int dmr_h_create_point(struct dmr_call *c)
 	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = pool_has_room(c, pool)) ||
 	    (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
+	ctx = calloc(1, sizeof(*ctx));
 	{
 		struct dmr_registry *reg = c->agent->reg;
 		enum dmr_vm_state st;
+		const char *qga;
 
 		pthread_mutex_lock(&reg->lock);
 		st = dmr_reg_vm_find(reg, name)->state;
+		qga = dmr_reg_vm_find(reg, name)->qga;
+		if (ctx && qga)
+			ctx->qga = strdup(qga);
 		pthread_mutex_unlock(&reg->lock);
+		if (dmr_streq(consistency, "application") && !qga) {
+			dmr_vm_busy_release(c->agent, name);
+			if (ctx)
+				point_ctx_free(ctx);
+			return dmr_call_fail(c, DMR_RC_UNAVAILABLE,
+					     "VM %s has no guest agent (vm add --qga SOCKET) to freeze it",
+					     name);
+		}
 		/* A recovered VM runs on a point's overlay: its live
 		 * volumes are no longer what it writes to. */
 		if (st != DMR_VM_REPLICATING && st != DMR_VM_COMMITTED) {
 			dmr_vm_busy_release(c->agent, name);
+			if (ctx)
+				point_ctx_free(ctx);
 			return dmr_call_fail(c, DMR_RC_INVALID_STATE,
 					     "VM %s is %s: points are taken while replicating",
 					     name, dmr_vm_state_name(st));
 		}
 	}
 
-	ctx = calloc(1, sizeof(*ctx));
 	if (ctx) {
 		ctx->reg = c->agent->reg;
 		ctx->vm = strdup(name);
 		ctx->label = strdup(label);
+		ctx->application = dmr_streq(consistency, "application");
 	}
-	r = ctx && ctx->vm && ctx->label ? 0 : -ENOMEM;
+	r = ctx && ctx->vm && ctx->label && (!ctx->application || ctx->qga) ? 0 : -ENOMEM;
 	if (r == 0)
 		r = dmr_job_start(c->agent, "CreateReplicationPoint", name, point_job, ctx,
 				  point_ctx_free, &id);
@@ -313,4 +412,39 @@ int dmr_h_destroy_point(struct dmr_call *c)
 out:
 	dmr_vm_busy_release(c->agent, name);
 	return rc;
+}
+
+void dmr_ops_thaw_guests(struct dmr_registry *reg)
+{
+	for (size_t i = 0;; i++) {
+		_cleanup_free_ char *path = NULL, *name = NULL;
+		struct dmr_qga *g = NULL;
+		bool frozen = false;
+		int r;
+
+		pthread_mutex_lock(&reg->lock);
+		if (i >= reg->n_vms) {
+			pthread_mutex_unlock(&reg->lock);
+			return;
+		}
+		if (reg->vms[i]->qga) {
+			path = strdup(reg->vms[i]->qga);
+			name = strdup(reg->vms[i]->name);
+		}
+		pthread_mutex_unlock(&reg->lock);
+		if (!path || !name)
+			continue;
+		/* A guest that is not running has nothing frozen. */
+		r = dmr_qga_connect(path, QGA_CONNECT_MS / 2, &g);
+		if (r < 0) {
+			log_debug("VM %s: guest agent not reachable at start: %s", name, strerror(-r));
+			continue;
+		}
+		r = dmr_qga_fsfreeze_status(g, QGA_CONNECT_MS, &frozen);
+		if (r == 0 && frozen) {
+			log_notice("VM %s: the guest's filesystems were left frozen: thawing them", name);
+			(void)guest_thaw(g, name);
+		}
+		dmr_qga_free(g);
+	}
 }

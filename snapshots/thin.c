@@ -67,7 +67,7 @@ static void delete_ids(const struct dmr_pool *pool, size_t n, const uint32_t *id
 int dmr_thin_snapshot_group(const struct dmr_pool *pool, size_t n,
 			    const char *const *names, const uint32_t *origin_ids,
 			    const uint32_t *new_ids, uint64_t old_tid, uint64_t new_tid,
-			    uint64_t *ret_suspend_usec)
+			    unsigned suspend_flags, uint64_t *ret_suspend_usec)
 {
 	size_t suspended = 0, made = 0;
 	uint64_t t0 = 0;
@@ -79,7 +79,7 @@ int dmr_thin_snapshot_group(const struct dmr_pool *pool, size_t n,
 	for (; suspended < n; suspended++) {
 		if (!names[suspended])
 			continue;
-		r = dmr_dm_suspend(names[suspended], 0);
+		r = dmr_dm_suspend(names[suspended], suspend_flags & DMR_DM_SKIP_LOCKFS);
 		if (r < 0) {
 			log_debug("suspend %s: %d", names[suspended], r);
 			goto resume;

@@ -34,12 +34,15 @@ int dmr_thin_activate(const struct dmr_pool *pool, const char *name, const char 
  * then `set_transaction_id old_tid new_tid`, then all resume.  The pool
  * itself is never suspended.  On failure every snapshot already made is
  * deleted, every device resumed, and the transaction id is left at old_tid.
+ * suspend_flags: 0, or DMR_DM_SKIP_LOCKFS when whatever sits on the volumes
+ * is frozen already (an application-consistent point: the guest froze its
+ * filesystems, and freezing a frozen filesystem again fails with EBUSY).
  * ret_suspend_usec (may be NULL) gets how long the volumes were suspended.
  */
 int dmr_thin_snapshot_group(const struct dmr_pool *pool, size_t n,
 			    const char *const *names, const uint32_t *origin_ids,
 			    const uint32_t *new_ids, uint64_t old_tid, uint64_t new_tid,
-			    uint64_t *ret_suspend_usec);
+			    unsigned suspend_flags, uint64_t *ret_suspend_usec);
 
 /* Create empty thin volumes ids[0..n) and move the transaction id. */
 int dmr_thin_create_batch(const struct dmr_pool *pool, size_t n, const uint32_t *ids,

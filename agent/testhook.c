@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent/testhook.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+void dmr_test_hook(const char *step)
+{
+#if DMR_TEST_HOOKS
+	const char *at = getenv("DMREP_TEST_CRASH_AT");
+	const char *slow = getenv("DMREP_TEST_SLOW_AT");
+
+	if (at && strcmp(at, step) == 0) {
+		log_notice("test hook: killing the agent at %s", step);
+		raise(SIGKILL);
+	}
+	/* Hold the operation here for 3 s: the lab checks what callers see
+	 * while an operation is under way (32774, failover-in-progress, a
+	 * writer blocked on a frozen filesystem). */
+	if (slow && strcmp(slow, step) == 0) {
+		log_notice("test hook: holding %s for 3 s", step);
+		sleep(3);
+	}
+#else
+	(void)step;
+#endif
+}
+
+/* The lab drives every rollback path on a real kernel with this: a
+ * preload that fails on the second disk, a suspend phase that fails with
+ * every device suspended and its new table loaded, a point that fails
+ * while the guest is frozen. */
+int dmr_test_fail(const char *step)
+{
+#if DMR_TEST_HOOKS
+	const char *at = getenv("DMREP_TEST_FAIL_AT");
+
+	if (at && strcmp(at, step) == 0) {
+		log_notice("test hook: failing %s", step);
+		return -EIO;
+	}
+#else
+	(void)step;
+#endif
+	return 0;
+}
+
