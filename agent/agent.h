@@ -17,6 +17,7 @@ struct dmr_registry;
 struct dmr_agent {
 	char *state_dir;   /* --state-dir, default /var/lib/dmrep */
 	char *socket_path; /* --socket, default /run/dmrep/dmrepd.sock */
+	char *hook_dir;    /* --hook-dir, default /etc/dmrep/failover.d */
 	bool have_group;   /* --group given */
 	gid_t group;       /* members may call mutating methods */
 	struct dmr_jobs *jobs;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/hooks.h"
 #include "agent/job.h"
 #include "agent/ops.h"
 #include "agent/registry.h"
@@ -39,6 +40,9 @@ static void usage(FILE *f)
 		"  --socket PATH       control socket (default " DEFAULT_SOCKET ");\n"
 		"                      its directory is created 0750 if missing, the socket is 0660\n"
 		"  --state-dir DIR     durable state: pool.json, vms/, jobs/ (default " DEFAULT_STATE ")\n"
+		"  --hook-dir DIR      failover hooks, run after a failover or test failover with\n"
+		"                      the VM's network settings in the environment (default\n"
+		"                      " DMR_HOOK_DIR_DEFAULT "; see docs/protocol.md)\n"
 		"  --group NAME        members of this group may call every method; other users\n"
 		"                      who can reach the socket may only read (32769 otherwise)\n"
 		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
@@ -57,6 +61,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "group", required_argument, NULL, 'g' },
+		{ "hook-dir", required_argument, NULL, 'H' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
@@ -67,6 +72,7 @@ int main(int argc, char **argv)
 	struct dmr_server *srv = NULL;
 	enum dmr_log_level level = DMR_LOG_INFO;
 	const char *sock = DEFAULT_SOCKET, *state = DEFAULT_STATE, *group = NULL;
+	const char *hook_dir = DMR_HOOK_DIR_DEFAULT;
 	sigset_t mask;
 	int sfd = -1, c, r, status = 1;
 
@@ -81,6 +87,9 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			group = optarg;
+			break;
+		case 'H':
+			hook_dir = optarg;
 			break;
 		case 'f':
 			break;
@@ -105,8 +114,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dmrepd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (sock[0] != '/' || state[0] != '/') {
-		fprintf(stderr, "dmrepd: --socket and --state-dir must be absolute paths\n");
+	if (sock[0] != '/' || state[0] != '/' || hook_dir[0] != '/') {
+		fprintf(stderr, "dmrepd: --socket, --state-dir and --hook-dir must be absolute paths\n");
 		return 2;
 	}
 	dmr_log_set_level(level);
@@ -126,7 +135,8 @@ int main(int argc, char **argv)
 	}
 	a.state_dir = strdup(state);
 	a.socket_path = strdup(sock);
-	if (!a.state_dir || !a.socket_path) {
+	a.hook_dir = strdup(hook_dir);
+	if (!a.state_dir || !a.socket_path || !a.hook_dir) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -192,5 +202,6 @@ out:
 		close(sfd);
 	free(a.state_dir);
 	free(a.socket_path);
+	free(a.hook_dir);
 	return status;
 }

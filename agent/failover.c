@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include "agent/handlers.h"
+#include "agent/hooks.h"
 #include "agent/job.h"
 #include "agent/ops.h"
 #include "agent/rc.h"
@@ -34,6 +35,8 @@ struct fo_ctx {
 	uint32_t *new_ids;       /* overlays being made */
 	uint32_t *old_ids;       /* overlays being dropped */
 	struct dmr_shim *shim;
+	char *hook_dir;          /* failover hooks (agent/hooks.h), or NULL */
+	struct json_object *network; /* a copy of the VM's settings, or NULL */
 };
 
 static void fo_ctx_free(void *p)
@@ -43,6 +46,8 @@ static void fo_ctx_free(void *p)
 	if (!c)
 		return;
 	dmr_shim_free(c->shim);
+	free(c->hook_dir);
+	json_object_put(c->network);
 	free(c->vm);
 	free(c->names);
 	free(c->test_names);
@@ -487,6 +492,10 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	}
 	dmr_test_hook("initiate:done");
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	/* The failover is done and stands; a failing hook fails the job. */
+	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
+	if (r < 0)
+		return r;
 	dmr_job_set_percent(job, 100);
 	return 0;
 
@@ -719,6 +728,9 @@ static int test_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
+	if (r < 0)
+		return r;
 	dmr_job_set_percent(job, 100);
 	return 0;
 }
@@ -849,6 +861,11 @@ static int fo_handler(struct dmr_call *call, enum fo_method m)
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	r = c->vm ? ctx_fill(c, vm) : -ENOMEM;
+	if (r == 0 && call->agent->hook_dir && !(c->hook_dir = strdup(call->agent->hook_dir)))
+		r = -ENOMEM;
+	/* A deep copy: the job reads it outside the registry lock. */
+	if (r == 0 && vm->network && json_object_deep_copy(vm->network, &c->network, NULL) < 0)
+		r = -ENOMEM;
 	rc = r < 0 ? dmr_call_fail(call, dmr_rc_from_errno(r), "%s", strerror(-r)) :
 		     fo_check(call, m, vm, c);
 	if (rc == 0 && m != FO_COMMIT && m != FO_TEST && m != FO_STOP_TEST) {

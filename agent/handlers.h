@@ -18,11 +18,13 @@ int dmr_h_get_vm(struct dmr_call *c);             /* GetVirtualSystem */
 int dmr_h_list_vms(struct dmr_call *c);           /* ListVirtualSystems */
 int dmr_h_remove_vm(struct dmr_call *c);          /* RemoveVirtualSystem, mutating */
 int dmr_h_set_retention(struct dmr_call *c);      /* SetRetentionPolicy, mutating */
+/* agent/ops_network.c */
+int dmr_h_set_network(struct dmr_call *c);        /* SetFailoverNetworkAdapterSettings, mutating */
 /* agent/ops_point.c */
 int dmr_h_create_point(struct dmr_call *c);       /* CreateReplicationPoint, mutating */
 int dmr_h_list_points(struct dmr_call *c);        /* ListReplicationPoints */
 int dmr_h_destroy_point(struct dmr_call *c);      /* DestroyReplicationPoint, mutating */
-/* agent/ops_failover.c */
+/* agent/failover.c */
 int dmr_h_initiate_failover(struct dmr_call *c);  /* InitiateFailover, mutating */
 int dmr_h_revert_failover(struct dmr_call *c);    /* RevertFailover, mutating */
 int dmr_h_commit_failover(struct dmr_call *c);    /* CommitFailover, mutating */

@@ -23,6 +23,7 @@ const struct dmr_method dmr_methods[] = {
 	{ "ListVirtualSystems", false, dmr_h_list_vms },
 	{ "RemoveVirtualSystem", true, dmr_h_remove_vm },
 	{ "SetRetentionPolicy", true, dmr_h_set_retention },
+	{ "SetFailoverNetworkAdapterSettings", true, dmr_h_set_network },
 	{ "CreateReplicationPoint", true, dmr_h_create_point },
 	{ "ListReplicationPoints", false, dmr_h_list_points },
 	{ "DestroyReplicationPoint", true, dmr_h_destroy_point },

@@ -80,6 +80,7 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm->qmp);
 	free(vm->qga);
 	free(vm->exec_shim);
+	json_object_put(vm->network);
 	free(vm);
 }
 
@@ -225,6 +226,8 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
 	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
 	json_object_object_add(o, "max_age", json_object_new_int64((int64_t)vm->max_age_sec));
+	json_object_object_add(o, "network", vm->network ? json_object_get(vm->network) :
+							    json_object_new_array());
 	return o;
 }
 
@@ -261,6 +264,8 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
 	json_object_object_add(o, "qmp", str_or_null(vm->qmp));
 	json_object_object_add(o, "qga", str_or_null(vm->qga));
+	if (vm->network)
+		json_object_object_add(o, "network", json_object_get(vm->network));
 	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
 	json_object_object_add(o, "next_point_id", json_object_new_int64((int64_t)vm->next_point_id));
 	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
@@ -422,6 +427,16 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		if (strlen(intent) >= sizeof(vm->intent))
 			return -EBADMSG;
 		strcpy(vm->intent, intent);
+	}
+	{
+		struct json_object *net;
+
+		/* Absent in files written before network settings existed. */
+		if (json_object_object_get_ex(o, "network", &net) && net) {
+			if (!json_object_is_type(net, json_type_array))
+				return -EBADMSG;
+			vm->network = json_object_get(net);
+		}
 	}
 	if (vm_state_parse(state, &vm->state) < 0 ||
 	    dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)

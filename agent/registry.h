@@ -86,6 +86,11 @@ struct dmr_vm {
 	uint32_t *test_ids;
 	char intent[16];
 	uint64_t intent_point;
+
+	/* Failover network settings (SetFailoverNetworkAdapterSettings): an
+	 * array of {"mac", "addresses", "gateways", "dns"}, validated when
+	 * set, or NULL.  Handed to the failover hooks (agent/hooks.h). */
+	struct json_object *network;
 };
 
 struct dmr_registry {

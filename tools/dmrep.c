@@ -480,13 +480,14 @@ enum opt_kind {
 	K_U64,    /* a non-negative integer */
 	K_FLAG,   /* true when given */
 	K_DISK,   /* NAME=PATH[:SIZE], appended to an array */
+	K_LIST,   /* a string appended to an array (repeatable) */
 	K_CLIENT, /* the client's own (--test, --wait, --timeout) */
 };
 
 enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
-	O_WAIT, O_TIMEOUT, O__COUNT,
+	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -522,6 +523,11 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_GUEST] = { "guest", K_STRING, "guest", guests },
 	[O_WAIT] = { "wait", K_CLIENT, NULL, NULL },
 	[O_TIMEOUT] = { "timeout", K_CLIENT, NULL, NULL },
+	[O_MAC] = { "mac", K_STRING, "mac", NULL },
+	[O_ADDRESS] = { "address", K_LIST, "addresses", NULL },
+	[O_GATEWAY] = { "gateway", K_LIST, "gateways", NULL },
+	[O_DNS] = { "dns", K_LIST, "dns", NULL },
+	[O_CLEAR] = { "clear", K_FLAG, "clear", NULL },
 };
 
 #define OPT(o) (1u << (o))
@@ -700,6 +706,14 @@ static void apply_option(struct invocation *inv, int idx, const char *arg)
 		break;
 	case K_FLAG:
 		add(inv->params, def->key, json_object_new_boolean(true));
+		break;
+	case K_LIST:
+		if (!json_object_object_get_ex(inv->params, def->key, &disks)) {
+			disks = json_object_new_array();
+			add(inv->params, def->key, disks);
+		}
+		if (json_object_array_add(disks, json_object_new_string(arg)) < 0)
+			fail_oom();
 		break;
 	case K_DISK:
 		if (!json_object_object_get_ex(inv->params, def->key, &disks)) {
@@ -964,6 +978,12 @@ static const struct command commands[] = {
 	  "valid point is always kept.",
 	  OPT(O_KEEP_LAST) | OPT(O_MAX_AGE), { "VM", NULL }, { "vm", NULL }, { false }, "SetRetentionPolicy",
 	  run_vm_retention },
+	{ "vm", "network", "VM --mac MAC [--address IP[/PREFIX]]... [--gateway IP]... [--dns IP]... [--clear]",
+	  "Set (or with --clear remove) the failover network settings of one NIC of the VM:\n"
+	  "the addresses, gateways and DNS servers to use after a failover.  The agent's\n"
+	  "failover hooks get them in their environment (dmrepd --hook-dir).",
+	  OPT(O_MAC) | OPT(O_ADDRESS) | OPT(O_GATEWAY) | OPT(O_DNS) | OPT(O_CLEAR), { "VM", NULL },
+	  { "vm", NULL }, { false }, "SetFailoverNetworkAdapterSettings", run_simple },
 	{ "point", "create", "VM [--consistency crash|application] [--label TEXT]",
 	  "Take a point over every disk of the VM at once; prints its number.", OPT(O_CONSISTENCY) | OPT(O_LABEL),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "CreateReplicationPoint", run_point_create },

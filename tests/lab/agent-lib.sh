@@ -41,7 +41,9 @@ point_matches() {
 }
 
 agent_start() {
-	dmrepd --foreground --socket "$SOCK" --state-dir "$STATE" --log-level info 2>>"$W/dmrepd.log" &
+	# shellcheck disable=SC2086 # DMREPD_ARGS: extra flags, split on purpose
+	dmrepd --foreground --socket "$SOCK" --state-dir "$STATE" --log-level info ${DMREPD_ARGS:-} \
+		2>>"$W/dmrepd.log" &
 	AGENT_PID=$!
 	for _ in $(seq 100); do
 		dmrep --socket "$SOCK" --json vm list >/dev/null 2>&1 && return 0
