@@ -359,39 +359,49 @@ static int make_overlays(struct fo_ctx *c, const uint32_t *from, const uint32_t 
 struct intent_arg {
 	const char *intent;
 	uint64_t point;
-	const uint32_t *ids;  /* overlay or test ids to record, or NULL */
+	uint32_t *ids;        /* overlay or test ids to record (moved in), or NULL */
 	bool test;
+	bool guest_ran;       /* the guest ran when the operation began */
 	int state;            /* -1: keep */
 };
 
 static void set_intent(struct dmr_vm *vm, void *p)
 {
-	const struct intent_arg *a = p;
+	struct intent_arg *a = p;
 
 	snprintf(vm->intent, sizeof(vm->intent), "%s", a->intent);
 	vm->intent_point = a->point;
+	vm->intent_guest_ran = a->guest_ran;
 	if (a->ids) {
 		uint32_t **dst = a->test ? &vm->test_ids : &vm->overlay_ids;
-		uint32_t *copy = malloc(vm->n_disks * sizeof(uint32_t));
 
-		/* On ENOMEM the ids stay unrecorded; the operation fails at
-		 * save time and nothing has been made yet. */
-		if (copy) {
-			memcpy(copy, a->ids, vm->n_disks * sizeof(uint32_t));
-			free(*dst);
-			*dst = copy;
-		}
+		free(*dst);
+		*dst = a->ids;
+		a->ids = NULL;
 	}
 	if (a->state >= 0)
 		vm->state = (enum dmr_vm_state)a->state;
 }
 
+/* Record the intent before the operation's first change.  guest_ran tells
+ * recovery whether a paused guest was paused by us (and so is resumed). */
 static int intent_begin(struct fo_ctx *c, const char *intent, uint64_t point, const uint32_t *ids,
 			bool test, int state)
 {
-	struct intent_arg a = { intent, point, ids, test, state };
+	struct intent_arg a = { intent, point, NULL, test, c->pause_guest, state };
+	int r;
 
-	return vm_save_locked(c->reg, c->vm, set_intent, &a);
+	/* Allocated here, so that the ids are never left unrecorded while
+	 * the volumes they name get made. */
+	if (ids) {
+		a.ids = malloc(c->n * sizeof(uint32_t));
+		if (!a.ids)
+			return -ENOMEM;
+		memcpy(a.ids, ids, c->n * sizeof(uint32_t));
+	}
+	r = vm_save_locked(c->reg, c->vm, set_intent, &a);
+	free(a.ids);
+	return r;
 }
 
 /* ---- InitiateFailover ---------------------------------------------------- */
@@ -1008,7 +1018,10 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		struct dmr_shim *s = NULL;
 		enum dmr_guest_status gs;
 
-		if (shim_for(vm, &s) == 0 && dmr_shim_status(s, &gs) == 0 && gs == DMR_GUEST_PAUSED) {
+		/* Only a guest that ran when the operation began was paused by
+		 * it; one the operator had paused stays paused. */
+		if (vm->intent_guest_ran && shim_for(vm, &s) == 0 && dmr_shim_status(s, &gs) == 0 &&
+		    gs == DMR_GUEST_PAUSED) {
 			/* Paused by the interrupted swap: a guest whose disks
 			 * switched under it restarts if the caller asked. */
 			if (switched && c->reset && dmr_shim_reset(s) < 0)

@@ -276,6 +276,7 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "test_point", json_object_new_int64((int64_t)vm->test_point));
 	json_object_object_add(o, "intent", json_object_new_string(vm->intent));
 	json_object_object_add(o, "intent_point", json_object_new_int64((int64_t)vm->intent_point));
+	json_object_object_add(o, "intent_guest_ran", json_object_new_boolean(vm->intent_guest_ran));
 	json_object_object_add(o, "overlay_ids", ids_json(vm->overlay_ids, vm->n_disks));
 	json_object_object_add(o, "test_ids", ids_json(vm->test_ids, vm->n_disks));
 	for (size_t i = 0; i < vm->n_disks; i++) {
@@ -427,6 +428,14 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		if (strlen(intent) >= sizeof(vm->intent))
 			return -EBADMSG;
 		strcpy(vm->intent, intent);
+	}
+	{
+		struct json_object *v;
+
+		/* Absent in older files: then no guest is resumed by recovery
+		 * that it cannot tell it paused. */
+		if (json_object_object_get_ex(o, "intent_guest_ran", &v) && v)
+			vm->intent_guest_ran = json_object_get_boolean(v);
 	}
 	{
 		struct json_object *net;
@@ -803,7 +812,15 @@ static void reconcile(struct dmr_registry *reg)
 			struct dmr_dm_info info;
 
 			if (dmr_dm_info(devs[i].name, &info) == 0 && info.exists && info.suspended) {
-				log_notice("resuming %s, left suspended", devs[i].name);
+				/* A table swap cut short: drop its inactive table
+				 * first, so the resume brings back the old one and
+				 * failover recovery decides from a consistent view
+				 * (a blind resume would finish the swap of some
+				 * disks only). */
+				log_notice("resuming %s, left suspended%s", devs[i].name,
+					   info.inactive_table ? " with a table loaded: clearing it" : "");
+				if (info.inactive_table)
+					(void)dmr_dm_clear(devs[i].name);
 				if (dmr_dm_resume(devs[i].name) < 0)
 					(void)dmr_dm_resume(devs[i].name);
 			}

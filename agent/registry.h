@@ -86,6 +86,7 @@ struct dmr_vm {
 	uint32_t *test_ids;
 	char intent[16];
 	uint64_t intent_point;
+	bool intent_guest_ran;    /* the guest ran when the intent was written */
 
 	/* Failover network settings (SetFailoverNetworkAdapterSettings): an
 	 * array of {"mac", "addresses", "gateways", "dns"}, validated when

@@ -173,6 +173,32 @@ for step in $STEPS; do
 		sh -c "dmrep --json job list | jq -e 'max_by(.id) | .job_state >= 7'"
 done
 
+# A guest the operator had paused was not paused by the failover: a crash
+# and the recovery leave it paused.
+if ensure replicating && "$LAB_QMP" "$QMP" pause >/dev/null 2>&1; then
+	agent_stop
+	DMREP_TEST_CRASH_AT=initiate:suspended agent_start || not_ok "agent starts with the hook"
+	dmrep --json failover start "$VM" --point 1 --guest resume >/dev/null 2>&1
+	for _ in $(seq 600); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+	wait "$AGENT_PID" 2>/dev/null
+	AGENT_PID=
+	agent_start || not_ok "the agent restarts"
+	check "an operator-paused guest stays paused through a crash and recovery" \
+		sh -c "'$LAB_QMP' '$QMP' status | grep -q '^paused'"
+	if all_have b; then ok "and its disks are back on the live data"; else
+		not_ok "and its disks are back on the live data"
+		dmrep --json vm show "$VM" | sed 's/^/# /'
+		for d in $DISKS; do
+			echo "# $d: $(dd if="/dev/dmrep/$VM/$d" bs=4096 skip=8 count=1 iflag=direct status=none | od -An -tx1 | head -1)"
+		done
+		grep -v ' debug: ' "$W/dmrepd.log" | tail -25 | sed 's/^/# log: /'
+	fi
+	check "with nothing suspended" no_suspended_or_inactive
+	"$LAB_QMP" "$QMP" resume >/dev/null 2>&1
+else
+	not_ok "the guest can be paused by the operator"
+fi
+
 # After all that, the VM still works end to end.
 ensure replicating && ok "the VM is replicating after the crash loop" || not_ok "the VM is replicating after the crash loop"
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
