@@ -255,8 +255,11 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 	if (c->pause_guest) {
 		r = dmr_shim_pause(c->shim);
 		if (r < 0) {
+			const char *why = dmr_shim_last_error(c->shim);
+
 			dmr_job_set_error(job, dmr_rc_from_errno(r) == DMR_RC_FAILED ? DMR_RC_UNAVAILABLE :
-					  dmr_rc_from_errno(r), "cannot pause the guest: %s", strerror(-r));
+					  dmr_rc_from_errno(r), "cannot pause the guest: %s",
+					  why && *why ? why : strerror(-r));
 			c->pause_guest = false; /* nothing to resume */
 			goto clear;
 		}

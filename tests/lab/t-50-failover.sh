@@ -95,6 +95,7 @@ stop_qemu() {
 	QEMU_PID=
 }
 teardown() {
+	[ -n "${WRITER:-}" ] && { touch "$W/writer.stop"; wait "$WRITER" 2>/dev/null; }
 	exec 8<&- 2>/dev/null
 	stop_qemu
 	agent_teardown
@@ -106,6 +107,7 @@ if [ ! -x "$LAB_QMP" ]; then
 fi
 agent_setup
 trap teardown EXIT
+bytes a0 >"$W/pat.a0"
 W_QMP=$W/qmp.sock
 
 out=$(dmrep --json pool create --data "$W/pool.data" --data-size 1G --meta "$W/pool.meta" --meta-size 16M)
@@ -131,6 +133,19 @@ check "QEMU reads pattern b on vda (host page cache)" guest_has d0 b0
 check "QEMU reads pattern b on vdc (cache=none)" guest_has d2 b2
 exec 8<"/dev/dmrep/$VM/vdb"
 check "a buffered holder of vdb reads pattern b" has_buffered b1
+# An O_DIRECT writer on vdc (away from the checked blocks) through every
+# swap that follows: it must never see an I/O error.
+: >"$W/writer.err"
+(
+	n=0
+	while [ ! -e "$W/writer.stop" ]; do
+		dd if=/dev/zero of="/dev/dmrep/$VM/vdc" bs=4096 seek=$((200 + n % 64)) count=1 \
+			oflag=direct conv=notrunc status=none 2>>"$W/writer.err" || echo "write $n failed" >>"$W/writer.err"
+		n=$((n + 1))
+	done
+	echo "$n" >"$W/writer.count"
+) &
+WRITER=$!
 
 # --- refusals before anything ------------------------------------------------
 out=$(dmrep --json failover start nosuchvm --wait)
@@ -160,6 +175,13 @@ is_t=$(targets)
 if [ "$is_t" = '["point:1"]' ]; then ok "every disk's target is point:1"; else not_ok "every disk's target is point:1 (got $is_t)"; fi
 check "every stable device now reads pattern a (O_DIRECT)" all_have a
 check "the buffered holder reads pattern a (page cache invalidated)" has_buffered a1
+# What the device holds under QEMU's own descriptor.
+qfd=
+for f in /proc/"$QEMU_PID"/fd/*; do
+	[ "$(readlink -f "$f")" = "$(readlink -f "/dev/dmrep/$VM/vda")" ] && { qfd=$f; break; }
+done
+fd_has_a0() { [ -n "$qfd" ] && dd if="$qfd" bs=4096 skip=8 count=4 status=none | cmp -s - "$W/pat.a0"; }
+check "QEMU's own descriptor of vda (${qfd:-none found}) reads pattern a" fd_has_a0
 check "the guest runs after the failover" sh -c "$LAB_QMP '$QMP' status | grep -q '^running'"
 check "no DMREP- device is suspended or has an inactive table" no_suspended_or_inactive
 out=$(dmrep --json failover start "$VM" --wait)
@@ -257,6 +279,34 @@ expect_rc "points can be taken after the commit" 0 "$out"
 check "the VM replicates again after a point" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\"'"
 agent_restart
 check "the committed state survives an agent restart" all_have a
+
+touch "$W/writer.stop"
+wait "$WRITER"
+check "the O_DIRECT writer saw no I/O error through $(cat "$W/writer.count" 2>/dev/null) writes and every swap" \
+	test ! -s "$W/writer.err"
+
+# --- a pause that fails (exec shim): the disks are not touched ---------------------------
+cat >"$W/shim.sh" <<'SHIM'
+#!/bin/sh
+case $1 in
+status) echo running ;;
+pause) echo "pause refused" >&2; exit 1 ;;
+*) exit 0 ;;
+esac
+SHIM
+chmod 0755 "$W/shim.sh"
+out=$(dmrep --json vm add "${VM}x" --disk vda="$W/x.img:16M" --exec-shim "$W/shim.sh")
+expect_rc "a VM with an exec shim" 0 "$out"
+put "/dev/dmrep/${VM}x/vda" a0
+dmrep --json point create "${VM}x" >/dev/null
+put "/dev/dmrep/${VM}x/vda" b0
+used=$(thin_count)
+out=$(dmrep --json failover start "${VM}x" --wait)
+check "a failed pause ends the job in exception (32777)" jq -e '.job_state == 10 and .error_code == 32777' <<<"$out"
+check "its disk still holds the live data" has "/dev/dmrep/${VM}x/vda" b0
+check "and is live, replicating" sh -c "dmrep --json vm show '${VM}x' | jq -e '.state == \"replicating\" and .disks[0].target == \"live\"'"
+check "no overlay left behind (thin devices: $used)" test "$(thin_count)" = "$used"
+check "no DMREP- device suspended or with an inactive table" no_suspended_or_inactive
 
 # --- a dead hypervisor: 32777 before any change ---------------------------------------
 put "/dev/dmrep/$VM/vda" b0
