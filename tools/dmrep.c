@@ -360,6 +360,33 @@ static void sleep_usec(uint64_t usec)
 
 /* Poll a job until it has finished (job_state >= 7) and return it.  With
  * has_timeout, give up with 32772 after timeout_s seconds. */
+/* On a terminal, a progress bar on stderr while a job runs (an import can
+ * take minutes); never in --json mode or into a pipe or file. */
+static void progress(struct json_object *job, bool done)
+{
+	static bool shown;
+	int64_t pct = job ? int_field(job, "percent_complete", 0) : 0;
+	char bar[31];
+
+	if (opt_json || !isatty(STDERR_FILENO))
+		return;
+	if (done) {
+		if (shown)
+			fputs("\r\033[K", stderr);
+		shown = false;
+		return;
+	}
+	if (pct < 0)
+		pct = 0;
+	if (pct > 100)
+		pct = 100;
+	memset(bar, '#', (size_t)(pct * 30 / 100));
+	memset(bar + pct * 30 / 100, ' ', (size_t)(30 - pct * 30 / 100));
+	bar[30] = '\0';
+	fprintf(stderr, "\r[%s] %3" PRId64 "%% %s", bar, pct, str_field(job, "method", ""));
+	shown = true;
+}
+
 static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t timeout_s)
 {
 	uint64_t start = dmr_now_usec();
@@ -368,13 +395,18 @@ static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t time
 		struct json_object *job = get_job(id);
 		uint64_t waited;
 
-		if (int_field(job, "job_state", 0) >= JOB_COMPLETED)
+		if (int_field(job, "job_state", 0) >= JOB_COMPLETED) {
+			progress(job, true);
 			return job;
+		}
+		progress(job, false);
 		json_object_put(job);
 		waited = dmr_now_usec() - start;
-		if (has_timeout && waited >= timeout_s * 1000000)
+		if (has_timeout && waited >= timeout_s * 1000000) {
+			progress(NULL, true);
 			fail(DMR_RC_TIMEOUT, "job %" PRIu64 " did not finish within %" PRIu64 " s", id,
 			     timeout_s);
+		}
 		sleep_usec(waited < POLL_FAST_FOR_USEC ? POLL_FAST_USEC : POLL_SLOW_USEC);
 	}
 }
