@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <signal.h>
 
+#include "agent/backend.h"
+#include "agent/classic.h"
 #include "agent/handlers.h"
 #include "agent/hooks.h"
 #include "agent/job.h"
@@ -15,12 +17,15 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "dm/dm.h"
-#include "snapshots/thin.h"
 
 /* ---- what an operation needs, copied out of the catalog --------------- */
 
 struct fo_ctx {
 	struct dmr_registry *reg;
+	const struct dmr_backend *be;
+	/* The VM: its fields are stable while the operation holds the VM's
+	 * busy lock (registry.h); the backend reads them through this. */
+	const struct dmr_vm *vmp;
 	char *vm;
 	uint64_t point;     /* 0: latest valid */
 	bool reset;         /* guest policy */
@@ -80,6 +85,8 @@ static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
 	size_t n = vm->n_disks;
 
 	c->n = n;
+	c->be = dmr_backend_of(vm);
+	c->vmp = vm;
 	c->names = calloc(n, sizeof(*c->names));
 	c->test_names = calloc(n, sizeof(*c->test_names));
 	c->test_uuids = calloc(n, sizeof(*c->test_uuids));
@@ -103,7 +110,7 @@ static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
 		if (k < 0 || k >= 129)
 			return -ENAMETOOLONG;
 		c->sectors[i] = vm->disks[i].size_bytes / 512;
-		c->live_ids[i] = vm->disks[i].thin_id;
+		c->live_ids[i] = c->be->live_id(vm, i);
 		if (vm->overlay_ids)
 			c->old_ids[i] = vm->overlay_ids[i];
 	}
@@ -151,7 +158,6 @@ static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const 
 	for (size_t i = 0; i < c->n; i++) {
 		_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
 		struct dmr_dm_info info;
-		uint32_t cur;
 		int q;
 
 		q = dmr_dm_info(c->names[i], &info);
@@ -162,14 +168,14 @@ static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const 
 		if (info.inactive_table)
 			(void)dmr_dm_clear(c->names[i]);
 		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
-		    dmr_thin_table_id(reg->pool, live, &cur) == 0 && cur == ids[i]) {
+		    c->be->table_shows(reg, live, ids[i])) {
 			if (info.suspended && (q = dmr_dm_resume(c->names[i])) < 0)
 				q = dmr_dm_resume(c->names[i]);
 			if (q < 0)
 				r = r ?: q;
 			continue;
 		}
-		q = dmr_thin_table(reg->pool, ids[i], c->sectors[i], &want);
+		q = c->be->stable_table(reg, c->vmp, i, ids[i], &want);
 		if (q == 0)
 			q = dmr_dm_load(c->names[i], want, 0);
 		if (q == 0 && !info.suspended)
@@ -194,10 +200,9 @@ static int devices_on(struct dmr_registry *reg, const struct fo_ctx *c, const ui
 
 	for (size_t i = 0; i < c->n; i++) {
 		_cleanup_table_ struct dmr_table *live = NULL;
-		uint32_t cur;
 
 		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
-		    dmr_thin_table_id(reg->pool, live, &cur) == 0 && cur == ids[i])
+		    c->be->table_shows(reg, live, ids[i]))
 			on++;
 	}
 	return on == c->n ? 1 : on == 0 ? 0 : -1;
@@ -233,7 +238,7 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 		snprintf(hook, sizeof(hook), "%s:preload:%zu", op, loaded);
 		r = dmr_test_fail(hook);
 		if (r == 0)
-			r = dmr_thin_table(c->reg->pool, to[loaded], c->sectors[loaded], &t);
+			r = c->be->stable_table(c->reg, c->vmp, loaded, to[loaded], &t);
 		if (r == 0)
 			r = dmr_dm_load(c->names[loaded], t, 0);
 		if (r < 0) {
@@ -342,19 +347,10 @@ guest:
 	return r;
 }
 
-/* Snapshot from[i] into new thin ids to[i] (not active: no suspend). */
-static int make_overlays(struct fo_ctx *c, const uint32_t *from, const uint32_t *to)
+/* Writable views of the operation's point into new ids to[i]. */
+static int make_overlays(struct fo_ctx *c, const uint32_t *to)
 {
-	uint64_t old_tid, new_tid;
-	_cleanup_free_ const char **none = calloc(c->n, sizeof(char *));
-	int r;
-
-	if (!none)
-		return -ENOMEM;
-	dmr_reg_txn_begin(c->reg, &old_tid, &new_tid);
-	r = dmr_thin_snapshot_group(c->reg->pool, c->n, none, from, to, old_tid, new_tid, 0, NULL);
-	(void)dmr_reg_txn_end(c->reg, r == 0, new_tid);
-	return r;
+	return c->be->views_make(c->reg, c->vmp, c->point, to, NULL, NULL);
 }
 
 /* ---- catalog mutations --------------------------------------------------- */
@@ -431,7 +427,7 @@ static void initiate_undone(struct dmr_vm *vm, void *p)
 
 static int delete_ids(struct fo_ctx *c, const uint32_t *ids)
 {
-	return dmr_ops_delete_thin_ids(c->reg, c->n, ids);
+	return c->be->remove(c->reg, c->vmp, c->n, ids);
 }
 
 /* Allocate n thin ids under the registry lock. */
@@ -481,7 +477,7 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	}
 	dmr_test_hook("initiate:intent");
 	t0 = dmr_now_usec();
-	r = make_overlays(c, c->point_ids, c->new_ids);
+	r = make_overlays(c, c->new_ids);
 	if (r < 0) {
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the overlays: %s", strerror(-r));
 		goto undo_catalog;
@@ -580,7 +576,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
  */
 static void commit_done(struct dmr_vm *vm, void *p)
 {
-	for (size_t i = 0; i < vm->n_disks; i++)
+	/* Classic: the views already are the top layer (commit_layer). */
+	for (size_t i = 0; i < vm->n_disks && !dmr_vm_is_classic(vm); i++)
 		vm->disks[i].thin_id = vm->overlay_ids[i];
 	for (size_t i = vm->n_points; i-- > 0;)
 		if (vm->points[i].id > vm->failover_point)
@@ -621,15 +618,61 @@ static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t *
 	return 0;
 }
 
-static int commit_finish(struct dmr_registry *reg, const char *name)
+/*
+ * Classic: the views become a layer, the origin of the stable devices and
+ * of later points (agent/classic.h).  Recorded (idempotently) before the
+ * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
+ * the commit intent still set: a crash in between is rolled forward, and
+ * no point is ever taken of an origin whose writes bypass it.
+ */
+static void commit_layer(struct dmr_vm *vm, void *p)
 {
+	struct dmr_layer *nl, *top = vm->n_layers ? &vm->layers[vm->n_layers - 1] : NULL;
+	int *r = p;
+
+	if (!vm->overlay_ids || (top && top->point == vm->failover_point &&
+				 !memcmp(top->ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t))))
+		return;
+	nl = realloc(vm->layers, (vm->n_layers + 1) * sizeof(*nl));
+	if (!nl) {
+		*r = -ENOMEM;
+		return;
+	}
+	vm->layers = nl;
+	nl[vm->n_layers].point = vm->failover_point;
+	nl[vm->n_layers].since = vm->next_point_id;
+	nl[vm->n_layers].ids = malloc(vm->n_disks * sizeof(uint32_t));
+	if (!nl[vm->n_layers].ids) {
+		*r = -ENOMEM;
+		return;
+	}
+	memcpy(nl[vm->n_layers].ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
+	vm->n_layers++;
+}
+
+static int commit_finish(struct fo_ctx *c)
+{
+	struct dmr_registry *reg = c->reg;
+	const char *name = c->vm;
 	_cleanup_free_ uint32_t *ids = NULL;
 	size_t n = 0;
-	int r;
+	int r = 0;
 
+	if (dmr_vm_is_classic(c->vmp)) {
+		int q = vm_save_locked(reg, name, commit_layer, &r);
+
+		r = r ?: q;
+		dmr_test_hook("commit:layer");
+		/* 0 is the live id: snapshot-origin over the new top layer.
+		 * Same data, so the guest need not pause. */
+		if (r == 0)
+			r = retarget_all(reg, c, c->live_ids);
+		if (r < 0)
+			return r;
+	}
 	r = commit_victims(reg, name, &ids, &n);
 	if (r == 0)
-		r = dmr_ops_delete_thin_ids(reg, n, ids);
+		r = c->be->remove(reg, c->vmp, n, ids);
 	dmr_test_hook("commit:deleted");
 	if (r == 0)
 		r = vm_save_locked(reg, name, commit_done, NULL);
@@ -647,7 +690,7 @@ static int commit_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_test_hook("commit:intent");
-	r = commit_finish(c->reg, c->vm);
+	r = commit_finish(c);
 	if (r < 0) {
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "commit failed (recovery finishes it): %s",
 				  strerror(-r));
@@ -713,28 +756,15 @@ static int test_job(struct dmr_job *job, void *userdata)
 	}
 	dmr_test_hook("test:intent");
 	t0 = dmr_now_usec();
-	r = make_overlays(c, c->point_ids, c->new_ids);
+	r = c->be->views_make(c->reg, c->vmp, c->point, c->new_ids,
+			      (const char (*)[128])c->test_names, (const char (*)[129])c->test_uuids);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the test overlays: %s",
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the test views: %s",
 				  strerror(-r));
 		(void)vm_save_locked(c->reg, c->vm, test_undone, NULL);
 		return r;
 	}
-	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);
-	t0 = dmr_now_usec();
-	for (size_t i = 0; i < c->n; i++) {
-		r = dmr_thin_activate(c->reg->pool, c->test_names[i], c->test_uuids[i], c->new_ids[i],
-				      c->sectors[i], false);
-		if (r < 0) {
-			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot activate %s: %s",
-					  c->test_names[i], strerror(-r));
-			(void)remove_test_devices(c);
-			(void)delete_ids(c, c->new_ids);
-			(void)vm_save_locked(c->reg, c->vm, test_undone, NULL);
-			return r;
-		}
-	}
-	dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
+	dmr_job_add_step(job, "views", dmr_now_usec() - t0);
 	r = vm_save_locked(c->reg, c->vm, test_done, NULL);
 	if (r < 0) {
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot save state: %s", strerror(-r));
@@ -848,7 +878,6 @@ static int fo_handler(struct dmr_call *call, enum fo_method m)
 	struct dmr_registry *reg = call->agent->reg;
 	_cleanup_(fo_ctx_freep) struct fo_ctx *c = NULL;
 	const char *name, *guest = "reset";
-	struct dmr_pool *pool;
 	struct dmr_vm *vm;
 	uint64_t id;
 	int rc, r;
@@ -867,8 +896,12 @@ static int fo_handler(struct dmr_call *call, enum fo_method m)
 	if (!dmr_streq(guest, "reset") && !dmr_streq(guest, "resume"))
 		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "guest must be reset or resume");
 	c->reset = dmr_streq(guest, "reset");
-	if ((rc = dmr_ops_need_pool(call, &pool)) || (rc = dmr_ops_vm_acquire(call, name)))
+	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_vm_acquire(call, name)))
 		return rc;
+	/* A classic point whose COW store overflowed is never failed over
+	 * to: read the kernel's word on every point first. */
+	if (m == FO_INITIATE || m == FO_TEST)
+		dmr_classic_refresh(reg, name);
 	c->reg = reg;
 	c->vm = strdup(name);
 	pthread_mutex_lock(&reg->lock);
@@ -978,7 +1011,7 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 				log_error("VM %s: cannot put the disks back on the live volumes: %s",
 					  vm->name, strerror(-r));
 			if (r == 0 && vm->overlay_ids)
-				(void)dmr_ops_delete_thin_ids(reg, c->n, c->old_ids);
+				(void)delete_ids(c, c->old_ids);
 			if (r == 0)
 				initiate_undone(vm, NULL);
 		}
@@ -986,7 +1019,7 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		log_notice("VM %s: finishing the revert", vm->name);
 		r = retarget_all(reg, c, c->live_ids);
 		if (r == 0) {
-			(void)dmr_ops_delete_thin_ids(reg, c->n, c->old_ids);
+			(void)delete_ids(c, c->old_ids);
 			revert_done(vm, NULL);
 			switched = true;
 		} else {
@@ -994,20 +1027,20 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 		}
 	} else if (dmr_streq(intent, "commit")) {
 		log_notice("VM %s: finishing the commit", vm->name);
-		r = commit_finish(reg, vm->name);
+		r = commit_finish(c);
 		if (r < 0)
 			log_error("VM %s: commit not finished: %s", vm->name, strerror(-r));
 	} else if (dmr_streq(intent, "test")) {
 		log_notice("VM %s: test failover was interrupted: undoing it", vm->name);
 		(void)remove_test_devices(c);
 		if (vm->test_ids)
-			(void)dmr_ops_delete_thin_ids(reg, c->n, c->new_ids);
+			(void)delete_ids(c, c->new_ids);
 		test_undone(vm, NULL);
 	} else if (dmr_streq(intent, "stop-test")) {
 		log_notice("VM %s: finishing the end of the test failover", vm->name);
 		if (remove_test_devices(c) == 0) {
 			if (vm->test_ids)
-				(void)dmr_ops_delete_thin_ids(reg, c->n, c->new_ids);
+				(void)delete_ids(c, c->new_ids);
 			test_undone(vm, NULL);
 		}
 	} else {
@@ -1049,6 +1082,11 @@ void dmr_failover_recover(struct dmr_registry *reg)
 
 		if (!vm->intent[0])
 			continue;
+		if (!dmr_vm_is_classic(vm) && !reg->pool) {
+			log_error("VM %s: operation '%s' left unfinished: the pool is not active",
+				  vm->name, vm->intent);
+			continue;
+		}
 		recover_vm(reg, vm);
 	}
 }

@@ -12,6 +12,15 @@
  * exists but could not be activated. */
 int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
 
+/* What the VM's backend needs: the pool for a thin VM (as
+ * dmr_ops_need_pool), nothing for a classic one; 0 for an unknown VM (the
+ * caller's lookup reports it). */
+int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
+
+/* Remove volumes of the VM through its backend (agent/backend.h). */
+int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
+			   const uint32_t *ids);
+
 /* Validate params.<key> as a VM name (32773 on a bad one). */
 int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
 

@@ -2,6 +2,7 @@
 /* CreateReplicationPoint, ListReplicationPoints, DestroyReplicationPoint. */
 #include <inttypes.h>
 
+#include "agent/classic.h"
 #include "agent/handlers.h"
 #include "agent/job.h"
 #include "agent/ops.h"
@@ -116,13 +117,14 @@ static int point_job(struct dmr_job *job, void *userdata)
 	struct dmr_vm *vm;
 	uint64_t old_tid, new_tid, point_id = 0, suspended = 0, t0 = 0, tf = 0;
 	struct dmr_qga *g = NULL;
-	bool thaw_failed = false;
+	bool thaw_failed = false, classic;
 	size_t n, dropped = 0;
 	int r;
 
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, ctx->vm);
 	n = vm ? vm->n_disks : 0;
+	classic = dmr_vm_is_classic(vm);
 	pthread_mutex_unlock(&reg->lock);
 	if (!vm)
 		return -ENOENT;
@@ -136,7 +138,14 @@ static int point_job(struct dmr_job *job, void *userdata)
 	/* Record the point as pending, with the transaction id that will
 	 * prove it, before the pool is touched: a crash in between is then
 	 * resolved at start by comparing with the kernel's id. */
-	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	if (classic) {
+		/* No pool transaction: a pending classic point is resolved
+		 * at start by whether its devices exist. */
+		old_tid = 0;
+		new_tid = 1;
+	} else {
+		dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	}
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_alloc_thin_ids(reg, n, ids);
 	np = r == 0 ? realloc(vm->points, (vm->n_points + 1) * sizeof(*vm->points)) : NULL;
@@ -171,7 +180,8 @@ static int point_job(struct dmr_job *job, void *userdata)
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0) {
-		(void)dmr_reg_txn_end(reg, false, new_tid);
+		if (!classic)
+			(void)dmr_reg_txn_end(reg, false, new_tid);
 		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the point: %s", strerror(-r));
 		return r;
 	}
@@ -188,9 +198,13 @@ static int point_job(struct dmr_job *job, void *userdata)
 	}
 	t0 = dmr_now_usec();
 	r = dmr_test_fail("point:snapshot");
-	if (r == 0)
+	if (r == 0 && classic)
+		r = dmr_classic_point_make(reg, vm, ids, g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
+	else if (r == 0)
 		r = dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid,
 					    g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
+	if (r == 0)
+		dmr_test_hook("point:made"); /* made, not yet recorded */
 	if (g) {
 		int q = guest_thaw(g, ctx->vm);
 		uint64_t frozen = dmr_now_usec() - tf;
@@ -205,7 +219,8 @@ static int point_job(struct dmr_job *job, void *userdata)
 		}
 	}
 drop_pending:
-	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
+	if (!classic)
+		(void)dmr_reg_txn_end(reg, r == 0, new_tid);
 	if (t0) {
 		dmr_job_add_step(job, "snapshot", dmr_now_usec() - t0);
 		dmr_job_add_step(job, "volumes-suspended", suspended);
@@ -273,9 +288,30 @@ int dmr_h_create_point(struct dmr_call *c)
 	for (const unsigned char *p = (const unsigned char *)label; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "label has control characters");
-	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = pool_has_room(c, pool)) ||
-	    (rc = dmr_ops_vm_acquire(c, name)))
+	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
+	{
+		struct dmr_registry *reg = c->agent->reg;
+		_cleanup_free_ char *why = NULL;
+		struct dmr_vm *vm;
+
+		pthread_mutex_lock(&reg->lock);
+		vm = dmr_reg_vm_find(reg, name);
+		pthread_mutex_unlock(&reg->lock);
+		/* The busy lock keeps vm's fields still for the checks. */
+		if (dmr_vm_is_classic(vm)) {
+			r = dmr_classic_point_room(reg, vm, &why);
+			if (r < 0)
+				rc = dmr_call_fail(c, r == -EDQUOT || r == -ENOSPC ? DMR_RC_NO_SPACE :
+						   dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+		} else if (!(rc = dmr_ops_need_pool(c, &pool))) {
+			rc = pool_has_room(c, pool);
+		}
+		if (rc) {
+			dmr_vm_busy_release(c->agent, name);
+			return rc;
+		}
+	}
 	ctx = calloc(1, sizeof(*ctx));
 	{
 		struct dmr_registry *reg = c->agent->reg;
@@ -338,6 +374,8 @@ int dmr_h_list_points(struct dmr_call *c)
 
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)))
 		return rc;
+	/* Classic points: the kernel says whether each is still valid. */
+	dmr_classic_refresh(reg, name);
 	a = json_object_new_array();
 	if (!a)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
@@ -347,7 +385,13 @@ int dmr_h_list_points(struct dmr_call *c)
 		/* A point still being made is not offered. */
 		if (vm->points[i].pending_tid)
 			continue;
-		json_object_array_add(a, dmr_point_api_json(&vm->points[i], vm->n_disks));
+		struct json_object *o = dmr_point_api_json(&vm->points[i], vm->n_disks);
+
+		if (o && dmr_vm_is_classic(vm))
+			json_object_object_add(o, "cow_used_percent",
+					       json_object_new_int((int)vm->points[i].cow_pct));
+		if (o)
+			json_object_array_add(a, o);
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (!vm) {
@@ -362,7 +406,6 @@ int dmr_h_destroy_point(struct dmr_call *c)
 {
 	struct dmr_registry *reg = c->agent->reg;
 	_cleanup_free_ uint32_t *ids = NULL;
-	struct dmr_pool *pool;
 	struct dmr_point *pt;
 	struct dmr_vm *vm;
 	const char *name;
@@ -371,14 +414,15 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	int rc, r = 0;
 
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_u64(c, "point", true, &point)) ||
-	    (rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_vm_acquire(c, name)))
+	    (rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	pt = dmr_vm_point_find(vm, point);
 	if (!pt || pt->pending_tid)
 		r = -ENOENT;
-	else if (point == vm->failover_point || point == vm->test_point)
+	else if (point == vm->failover_point || point == vm->test_point ||
+		 dmr_classic_point_pinned(vm, point))
 		r = -EBUSY;
 	else if (!(ids = malloc(vm->n_disks * sizeof(*ids))))
 		r = -ENOMEM;
@@ -392,11 +436,13 @@ int dmr_h_destroy_point(struct dmr_call *c)
 		goto out;
 	}
 	if (r == -EBUSY) {
-		rc = dmr_call_fail(c, DMR_RC_IN_USE, "point %" PRIu64 " is in use by a failover", point);
+		rc = dmr_call_fail(c, DMR_RC_IN_USE, "point %" PRIu64 " is in use by a failover%s", point,
+				   dmr_classic_point_pinned(vm, point) ?
+				   " (a committed failover's disks stack on it)" : "");
 		goto out;
 	}
 	if (r == 0)
-		r = dmr_ops_delete_thin_ids(reg, n, ids);
+		r = dmr_ops_delete_volumes(reg, vm, n, ids);
 	if (r == 0) {
 		pthread_mutex_lock(&reg->lock);
 		for (size_t i = 0; i < vm->n_points; i++)

@@ -2,6 +2,8 @@
 /* CreatePool, GetPoolStatus and the helpers every storage handler shares. */
 #include <inttypes.h>
 
+#include "agent/backend.h"
+#include "agent/classic.h"
 #include "agent/handlers.h"
 #include "agent/job.h"
 #include "agent/ops.h"
@@ -24,6 +26,28 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
 				     "the pool could not be activated; see the agent's log");
 	*ret_pool = reg->pool;
 	return 0;
+}
+
+int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	struct dmr_pool *pool;
+	bool classic;
+	struct dmr_vm *vm;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, vm_name);
+	classic = dmr_vm_is_classic(vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (!vm || classic)
+		return 0;
+	return dmr_ops_need_pool(c, &pool);
+}
+
+int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
+			   const uint32_t *ids)
+{
+	return dmr_backend_of(vm)->remove(reg, vm, n, ids);
 }
 
 int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name)
@@ -97,7 +121,7 @@ int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t 
 			*ret_dropped = 0;
 		return r;
 	}
-	r = dmr_ops_delete_thin_ids(reg, nids, ids);
+	r = dmr_ops_delete_volumes(reg, vm, nids, ids);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&reg->lock);

@@ -2,9 +2,11 @@
 /* AddVirtualSystem, GetVirtualSystem, ListVirtualSystems,
  * RemoveVirtualSystem, SetRetentionPolicy. */
 #include <inttypes.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "agent/classic.h"
 #include "agent/handlers.h"
 #include "agent/job.h"
 #include "agent/ops.h"
@@ -68,6 +70,15 @@ static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volum
 {
 	_cleanup_free_ uint32_t *ids = calloc(vm->n_disks, sizeof(uint32_t));
 
+	if (dmr_vm_is_classic(vm)) {
+		/* In place: only our devices go; the disks are untouched. */
+		(void)dmr_classic_vm_teardown(reg, vm);
+		pthread_mutex_lock(&reg->lock);
+		(void)dmr_reg_vm_delete(reg, vm->name);
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		char name[128];
 		struct dmr_dm_info info;
@@ -102,6 +113,17 @@ static int add_job(struct dmr_job *job, void *userdata)
 	pthread_mutex_unlock(&reg->lock);
 	if (!vm)
 		return -ENOENT;
+	if (dmr_vm_is_classic(vm)) {
+		t0 = dmr_now_usec();
+		r = dmr_classic_vm_create(reg, vm);
+		if (r < 0) {
+			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the stable devices: %s",
+					  strerror(-r));
+			goto fail;
+		}
+		dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
+		goto done;
+	}
 	ids = calloc(vm->n_disks, sizeof(*ids));
 	if (!ids) {
 		r = -ENOMEM;
@@ -170,6 +192,7 @@ static int add_job(struct dmr_job *job, void *userdata)
 			 vm->name, d->name, stats.bytes_written, stats.bytes_skipped);
 	}
 
+done:
 	pthread_mutex_lock(&reg->lock);
 	vm->importing = false;
 	vm->import_tid = 0;
@@ -188,8 +211,24 @@ fail:
 	return r < 0 ? r : -EIO;
 }
 
+/* A new, empty image file for a classic disk, sparse. */
+static int create_image(const char *path, uint64_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int r = 0;
+
+	if (fd < 0)
+		return dmr_negerrno();
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
+		r = dmr_negerrno();
+	close(fd);
+	if (r < 0)
+		(void)unlink(path);
+	return r;
+}
+
 static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
-		      uint64_t *import_bytes)
+		      bool classic, uint64_t *import_bytes)
 {
 	struct json_object *v;
 	const char *name, *path;
@@ -228,6 +267,16 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: size must be a multiple of 512", name);
 		d->size_bytes = want;
+		if (classic) {
+			/* Classic disks live in place: the new disk is a file. */
+			r = create_image(path, want);
+			if (r < 0)
+				return dmr_call_fail(c, dmr_rc_from_errno(r), "disk %s: cannot create %s: %s",
+						     name, path, strerror(-r));
+			d->source = strdup(path);
+			if (!d->source)
+				return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+		}
 	} else if (r < 0) {
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "disk %s: %s is not a block device or regular file", name, path);
@@ -274,8 +323,10 @@ int dmr_h_add_vm(struct dmr_call *c)
 	struct json_object *disks;
 	struct add_ctx *ctx;
 	const char *name, *backend = "thin", *qmp = NULL, *qga = NULL, *shim = NULL;
-	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id;
-	struct dmr_pool *pool;
+	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id, cow = 0;
+	uint64_t max_points = DMR_CLASSIC_MAX_POINTS_DEFAULT;
+	struct dmr_pool *pool = NULL;
+	bool classic;
 	size_t n;
 	int rc, r;
 
@@ -286,20 +337,29 @@ int dmr_h_add_vm(struct dmr_call *c)
 	    (rc = dmr_param_string(c, "qga", false, &qga)) ||
 	    (rc = dmr_param_string(c, "exec_shim", false, &shim)) ||
 	    (rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
-	    (rc = dmr_param_u64(c, "max_age", false, &age)))
+	    (rc = dmr_param_u64(c, "max_age", false, &age)) ||
+	    (rc = dmr_param_u64(c, "cow_size", false, &cow)) ||
+	    (rc = dmr_param_u64(c, "max_points", false, &max_points)))
 		return rc;
-	if (dmr_streq(backend, "classic"))
-		return dmr_call_fail(c, DMR_RC_NOT_SUPPORTED,
-				     "the classic backend is not available in this version");
-	if (!dmr_streq(backend, "thin"))
+	if (!dmr_streq(backend, "thin") && !dmr_streq(backend, "classic"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "backend must be thin or classic");
+	classic = dmr_streq(backend, "classic");
+	if (!classic && (json_object_object_get_ex(c->params, "cow_size", NULL) ||
+			 json_object_object_get_ex(c->params, "max_points", NULL)))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "cow_size and max_points are for the classic backend");
+	if (cow % 4096 || (classic && cow && cow < (1u << 20)))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "cow_size must be a multiple of 4096 and at least 1 MiB");
+	if (max_points == 0 || max_points > 64)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "max_points must be 1 to 64");
 	if ((qmp && qmp[0] != '/') || (qga && qga[0] != '/'))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "qmp and qga must be absolute socket paths");
 	n = json_object_array_length(disks);
 	if (n == 0 || n > DMR_VM_DISKS_MAX)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM needs 1 to %d disks",
 				     DMR_VM_DISKS_MAX);
-	if ((rc = dmr_ops_need_pool(c, &pool)))
+	if (!classic && (rc = dmr_ops_need_pool(c, &pool)))
 		return rc;
 
 	vm = calloc(1, sizeof(*vm));
@@ -313,20 +373,28 @@ int dmr_h_add_vm(struct dmr_call *c)
 	vm->keep_last = keep;
 	vm->max_age_sec = age;
 	vm->importing = true;
+	vm->max_points = max_points;
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], &import_bytes)))
+		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], classic,
+				     &import_bytes)))
 			return rc;
 		for (size_t k = 0; k < i; k++)
 			if (dmr_streq(vm->disks[k].name, vm->disks[i].name))
 				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk name %s given twice",
 						     vm->disks[i].name);
 	}
+	for (size_t i = 0; classic && i < n; i++) {
+		uint64_t d = cow ? cow : dmr_classic_default_cow(vm->disks[i].size_bytes);
+
+		if (d > vm->cow_size)
+			vm->cow_size = d;
+	}
 	/* Refuse before anything is written: the import would run the
 	 * pool out of space half-way (and the pool errors, not queues). */
-	r = dmr_pool_free_bytes(pool, &free_bytes);
+	r = classic ? 0 : dmr_pool_free_bytes(pool, &free_bytes);
 	if (r < 0)
 		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool usage: %s", strerror(-r));
-	if (import_bytes > free_bytes)
+	if (!classic && import_bytes > free_bytes)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE,
 				     "the pool has %" PRIu64 " bytes free, the import needs up to %" PRIu64,
 				     free_bytes, import_bytes);
@@ -338,7 +406,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (r == 0) {
 		_cleanup_free_ uint32_t *ids = calloc(n, sizeof(*ids));
 
-		r = ids ? dmr_reg_alloc_thin_ids(reg, n, ids) : -ENOMEM;
+		r = ids ? (classic ? 0 : dmr_reg_alloc_thin_ids(reg, n, ids)) : -ENOMEM;
 		for (size_t i = 0; r == 0 && i < n; i++)
 			vm->disks[i].thin_id = ids[i];
 	}
@@ -424,18 +492,17 @@ int dmr_h_remove_vm(struct dmr_call *c)
 {
 	struct dmr_registry *reg = c->agent->reg;
 	_cleanup_free_ uint32_t *ids = NULL;
-	struct dmr_pool *pool;
 	struct dmr_vm *vm;
 	const char *name;
 	size_t nids = 0;
 	int rc, r = 0;
 
-	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_ops_need_pool(c, &pool)) ||
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_ops_need_storage(c, name)) ||
 	    (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
-	if (vm->state != DMR_VM_REPLICATING || vm->test_failover)
+	if ((vm->state != DMR_VM_REPLICATING && vm->state != DMR_VM_COMMITTED) || vm->test_failover)
 		r = -DMR_E_STATE;
 	if (r == 0) {
 		ids = calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids));
@@ -457,6 +524,15 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	if (r < 0) {
 		rc = dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 		goto out;
+	}
+	if (dmr_vm_is_classic(vm)) {
+		r = dmr_classic_vm_teardown(reg, vm);
+		if (r < 0) {
+			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove VM %s's devices%s: %s",
+					   name, r == -EBUSY ? " (is the VM running?)" : "", strerror(-r));
+			goto out;
+		}
+		goto forget;
 	}
 	/* Devices first: one that is open (the VM still runs) stops the
 	 * removal before any volume is deleted. */
@@ -487,6 +563,7 @@ int dmr_h_remove_vm(struct dmr_call *c)
 				   strerror(-r));
 		goto out;
 	}
+forget:
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_vm_delete(reg, name);
 	pthread_mutex_unlock(&reg->lock);
@@ -502,7 +579,6 @@ int dmr_h_set_retention(struct dmr_call *c)
 	struct dmr_registry *reg = c->agent->reg;
 	uint64_t keep = 0, age = 0;
 	bool has_keep, has_age;
-	struct dmr_pool *pool;
 	struct dmr_vm *vm;
 	const char *name;
 	size_t dropped = 0;
@@ -515,7 +591,7 @@ int dmr_h_set_retention(struct dmr_call *c)
 	if ((rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
 	    (rc = dmr_param_u64(c, "max_age", false, &age)))
 		return rc;
-	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_vm_acquire(c, name)))
+	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);

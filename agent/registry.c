@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/registry.h"
 #include "agent/failover.h"
+#include "agent/classic.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -68,7 +69,11 @@ void dmr_vm_free(struct dmr_vm *vm)
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		free(vm->disks[i].name);
 		free(vm->disks[i].source);
+		free(vm->disks[i].base_dev);
 	}
+	for (size_t i = 0; i < vm->n_layers; i++)
+		free(vm->layers[i].ids);
+	free(vm->layers);
 	for (size_t i = 0; i < vm->n_points; i++)
 		point_done(&vm->points[i]);
 	free(vm->disks);
@@ -228,6 +233,11 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "max_age", json_object_new_int64((int64_t)vm->max_age_sec));
 	json_object_object_add(o, "network", vm->network ? json_object_get(vm->network) :
 							    json_object_new_array());
+	if (dmr_streq(vm->backend, "classic")) {
+		json_object_object_add(o, "cow_size", json_object_new_int64((int64_t)vm->cow_size));
+		json_object_object_add(o, "max_points", json_object_new_int64((int64_t)vm->max_points));
+		json_object_object_add(o, "layers", json_object_new_int64((int64_t)vm->n_layers));
+	}
 	return o;
 }
 
@@ -279,6 +289,21 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "intent_guest_ran", json_object_new_boolean(vm->intent_guest_ran));
 	json_object_object_add(o, "overlay_ids", ids_json(vm->overlay_ids, vm->n_disks));
 	json_object_object_add(o, "test_ids", ids_json(vm->test_ids, vm->n_disks));
+	json_object_object_add(o, "cow_size", json_object_new_int64((int64_t)vm->cow_size));
+	json_object_object_add(o, "max_points", json_object_new_int64((int64_t)vm->max_points));
+	{
+		struct json_object *layers = json_object_new_array();
+
+		for (size_t l = 0; layers && l < vm->n_layers; l++) {
+			struct json_object *jl = json_object_new_object();
+
+			json_object_object_add(jl, "point", json_object_new_int64((int64_t)vm->layers[l].point));
+			json_object_object_add(jl, "since", json_object_new_int64((int64_t)vm->layers[l].since));
+			json_object_object_add(jl, "ids", ids_json(vm->layers[l].ids, vm->n_disks));
+			json_object_array_add(layers, jl);
+		}
+		json_object_object_add(o, "layers", layers);
+	}
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		const struct dmr_disk *d = &vm->disks[i];
 		struct json_object *jd = json_object_new_object();
@@ -515,6 +540,41 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	if ((r = get_ids(o, "overlay_ids", vm->n_disks, &vm->overlay_ids)) < 0 ||
 	    (r = get_ids(o, "test_ids", vm->n_disks, &vm->test_ids)) < 0)
 		return r;
+	/* The classic backend's fields are absent in files written before
+	 * it existed (thin VMs only). */
+	if (json_object_object_get_ex(o, "cow_size", NULL) &&
+	    ((r = get_u64(o, "cow_size", &vm->cow_size)) < 0 ||
+	     (r = get_u64(o, "max_points", &vm->max_points)) < 0))
+		return r;
+	{
+		struct json_object *layers;
+
+		if (json_object_object_get_ex(o, "layers", &layers) && layers) {
+			size_t n = json_object_array_length(layers);
+
+			if (!json_object_is_type(layers, json_type_array))
+				return -EBADMSG;
+			vm->layers = calloc(n ? n : 1, sizeof(*vm->layers));
+			if (!vm->layers)
+				return -ENOMEM;
+			for (size_t l = 0; l < n; l++) {
+				struct json_object *jl = json_object_array_get_idx(layers, l);
+				struct dmr_layer *ly = &vm->layers[l];
+
+				if (!json_object_is_type(jl, json_type_object))
+					return -EBADMSG;
+				vm->n_layers = l + 1;
+				if ((r = get_u64(jl, "point", &ly->point)) < 0 ||
+				    (r = get_u64(jl, "since", &ly->since)) < 0 ||
+				    (r = get_ids(jl, "ids", vm->n_disks, &ly->ids)) < 0)
+					return r;
+				if (!ly->ids || (l > 0 && ly->since <= vm->layers[l - 1].since))
+					return -EBADMSG;
+			}
+		}
+	}
+	if (!dmr_streq(vm->backend, "thin") && !dmr_streq(vm->backend, "classic"))
+		return -EBADMSG;
 	*ret_vm = DMR_TAKE_PTR(vm);
 	return 0;
 }
@@ -602,6 +662,14 @@ out:
 
 /* ---- thin ids and transactions ---------------------------------------- */
 
+static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
 static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 {
 	for (size_t v = 0; v < reg->n_vms; v++) {
@@ -616,15 +684,10 @@ static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 			for (size_t i = 0; i < vm->n_disks; i++)
 				if (vm->points[p].thin_ids[i] == id)
 					return true;
+		for (size_t l = 0; l < vm->n_layers; l++)
+			if (id_in(vm->layers[l].ids, vm->n_disks, id))
+				return true;
 	}
-	return false;
-}
-
-static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
-{
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return true;
 	return false;
 }
 
@@ -696,14 +759,20 @@ int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 	 * failover without --point must find one. */
 	for (size_t i = vm->n_points; i-- > 0;) {
 		const struct dmr_point *p = &vm->points[i];
-		bool drop = false;
+		bool drop = false, pinned = false;
 
 		if (p->pending_tid)
 			continue;
 		if (p->valid)
 			valid_seen++;
-		/* A point a failover or test runs on is in use. */
+		/* A point a failover or test runs on is in use; so is one a
+		 * committed classic layer stacks on. */
 		if (p->id == vm->failover_point || p->id == vm->test_point)
+			continue;
+		for (size_t l = 0; l < vm->n_layers; l++)
+			if (vm->layers[l].point == p->id)
+				pinned = true;
+		if (pinned)
 			continue;
 		if (vm->keep_last && valid_seen > vm->keep_last)
 			drop = true;
@@ -785,6 +854,87 @@ static void vm_remove_devices(const struct dmr_vm *vm)
 	}
 }
 
+/* Classic: an interrupted AddVirtualSystem is undone (the disks were
+ * used in place and are untouched); a pending point is kept if every one
+ * of its devices exists, else removed; then everything is activated.
+ * Returns -ENOENT when the VM was dropped. */
+static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	bool changed = false;
+	int r;
+
+	if (vm->importing) {
+		log_notice("VM %s: creation was interrupted; removing it", vm->name);
+		(void)dmr_classic_vm_teardown(reg, vm);
+		(void)dmr_reg_vm_delete(reg, vm->name);
+		return -ENOENT;
+	}
+	for (size_t p = 0; p < vm->n_points;) {
+		struct dmr_point *pt = &vm->points[p];
+		bool all = true;
+
+		if (!pt->pending_tid) {
+			p++;
+			continue;
+		}
+		changed = true;
+		for (size_t i = 0; i < vm->n_disks; i++) {
+			struct dmr_dm_info info;
+			char name[128];
+
+			all = all && dmr_classic_dev_name(pt->thin_ids[i], name) == 0 &&
+			      dmr_dm_info(name, &info) == 0 && info.exists;
+		}
+		if (all) {
+			log_notice("VM %s: point %" PRIu64 " was made; keeping it", vm->name, pt->id);
+			pt->pending_tid = 0;
+			p++;
+			continue;
+		}
+		log_notice("VM %s: point %" PRIu64 " was not made; dropping it", vm->name, pt->id);
+		(void)dmr_classic_delete(reg, vm, vm->n_disks, pt->thin_ids);
+		dmr_vm_point_drop(vm, p);
+	}
+	r = dmr_classic_vm_activate(reg, vm);
+	if (r < 0)
+		log_error("VM %s: not every device could be activated: %s", vm->name, strerror(-r));
+	if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
+		log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
+	return 0;
+}
+
+static bool classic_device_known(struct dmr_registry *reg, const char *name)
+{
+	for (size_t v = 0; v < reg->n_vms; v++) {
+		const struct dmr_vm *vm = reg->vms[v];
+		char buf[128];
+
+		if (!dmr_vm_is_classic(vm))
+			continue;
+		for (size_t i = 0; i < vm->n_disks; i++) {
+			uint32_t cand[3] = { vm->overlay_ids ? vm->overlay_ids[i] : 0,
+					     vm->test_ids ? vm->test_ids[i] : 0, 0 };
+
+			if (snprintf(buf, sizeof(buf), "dmrep-%s-test-%s", vm->name,
+				     vm->disks[i].name) < 128 && dmr_streq(buf, name))
+				return true;
+			for (size_t c = 0; c < 2; c++)
+				if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 &&
+				    dmr_streq(buf, name))
+					return true;
+			for (size_t p = 0; p < vm->n_points; p++)
+				if (dmr_classic_dev_name(vm->points[p].thin_ids[i], buf) == 0 &&
+				    dmr_streq(buf, name))
+					return true;
+			for (size_t l = 0; l < vm->n_layers; l++)
+				if (dmr_classic_dev_name(vm->layers[l].ids[i], buf) == 0 &&
+				    dmr_streq(buf, name))
+					return true;
+		}
+	}
+	return false;
+}
+
 /* Finish or undo what a crash interrupted, reading the kernel as the
  * truth: a point whose transaction the pool reports happened is kept, one
  * whose transaction did not is dropped with whatever snapshots it made. */
@@ -793,15 +943,19 @@ static void reconcile(struct dmr_registry *reg)
 	struct dmr_thin_pool_status st;
 	_cleanup_free_ struct dmr_dm_entry *devs = NULL;
 	size_t ndevs = 0;
-	uint64_t k;
+	bool thin_ok = false;
+	uint64_t k = reg->tid;
 	int r;
 
-	r = dmr_pool_status(reg->pool, &st);
-	if (r < 0) {
-		log_error("pool status unreadable (%s): not reconciling", strerror(-r));
-		return;
+	/* Thin VMs need the pool; classic ones are reconciled regardless. */
+	if (reg->pool) {
+		r = dmr_pool_status(reg->pool, &st);
+		if (r < 0)
+			log_error("pool status unreadable (%s): thin VMs not reconciled", strerror(-r));
+		thin_ok = r == 0;
 	}
-	k = st.transaction_id;
+	if (thin_ok)
+		k = st.transaction_id;
 	if (k != reg->tid)
 		log_notice("pool transaction id %" PRIu64 ", catalog %" PRIu64 ": reconciling",
 			   k, reg->tid);
@@ -831,6 +985,15 @@ static void reconcile(struct dmr_registry *reg)
 		struct dmr_vm *vm = reg->vms[v];
 		bool changed = false;
 
+		if (dmr_vm_is_classic(vm)) {
+			if (reconcile_classic(reg, vm) == 0)
+				v++;
+			continue;
+		}
+		if (!thin_ok) {
+			v++;
+			continue;
+		}
 		if (vm->importing) {
 			/* An import copies from a source that is still
 			 * there: undo it whole, the user adds the VM again. */
@@ -873,7 +1036,10 @@ static void reconcile(struct dmr_registry *reg)
 				continue;
 			if (dmr_dm_info(name, &info) < 0 || info.exists)
 				continue;
-			r = dmr_thin_activate(reg->pool, name, uuid, vm->disks[i].thin_id,
+			/* A recovered VM runs on its overlays. */
+			r = dmr_thin_activate(reg->pool, name, uuid,
+					      vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
+					      vm->overlay_ids[i] : vm->disks[i].thin_id,
 					      vm->disks[i].size_bytes / 512, false);
 			if (r < 0)
 				log_error("VM %s: cannot activate %s: %s", vm->name, name,
@@ -883,7 +1049,7 @@ static void reconcile(struct dmr_registry *reg)
 			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
 		v++;
 	}
-	if (k != reg->tid) {
+	if (thin_ok && k != reg->tid) {
 		if (k < reg->tid)
 			log_warning("pool transaction id %" PRIu64 " is behind the catalog's %" PRIu64
 				    ": the pool lost metadata (power loss before a commit?)",
@@ -895,7 +1061,8 @@ static void reconcile(struct dmr_registry *reg)
 
 	/* Report (never remove) DMREP- devices the catalog does not know. */
 	for (size_t i = 0; i < ndevs; i++) {
-		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME);
+		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME) ||
+			     classic_device_known(reg, devs[i].name);
 
 		for (size_t v = 0; !known && v < reg->n_vms; v++)
 			for (size_t d = 0; !known && d < reg->vms[v]->n_disks; d++) {
@@ -939,18 +1106,18 @@ int dmr_registry_open(struct dmr_agent *a)
 	if (r < 0)
 		return log_error_errno(r, "cannot read VM state: %s", strerror(-r));
 	if (!reg->have_pool) {
-		if (reg->n_vms)
-			log_error("%zu VM(s) in the catalog but no pool: create or restore pool.json",
-				  reg->n_vms);
-		return 0;
-	}
-	r = dmr_pool_activate(&reg->pool_spec, &reg->pool);
-	if (r < 0) {
+		size_t thin = 0;
+
+		for (size_t i = 0; i < reg->n_vms; i++)
+			thin += !dmr_vm_is_classic(reg->vms[i]);
+		if (thin)
+			log_error("%zu thin VM(s) in the catalog but no pool: create or restore pool.json",
+				  thin);
+	} else if ((r = dmr_pool_activate(&reg->pool_spec, &reg->pool)) < 0) {
 		/* Stay up so status can be read; storage methods answer
 		 * "not available" until the pool is back. */
 		log_error("cannot activate the pool (%s on %s, %s): %s", DMR_POOL_DM_NAME,
 			  reg->pool_spec.data_path, reg->pool_spec.meta_path, strerror(-r));
-		return 0;
 	}
 	reconcile(reg);
 	dmr_failover_recover(reg);

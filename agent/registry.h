@@ -45,19 +45,38 @@ struct dmr_point {
 	/* Non-zero while the point is being made: the pool transaction id
 	 * that, once the kernel reports it, proves the snapshots exist. */
 	uint64_t pending_tid;
-	uint32_t *thin_ids;     /* one per disk, in disk order */
+	/* One per disk, in disk order: thin ids (thin backend), or the
+	 * numbers of the points' COW stores (classic backend, from the same
+	 * allocator, so they never collide). */
+	uint32_t *thin_ids;
+	/* Runtime only (classic): highest COW use seen, in percent, and
+	 * whether the warning for it was logged. */
+	unsigned cow_pct;
+	bool cow_warned;
+};
+
+/* Classic backend: a committed failover.  The writable views (ids, one
+ * per disk) of point `point` became the disks' origin for good; points
+ * with an id >= since are snapshots of those views (agent/classic.h). */
+struct dmr_layer {
+	uint64_t point;
+	uint64_t since;
+	uint32_t *ids;
 };
 
 struct dmr_disk {
 	char *name;
 	uint64_t size_bytes;
-	uint32_t thin_id;       /* the live replica volume */
-	char *source;           /* imported from (informational), or NULL */
+	uint32_t thin_id;       /* the live replica volume (thin; 0 for classic) */
+	/* thin: imported from (informational), or NULL; classic: the block
+	 * device or image file the disk lives on, in place. */
+	char *source;
+	char *base_dev;         /* runtime, classic: source's block device */
 };
 
 struct dmr_vm {
 	char *name;
-	char *backend;          /* "thin" */
+	char *backend;          /* "thin" or "classic" */
 	enum dmr_vm_state state;
 	bool test_failover;
 	char *qmp, *qga, *exec_shim;
@@ -92,6 +111,13 @@ struct dmr_vm {
 	 * array of {"mac", "addresses", "gateways", "dns"}, validated when
 	 * set, or NULL.  Handed to the failover hooks (agent/hooks.h). */
 	struct json_object *network;
+
+	/* Classic backend: bytes of each COW store (per disk, per point or
+	 * view), the cap on points, the committed layers, oldest first. */
+	uint64_t cow_size;
+	uint64_t max_points;
+	size_t n_layers;
+	struct dmr_layer *layers;
 };
 
 struct dmr_registry {

@@ -519,7 +519,8 @@ enum opt_kind {
 enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
-	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O__COUNT,
+	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
+	O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -560,6 +561,8 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_GATEWAY] = { "gateway", K_LIST, "gateways", NULL },
 	[O_DNS] = { "dns", K_LIST, "dns", NULL },
 	[O_CLEAR] = { "clear", K_FLAG, "clear", NULL },
+	[O_COW_SIZE] = { "cow-size", K_SIZE, "cow_size", NULL },
+	[O_MAX_POINTS] = { "max-points", K_U64, "max_points", NULL },
 };
 
 #define OPT(o) (1u << (o))
@@ -990,14 +993,16 @@ static const struct command commands[] = {
 	{ "vm", "add",
 	  "VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
 	  "            [--qmp SOCKET] [--qga SOCKET] [--exec-shim COMMAND]\n"
-	  "            [--keep-last N] [--max-age SECONDS]",
+	  "            [--keep-last N] [--max-age SECONDS] [--cow-size SIZE] [--max-points N]",
 	  "Protect a VM.  Each --disk NAME=PATH imports an existing image or block device\n"
 	  "(thin) or uses it in place (classic); NAME=PATH:SIZE with a PATH that does not\n"
 	  "exist makes an empty disk.  SIZE is split at the last ':' only if it reads as a\n"
 	  "size, so paths may contain ':'.  --qmp or --exec-shim name the hypervisor the\n"
-	  "agent pauses during a failover.  Waits for the import; prints the job.",
+	  "agent pauses during a failover.  Classic only: --cow-size is each point's COW\n"
+	  "store per disk (default a quarter of the disk, at least 8M), --max-points the\n"
+	  "cap on points (default 8).  Waits for the import; prints the job.",
 	  OPT(O_DISK) | OPT(O_BACKEND) | OPT(O_QMP) | OPT(O_QGA) | OPT(O_EXEC_SHIM) | OPT(O_KEEP_LAST) |
-		  OPT(O_MAX_AGE),
+		  OPT(O_MAX_AGE) | OPT(O_COW_SIZE) | OPT(O_MAX_POINTS),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "AddVirtualSystem", run_vm_add },
 	{ "vm", "list", "", "Every protected VM.", 0, { NULL }, { NULL }, { false }, "ListVirtualSystems",
 	  run_vm_list },

@@ -224,6 +224,99 @@ static void test_alloc_thin_ids(void **state)
 	pthread_mutex_destroy(&reg.lock);
 }
 
+/* A classic VM: COW size, cap and committed layers survive a round trip;
+ * damaged layers are refused. */
+static void test_classic_round_trip(void **state)
+{
+	struct dmr_vm *vm = make_vm(2, 3), *back = NULL;
+	struct json_object *o, *o2, *p, *layers;
+
+	(void)state;
+	free(vm->backend);
+	vm->backend = strdup("classic");
+	vm->cow_size = 8u << 20;
+	vm->max_points = 5;
+	vm->n_layers = 2;
+	vm->layers = calloc(2, sizeof(*vm->layers));
+	for (size_t l = 0; l < 2; l++) {
+		vm->layers[l].point = l + 1;
+		vm->layers[l].since = l + 2;
+		vm->layers[l].ids = calloc(2, sizeof(uint32_t));
+		vm->layers[l].ids[0] = (uint32_t)(700 + l);
+		vm->layers[l].ids[1] = (uint32_t)(800 + l);
+	}
+	o = dmr_vm_state_json(vm);
+	assert_int_equal(dmr_vm_from_state_json(o, &back), 0);
+	o2 = dmr_vm_state_json(back);
+	assert_string_equal(json_object_to_json_string(o), json_object_to_json_string(o2));
+	assert_string_equal(back->backend, "classic");
+	assert_int_equal(back->cow_size, 8u << 20);
+	assert_int_equal(back->max_points, 5);
+	assert_int_equal(back->n_layers, 2);
+	assert_int_equal(back->layers[1].since, 3);
+	assert_int_equal(back->layers[1].ids[1], 801);
+	dmr_vm_free(back);
+	back = NULL;
+
+	/* Layers out of order, with the wrong number of ids, or an unknown
+	 * backend: refused. */
+	p = json_tokener_parse(json_object_to_json_string(o));
+	json_object_object_get_ex(p, "layers", &layers);
+	json_object_object_add(json_object_array_get_idx(layers, 1), "since", json_object_new_int64(2));
+	assert_int_not_equal(dmr_vm_from_state_json(p, &back), 0);
+	json_object_put(p);
+	p = json_tokener_parse(json_object_to_json_string(o));
+	json_object_object_get_ex(p, "layers", &layers);
+	json_object_object_add(json_object_array_get_idx(layers, 0), "ids", json_tokener_parse("[1]"));
+	assert_int_not_equal(dmr_vm_from_state_json(p, &back), 0);
+	json_object_put(p);
+	p = json_tokener_parse(json_object_to_json_string(o));
+	json_object_object_add(p, "backend", json_object_new_string("zfs"));
+	assert_int_not_equal(dmr_vm_from_state_json(p, &back), 0);
+	json_object_put(p);
+	assert_null(back);
+	json_object_put(o);
+	json_object_put(o2);
+	dmr_vm_free(vm);
+}
+
+/* A point a committed classic layer stacks on is never dropped, and the
+ * layer's ids are never handed out again. */
+static void test_classic_layer_pins(void **state)
+{
+	struct dmr_registry reg = { 0 };
+	struct dmr_vm *vm = make_vm(1, 5);
+	size_t *idx = NULL, n = 0;
+	uint32_t ids[1];
+
+	(void)state;
+	vm->keep_last = 1;
+	vm->n_layers = 1;
+	vm->layers = calloc(1, sizeof(*vm->layers));
+	vm->layers[0].point = 2;
+	vm->layers[0].since = 3;
+	vm->layers[0].ids = calloc(1, sizeof(uint32_t));
+	vm->layers[0].ids[0] = 3;
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t k = 0; k < n; k++)
+		assert_int_not_equal(vm->points[idx[k]].id, 2);
+	free(idx);
+
+	pthread_mutex_init(&reg.lock, NULL);
+	reg.vms = calloc(1, sizeof(*reg.vms));
+	reg.vms[0] = vm;
+	reg.n_vms = 1;
+	reg.next_thin_id = 2; /* 2 is free, 3 is the layer's */
+	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 1, ids), 0);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 1, ids), 0);
+	assert_int_equal(ids[0], 4);
+	free(reg.vms);
+	pthread_mutex_destroy(&reg.lock);
+	dmr_vm_free(vm);
+}
+
 static void test_names(void **state)
 {
 	char name[128], uuid[129];
@@ -252,6 +345,8 @@ int main(void)
 		cmocka_unit_test(test_retention_none),
 		cmocka_unit_test(test_alloc_thin_ids),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_classic_round_trip),
+		cmocka_unit_test(test_classic_layer_pins),
 	};
 
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);

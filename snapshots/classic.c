@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "snapshots/classic.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+#include "snapshots/loop.h"
+
+int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
+{
+	int fd, r = 0;
+
+	if (bytes == 0 || bytes % 4096)
+		return -EINVAL;
+	/* O_TRUNC: a file by this name is a leftover the catalog no longer
+	 * names; zeroing it makes it a new store.  Its old loop, if any,
+	 * would keep stale data cached: refuse instead of stacking. */
+	if (dmr_loop_file_is_attached(file) > 0)
+		return -EBUSY;
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return dmr_negerrno();
+	if (ftruncate(fd, (off_t)bytes) < 0 || fsync(fd) < 0)
+		r = dmr_negerrno();
+	close(fd);
+	if (r == 0)
+		r = dmr_loop_attach(file, false, ret_dev);
+	if (r < 0) {
+		log_debug("COW store %s: %s", file, strerror(-r));
+		(void)unlink(file);
+	}
+	return r;
+}
+
+int dmr_cow_attach(const char *file, char **ret_dev)
+{
+	int r = dmr_loop_find(file, ret_dev);
+
+	if (r == -ENOENT)
+		r = dmr_loop_attach(file, false, ret_dev);
+	return r;
+}
+
+int dmr_cow_destroy(const char *file)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		_cleanup_free_ char *dev = NULL;
+		int r = dmr_loop_find(file, &dev);
+
+		if (r == -ENOENT)
+			break;
+		if (r < 0)
+			return r;
+		r = dmr_loop_detach(dev);
+		if (r < 0)
+			return r;
+	}
+	if (unlink(file) < 0 && errno != ENOENT)
+		return dmr_negerrno();
+	return 0;
+}
+
+int dmr_cow_unallocated(const char *file, uint64_t *ret_bytes)
+{
+	struct stat st;
+	uint64_t used;
+
+	if (stat(file, &st) < 0)
+		return dmr_negerrno();
+	used = (uint64_t)st.st_blocks * 512;
+	*ret_bytes = (uint64_t)st.st_size > used ? (uint64_t)st.st_size - used : 0;
+	return 0;
+}
+
+static int one_target(uint64_t sectors, struct dmr_table **ret,
+		      int (*add)(struct dmr_table *, uint64_t, const char *, const char *),
+		      const char *a, const char *b)
+{
+	_cleanup_table_ struct dmr_table *t = dmr_table_new();
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	r = add(t, sectors, a, b);
+	if (r < 0)
+		return r;
+	*ret = DMR_TAKE_PTR(t);
+	return 0;
+}
+
+static int add_origin(struct dmr_table *t, uint64_t len, const char *a, const char *b)
+{
+	(void)b;
+	return dmr_table_add_snapshot_origin(t, len, a);
+}
+
+static int add_snap(struct dmr_table *t, uint64_t len, const char *a, const char *b)
+{
+	return dmr_table_add_snapshot(t, len, a, b, true, DMR_CLASSIC_CHUNK_SECTORS);
+}
+
+static int add_view(struct dmr_table *t, uint64_t len, const char *a, const char *b)
+{
+	(void)b;
+	return dmr_table_add_linear(t, len, a, 0);
+}
+
+int dmr_classic_origin_table(const char *origin_dev, uint64_t sectors, struct dmr_table **ret_table)
+{
+	return one_target(sectors, ret_table, add_origin, origin_dev, NULL);
+}
+
+int dmr_classic_snap_table(const char *origin_dev, const char *cow_dev, uint64_t sectors,
+			   struct dmr_table **ret_table)
+{
+	return one_target(sectors, ret_table, add_snap, origin_dev, cow_dev);
+}
+
+int dmr_classic_view_table(const char *view_dev, uint64_t sectors, struct dmr_table **ret_table)
+{
+	return one_target(sectors, ret_table, add_view, view_dev, NULL);
+}
+
+bool dmr_classic_table_is_origin(const struct dmr_table *t)
+{
+	return t && t->count == 1 && dmr_streq(t->targets[0].type, "snapshot-origin");
+}
+
+bool dmr_classic_table_is_view_of(const struct dmr_table *t, uint32_t maj, uint32_t min)
+{
+	unsigned a, b;
+	unsigned long long off;
+
+	if (!t || t->count != 1 || !dmr_streq(t->targets[0].type, "linear"))
+		return false;
+	if (sscanf(t->targets[0].params, "%u:%u %llu", &a, &b, &off) != 3)
+		return false;
+	return a == maj && b == min && off == 0;
+}
+
+static void resume_all(size_t n, const char *const *stable, const bool *suspended)
+{
+	for (size_t i = 0; i < n; i++)
+		if (suspended[i] && dmr_dm_resume(stable[i]) < 0)
+			(void)dmr_dm_resume(stable[i]);
+}
+
+/* Suspend the distinct, existing, not yet suspended devices of stable[]. */
+static int suspend_all(size_t n, const char *const *stable, unsigned flags, bool *suspended)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct dmr_dm_info info;
+		bool dup = false;
+		int r;
+
+		if (!stable[i])
+			continue;
+		for (size_t k = 0; k < i; k++)
+			dup = dup || (stable[k] && dmr_streq(stable[k], stable[i]));
+		if (dup)
+			continue;
+		r = dmr_dm_info(stable[i], &info);
+		if (r < 0)
+			return r;
+		if (!info.exists || info.suspended)
+			continue;
+		r = dmr_dm_suspend(stable[i], flags);
+		if (r < 0)
+			return r;
+		suspended[i] = true;
+	}
+	return 0;
+}
+
+int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *const *names,
+			       const char *const *uuids, struct dmr_table *const *tables,
+			       unsigned suspend_flags, uint64_t *ret_suspend_usec)
+{
+	_cleanup_free_ bool *suspended = calloc(n ? n : 1, sizeof(bool));
+	size_t made = 0;
+	uint64_t t0;
+	int r;
+
+	if (!suspended)
+		return -ENOMEM;
+	t0 = dmr_now_usec();
+	r = suspend_all(n, stable, suspend_flags, suspended);
+	for (; r == 0 && made < n; made++) {
+		r = dmr_dm_create(names[made], uuids[made], tables[made], DMR_DM_READONLY);
+		if (r < 0)
+			log_debug("snapshot %s: %s", names[made], strerror(-r));
+	}
+	if (r < 0) {
+		/* Made ones go while their origins are still quiet. */
+		for (size_t i = 0; i < made; i++)
+			(void)dmr_dm_remove(names[i], 20);
+	}
+	resume_all(n, stable, suspended);
+	if (ret_suspend_usec)
+		*ret_suspend_usec = dmr_now_usec() - t0;
+	return r;
+}
+
+int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
+			    const char *const *names)
+{
+	_cleanup_free_ bool *suspended = calloc(ns ? ns : 1, sizeof(bool));
+	bool any = false;
+	int r = 0;
+
+	if (!suspended)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !any; i++) {
+		struct dmr_dm_info info;
+
+		any = names[i] && dmr_dm_info(names[i], &info) == 0 && info.exists;
+	}
+	if (!any)
+		return 0;
+	r = suspend_all(ns, stable, 0, suspended);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct dmr_dm_info info;
+		int q;
+
+		if (!names[i] || dmr_dm_info(names[i], &info) < 0 || !info.exists)
+			continue;
+		if (dmr_dm_owned(names[i]) < 0)
+			continue;
+		q = dmr_dm_remove(names[i], 20);
+		if (q < 0) {
+			log_debug("remove %s: %s", names[i], strerror(-q));
+			r = q;
+		}
+	}
+	resume_all(ns, stable, suspended);
+	return r;
+}
+
+int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret)
+{
+	_cleanup_table_ struct dmr_table *st = NULL;
+	int r;
+
+	r = dmr_dm_status(name, &st);
+	if (r < 0)
+		return r;
+	if (st->count != 1 || !dmr_streq(st->targets[0].type, "snapshot"))
+		return -EPROTO;
+	return dmr_status_parse_snapshot(st->targets[0].params ? st->targets[0].params : "", ret);
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests: the classic backend's pure parts: table builders, reading
+ * live tables back (literal `dmsetup table` lines of the lab's kernel),
+ * default COW sizes, and the room check for a new point (the cap and the
+ * state directory's free space). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "agent/classic.h"
+#include "common/util.h"
+#include "dm/table.h"
+#include "snapshots/classic.h"
+
+static struct dmr_table *parse_line(const char *line)
+{
+	unsigned long long start, len;
+	char type[DMR_TARGET_TYPE_MAX];
+	struct dmr_table *t = dmr_table_new();
+	int n = 0;
+
+	assert_non_null(t);
+	assert_int_equal(sscanf(line, "%llu %llu %15s %n", &start, &len, type, &n), 3);
+	assert_int_equal(dmr_table_append_at(t, start, len, type, line + n), 0);
+	return t;
+}
+
+static void test_tables(void **state)
+{
+	struct dmr_table *t = NULL;
+	char *text = NULL;
+
+	(void)state;
+	assert_int_equal(dmr_classic_snap_table("/dev/loop3", "/dev/loop7", 65536, &t), 0);
+	assert_int_equal(dmr_table_format(t, &text), 0);
+	assert_string_equal(text, "0 65536 snapshot /dev/loop3 /dev/loop7 P 8\n");
+	free(text);
+	dmr_table_free(t);
+	assert_int_equal(dmr_classic_origin_table("/dev/sdb", 2048, &t), 0);
+	assert_int_equal(dmr_table_format(t, &text), 0);
+	assert_string_equal(text, "0 2048 snapshot-origin /dev/sdb\n");
+	free(text);
+	dmr_table_free(t);
+	assert_int_equal(dmr_classic_view_table("/dev/mapper/dmrep-snap-12", 2048, &t), 0);
+	assert_int_equal(dmr_table_format(t, &text), 0);
+	assert_string_equal(text, "0 2048 linear /dev/mapper/dmrep-snap-12 0\n");
+	free(text);
+	dmr_table_free(t);
+	/* No device, no table. */
+	assert_int_not_equal(dmr_classic_snap_table("", "/dev/loop7", 8, &t), 0);
+}
+
+static void test_read_back(void **state)
+{
+	struct dmr_table *t;
+
+	(void)state;
+	/* As the kernel reports them (devices as MAJ:MIN). */
+	t = parse_line("0 65536 snapshot-origin 7:0");
+	assert_true(dmr_classic_table_is_origin(t));
+	assert_false(dmr_classic_table_is_view_of(t, 7, 0));
+	dmr_table_free(t);
+	t = parse_line("0 65536 linear 253:5 0");
+	assert_false(dmr_classic_table_is_origin(t));
+	assert_true(dmr_classic_table_is_view_of(t, 253, 5));
+	assert_false(dmr_classic_table_is_view_of(t, 253, 50));
+	assert_false(dmr_classic_table_is_view_of(t, 25, 5));
+	dmr_table_free(t);
+	t = parse_line("0 65536 linear 253:5 2048");
+	assert_false(dmr_classic_table_is_view_of(t, 253, 5)); /* not the whole view */
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot 7:0 7:1 P 8");
+	assert_false(dmr_classic_table_is_origin(t));
+	assert_false(dmr_classic_table_is_view_of(t, 7, 0));
+	dmr_table_free(t);
+	/* The live id 0 means the origin, whatever it sits on. */
+	t = parse_line("0 65536 snapshot-origin 253:9");
+	assert_true(dmr_classic_table_shows(t, 0));
+	dmr_table_free(t);
+	assert_false(dmr_classic_table_is_origin(NULL));
+}
+
+static void test_default_cow(void **state)
+{
+	(void)state;
+	assert_int_equal(dmr_classic_default_cow(16u << 20), 8u << 20);   /* the floor */
+	assert_int_equal(dmr_classic_default_cow(1ull << 30), 256u << 20); /* a quarter */
+	assert_int_equal(dmr_classic_default_cow((1ull << 30) + 512) % 4096, 0);
+}
+
+static struct dmr_vm *classic_vm(size_t npoints, uint64_t cow)
+{
+	struct dmr_vm *vm = calloc(1, sizeof(*vm));
+
+	assert_non_null(vm);
+	vm->name = strdup("db");
+	vm->backend = strdup("classic");
+	vm->n_disks = 2;
+	vm->disks = calloc(2, sizeof(*vm->disks));
+	vm->disks[0].name = strdup("vda");
+	vm->disks[1].name = strdup("vdb");
+	vm->cow_size = cow;
+	vm->max_points = 3;
+	vm->n_points = npoints;
+	vm->points = calloc(npoints + 1, sizeof(*vm->points));
+	for (size_t p = 0; p < npoints; p++) {
+		vm->points[p].id = p + 1;
+		vm->points[p].label = strdup("");
+		vm->points[p].thin_ids = calloc(2, sizeof(uint32_t));
+	}
+	return vm;
+}
+
+static void test_point_room(void **state)
+{
+	char dir[] = "/tmp/dmrep-classic-XXXXXX";
+	struct dmr_registry reg = { 0 };
+	struct dmr_vm *vm;
+	char *why = NULL, *cow = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	reg.state_dir = dir;
+
+	vm = classic_vm(2, 1u << 20);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), 0);
+	/* At the cap: -EDQUOT, and the reason says so. */
+	vm->max_points = 2;
+	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), -EDQUOT);
+	assert_non_null(strstr(why, "2 points"));
+	free(why);
+	why = NULL;
+	/* A point still being made does not count. */
+	vm->points[1].pending_tid = 1;
+	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), 0);
+	dmr_vm_free(vm);
+
+	/* Stores bigger than the filesystem could ever hold: -ENOSPC. */
+	vm = classic_vm(0, 1ull << 60);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), -ENOSPC);
+	assert_non_null(strstr(why, "could need"));
+	free(why);
+	dmr_vm_free(vm);
+
+	assert_int_equal(asprintf(&cow, "%s/cow", dir), (int)strlen(dir) + 4);
+	assert_int_equal(rmdir(cow), 0); /* made by the check */
+	free(cow);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tables),
+		cmocka_unit_test(test_read_back),
+		cmocka_unit_test(test_default_cow),
+		cmocka_unit_test(test_point_room),
+	};
+
+	return cmocka_run_group_tests_name("classic", tests, NULL, NULL);
+}
