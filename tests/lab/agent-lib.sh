@@ -68,18 +68,22 @@ agent_restart() {
 
 agent_teardown() {
 	agent_stop
-	# Thin and point devices first, the pool last; only DMREP- devices.
-	for pass in 1 2 3; do
+	# Stacked devices first, the pool last; only DMREP- devices.  A
+	# classic chain (stable, view, point, layer) takes several passes.
+	for pass in 1 2 3 4 5 6; do
 		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
 			while read -r name uuid; do
 				case "$uuid" in DMREP-*) ;; *) continue ;; esac
-				[ "$name" = dmrep-pool ] && [ "$pass" -lt 3 ] && continue
+				[ "$name" = dmrep-pool ] && [ "$pass" -lt 6 ] && continue
 				dmsetup resume "$name" >/dev/null 2>&1
 				dmsetup remove --retry "$name" >/dev/null 2>&1
 			done
 	done
 	losetup -j "$W/pool.data" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d
 	losetup -j "$W/pool.meta" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d
+	# Classic COW stores and image files the agent put on loops.
+	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v w="$W/" 'index($2, w) == 1 { print $1 }' |
+		xargs -r -n1 losetup -d
 	rm -rf "$W"
 }
 

@@ -1,0 +1,259 @@
+#!/bin/bash
+# Lab test: the classic backend (issue: classic backend, application
+# consistency, network settings - the classic part).  Disks stay in place on
+# a block device and on an image file; points are persistent `snapshot`
+# targets with their own COW stores; no pool exists at all.  Points hold
+# their moment while the origin is written; failover runs on a writable
+# view stacked on the point (which is never written), revert, test
+# failover, commit (the view becomes a layer, its point pinned), a point
+# whose COW store overflows is marked invalid and refused (32775), the
+# per-VM cap (32778), an agent restart, a simulated reboot (every device
+# and loop gone) and a crash in the middle of a commit.
+set -u
+. "$(dirname "$0")/agent-lib.sh"
+
+# bytes HEX: 16 KiB of that byte.
+bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
+# put DEV HEX: write it at 32 KiB, O_DIRECT.
+put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
+# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
+has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
+# both HEX_A HEX_B: vda has A and vdb has B, through the stable devices.
+both() { has "/dev/dmrep/$VM/vda" "$1" && has "/dev/dmrep/$VM/vdb" "$2"; }
+# snapdev POINT DISKINDEX: the point's dm device.
+snapdev() {
+	echo "/dev/mapper/dmrep-snap-$(dmrep --json point list "$VM" |
+		jq -r --argjson p "$1" --argjson i "$2" '.[] | select(.id == $p) | .thin_ids[$i]')"
+}
+is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
+table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
+wait_job() { dmrep --json job wait "$(jq -r .job <<<"$1")" --timeout 120; }
+# simulate_reboot: the agent stops, every DMREP- device and every loop over a
+# file under $W goes, as after a reboot.
+simulate_reboot() {
+	agent_stop
+	for _ in 1 2 3 4 5 6 7 8; do
+		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
+			awk '$2 ~ /^DMREP-/ { print $1 }' | while read -r n; do
+				dmsetup remove "$n" >/dev/null 2>&1
+			done
+	done
+	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v w="$W/" 'index($2, w) == 1 { print $1 }' |
+		xargs -r -n1 losetup -d
+	udevadm settle >/dev/null 2>&1
+	# The host's own block device comes back at boot, under its name.
+	losetup "$VDA" "$VDA_FILE"
+}
+
+agent_setup
+VDA_FILE=$W/vda.base
+truncate -s 32M "$VDA_FILE"
+VDA=$(losetup -f --show "$VDA_FILE")
+put "$VDA" a0                      # data already on the disk: used in place
+truncate -s 16M "$W/vdb.img"
+put "$W/vdb.img" b0
+
+# --- vm add, in place, with no pool --------------------------------------------
+out=$(dmrep --json vm add "$VM" --backend classic --disk vda="$VDA" --disk vdb="$W/vdb.img" --cow-size 4M)
+expect_rc "vm add --backend classic without any pool" 0 "$out"
+show=$(dmrep --json vm show "$VM")
+check "vm show: backend classic, replicating" jq -e '.backend == "classic" and .state == "replicating"' <<<"$show"
+check "/dev/dmrep/VM/vda is a block device" test -b "/dev/dmrep/$VM/vda"
+is "the stable device is a snapshot-origin" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+check "the disks' own data shows through, in place" both a0 b0
+out=$(dmrep --json vm add "${VM}x" --backend classic --disk vda="$VDA")
+expect_rc "a disk in use by another VM is refused (32774)" 32774 "$out"
+out=$(dmrep --json vm add "${VM}y" --disk vda="$W/y.img:8M" --cow-size 4M)
+expect_rc "--cow-size with the thin backend: 32773" 32773 "$out"
+
+# --- points --------------------------------------------------------------------
+put "/dev/dmrep/$VM/vda" a1
+put "/dev/dmrep/$VM/vdb" b1
+out=$(dmrep --json point create "$VM" --label one)
+expect_rc "point 1" 0 "$out"
+P1A=$(snapdev 1 0)
+P1B=$(snapdev 1 1)
+check "point 1's devices exist" test -b "$P1A" -a -b "$P1B"
+is "a point is a snapshot target" snapshot "$(table_type "${P1A#/dev/mapper/}")"
+is "a point's device is read-only" r "$(dmsetup info -c --noheadings -o attr "${P1A#/dev/mapper/}" | cut -c4)"
+check "a point's device has a DMREP-snap- UUID" test "$(dmsetup info -c --noheadings -o uuid "${P1A#/dev/mapper/}")" = "DMREP-snap-${P1A##*-}"
+check "its COW store is a file in the state directory" test -f "$STATE/cow/${P1A##*-}.cow"
+put "/dev/dmrep/$VM/vda" a2
+put "/dev/dmrep/$VM/vdb" b2
+check "the origin has the new data" both a2 b2
+check "point 1 keeps its moment (origin writes were copied out)" eval 'has "$P1A" a1 && has "$P1B" b1'
+list=$(dmrep --json point list "$VM")
+check "point list: valid, with the COW use" jq -e '.[0].valid == true and .[0].cow_used_percent >= 0' <<<"$list"
+
+# --- failover, revert, failover again ----------------------------------------------
+out=$(dmrep --json failover start "$VM" --guest resume --wait)
+check "failover to the latest point completes" jq -e '.job_state == 7' <<<"$out"
+check "the disks show point 1" both a1 b1
+is "the stable device runs on a view (linear)" linear "$(table_type "dmrep-$VM-vda")"
+check "vm show: recovered, target point:1" jq -e '.state == "recovered" and .disks[0].target == "point:1"' \
+	<<<"$(dmrep --json vm show "$VM")"
+put "/dev/dmrep/$VM/vda" a9
+check "writes go to the view" has "/dev/dmrep/$VM/vda" a9
+check "the point itself is not written" has "$P1A" a1
+out=$(dmrep --json failover revert "$VM" --wait)
+check "revert completes" jq -e '.job_state == 7' <<<"$out"
+check "the disks are live again" both a2 b2
+is "the stable device is a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+check "the views and their stores are gone" test "$(ls "$STATE/cow" | wc -l)" = 2
+out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
+check "failover to point 1 again" jq -e '.job_state == 7' <<<"$out"
+check "point 1 is as it was (the view's write is gone)" both a1 b1
+out=$(dmrep --json failover revert "$VM" --wait)
+check "revert again" jq -e '.job_state == 7' <<<"$out"
+
+# --- test failover ---------------------------------------------------------------
+out=$(dmrep --json failover start "$VM" --test --wait)
+check "test failover completes" jq -e '.job_state == 7' <<<"$out"
+check "the test view shows point 1" eval 'has "/dev/dmrep/$VM-test/vda" a1 && has "/dev/dmrep/$VM-test/vdb" b1'
+check "the VM's own disks are untouched" both a2 b2
+put "/dev/dmrep/$VM-test/vda" af
+check "the test view is writable, the point is not touched" has "$P1A" a1
+out=$(dmrep --json point create "$VM" --label during-test)
+expect_rc "a point during a test failover" 0 "$out"
+out=$(dmrep --json failover stop-test "$VM" --wait)
+check "stop-test completes" jq -e '.job_state == 7' <<<"$out"
+check "the test devices are gone" test ! -e "/dev/mapper/dmrep-$VM-test-vda"
+
+# --- restart and reboot ------------------------------------------------------------
+agent_restart
+check "after a restart: the same points" test "$(dmrep --json point list "$VM" | jq length)" = 2
+simulate_reboot
+check "the reboot took every device" test ! -e "/dev/mapper/dmrep-$VM-vda"
+agent_start || not_ok "agent starts after the reboot"
+check "after a reboot: the stable devices are back with the live data" both a2 b2
+check "after a reboot: point 1 is back with its moment" eval 'has "$P1A" a1 && has "$P1B" b1'
+is "after a reboot: a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+check "the base image file is on a loop again" test -n "$(losetup -j "$W/vdb.img" -n -O NAME)"
+out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
+check "failover after the reboot" eval 'jq -e ".job_state == 7" <<<"$out" && both a1 b1'
+
+# --- commit ------------------------------------------------------------------------
+put "/dev/dmrep/$VM/vda" a3
+put "/dev/dmrep/$VM/vdb" b3
+out=$(dmrep --json failover commit "$VM" --wait)
+check "commit completes" jq -e '.job_state == 7' <<<"$out"
+show=$(dmrep --json vm show "$VM")
+check "vm show: committed, live" jq -e '.state == "committed" and .disks[0].target == "live"' <<<"$show"
+check "the committed data is what the disks show" both a3 b3
+is "the stable device is a snapshot-origin over the view" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+check "point 2 (newer than the failover point) is gone" \
+	jq -e 'map(.id) == [1]' <<<"$(dmrep --json point list "$VM")"
+out=$(dmrep --json point remove "$VM" 1)
+expect_rc "the committed layer's point cannot be removed (32774)" 32774 "$out"
+out=$(dmrep --json point create "$VM" --label after-commit)
+expect_rc "a point after the commit" 0 "$out"
+put "/dev/dmrep/$VM/vda" a4
+put "/dev/dmrep/$VM/vdb" b4
+check "the new point keeps its moment on the layer" eval 'has "$(snapdev 3 0)" a3 && has "$(snapdev 3 1)" b3'
+check "point 1 still holds its moment" eval 'has "$P1A" a1 && has "$P1B" b1'
+simulate_reboot
+agent_start || not_ok "agent starts after a reboot with a layer"
+check "after a reboot the layered disks show the live data" both a4 b4
+check "after a reboot point 3 is back" eval 'has "$(snapdev 3 0)" a3'
+out=$(dmrep --json failover start "$VM" --point 3 --guest resume --wait)
+check "failover to a point taken after the commit" eval 'jq -e ".job_state == 7" <<<"$out" && both a3 b3'
+out=$(dmrep --json failover revert "$VM" --wait)
+check "and back" eval 'jq -e ".job_state == 7" <<<"$out" && both a4 b4'
+
+# --- a crash in the middle of a commit is finished at start --------------------------
+out=$(dmrep --json failover start "$VM" --point 3 --guest resume --wait)
+check "failover for the crash test" jq -e '.job_state == 7' <<<"$out"
+put "/dev/dmrep/$VM/vda" a5
+agent_stop
+DMREP_TEST_CRASH_AT=commit:layer agent_start || not_ok "agent starts with the crash hook"
+out=$(dmrep --json failover commit "$VM")
+for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+check "the agent died at commit:layer" eval '! kill -0 "$AGENT_PID" 2>/dev/null'
+AGENT_PID=
+agent_start || not_ok "agent restarts after the crash"
+check "recovery finished the commit" jq -e '.state == "committed"' <<<"$(dmrep --json vm show "$VM")"
+is "the stable device is on the new layer" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+check "the data of the view stands" has "/dev/dmrep/$VM/vda" a5
+check "no DMREP- device is left suspended" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " | awk '"'"'$1 ~ /^DMREP-/ && substr($2, 3, 1) == "s" { bad = 1 } END { exit !bad }'"'"''
+
+# --- overflow: a point whose COW store fills up is invalid ------------------------------
+V2=${VM}o
+out=$(dmrep --json vm add "$V2" --backend classic --disk vda="$W/o.img:16M" --cow-size 1M)
+expect_rc "vm add with a 1 MiB COW store" 0 "$out"
+out=$(dmrep --json point create "$V2")
+expect_rc "point 1 of $V2" 0 "$out"
+list=$(dmrep --json point list "$V2")
+check "valid before the writes" jq -e '.[0].valid == true' <<<"$list"
+head -c 4M /dev/urandom | dd of="/dev/dmrep/$V2/vda" bs=1M oflag=direct conv=notrunc status=none
+list=$(dmrep --json point list "$V2")
+check "after 4 MiB of origin writes the point is invalid" jq -e '.[0].valid == false and .[0].cow_used_percent == 100' <<<"$list"
+check "the agent logged it" grep -q "point 1 is invalid" "$W/dmrepd.log"
+out=$(dmrep --json failover start "$V2" --point 1 --guest resume)
+expect_rc "failover to the overflowed point: 32775" 32775 "$out"
+out=$(dmrep --json failover start "$V2" --guest resume)
+expect_rc "failover to the latest valid point: none (32779)" 32779 "$out"
+agent_restart
+check "the invalid mark survives a restart" jq -e '.[0].valid == false' <<<"$(dmrep --json point list "$V2")"
+
+# --- a crash after the snapshots, before the catalog: the point is kept ---------------
+agent_stop
+DMREP_TEST_CRASH_AT=point:made agent_start || not_ok "agent starts with the crash hook"
+dmrep --json point create "$V2" >/dev/null 2>&1
+for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+check "the agent died at point:made" eval '! kill -0 "$AGENT_PID" 2>/dev/null'
+AGENT_PID=
+agent_start || not_ok "agent restarts after the crash"
+list=$(dmrep --json point list "$V2")
+check "the point made before the crash is kept, valid" jq -e 'length == 2 and .[1].id == 2 and .[1].valid' <<<"$list"
+check "and its device exists" test -b "/dev/mapper/dmrep-snap-$(jq -r '.[1].thin_ids[0]' <<<"$list")"
+# --- a snapshot step that fails leaves no point and no store ------------------------
+stores=$(ls "$STATE/cow" | wc -l)
+agent_stop
+DMREP_TEST_FAIL_AT=point:snapshot agent_start || not_ok "agent starts with a failing snapshot"
+out=$(dmrep --json point create "$V2")
+expect_rc "a point whose snapshot step fails: 32768" 32768 "$out"
+check "no point was recorded" test "$(dmrep --json point list "$V2" | jq length)" = 2
+check "no COW store was left" test "$(ls "$STATE/cow" | wc -l)" = "$stores"
+agent_restart
+
+# --- the COW use warning ---------------------------------------------------------------
+V4=${VM}w
+out=$(dmrep --json vm add "$V4" --backend classic --disk vda="$W/w.img:16M" --cow-size 1M)
+expect_rc "vm add for the warning" 0 "$out"
+out=$(dmrep --json point create "$V4")
+expect_rc "point 1 of $V4" 0 "$out"
+head -c 860160 /dev/urandom | dd of="/dev/dmrep/$V4/vda" bs=4096 oflag=direct conv=notrunc status=none
+list=$(dmrep --json point list "$V4")
+check "210 of 254 chunks used: still valid, at least 80% used" jq -e '.[0].valid and .[0].cow_used_percent >= 80 and .[0].cow_used_percent < 100' <<<"$list"
+check "the agent warned about it once" test "$(grep -c "VM $V4: point 1's COW store is" "$W/dmrepd.log")" = 1
+dmrep --json point list "$V4" >/dev/null
+check "and not again" test "$(grep -c "VM $V4: point 1's COW store is" "$W/dmrepd.log")" = 1
+show=$(dmrep --json vm show "$V4")
+check "vm show has the COW size and the cap" jq -e '.cow_size == 1048576 and .max_points == 8 and .layers == 0' <<<"$show"
+
+# --- the cap on points --------------------------------------------------------------
+V3=${VM}c
+out=$(dmrep --json vm add "$V3" --backend classic --disk vda="$W/c.img:8M" --max-points 2)
+expect_rc "vm add --max-points 2" 0 "$out"
+for k in 1 2; do
+	out=$(dmrep --json point create "$V3")
+	expect_rc "point $k of 2" 0 "$out"
+done
+out=$(dmrep --json point create "$V3")
+expect_rc "a third point past the cap: 32778" 32778 "$out"
+out=$(dmrep --json point remove "$V3" 1)
+expect_rc "remove a point" 0 "$out"
+out=$(dmrep --json point create "$V3")
+expect_rc "room again after a removal" 0 "$out"
+
+# --- removal --------------------------------------------------------------------------
+for v in "$V4" "$V3" "$V2" "$VM"; do
+	out=$(dmrep --json vm remove "$v")
+	expect_rc "vm remove $v" 0 "$out"
+done
+check "no DMREP- device is left" test -z "$(dmsetup info -c --noheadings -o uuid 2>/dev/null | grep '^DMREP-')"
+check "no COW store is left" test -z "$(ls "$STATE/cow")"
+check "the base disks are still there" test -b "$VDA" -a -f "$W/vdb.img"
+losetup -d "$VDA"
+[ "$T_FAIL" -gt 0 ] && tail -n 80 "$W/dmrepd.log" | sed 's/^/# dmrepd: /'
+summary
