@@ -2,6 +2,7 @@
 #include "agent/classic.h"
 
 #include <inttypes.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include "common/log.h"
@@ -387,7 +388,8 @@ static void add_unallocated(struct dmr_registry *reg, uint32_t id, uint64_t *sum
 		*sum += b;
 }
 
-int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm, char **ret_why)
+int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
+			   const char *const *devs, char **ret_why)
 {
 	_cleanup_free_ char *dir = NULL;
 	uint64_t need, grow = 0, avail;
@@ -418,7 +420,10 @@ int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm, ch
 		if (vm->test_ids)
 			add_unallocated(reg, vm->test_ids[i], &grow);
 	}
-	need = vm->cow_size * vm->n_disks + grow;
+	need = grow;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (!devs || !devs[i])
+			need += vm->cow_size;
 	if (need > avail) {
 		if (asprintf(ret_why, "the COW stores of VM %s could need %" PRIu64 " bytes in %s, "
 			     "which has %" PRIu64 " free", vm->name, need, dir, avail) < 0)
@@ -428,8 +433,51 @@ int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm, ch
 	return 0;
 }
 
+int dmr_classic_cow_device_check(const struct dmr_vm *vm, const char *path, bool force,
+				 char **ret_what)
+{
+	struct stat st, ds;
+	bool is_block = false;
+	uint64_t size = 0;
+	int r;
+
+	if (path[0] != '/')
+		return -EINVAL;
+	r = dmr_probe_path_kind(path, &is_block, &size);
+	if (r < 0)
+		return r;
+	if (!is_block)
+		return -ENOTBLK;
+	if (size < (1u << 20))
+		return -ENOSPC;
+	if (stat(path, &st) < 0)
+		return dmr_negerrno();
+	/* The VM's own disks are in use by it, but say so plainly. */
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (vm->disks[i].base_dev && stat(vm->disks[i].base_dev, &ds) == 0 &&
+		    ds.st_rdev == st.st_rdev)
+			return -EINVAL;
+	r = dmr_probe_in_use(path);
+	if (r < 0)
+		return r;
+	if (!force) {
+		_cleanup_free_ char *what = NULL;
+
+		r = dmr_probe_signatures(path, &what);
+		if (r < 0)
+			return r;
+		if (what) {
+			if (ret_what)
+				*ret_what = DMR_TAKE_PTR(what);
+			return -EEXIST;
+		}
+	}
+	return 0;
+}
+
 int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
-			   unsigned suspend_flags, uint64_t *ret_suspend_usec)
+			   const char *const *devs, unsigned suspend_flags,
+			   uint64_t *ret_suspend_usec)
 {
 	size_t n = vm->n_disks, made = 0;
 	_cleanup_free_ char (*stable)[128] = calloc(n, sizeof(*stable));
@@ -456,7 +504,10 @@ int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const ui
 		    (r = store_path(reg, ids[made], &file)) < 0)
 			break;
 		dev_uuid(ids[made], uuids[made]);
-		r = dmr_cow_create(file, vm->cow_size, &cow);
+		if (devs && devs[made])
+			r = dmr_cow_link_device(file, devs[made], &cow);
+		else
+			r = dmr_cow_create(file, vm->cow_size, &cow);
 		if (r < 0)
 			break;
 		r = dmr_classic_snap_table(origin, cow, vm->disks[made].size_bytes / 512, &tables[made]);

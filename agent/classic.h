@@ -63,12 +63,24 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm);
 int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm);
 
 /* Can a new point be made: the cap (-EDQUOT) and the state directory's
- * free space for every store to fill (-ENOSPC); ret_why malloc()ed. */
-int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm, char **ret_why);
+ * free space for every store to fill (-ENOSPC); ret_why malloc()ed.
+ * devs: as for dmr_classic_point_make (disks with a device need no room). */
+int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
+			   const char *const *devs, char **ret_why);
+/*
+ * Check a block device given as a point's COW store: absolute, a block
+ * device of at least 1 MiB, not in use (-EBUSY), not one of dmrep's own or
+ * a disk of the VM (-EINVAL), no signature unless force (-EEXIST,
+ * *ret_what names it).  ret_what may be NULL.
+ */
+int dmr_classic_cow_device_check(const struct dmr_vm *vm, const char *path, bool force,
+				 char **ret_what);
 /* A point of every disk at once into stores ids[] (see
- * dmr_classic_snapshot_group). */
+ * dmr_classic_snapshot_group); devs (NULL, or one entry per disk, NULL for
+ * a store file) names block devices to hold the stores instead. */
 int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
-			   unsigned suspend_flags, uint64_t *ret_suspend_usec);
+			   const char *const *devs, unsigned suspend_flags,
+			   uint64_t *ret_suspend_usec);
 /* Writable views of point `point` in stores ids[]: devices names[i] /
  * uuids[i], or dmrep-snap-ID when names is NULL.  On failure none stays. */
 int dmr_classic_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,

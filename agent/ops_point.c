@@ -53,12 +53,17 @@ struct point_ctx {
 	bool application;
 	char *qga;   /* the guest agent's socket, for application points */
 	char *label;
+	char **cow_devs; /* classic: a block device per disk for its store, or NULL */
+	size_t n_disks;
 };
 
 static void point_ctx_free(void *p)
 {
 	struct point_ctx *ctx = p;
 
+	for (size_t i = 0; ctx->cow_devs && i < ctx->n_disks; i++)
+		free(ctx->cow_devs[i]);
+	free(ctx->cow_devs);
 	free(ctx->vm);
 	free(ctx->qga);
 	free(ctx->label);
@@ -199,7 +204,8 @@ static int point_job(struct dmr_job *job, void *userdata)
 	t0 = dmr_now_usec();
 	r = dmr_test_fail("point:snapshot");
 	if (r == 0 && classic)
-		r = dmr_classic_point_make(reg, vm, ids, g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
+		r = dmr_classic_point_make(reg, vm, ids, (const char *const *)ctx->cow_devs,
+					   g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
 	else if (r == 0)
 		r = dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid,
 					    g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
@@ -269,8 +275,79 @@ drop_pending:
 	return 0;
 }
 
+static void free_strv(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* cow_devices: {"DISK": "/dev/...", ...} for a classic VM: every key a disk
+ * of the VM, every device checked (dmr_classic_cow_device_check), none
+ * twice.  *ret gets one entry per disk (NULL: a store file). */
+static int cow_devices_parse(struct dmr_call *c, const struct dmr_vm *vm, struct json_object *o,
+			     bool force, char ***ret)
+{
+	char **devs;
+
+	if (!dmr_vm_is_classic(vm))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "cow_devices is for VMs on the classic backend");
+	devs = calloc(vm->n_disks, sizeof(*devs));
+	if (!devs)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	json_object_object_foreach(o, disk, jpath) {
+		_cleanup_free_ char *what = NULL;
+		const char *path;
+		size_t i = 0;
+		int r;
+
+		while (i < vm->n_disks && !dmr_streq(vm->disks[i].name, disk))
+			i++;
+		if (i == vm->n_disks || !json_object_is_type(jpath, json_type_string)) {
+			free_strv(devs, vm->n_disks);
+			return dmr_call_fail(c, i == vm->n_disks ? DMR_RC_INVALID_PARAMETER :
+					     DMR_RC_INCORRECT_TYPE, "cow_devices: %s is not a disk of %s "
+					     "with a path", disk, vm->name);
+		}
+		path = json_object_get_string(jpath);
+		for (size_t k = 0; k < vm->n_disks; k++)
+			if (devs[k] && dmr_streq(devs[k], path)) {
+				free_strv(devs, vm->n_disks);
+				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+						     "cow_devices: %s given twice", path);
+			}
+		r = dmr_classic_cow_device_check(vm, path, force, &what);
+		if (r < 0) {
+			free_strv(devs, vm->n_disks);
+			if (r == -EBUSY)
+				return dmr_call_fail(c, DMR_RC_IN_USE, "COW device %s is in use", path);
+			if (r == -EEXIST)
+				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+						     "COW device %s carries %s (--force to overwrite)",
+						     path, what ? what : "a signature");
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "COW device %s: %s", path,
+					     r == -ENOSPC ? "smaller than 1 MiB" :
+					     r == -EINVAL ? "not an absolute path to another device" :
+					     strerror(-r));
+		}
+		devs[i] = strdup(path);
+		if (!devs[i]) {
+			free_strv(devs, vm->n_disks);
+			return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+		}
+	}
+	*ret = devs;
+	return 0;
+}
+
 int dmr_h_create_point(struct dmr_call *c)
 {
+	struct json_object *cowdevs = NULL;
+	char **devs = NULL;
+	size_t n_devs = 0;
+	bool force = false;
 	const char *name, *consistency = "crash", *label = "";
 	struct point_ctx *ctx;
 	struct dmr_pool *pool;
@@ -288,6 +365,11 @@ int dmr_h_create_point(struct dmr_call *c)
 	for (const unsigned char *p = (const unsigned char *)label; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "label has control characters");
+	if ((rc = dmr_param_bool(c, "force", false, &force)))
+		return rc;
+	if (json_object_object_get_ex(c->params, "cow_devices", &cowdevs) &&
+	    !json_object_is_type(cowdevs, json_type_object))
+		return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "cow_devices must be an object");
 	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	{
@@ -299,8 +381,13 @@ int dmr_h_create_point(struct dmr_call *c)
 		vm = dmr_reg_vm_find(reg, name);
 		pthread_mutex_unlock(&reg->lock);
 		/* The busy lock keeps vm's fields still for the checks. */
+		if (cowdevs && (rc = cow_devices_parse(c, vm, cowdevs, force, &devs))) {
+			dmr_vm_busy_release(c->agent, name);
+			return rc;
+		}
+		n_devs = vm->n_disks;
 		if (dmr_vm_is_classic(vm)) {
-			r = dmr_classic_point_room(reg, vm, &why);
+			r = dmr_classic_point_room(reg, vm, (const char *const *)devs, &why);
 			if (r < 0)
 				rc = dmr_call_fail(c, r == -EDQUOT || r == -ENOSPC ? DMR_RC_NO_SPACE :
 						   dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
@@ -309,10 +396,18 @@ int dmr_h_create_point(struct dmr_call *c)
 		}
 		if (rc) {
 			dmr_vm_busy_release(c->agent, name);
+			free_strv(devs, n_devs);
 			return rc;
 		}
 	}
 	ctx = calloc(1, sizeof(*ctx));
+	if (ctx) {
+		ctx->cow_devs = devs;
+		ctx->n_disks = n_devs;
+	} else {
+		free_strv(devs, n_devs);
+	}
+	devs = NULL;
 	{
 		struct dmr_registry *reg = c->agent->reg;
 		enum dmr_vm_state st;

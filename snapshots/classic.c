@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,9 +38,72 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 	return r;
 }
 
+int dmr_cow_link_device(const char *file, const char *device, char **ret_dev)
+{
+	/* O_DIRECT: the buffer is aligned like the device wants it. */
+	static const char zero[4096] __attribute__((aligned(4096)));
+	char *dev;
+	int fd, r = 0;
+
+	fd = open(device, O_WRONLY | O_CLOEXEC | O_EXCL | O_DIRECT);
+	if (fd < 0)
+		return dmr_negerrno();
+	for (off_t off = 0; r == 0 && off < 65536; off += (off_t)sizeof(zero)) {
+		ssize_t k = pwrite(fd, zero, sizeof(zero), off);
+
+		if (k != (ssize_t)sizeof(zero))
+			r = k < 0 ? dmr_negerrno() : -EIO;
+	}
+	if (r == 0 && fsync(fd) < 0)
+		r = dmr_negerrno();
+	close(fd);
+	if (r < 0)
+		return r;
+	(void)unlink(file); /* a leftover the catalog no longer names */
+	if (symlink(device, file) < 0)
+		return dmr_negerrno();
+	dev = strdup(device);
+	if (!dev) {
+		(void)unlink(file);
+		return -ENOMEM;
+	}
+	*ret_dev = dev;
+	return 0;
+}
+
+/* Is file a store symlink?  Then ret_target gets where it points. */
+static bool store_link(const char *file, char **ret_target)
+{
+	char buf[PATH_MAX];
+	struct stat st;
+	ssize_t k;
+
+	if (lstat(file, &st) < 0 || !S_ISLNK(st.st_mode))
+		return false;
+	k = readlink(file, buf, sizeof(buf) - 1);
+	if (k <= 0)
+		return false;
+	buf[k] = '\0';
+	*ret_target = strdup(buf);
+	return *ret_target != NULL;
+}
+
 int dmr_cow_attach(const char *file, char **ret_dev)
 {
-	int r = dmr_loop_find(file, ret_dev);
+	char *target = NULL;
+	struct stat st;
+	int r;
+
+	if (store_link(file, &target)) {
+		if (stat(target, &st) < 0 || !S_ISBLK(st.st_mode)) {
+			r = stat(target, &st) < 0 ? dmr_negerrno() : -ENOTBLK;
+			free(target);
+			return r;
+		}
+		*ret_dev = target;
+		return 0;
+	}
+	r = dmr_loop_find(file, ret_dev);
 
 	if (r == -ENOENT)
 		r = dmr_loop_attach(file, false, ret_dev);
@@ -48,6 +112,12 @@ int dmr_cow_attach(const char *file, char **ret_dev)
 
 int dmr_cow_destroy(const char *file)
 {
+	char *target = NULL;
+
+	if (store_link(file, &target)) {
+		free(target);
+		return unlink(file) < 0 && errno != ENOENT ? dmr_negerrno() : 0;
+	}
 	for (int tries = 0; tries < 8; tries++) {
 		_cleanup_free_ char *dev = NULL;
 		int r = dmr_loop_find(file, &dev);
@@ -70,8 +140,13 @@ int dmr_cow_unallocated(const char *file, uint64_t *ret_bytes)
 	struct stat st;
 	uint64_t used;
 
-	if (stat(file, &st) < 0)
+	/* A device store takes nothing from the state directory. */
+	if (lstat(file, &st) < 0)
 		return dmr_negerrno();
+	if (S_ISLNK(st.st_mode)) {
+		*ret_bytes = 0;
+		return 0;
+	}
 	used = (uint64_t)st.st_blocks * 512;
 	*ret_bytes = (uint64_t)st.st_size > used ? (uint64_t)st.st_size - used : 0;
 	return 0;

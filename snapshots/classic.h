@@ -33,9 +33,20 @@
  * persistent snapshot.  ret_dev gets "/dev/loopN" (malloc()ed).
  */
 int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev);
-/* The loop device of an existing store, attaching one if none is. */
+/*
+ * A new COW store on a given block device instead: its first 64 KiB are
+ * zeroed (the kernel then formats a new store; it zeroes the first
+ * metadata area itself) and file becomes a symlink to device, the record
+ * of the store.  The caller has checked the device (not in use, no
+ * signature it may not overwrite).  ret_dev gets device (malloc()ed).
+ */
+int dmr_cow_link_device(const char *file, const char *device, char **ret_dev);
+/* The block device of an existing store: the loop over a store file
+ * (attached if none is), or the device a store symlink names. */
 int dmr_cow_attach(const char *file, char **ret_dev);
-/* Detach every loop over file and unlink it; a missing file is fine. */
+/* Forget a store: a file's loops are detached and the file unlinked; a
+ * device store's symlink is unlinked (the device is left as it is).  A
+ * missing file is fine. */
 int dmr_cow_destroy(const char *file);
 /* Bytes of file not allocated yet (what the store may still grow by). */
 int dmr_cow_unallocated(const char *file, uint64_t *ret_bytes);

@@ -513,6 +513,7 @@ enum opt_kind {
 	K_FLAG,   /* true when given */
 	K_DISK,   /* NAME=PATH[:SIZE], appended to an array */
 	K_LIST,   /* a string appended to an array (repeatable) */
+	K_MAP,    /* NAME=PATH into an object (repeatable; PATH made absolute) */
 	K_CLIENT, /* the client's own (--test, --wait, --timeout) */
 };
 
@@ -520,7 +521,7 @@ enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
-	O__COUNT,
+	O_COW_DEV, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -563,6 +564,7 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_CLEAR] = { "clear", K_FLAG, "clear", NULL },
 	[O_COW_SIZE] = { "cow-size", K_SIZE, "cow_size", NULL },
 	[O_MAX_POINTS] = { "max-points", K_U64, "max_points", NULL },
+	[O_COW_DEV] = { "cow-dev", K_MAP, "cow_devices", NULL },
 };
 
 #define OPT(o) (1u << (o))
@@ -750,6 +752,25 @@ static void apply_option(struct invocation *inv, int idx, const char *arg)
 		if (json_object_array_add(disks, json_object_new_string(arg)) < 0)
 			fail_oom();
 		break;
+	case K_MAP: {
+		const char *eq = strchr(arg, '=');
+		_cleanup_free_ char *key = NULL;
+
+		if (!eq || eq == arg || !eq[1])
+			usage_error("%s: want NAME=PATH, got '%s'", what, arg);
+		key = strndup(arg, (size_t)(eq - arg));
+		s = absolute_path(eq + 1);
+		if (!key)
+			fail_oom();
+		if (!json_object_object_get_ex(inv->params, def->key, &disks)) {
+			disks = json_object_new_object();
+			add(inv->params, def->key, disks);
+		}
+		if (json_object_object_get_ex(disks, key, NULL))
+			usage_error("%s: %s given twice", what, key);
+		add(disks, key, json_object_new_string(s));
+		break;
+	}
 	case K_DISK:
 		if (!json_object_object_get_ex(inv->params, def->key, &disks)) {
 			disks = json_object_new_array();
@@ -898,13 +919,17 @@ static int run_point_list(const struct command *cmd, struct invocation *inv)
 		print_json(pts);
 		return 0;
 	}
-	printf("%6s  %-20s  %-11s  %-5s  %s\n", "ID", "CREATED", "CONSISTENCY", "VALID", "LABEL");
+	printf("%6s  %-20s  %-11s  %-5s  %-4s  %s\n", "ID", "CREATED", "CONSISTENCY", "VALID", "COW",
+	       "LABEL");
 	for (size_t i = 0; i < json_object_array_length(pts); i++) {
 		struct json_object *pt = json_object_array_get_idx(pts, i);
+		char cow[8] = "-"; /* classic points say how full their store is */
 
-		printf("%6" PRId64 "  %-20s  %-11s  %-5s  %s\n", int_field(pt, "id", 0),
+		if (json_object_object_get_ex(pt, "cow_used_percent", NULL))
+			snprintf(cow, sizeof(cow), "%" PRId64 "%%", int_field(pt, "cow_used_percent", 0));
+		printf("%6" PRId64 "  %-20s  %-11s  %-5s  %-4s  %s\n", int_field(pt, "id", 0),
 		       str_field(pt, "created", "?"), str_field(pt, "consistency", "?"),
-		       bool_field(pt, "valid") ? "yes" : "no", str_field(pt, "label", ""));
+		       bool_field(pt, "valid") ? "yes" : "no", cow, str_field(pt, "label", ""));
 	}
 	return 0;
 }
@@ -1021,8 +1046,13 @@ static const struct command commands[] = {
 	  "failover hooks get them in their environment (dmrepd --hook-dir).",
 	  OPT(O_MAC) | OPT(O_ADDRESS) | OPT(O_GATEWAY) | OPT(O_DNS) | OPT(O_CLEAR), { "VM", NULL },
 	  { "vm", NULL }, { false }, "SetFailoverNetworkAdapterSettings", run_simple },
-	{ "point", "create", "VM [--consistency crash|application] [--label TEXT]",
-	  "Take a point over every disk of the VM at once; prints its number.", OPT(O_CONSISTENCY) | OPT(O_LABEL),
+	{ "point", "create",
+	  "VM [--consistency crash|application] [--label TEXT]\n"
+	  "            [--cow-dev DISK=DEVICE ...] [--force]",
+	  "Take a point over every disk of the VM at once; prints its number.  Classic\n"
+	  "VMs: --cow-dev puts that disk's COW store on a block device instead of a file\n"
+	  "(refused if it is in use or carries a signature, unless --force).",
+	  OPT(O_CONSISTENCY) | OPT(O_LABEL) | OPT(O_COW_DEV) | OPT(O_FORCE),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "CreateReplicationPoint", run_point_create },
 	{ "point", "list", "VM", "A VM's points, oldest first.", 0, { "VM", NULL }, { "vm", NULL }, { false },
 	  "ListReplicationPoints", run_point_list },

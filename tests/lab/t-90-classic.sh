@@ -231,6 +231,39 @@ check "and not again" test "$(grep -c "VM $V4: point 1's COW store is" "$W/dmrep
 show=$(dmrep --json vm show "$V4")
 check "vm show has the COW size and the cap" jq -e '.cow_size == 1048576 and .max_points == 8 and .layers == 0' <<<"$show"
 
+# --- a COW store on a given block device -----------------------------------------------
+truncate -s 8M "$W/cowdev.img"
+COWDEV=$(losetup -f --show "$W/cowdev.img")
+truncate -s 8M "$W/cowfs.img"
+mkfs.ext4 -q -F "$W/cowfs.img" >/dev/null 2>&1
+COWFS=$(losetup -f --show "$W/cowfs.img")
+udevadm settle >/dev/null 2>&1
+out=$(dmrep --json point create "$V4" --cow-dev vda="$COWFS")
+expect_rc "a COW device with a filesystem is refused (32773)" 32773 "$out"
+check "and the refusal names it" grep -q ext4 <<<"$out"
+out=$(dmrep --json point create "$V4" --cow-dev vdz="$COWDEV")
+expect_rc "a COW device for a disk the VM does not have: 32773" 32773 "$out"
+out=$(dmrep --json point create "${V4}" --cow-dev vda="$W/cowdev.img")
+expect_rc "a COW device that is a file: 32773" 32773 "$out"
+stores=$(ls "$STATE/cow" | wc -l)
+put "/dev/dmrep/$V4/vda" e1
+out=$(dmrep --json point create "$V4" --cow-dev vda="$COWDEV")
+expect_rc "a point with its COW store on a block device" 0 "$out"
+P2W=$(dmrep --json point list "$V4" | jq -r '.[1].thin_ids[0]')
+check "the store is recorded as a link to the device" test "$(readlink "$STATE/cow/$P2W.cow")" = "$COWDEV"
+put "/dev/dmrep/$V4/vda" e2
+check "the point keeps its moment in the device store" has "/dev/mapper/dmrep-snap-$P2W" e1
+check "the origin has the new data" has "/dev/dmrep/$V4/vda" e2
+out=$(dmrep --json point create "$V4" --cow-dev vda="$COWDEV")
+expect_rc "the same device again, now in use: 32774" 32774 "$out"
+out=$(dmrep --json point create "$V4" --cow-dev vda="$COWFS" --force)
+expect_rc "--force takes the device with a filesystem" 0 "$out"
+agent_restart
+check "after a restart the device store's point is valid" jq -e '.[1].valid and .[2].valid' <<<"$(dmrep --json point list "$V4")"
+out=$(dmrep --json point remove "$V4" 2)
+expect_rc "remove the point on the device store" 0 "$out"
+check "its link is gone, the device is not" eval 'test ! -e "$STATE/cow/$P2W.cow" -a -b "$COWDEV"'
+
 # --- the cap on points --------------------------------------------------------------
 V3=${VM}c
 out=$(dmrep --json vm add "$V3" --backend classic --disk vda="$W/c.img:8M" --max-points 2)
@@ -246,14 +279,93 @@ expect_rc "remove a point" 0 "$out"
 out=$(dmrep --json point create "$V3")
 expect_rc "room again after a removal" 0 "$out"
 
+# --- killed at every step of every operation: recovery leaves it whole ------------------
+V5=${VM}k
+stores_others=$(ls "$STATE/cow" | wc -l)
+out=$(dmrep --json vm add "$V5" --backend classic --disk vda="$W/k1.img:8M" --disk vdb="$W/k2.img:8M" --cow-size 2M)
+expect_rc "vm add for the crash loop" 0 "$out"
+put "/dev/dmrep/$V5/vda" c1
+put "/dev/dmrep/$V5/vdb" d1
+out=$(dmrep --json point create "$V5")
+expect_rc "point 1 of $V5" 0 "$out"
+put "/dev/dmrep/$V5/vda" c2
+put "/dev/dmrep/$V5/vdb" d2
+P5A=$(dmrep --json point list "$V5" | jq -r '.[0].thin_ids[0]')
+# k_ensure STATE: bring V5 to replicating or recovered (on point 1).
+k_ensure() {
+	local show st
+	show=$(dmrep --json vm show "$V5")
+	[ "$(jq -r .test_failover <<<"$show")" = true ] && dmrep --json failover stop-test "$V5" --wait >/dev/null
+	st=$(jq -r .state <<<"$show")
+	[ "$st" = committed ] && { dmrep --json point create "$V5" >/dev/null; st=replicating; }
+	[ "$st" = "$1" ] && return 0
+	case $1 in
+	replicating) dmrep --json failover revert "$V5" --wait >/dev/null ;;
+	recovered) dmrep --json failover start "$V5" --point 1 --guest resume --wait >/dev/null ;;
+	esac
+	[ "$(dmrep --json vm show "$V5" | jq -r .state)" = "$1" ]
+}
+for step in initiate:intent initiate:overlays initiate:preload initiate:paused initiate:suspended \
+	initiate:resumed initiate:swapped initiate:done revert:intent revert:preload revert:suspended \
+	revert:resumed revert:swapped revert:deleted test:intent commit:intent commit:layer commit:deleted; do
+	case $step in
+	initiate:* | test:*) pre=replicating ;;
+	*) pre=recovered ;;
+	esac
+	case $step in
+	initiate:*) cmd=(failover start "$V5" --point 1 --guest resume) ;;
+	revert:*) cmd=(failover revert "$V5") ;;
+	test:*) cmd=(failover start "$V5" --test --point 1) ;;
+	commit:*) cmd=(failover commit "$V5") ;;
+	esac
+	k_ensure "$pre" || { not_ok "$step: $V5 can be brought to $pre"; continue; }
+	live_a=$(dmrep --json vm show "$V5" | jq -r .state)
+	agent_stop
+	DMREP_TEST_CRASH_AT=$step agent_start || { not_ok "$step: agent starts with the hook"; continue; }
+	dmrep --json "${cmd[@]}" >/dev/null 2>&1
+	for _ in $(seq 300); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$AGENT_PID" 2>/dev/null; then not_ok "$step: the agent was killed at the step"; agent_stop; else
+		AGENT_PID=
+		ok "$step: the agent was killed at the step"
+	fi
+	agent_start || { not_ok "$step: the agent restarts"; continue; }
+	show=$(dmrep --json vm show "$V5")
+	st=$(jq -r .state <<<"$show")
+	case $st in replicating | recovered | committed) ok "$step: a settled state ($st)" ;;
+	*) not_ok "$step: a settled state (got $st, was $live_a)" ;; esac
+	check "$step: no DMREP- device is suspended or has a table loaded" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " |
+		awk '"'"'$1 ~ /^DMREP-/ && (substr($2, 3, 1) == "s" || substr($2, 2, 1) == "I") { bad = 1 } END { exit !bad }'"'"''
+	# Both disks on one target: the point's moment, or the live data.
+	if has "/dev/dmrep/$V5/vda" c1 && has "/dev/dmrep/$V5/vdb" d1; then on=point
+	elif has "/dev/dmrep/$V5/vda" c2 && has "/dev/dmrep/$V5/vdb" d2; then on=live
+	else on=mixed; fi
+	case $st/$on in
+	replicating/live | recovered/point | committed/point) ok "$step: every disk on the target of the state ($st, $on)" ;;
+	*) not_ok "$step: every disk on the target of the state ($st, $on)" ;;
+	esac
+	check "$step: point 1 keeps its moment" has "/dev/mapper/dmrep-snap-$P5A" c1
+	# Exactly the stores the catalog names: points, layers, a view per disk
+	# while recovered or testing.
+	want=$(( 2 * ( $(dmrep --json point list "$V5" | jq length) + $(jq .layers <<<"$show") ) ))
+	[ "$st" = recovered ] && want=$((want + 2))
+	[ "$(jq -r .test_failover <<<"$show")" = true ] && want=$((want + 2))
+	have=$(( $(ls "$STATE/cow" | wc -l) - stores_others ))
+	is "$step: the COW stores are the catalog's" "$want" "$have"
+	# Committed: put the data back to a known shape for the next steps.
+	if [ "$st" = committed ]; then
+		put "/dev/dmrep/$V5/vda" c2
+		put "/dev/dmrep/$V5/vdb" d2
+	fi
+done
+
 # --- removal --------------------------------------------------------------------------
-for v in "$V4" "$V3" "$V2" "$VM"; do
+for v in "$V5" "$V4" "$V3" "$V2" "$VM"; do
 	out=$(dmrep --json vm remove "$v")
 	expect_rc "vm remove $v" 0 "$out"
 done
 check "no DMREP- device is left" test -z "$(dmsetup info -c --noheadings -o uuid 2>/dev/null | grep '^DMREP-')"
 check "no COW store is left" test -z "$(ls "$STATE/cow")"
 check "the base disks are still there" test -b "$VDA" -a -f "$W/vdb.img"
-losetup -d "$VDA"
+losetup -d "$VDA" "$COWDEV" "$COWFS"
 [ "$T_FAIL" -gt 0 ] && tail -n 80 "$W/dmrepd.log" | sed 's/^/# dmrepd: /'
 summary

@@ -126,23 +126,34 @@ static void test_point_room(void **state)
 	reg.state_dir = dir;
 
 	vm = classic_vm(2, 1u << 20);
-	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), 0);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, NULL, &why), 0);
 	/* At the cap: -EDQUOT, and the reason says so. */
 	vm->max_points = 2;
-	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), -EDQUOT);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, NULL, &why), -EDQUOT);
 	assert_non_null(strstr(why, "2 points"));
 	free(why);
 	why = NULL;
 	/* A point still being made does not count. */
 	vm->points[1].pending_tid = 1;
-	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), 0);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, NULL, &why), 0);
 	dmr_vm_free(vm);
 
 	/* Stores bigger than the filesystem could ever hold: -ENOSPC. */
 	vm = classic_vm(0, 1ull << 60);
-	assert_int_equal(dmr_classic_point_room(&reg, vm, &why), -ENOSPC);
+	assert_int_equal(dmr_classic_point_room(&reg, vm, NULL, &why), -ENOSPC);
 	assert_non_null(strstr(why, "could need"));
 	free(why);
+	why = NULL;
+	{
+		/* Disks whose stores go to block devices need no room here. */
+		const char *one[2] = { "/dev/vg0/cow", NULL }, *both[2] = { "/dev/a", "/dev/b" };
+
+		assert_int_equal(dmr_classic_point_room(&reg, vm, one, &why), -ENOSPC);
+		free(why);
+		why = NULL;
+		assert_int_equal(dmr_classic_point_room(&reg, vm, both, &why), 0);
+		assert_null(why);
+	}
 	dmr_vm_free(vm);
 
 	assert_int_equal(asprintf(&cow, "%s/cow", dir), (int)strlen(dir) + 4);

@@ -565,6 +565,25 @@ static void test_point_create_waits(void **st)
 	RUN(&s->fa, &s->res, "point", "create", "web");
 	assert_int_equal(s->res.status, 0);
 	assert_string_equal(s->res.out, "point 7\n");
+	/* --cow-dev DISK=DEVICE: an object, paths made absolute. */
+	fake_stop(&s->fa);
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "point", "create", "web", "--cow-dev", "vda=/dev/vg0/c1", "--cow-dev",
+	    "vdb=tests/../c2", "--force", "--json");
+	assert_int_equal(s->res.status, 0);
+	p = request_params(&s->fa, 0, "CreateReplicationPoint");
+	{
+		struct json_object *m;
+		char cwd[PATH_MAX], want[PATH_MAX + 8];
+
+		assert_non_null(getcwd(cwd, sizeof(cwd)));
+		snprintf(want, sizeof(want), "%s/c2", cwd);
+		assert_true(json_object_object_get_ex(p, "cow_devices", &m));
+		assert_int_equal(json_object_object_length(m), 2);
+		assert_string_equal(str_at(m, "vda"), "/dev/vg0/c1");
+		assert_string_equal(str_at(m, "vdb"), want);
+		assert_true(json_object_get_boolean(json_object_object_get(p, "force")));
+	}
 }
 
 static void test_point_create_job_fails(void **st)
@@ -792,6 +811,9 @@ static void test_usage_errors(void **st)
 		{ "job", "wait", "3", "--timeout", NULL },                    /* needs a value */
 		{ "frobnicate", "now", NULL },
 		{ "vm", NULL },
+		{ "point", "create", "web", "--cow-dev", "/dev/x", NULL },   /* no DISK= */
+		{ "point", "create", "web", "--cow-dev", "vda=", NULL },     /* no DEVICE */
+		{ "point", "create", "web", "--cow-dev", "a=/x", "--cow-dev", "a=/y" }, /* twice */
 		{ NULL },
 	};
 
