@@ -64,6 +64,22 @@ static int import_progress(uint64_t done, uint64_t total, void *userdata)
 	return 0;
 }
 
+/* A new, empty image file for a classic disk, sparse. */
+static int create_image(const char *path, uint64_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int r = 0;
+
+	if (fd < 0)
+		return dmr_negerrno();
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
+		r = dmr_negerrno();
+	close(fd);
+	if (r < 0)
+		(void)unlink(path);
+	return r;
+}
+
 /* Undo a VM whose creation failed or was interrupted: devices, volumes,
  * catalog entry.  The import source was only read, so nothing is lost. */
 static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volumes_made)
@@ -114,11 +130,32 @@ static int add_job(struct dmr_job *job, void *userdata)
 	if (!vm)
 		return -ENOENT;
 	if (dmr_vm_is_classic(vm)) {
+		_cleanup_free_ bool *made = calloc(vm->n_disks, sizeof(bool));
+
 		t0 = dmr_now_usec();
-		r = dmr_classic_vm_create(reg, vm);
+		r = made ? 0 : -ENOMEM;
+		/* NAME=PATH:SIZE with no PATH yet: the disk is a new file. */
+		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+			if (access(vm->disks[i].source, F_OK) == 0)
+				continue;
+			r = create_image(vm->disks[i].source, vm->disks[i].size_bytes);
+			made[i] = r == 0;
+			if (r < 0)
+				dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot create %s: %s",
+						  vm->disks[i].source, strerror(-r));
+		}
+		if (r == 0) {
+			r = dmr_classic_vm_create(reg, vm);
+			if (r < 0)
+				dmr_job_set_error(job, dmr_rc_from_errno(r),
+						  "cannot make the stable devices: %s", strerror(-r));
+		}
 		if (r < 0) {
-			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the stable devices: %s",
-					  strerror(-r));
+			/* Files made here held nothing: they go too. */
+			(void)dmr_classic_vm_teardown(reg, vm);
+			for (size_t i = 0; made && i < vm->n_disks; i++)
+				if (made[i])
+					(void)unlink(vm->disks[i].source);
 			goto fail;
 		}
 		dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
@@ -211,22 +248,6 @@ fail:
 	return r < 0 ? r : -EIO;
 }
 
-/* A new, empty image file for a classic disk, sparse. */
-static int create_image(const char *path, uint64_t size)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	int r = 0;
-
-	if (fd < 0)
-		return dmr_negerrno();
-	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
-		r = dmr_negerrno();
-	close(fd);
-	if (r < 0)
-		(void)unlink(path);
-	return r;
-}
-
 static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
 		      bool classic, uint64_t *import_bytes)
 {
@@ -268,11 +289,8 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 					     "disk %s: size must be a multiple of 512", name);
 		d->size_bytes = want;
 		if (classic) {
-			/* Classic disks live in place: the new disk is a file. */
-			r = create_image(path, want);
-			if (r < 0)
-				return dmr_call_fail(c, dmr_rc_from_errno(r), "disk %s: cannot create %s: %s",
-						     name, path, strerror(-r));
+			/* Classic disks live in place: the new disk will be a
+			 * file (made by the job, once everything is checked). */
 			d->source = strdup(path);
 			if (!d->source)
 				return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
@@ -309,6 +327,20 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 	if (!d->name)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 	return 0;
+}
+
+/* Do two paths name the same file or device (or the same new path)? */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (dmr_streq(a, b))
+		return true;
+	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+		return false;
+	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
+		return sa.st_rdev == sb.st_rdev;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 static void vm_freep(struct dmr_vm **vm)
@@ -378,10 +410,16 @@ int dmr_h_add_vm(struct dmr_call *c)
 		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], classic,
 				     &import_bytes)))
 			return rc;
-		for (size_t k = 0; k < i; k++)
+		for (size_t k = 0; k < i; k++) {
 			if (dmr_streq(vm->disks[k].name, vm->disks[i].name))
 				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk name %s given twice",
 						     vm->disks[i].name);
+			/* In place, one device cannot be two disks. */
+			if (classic && same_file(vm->disks[k].source, vm->disks[i].source))
+				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+						     "disks %s and %s are the same device", vm->disks[k].name,
+						     vm->disks[i].name);
+		}
 	}
 	for (size_t i = 0; classic && i < n; i++) {
 		uint64_t d = cow ? cow : dmr_classic_default_cow(vm->disks[i].size_bytes);

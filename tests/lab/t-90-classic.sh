@@ -65,6 +65,9 @@ out=$(dmrep --json vm add "${VM}x" --backend classic --disk vda="$VDA")
 expect_rc "a disk in use by another VM is refused (32774)" 32774 "$out"
 out=$(dmrep --json vm add "${VM}y" --disk vda="$W/y.img:8M" --cow-size 4M)
 expect_rc "--cow-size with the thin backend: 32773" 32773 "$out"
+out=$(dmrep --json vm add "${VM}y" --backend classic --disk vda="$W/y.img:8M" --disk vdb="$W/y.img:8M")
+expect_rc "one path as two disks: 32773" 32773 "$out"
+check "a refused vm add leaves no file behind" test ! -e "$W/y.img"
 
 # --- points --------------------------------------------------------------------
 put "/dev/dmrep/$VM/vda" a1
