@@ -22,6 +22,7 @@
 #include "agent/registry.h"
 #include "agent/server.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/util.h"
 #include "dm/dm.h"
 
@@ -35,7 +36,9 @@ static void usage(FILE *f)
 		"Usage: dmrepd [OPTION]...\n"
 		"The dmrep agent: owns a device-mapper thin pool, the VMs' stable devices and\n"
 		"their replication points, and serves the control socket (docs/protocol.md).\n"
-		"Runs as root, in the foreground (systemd runs it as Type=simple).\n"
+		"Runs as root, in the foreground.  Under systemd (Type=notify) it reports READY=1\n"
+		"only once every device is back and interrupted operations are recovered, so\n"
+		"a hypervisor unit ordered After=dmrepd.service finds /dev/dmrep/VM/DISK.\n"
 		"\n"
 		"  --socket PATH       control socket (default " DEFAULT_SOCKET ");\n"
 		"                      its directory is created 0750 if missing, the socket is 0660\n"
@@ -140,6 +143,11 @@ int main(int argc, char **argv)
 		log_error("out of memory");
 		goto out;
 	}
+	/* Before anything can fork (hooks, shims): they must not inherit it. */
+	r = dmr_notify_init();
+	if (r < 0)
+		log_warning("NOTIFY_SOCKET unusable (%s): no readiness notification",
+			    strerror(-r));
 	/* The failover window must not wait on page faults. */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		log_notice("mlockall: %s (the failover window may page)", strerror(errno));
@@ -181,12 +189,16 @@ int main(int argc, char **argv)
 		goto out_reg;
 	}
 	log_notice("ready: socket %s, state %s", sock, state);
+	r = dmr_notify("READY=1");
+	if (r < 0)
+		log_warning("cannot tell the service manager we are ready: %s", strerror(-r));
 	r = dmr_server_run(srv, sfd);
 	if (r < 0)
 		log_error("event loop: %s", strerror(-r));
 	else
 		status = 0;
 	log_notice("stopping: waiting for running jobs");
+	(void)dmr_notify("STOPPING=1");
 	/* No new callers from here; jobs in flight finish or roll back. */
 	dmr_server_free(srv);
 	a.stopping = 1;
@@ -203,5 +215,6 @@ out:
 	free(a.state_dir);
 	free(a.socket_path);
 	free(a.hook_dir);
+	dmr_notify_done();
 	return status;
 }
