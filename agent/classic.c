@@ -171,12 +171,9 @@ static int stable_names(const struct dmr_vm *vm, char (*names)[128])
 
 static int test_name(const struct dmr_vm *vm, size_t i, char name[128], char uuid[129])
 {
-	int k = snprintf(name, 128, "dmrep-%s-test-%s", vm->name, vm->disks[i].name);
+	int r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name);
 
-	if (k < 0 || k >= 128)
-		return -ENAMETOOLONG;
-	k = snprintf(uuid, 129, DMR_UUID_PREFIX "test-%s:%s", vm->name, vm->disks[i].name);
-	return k < 0 || k >= 129 ? -ENAMETOOLONG : 0;
+	return r < 0 ? r : dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid);
 }
 
 int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm)

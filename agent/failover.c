@@ -102,13 +102,9 @@ static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
 		int k;
 
 		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, c->names[i]);
-		k = snprintf(c->test_names[i], 128, "dmrep-%s-test-%s", vm->name, vm->disks[i].name);
-		if (k < 0 || k >= 128)
-			return -ENAMETOOLONG;
-		k = snprintf(c->test_uuids[i], 129, DMR_UUID_PREFIX "test-%s:%s", vm->name,
-			     vm->disks[i].name);
-		if (k < 0 || k >= 129)
-			return -ENAMETOOLONG;
+		if ((k = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, c->test_names[i])) < 0 ||
+		    (k = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, c->test_uuids[i])) < 0)
+			return k;
 		c->sectors[i] = vm->disks[i].size_bytes / 512;
 		c->live_ids[i] = c->be->live_id(vm, i);
 		if (vm->overlay_ids)

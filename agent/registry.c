@@ -33,6 +33,20 @@ int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129])
 	return n < 0 || n >= 129 ? -ENAMETOOLONG : 0;
 }
 
+int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[128])
+{
+	int n = snprintf(buf, 128, "dmrep-%s-test-%s", vm, disk);
+
+	return n < 0 || n >= 128 ? -ENAMETOOLONG : 0;
+}
+
+int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[129])
+{
+	int n = snprintf(buf, 129, DMR_UUID_PREFIX "test-%s:%s", vm, disk);
+
+	return n < 0 || n >= 129 ? -ENAMETOOLONG : 0;
+}
+
 const char *dmr_vm_state_name(enum dmr_vm_state s)
 {
 	switch (s) {
@@ -915,8 +929,8 @@ static bool classic_device_known(struct dmr_registry *reg, const char *name)
 			uint32_t cand[3] = { vm->overlay_ids ? vm->overlay_ids[i] : 0,
 					     vm->test_ids ? vm->test_ids[i] : 0, 0 };
 
-			if (snprintf(buf, sizeof(buf), "dmrep-%s-test-%s", vm->name,
-				     vm->disks[i].name) < 128 && dmr_streq(buf, name))
+			if (dmr_vm_test_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+			    dmr_streq(buf, name))
 				return true;
 			for (size_t c = 0; c < 2; c++)
 				if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 &&
@@ -1045,6 +1059,25 @@ static void reconcile(struct dmr_registry *reg)
 				log_error("VM %s: cannot activate %s: %s", vm->name, name,
 					  strerror(-r));
 		}
+		/* A finished test failover outlives a reboot too: its views
+		 * come back on their overlays, as the user left them.  One
+		 * with an operation in flight is for failover recovery. */
+		for (size_t i = 0; vm->test_failover && vm->test_ids && !vm->intent[0] &&
+				   i < vm->n_disks; i++) {
+			char name[128], uuid[129];
+			struct dmr_dm_info info;
+
+			if (dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+			    dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
+				continue;
+			if (dmr_dm_info(name, &info) < 0 || info.exists)
+				continue;
+			r = dmr_thin_activate(reg->pool, name, uuid, vm->test_ids[i],
+					      vm->disks[i].size_bytes / 512, false);
+			if (r < 0)
+				log_error("VM %s: cannot activate test view %s: %s", vm->name, name,
+					  strerror(-r));
+		}
 		if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
 			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
 		v++;
@@ -1069,6 +1102,10 @@ static void reconcile(struct dmr_registry *reg)
 				char name[128];
 
 				if (dmr_vm_disk_dm_name(reg->vms[v]->name,
+							reg->vms[v]->disks[d].name, name) == 0)
+					known = dmr_streq(name, devs[i].name);
+				if (!known && reg->vms[v]->test_ids &&
+				    dmr_vm_test_dm_name(reg->vms[v]->name,
 							reg->vms[v]->disks[d].name, name) == 0)
 					known = dmr_streq(name, devs[i].name);
 			}

@@ -163,6 +163,9 @@ int dmr_reg_txn_end(struct dmr_registry *reg, bool done, uint64_t new_tid);
 /* Names of dm devices. */
 int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[128]);
 int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129]);
+/* A test failover's view of a disk: dmrep-VM-test-DISK, /dev/dmrep/VM-test/DISK. */
+int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[128]);
+int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[129]);
 
 /* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
