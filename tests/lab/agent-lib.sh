@@ -66,24 +66,47 @@ agent_restart() {
 	agent_start || not_ok "agent restarts"
 }
 
-agent_teardown() {
-	agent_stop
-	# Stacked devices first, the pool last; only DMREP- devices.  A
-	# classic chain (stable, view, point, layer) takes several passes.
-	for pass in 1 2 3 4 5 6; do
-		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
-			while read -r name uuid; do
-				case "$uuid" in DMREP-*) ;; *) continue ;; esac
-				[ "$name" = dmrep-pool ] && [ "$pass" -lt 6 ] && continue
-				dmsetup resume "$name" >/dev/null 2>&1
-				dmsetup remove --retry "$name" >/dev/null 2>&1
-			done
+# remove_dmrep_devices: every DMREP- device.  A pass removes the ones no one
+# holds open, so a stack (a classic chain of stable device, view, point and
+# layers; thin volumes over the pool) goes top down, pass after pass; when
+# every one left is open, all are tried (--retry waits out a passing
+# opener such as udev's blkid).  Suspended ones are resumed first: a
+# remove of a suspended device could hang on its holders' I/O.
+remove_dmrep_devices() {
+	local left free
+	for _ in $(seq 16); do
+		left=$(dmsetup info -c --noheadings -o name,uuid,open --separator ' ' 2>/dev/null |
+			awk '$2 ~ /^DMREP-/')
+		[ -n "$left" ] || return 0
+		free=$(awk '$3 == 0 { print $1 }' <<<"$left")
+		[ -n "$free" ] || free=$(awk '{ print $1 }' <<<"$left")
+		while read -r name; do
+			dmsetup resume "$name" >/dev/null 2>&1
+			dmsetup remove --retry "$name" >/dev/null 2>&1
+		done <<<"$free"
 	done
-	losetup -j "$W/pool.data" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d
-	losetup -j "$W/pool.meta" -O NAME -n 2>/dev/null | xargs -r -n1 losetup -d
-	# Classic COW stores and image files the agent put on loops.
+}
+
+# detach_w_loops: every loop over a file under $W (the pool's files, classic
+# COW stores, image files the agent put on loops).
+detach_w_loops() {
 	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v w="$W/" 'index($2, w) == 1 { print $1 }' |
 		xargs -r -n1 losetup -d
+}
+
+# lab_reboot: what a host reboot leaves of dmrep in the kernel, i.e. nothing:
+# the agent stops, every DMREP- device and every loop over $W goes.
+lab_reboot() {
+	agent_stop
+	remove_dmrep_devices
+	detach_w_loops
+	udevadm settle >/dev/null 2>&1
+}
+
+agent_teardown() {
+	agent_stop
+	remove_dmrep_devices
+	detach_w_loops
 	rm -rf "$W"
 }
 

@@ -27,18 +27,7 @@ vm_is() { dmrep --json vm show "$VM" | jq -e "$1" >/dev/null; }
 orphans() { grep -c "orphan device" "$W/dmrepd.log"; }
 
 simulate_reboot() {
-	agent_stop
-	for pass in 1 2 3 4; do
-		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
-			while read -r name uuid; do
-				case "$uuid" in DMREP-*) ;; *) continue ;; esac
-				[ "$name" = dmrep-pool ] && [ "$pass" -lt 4 ] && continue
-				dmsetup remove --retry "$name" >/dev/null 2>&1
-			done
-	done
-	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v w="$W/" 'index($2, w) == 1 { print $1 }' |
-		xargs -r -n1 losetup -d
-	udevadm settle >/dev/null 2>&1
+	lab_reboot
 	if dmsetup info -c --noheadings -o uuid 2>/dev/null | grep -q '^DMREP-'; then
 		not_ok "the simulated reboot removed every DMREP- device"
 	else

@@ -28,20 +28,10 @@ snapdev() {
 is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
 table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
 wait_job() { dmrep --json job wait "$(jq -r .job <<<"$1")" --timeout 120; }
-# simulate_reboot: the agent stops, every DMREP- device and every loop over a
-# file under $W goes, as after a reboot.
+# simulate_reboot: a reboot (lab_reboot), after which the host's own block
+# device comes back under its name.
 simulate_reboot() {
-	agent_stop
-	for _ in 1 2 3 4 5 6 7 8; do
-		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
-			awk '$2 ~ /^DMREP-/ { print $1 }' | while read -r n; do
-				dmsetup remove "$n" >/dev/null 2>&1
-			done
-	done
-	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v w="$W/" 'index($2, w) == 1 { print $1 }' |
-		xargs -r -n1 losetup -d
-	udevadm settle >/dev/null 2>&1
-	# The host's own block device comes back at boot, under its name.
+	lab_reboot
 	losetup "$VDA" "$VDA_FILE"
 }
 
