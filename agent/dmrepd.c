@@ -18,6 +18,7 @@
 #include "agent/agent.h"
 #include "agent/hooks.h"
 #include "agent/job.h"
+#include "agent/monitor.h"
 #include "agent/ops.h"
 #include "agent/registry.h"
 #include "agent/server.h"
@@ -46,6 +47,11 @@ static void usage(FILE *f)
 		"  --hook-dir DIR      failover hooks, run after a failover or test failover with\n"
 		"                      the VM's network settings in the environment (default\n"
 		"                      " DMR_HOOK_DIR_DEFAULT "; see docs/protocol.md)\n"
+		"  --monitor-interval SECONDS\n"
+		"                      how often to read the pool's and the classic COW stores'\n"
+		"                      use between calls: a warning at 80%%, an error if the pool\n"
+		"                      leaves read-write mode, overflowed points marked invalid\n"
+		"                      (default %d; 0: only when points are listed or used)\n"
 		"  --group NAME        members of this group may call every method; other users\n"
 		"                      who can reach the socket may only read (32769 otherwise)\n"
 		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
@@ -55,7 +61,8 @@ static void usage(FILE *f)
 		"  -h, --help          this help\n"
 		"  --version           the version\n"
 		"\n"
-		"Exit status: 0 after a clean stop, 1 on a runtime failure, 2 on a usage error.\n");
+		"Exit status: 0 after a clean stop, 1 on a runtime failure, 2 on a usage error.\n",
+		DMR_MONITOR_INTERVAL_DEFAULT);
 }
 
 int main(int argc, char **argv)
@@ -66,6 +73,7 @@ int main(int argc, char **argv)
 		{ "group", required_argument, NULL, 'g' },
 		{ "hook-dir", required_argument, NULL, 'H' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "monitor-interval", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -73,6 +81,8 @@ int main(int argc, char **argv)
 	};
 	struct dmr_agent a = { 0 };
 	struct dmr_server *srv = NULL;
+	struct dmr_monitor *mon = NULL;
+	unsigned monitor_s = DMR_MONITOR_INTERVAL_DEFAULT;
 	enum dmr_log_level level = DMR_LOG_INFO;
 	const char *sock = DEFAULT_SOCKET, *state = DEFAULT_STATE, *group = NULL;
 	const char *hook_dir = DMR_HOOK_DIR_DEFAULT;
@@ -96,6 +106,18 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			break;
+		case 'M': {
+			uint64_t v;
+
+			/* A day at most: a longer watch is no watch. */
+			if (dmr_parse_u64(optarg, &v) < 0 || v > 86400) {
+				fprintf(stderr, "dmrepd: bad --monitor-interval '%s' (seconds, 0-86400)\n",
+					optarg);
+				return 2;
+			}
+			monitor_s = (unsigned)v;
+			break;
+		}
 		case 'l':
 			if (dmr_log_parse_level(optarg, &level) < 0) {
 				fprintf(stderr, "dmrepd: bad --log-level '%s'\n", optarg);
@@ -188,6 +210,9 @@ int main(int argc, char **argv)
 			  r == -EADDRINUSE ? " (another dmrepd answers there)" : "");
 		goto out_reg;
 	}
+	if (monitor_s && (r = dmr_monitor_start(&a, monitor_s, &mon)) < 0)
+		log_error("cannot start the space monitor: %s (use is read only when points "
+			  "are listed or used)", strerror(-r));
 	log_notice("ready: socket %s, state %s", sock, state);
 	r = dmr_notify("READY=1");
 	if (r < 0)
@@ -201,6 +226,7 @@ int main(int argc, char **argv)
 	(void)dmr_notify("STOPPING=1");
 	/* No new callers from here; jobs in flight finish or roll back. */
 	dmr_server_free(srv);
+	dmr_monitor_stop(mon);
 	a.stopping = 1;
 out_reg:
 	/* Jobs first: they use the catalog. */
