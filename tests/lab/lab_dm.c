@@ -434,13 +434,14 @@ int main(void)
 		{
 			char path[256];
 			int fd;
-			void *buf;
+			void *buf = NULL;
 
 			(void)dmr_dm_path(thin, path, sizeof(path));
 			fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 			check(fd >= 0 && !posix_memalign(&buf, 4096, 65536) && memset(buf, 1, 65536) &&
 				      pwrite(fd, buf, 65536, 0) == 65536,
 			      "write 64 KiB to the thin volume");
+			free(buf);
 			if (fd >= 0)
 				close(fd);
 		}
