@@ -949,6 +949,20 @@ static bool classic_device_known(struct dmr_registry *reg, const char *name)
 	return false;
 }
 
+/* After a reboot: activate thin id as name/uuid unless it is there. */
+static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
+			  const char *uuid, uint32_t id, uint64_t bytes)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	if (dmr_dm_info(name, &info) < 0 || info.exists)
+		return;
+	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
+	if (r < 0)
+		log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-r));
+}
+
 /* Finish or undo what a crash interrupted, reading the kernel as the
  * truth: a point whose transaction the pool reports happened is kept, one
  * whose transaction did not is dropped with whatever snapshots it made. */
@@ -1039,44 +1053,25 @@ static void reconcile(struct dmr_registry *reg)
 				(void)dmr_pool_delete_thin(reg->pool, pt->thin_ids[i]);
 			dmr_vm_point_drop(vm, p);
 		}
-		/* After a reboot the stable devices are gone: bring them up
-		 * on the live volumes. */
+		/* After a reboot the devices are gone: the stable devices come
+		 * back on the live volumes, or on the overlays of a recovered
+		 * VM; a finished test failover's views on theirs, as the user
+		 * left them (one with an operation in flight is for failover
+		 * recovery). */
 		for (size_t i = 0; i < vm->n_disks; i++) {
+			const char *disk = vm->disks[i].name;
+			uint64_t bytes = vm->disks[i].size_bytes;
 			char name[128], uuid[129];
-			struct dmr_dm_info info;
 
-			if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
-			    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
-				continue;
-			if (dmr_dm_info(name, &info) < 0 || info.exists)
-				continue;
-			/* A recovered VM runs on its overlays. */
-			r = dmr_thin_activate(reg->pool, name, uuid,
+			if (dmr_vm_disk_dm_name(vm->name, disk, name) == 0 &&
+			    dmr_vm_disk_dm_uuid(vm->name, disk, uuid) == 0)
+				thin_bring_up(reg, vm, name, uuid,
 					      vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
-					      vm->overlay_ids[i] : vm->disks[i].thin_id,
-					      vm->disks[i].size_bytes / 512, false);
-			if (r < 0)
-				log_error("VM %s: cannot activate %s: %s", vm->name, name,
-					  strerror(-r));
-		}
-		/* A finished test failover outlives a reboot too: its views
-		 * come back on their overlays, as the user left them.  One
-		 * with an operation in flight is for failover recovery. */
-		for (size_t i = 0; vm->test_failover && vm->test_ids && !vm->intent[0] &&
-				   i < vm->n_disks; i++) {
-			char name[128], uuid[129];
-			struct dmr_dm_info info;
-
-			if (dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
-			    dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
-				continue;
-			if (dmr_dm_info(name, &info) < 0 || info.exists)
-				continue;
-			r = dmr_thin_activate(reg->pool, name, uuid, vm->test_ids[i],
-					      vm->disks[i].size_bytes / 512, false);
-			if (r < 0)
-				log_error("VM %s: cannot activate test view %s: %s", vm->name, name,
-					  strerror(-r));
+					      vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
+			if (vm->test_failover && vm->test_ids && !vm->intent[0] &&
+			    dmr_vm_test_dm_name(vm->name, disk, name) == 0 &&
+			    dmr_vm_test_dm_uuid(vm->name, disk, uuid) == 0)
+				thin_bring_up(reg, vm, name, uuid, vm->test_ids[i], bytes);
 		}
 		if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
 			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
