@@ -13,18 +13,23 @@ void dmr_test_hook(const char *step)
 {
 #if DMR_TEST_HOOKS
 	const char *at = getenv("DMREP_TEST_CRASH_AT");
-	const char *slow = getenv("DMREP_TEST_SLOW_AT");
+	const char *hold = getenv("DMREP_TEST_HOLD_AT");
+	const char *hold_file = getenv("DMREP_TEST_HOLD_FILE");
 
 	if (at && strcmp(at, step) == 0) {
 		log_notice("test hook: killing the agent at %s", step);
 		raise(SIGKILL);
 	}
-	/* Hold the operation here for 3 s: the lab checks what callers see
-	 * while an operation is under way (32774, failover-in-progress, a
-	 * writer blocked on a frozen filesystem). */
-	if (slow && strcmp(slow, step) == 0) {
-		log_notice("test hook: holding %s for 3 s", step);
-		sleep(3);
+	/* Hold the operation here until the test removes the file: the lab
+	 * checks what callers see while an operation is under way (32774,
+	 * failover-in-progress, a writer blocked on a frozen filesystem).
+	 * The cap keeps a test that dies before releasing it from wedging
+	 * the agent. */
+	if (hold && hold_file && strcmp(hold, step) == 0) {
+		log_notice("test hook: holding %s while %s exists", step, hold_file);
+		for (int i = 0; i < 300 * 20 && access(hold_file, F_OK) == 0; i++)
+			usleep(50000);
+		log_notice("test hook: %s goes on", step);
 	}
 #else
 	(void)step;

@@ -6,7 +6,11 @@
  * "operation:step", e.g. "initiate:suspended", "point:frozen".
  *
  *   DMREP_TEST_CRASH_AT=STEP  dmr_test_hook kills the agent with SIGKILL
- *   DMREP_TEST_SLOW_AT=STEP   dmr_test_hook holds the operation 3 s
+ *   DMREP_TEST_HOLD_AT=STEP   dmr_test_hook holds the operation while the
+ *                             file DMREP_TEST_HOLD_FILE exists (at most
+ *                             300 s), so a test checks what callers see
+ *                             mid-operation and then lets it go on: no
+ *                             race against a clock, however slow the lab
  *   DMREP_TEST_FAIL_AT=STEP   dmr_test_fail returns -EIO
  */
 #ifndef DMR_AGENT_TESTHOOK_H

@@ -104,6 +104,8 @@ lab_reboot() {
 }
 
 agent_teardown() {
+	# A test that died mid-hold (DMREP_TEST_HOLD_FILE) lets the agent go.
+	rm -f "$W/hold"
 	agent_stop
 	remove_dmrep_devices
 	detach_w_loops

@@ -244,7 +244,9 @@ check "the failed failovers left no overlay behind (thin devices: $used)" test "
 
 # --- one operation per VM at a time ------------------------------------------------
 agent_stop
-DMREP_TEST_SLOW_AT=initiate:overlays agent_start || not_ok "agent starts with a slow step"
+touch "$W/hold"
+DMREP_TEST_HOLD_AT=initiate:overlays DMREP_TEST_HOLD_FILE=$W/hold agent_start ||
+	not_ok "agent starts with a held step"
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume)
 expect_rc "a failover held at its overlays step starts" 4096 "$out"
 job=$(jq -r .job <<<"$out")
@@ -256,6 +258,7 @@ check "meanwhile, vm show answers: failover-in-progress" \
 	sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"failover-in-progress\"'"
 out=$(dmrep --json job show "$job")
 check "meanwhile, the job is running" jq -e '.job_state == 4 and .percent_complete < 100' <<<"$out"
+rm -f "$W/hold"
 out=$(dmrep --json job wait "$job" --timeout 120)
 check "then the failover completes" job_ok "$out"
 out=$(dmrep --json failover revert "$VM" --wait)
