@@ -1,4 +1,5 @@
-# dmrep - plain Makefile.  `make` builds, `make check` tests (unit + lab),
+# dmrep - plain Makefile.  `make` builds, `make check` tests (unit + lab;
+# `make check-asan` the same under ASan+UBSan),
 # `make demo` runs the demo in the lab, `make bench` benchmarks in the lab.
 CC ?= cc
 BUILD ?= build
@@ -45,7 +46,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check unit lab lab-image demo bench install clean
+.PHONY: all deps check check-asan unit lab lab-image demo bench install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -106,6 +107,14 @@ check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@tests/check.sh $(UNIT_BINS)
 
+# The same check with every binary built with ASan+UBSan, in $(ASAN_BUILD)/
+# (the lab image stays build/lab's).  Any sanitizer report is a failure.
+ASAN_BUILD := build-asan
+ASAN_UNIT_BINS := $(UNIT_SRCS:%.c=$(ASAN_BUILD)/%)
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=1 all $(ASAN_UNIT_BINS)
+	@BUILD=$(ASAN_BUILD) SANITIZE=1 LAB_DIR=$(abspath $(BUILD))/lab tests/check.sh $(ASAN_UNIT_BINS)
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --timeout 1200 -- tools/demo.sh
@@ -124,6 +133,6 @@ install: all
 
 clean:
 	rm -rf $(BUILD)/bin $(BUILD)/common $(BUILD)/dm $(BUILD)/snapshots \
-		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(LIBDMR)
+		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(LIBDMR) $(ASAN_BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,11 +1,17 @@
 #!/bin/bash
-# `make check`: unit tests, then the lab suite on real device-mapper.  The
-# last line counts both: `N passed, N failed`.  A lab that cannot boot is a
-# failure, never a skip.
+# `make check` (and `make check-asan`): unit tests, then the lab suite on
+# real device-mapper.  The last line counts both: `N passed, N failed`.  A
+# lab that cannot boot is a failure, never a skip.
 set -u
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# SANITIZE=1 (make check-asan): a UBSan finding fails a unit test as an ASan
+# one does, and the lab counts every sanitizer report as a failure.
+if [ "${SANITIZE:-0}" = 1 ]; then
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	export LAB_SANITIZE=1
+fi
 
 tests/run-unit.sh "$@" | tee "$log"
 unit_rc=${PIPESTATUS[0]}
