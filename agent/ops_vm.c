@@ -532,16 +532,21 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	_cleanup_free_ uint32_t *ids = NULL;
 	struct dmr_vm *vm;
 	const char *name;
-	size_t nids = 0;
+	size_t nids = 0, layers = 0;
+	bool force;
 	int rc, r = 0;
 
-	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_ops_need_storage(c, name)) ||
-	    (rc = dmr_ops_vm_acquire(c, name)))
+	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_bool(c, "force", false, &force)) ||
+	    (rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if ((vm->state != DMR_VM_REPLICATING && vm->state != DMR_VM_COMMITTED) || vm->test_failover)
 		r = -DMR_E_STATE;
+	/* A committed classic VM's data lives in its layers' COW stores, not
+	 * on its disks: removing them loses it, so only when told to. */
+	else if (dmr_vm_is_classic(vm) && vm->n_layers > 0 && !force)
+		layers = vm->n_layers;
 	if (r == 0) {
 		ids = calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids));
 		if (!ids)
@@ -557,6 +562,13 @@ int dmr_h_remove_vm(struct dmr_call *c)
 		rc = dmr_call_fail(c, DMR_RC_INVALID_STATE,
 				   "VM %s is %s%s: revert, commit or stop the test first", name,
 				   dmr_vm_state_name(vm->state), vm->test_failover ? " (test failover)" : "");
+		goto out;
+	}
+	if (layers > 0) {
+		rc = dmr_call_fail(c, DMR_RC_INVALID_STATE,
+				   "VM %s's committed data lives in %zu layer%s of COW stores, not on its "
+				   "disks: copy each /dev/dmrep/%s/DISK out, then vm remove --force",
+				   name, layers, layers == 1 ? "" : "s", name);
 		goto out;
 	}
 	if (r < 0) {

@@ -1033,8 +1033,11 @@ static const struct command commands[] = {
 	  run_vm_list },
 	{ "vm", "show", "VM", "A VM's state and disks.", 0, { "VM", NULL }, { "vm", NULL }, { false },
 	  "GetVirtualSystem", run_vm_show },
-	{ "vm", "remove", "VM", "Stop protecting a VM: removes its devices, volumes and points.", 0,
-	  { "VM", NULL }, { "vm", NULL }, { false }, "RemoveVirtualSystem", run_simple },
+	{ "vm", "remove", "VM [--force]",
+	  "Stop protecting a VM: removes its devices, volumes and points.  A classic VM\n"
+	  "keeps its disks, but after a commit its data lives in the layers: it is\n"
+	  "removed only with --force (copy /dev/dmrep/VM/DISK out first).",
+	  OPT(O_FORCE), { "VM", NULL }, { "vm", NULL }, { false }, "RemoveVirtualSystem", run_simple },
 	{ "vm", "retention", "VM [--keep-last N] [--max-age SECONDS]",
 	  "Change how many points, and how old, a VM keeps; applied at once.  The latest\n"
 	  "valid point is always kept.",

@@ -352,10 +352,24 @@ for step in initiate:intent initiate:overlays initiate:preload initiate:paused i
 done
 
 # --- removal --------------------------------------------------------------------------
+# A committed VM's data lives in its layers: removal needs --force.
+layered=0
 for v in "$V5" "$V4" "$V3" "$V2" "$VM"; do
-	out=$(dmrep --json vm remove "$v")
+	n=$(dmrep --json vm show "$v" | jq .layers)
+	if [ "$n" -gt 0 ]; then
+		layered=$((layered + 1))
+		out=$(dmrep --json vm remove "$v")
+		expect_rc "vm remove $v with $n committed layer(s): refused" 32775 "$out"
+		check "the refusal says why" jq -e '.error | test("layer") and test("--force")' <<<"$out"
+		check "$v is still there, its devices too" sh -c \
+			"dmrep --json vm show '$v' >/dev/null && test -b /dev/dmrep/$v/vda"
+		out=$(dmrep --json vm remove "$v" --force)
+	else
+		out=$(dmrep --json vm remove "$v")
+	fi
 	expect_rc "vm remove $v" 0 "$out"
 done
+check "a committed VM was among them" test "$layered" -gt 0
 check "no DMREP- device is left" test -z "$(dmsetup info -c --noheadings -o uuid 2>/dev/null | grep '^DMREP-')"
 check "no COW store is left" test -z "$(ls "$STATE/cow")"
 check "the base disks are still there" test -b "$VDA" -a -f "$W/vdb.img"
