@@ -18,7 +18,7 @@ QMP=$W/qmp.sock
 cleanup() {
 	set +e
 	mountpoint -q "$MNT" && umount "$MNT"
-	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" && wait "$QEMU_PID"
+	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" && wait "$QEMU_PID" 2>/dev/null
 	[ -n "$AGENT_PID" ] && kill -TERM "$AGENT_PID" && wait "$AGENT_PID"
 	for pass in 1 2; do
 		dmsetup info -c --noheadings -o name,uuid --separator ' ' 2>/dev/null |
