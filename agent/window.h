@@ -2,8 +2,8 @@
 /*
  * agent/window.h - the guest-paused window of a failover: sync, suspend,
  * resume and page-cache invalidation of a set of dm devices, each device
- * on its own pre-started thread so that the window does not grow linearly
- * with the number of disks.
+ * but the first on its own pre-started thread (the caller runs the first)
+ * so that the window does not grow linearly with the number of disks.
  *
  * Everything that allocates, opens or may wait on udev happens in
  * dmr_window_new (before the guest is paused); the phases only run raw DM
