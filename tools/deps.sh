@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential pkg-config libdevmapper-dev libblkid-dev libaio-dev libjson-c-dev libcmocka-dev
 qemu-system-x86 busybox-static cpio udev dmsetup thin-provisioning-tools kmod e2fsprogs qemu-utils
-qemu-guest-agent util-linux jq"
+qemu-guest-agent util-linux jq socat"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
