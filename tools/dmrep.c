@@ -1067,8 +1067,10 @@ static const struct command commands[] = {
 	  "/dev/dmrep/VM-test/DISK beside the running VM.",
 	  OPT(O_POINT) | OPT(O_TEST) | OPT(O_GUEST) | OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false },
 	  "InitiateFailover", run_failover },
-	{ "failover", "revert", "VM [--wait]", "Go back to the live replica and drop the failover.",
-	  OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false }, "RevertFailover", run_failover },
+	{ "failover", "revert", "VM [--guest resume|reset] [--wait]",
+	  "Go back to the live replica and drop the failover; reset (default) or resume\n"
+	  "the guest, which now sees the live disks again.",
+	  OPT(O_GUEST) | OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false }, "RevertFailover", run_failover },
 	{ "failover", "commit", "VM [--wait]",
 	  "Keep the failover for good: the point's timeline becomes the live one.", OPT(O_WAIT),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "CommitFailover", run_failover },

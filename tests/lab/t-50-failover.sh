@@ -311,6 +311,35 @@ check "and is live, replicating" sh -c "dmrep --json vm show '${VM}x' | jq -e '.
 check "no overlay left behind (thin devices: $used)" test "$(thin_count)" = "$used"
 check "no DMREP- device suspended or with an inactive table" no_suspended_or_inactive
 
+# --- the guest policy, as the shim sees it (exec shim logging each verb) ---------------
+cat >"$W/logshim.sh" <<'SHIM'
+#!/bin/sh
+case $1 in
+status) echo running ;;
+*) echo "$1" >>"${0%.sh}.log" ;;
+esac
+SHIM
+chmod 0755 "$W/logshim.sh"
+out=$(dmrep --json vm add "${VM}y" --disk vda="$W/y.img:16M" --exec-shim "$W/logshim.sh")
+expect_rc "a VM whose exec shim logs what it is asked" 0 "$out"
+dmrep --json point create "${VM}y" >/dev/null
+# shim_saw OP ARGS... EXPECTED: run the operation, compare the verbs logged.
+shim_saw() {
+	local want=${*: -1} got
+	: >"$W/logshim.log"
+	dmrep --json failover "${@:1:$#-1}" --wait >"$W/logshim.out" || return 1
+	got=$(paste -sd' ' "$W/logshim.log")
+	[ "$got" = "$want" ] || { echo "# shim saw: '$got', expected '$want'"; return 1; }
+}
+check "failover start --guest resume: pause, resume" shim_saw start "${VM}y" --guest resume "pause resume"
+check "failover revert --guest resume: pause, resume" shim_saw revert "${VM}y" --guest resume "pause resume"
+check "failover start (default policy): pause, reset, resume" shim_saw start "${VM}y" "pause reset resume"
+check "failover revert (default policy): pause, reset, resume" shim_saw revert "${VM}y" "pause reset resume"
+: >"$W/logshim.log"
+out=$(dmrep --json failover revert "${VM}y" --guest reset --wait)
+expect_rc "a revert of a replicating VM, policy given: invalid state" 32775 "$out"
+check "and the shim was asked nothing" test ! -s "$W/logshim.log"
+
 # --- a dead hypervisor: 32777 before any change ---------------------------------------
 put "/dev/dmrep/$VM/vda" b0
 stop_qemu

@@ -522,8 +522,9 @@ static void test_failover_methods(void **st)
 	assert_string_equal(str_at(p, "guest"), "resume");
 	assert_false(json_object_object_get_ex(p, "point", NULL));
 
-	RUN(&s->fa, &s->res, "failover", "revert", "web", "--json");
+	RUN(&s->fa, &s->res, "failover", "revert", "web", "--guest", "resume", "--json");
 	assert_json_doc(s->res.out, "{\"return\": 4096, \"job\": 11}");
+	assert_string_equal(str_at(request_params(&s->fa, 2, "RevertFailover"), "guest"), "resume");
 	RUN(&s->fa, &s->res, "failover", "commit", "web", "--json");
 	assert_json_doc(s->res.out, "{\"return\": 4096, \"job\": 12}");
 	RUN(&s->fa, &s->res, "failover", "stop-test", "web", "--json");
@@ -807,6 +808,8 @@ static void test_usage_errors(void **st)
 		{ "failover", "start", "web", "--point", "-1", NULL },
 		{ "failover", "start", "web", "--guest", "reboot", NULL },
 		{ "failover", "revert", "web", "--test", NULL },              /* start's option */
+		{ "failover", "revert", "web", "--guest", "reboot", NULL },
+		{ "failover", "commit", "web", "--guest", "resume", NULL },   /* no swap, no guest */
 		{ "vm", "list", "--bogus", NULL },
 		{ "job", "wait", "3", "--timeout", NULL },                    /* needs a value */
 		{ "frobnicate", "now", NULL },
