@@ -26,9 +26,10 @@ struct dmr_window {
 	struct slot *slots;
 	/* One generation per phase: workers wait for gen to move, run the
 	 * op, and the last to finish wakes the caller, which meanwhile runs
-	 * the first device's op itself (so one disk costs no thread hop).  A mutex and two
-	 * condition variables (not barriers) so that a window whose thread
-	 * creation failed half-way can still release the threads it has. */
+	 * the first device's op itself (so one disk costs no thread hop).
+	 * A mutex and two condition variables (not barriers) so that a
+	 * window whose thread creation failed half-way can still release
+	 * the threads it has. */
 	pthread_mutex_t lock;
 	pthread_cond_t go, done;
 	uint64_t gen;
