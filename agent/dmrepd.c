@@ -170,7 +170,11 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_warning("NOTIFY_SOCKET unusable (%s): no readiness notification",
 			    strerror(-r));
-	/* The failover window must not wait on page faults. */
+	/* The failover window must not wait on page faults.  Not MCL_ONFAULT:
+	 * a page first touched inside the window (a thread's stack, a
+	 * calloc'ed ioctl buffer) would fault there.  What this costs stays
+	 * bounded because job threads are joined as they end and their
+	 * stacks are small (job.c). */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		log_notice("mlockall: %s (the failover window may page)", strerror(errno));
 

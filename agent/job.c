@@ -28,6 +28,11 @@
 
 #define JOBS_KEEP 1000
 #define JOB_FILE_MAX (1u << 20)
+/* A job's thread stack.  mlockall (dmrepd.c) locks every page of it while
+ * the thread lives; the default (RLIMIT_STACK, 8 MiB) is far more than a
+ * job's calls use (their biggest frames hold a 16 KiB ioctl buffer and a
+ * few PATH_MAX strings). */
+#define JOB_STACK_SIZE (512u * 1024)
 
 struct job_step {
 	char name[32];
@@ -53,7 +58,8 @@ struct dmr_job {
 	void *userdata;
 	void (*free_userdata)(void *);
 	pthread_t thread;
-	bool thread_started;
+	bool thread_started; /* a thread not joined yet */
+	bool thread_done;    /* it touches nothing of the job from here on */
 };
 
 struct dmr_jobs {
@@ -290,7 +296,24 @@ static int list_add(struct dmr_jobs *js, struct dmr_job *j)
 	return 0;
 }
 
-/* Drop the oldest finished jobs past JOBS_KEEP (caller holds the lock). */
+/* Join the threads of jobs that have ended (caller holds the lock): until
+ * joined, a thread's stack stays mapped, and locked by mlockall.  A thread
+ * sets thread_done as its last act under the lock, so the join returns at
+ * once and never waits for the lock we hold. */
+static void reap(struct dmr_jobs *js)
+{
+	for (size_t i = 0; i < js->n; i++) {
+		struct dmr_job *j = js->list[i];
+
+		if (j->thread_started && j->thread_done) {
+			pthread_join(j->thread, NULL);
+			j->thread_started = false;
+		}
+	}
+}
+
+/* Drop the oldest finished jobs past JOBS_KEEP (caller holds the lock);
+ * a job whose thread is not reaped yet stays. */
 static void prune(struct dmr_jobs *js)
 {
 	size_t i = 0;
@@ -471,17 +494,22 @@ int dmr_vm_busy_acquire(struct dmr_agent *a, const char *vm)
 	return r;
 }
 
-static void busy_release(struct dmr_jobs *js, const char *vm)
+static void busy_release_locked(struct dmr_jobs *js, const char *vm)
 {
 	size_t i;
 
-	if (!vm || !js)
-		return;
-	pthread_mutex_lock(&js->lock);
 	if (busy_has(js, vm, &i)) {
 		free(js->busy[i]);
 		js->busy[i] = js->busy[--js->n_busy];
 	}
+}
+
+static void busy_release(struct dmr_jobs *js, const char *vm)
+{
+	if (!vm || !js)
+		return;
+	pthread_mutex_lock(&js->lock);
+	busy_release_locked(js, vm);
 	pthread_mutex_unlock(&js->lock);
 }
 
@@ -527,9 +555,13 @@ static void *job_thread(void *p)
 	if (j->free_userdata)
 		j->free_userdata(j->userdata);
 	j->userdata = NULL;
-	/* Last: a new operation on the VM may start from here on. */
+	/* Last: a new operation on the VM may start from here on, and the
+	 * job may be reaped and pruned (j freed) once we unlock. */
+	pthread_mutex_lock(&js->lock);
 	if (j->vm)
-		busy_release(js, j->vm);
+		busy_release_locked(js, j->vm);
+	j->thread_done = true;
+	pthread_mutex_unlock(&js->lock);
 	return NULL;
 }
 
@@ -537,7 +569,9 @@ int dmr_job_start(struct dmr_agent *a, const char *method, const char *vm, dmr_j
 		  void *userdata, void (*free_userdata)(void *), uint64_t *ret_id)
 {
 	struct dmr_jobs *js = a->jobs;
+	pthread_attr_t attr;
 	struct dmr_job *j;
+	bool listed = false;
 	int r;
 
 	if (!method || !fn || !ret_id)
@@ -556,12 +590,17 @@ int dmr_job_start(struct dmr_agent *a, const char *method, const char *vm, dmr_j
 	j->userdata = userdata;
 	j->free_userdata = free_userdata;
 	j->started = dmr_realtime_usec();
+	pthread_attr_init(&attr);
+	(void)pthread_attr_setstacksize(&attr, JOB_STACK_SIZE);
 	pthread_mutex_lock(&js->lock);
+	/* Ended threads first: the new one reuses a cached stack. */
+	reap(js);
 	j->id = ++js->last_id;
 	r = list_add(js, j);
 	if (r == 0) {
+		listed = true;
 		job_save(js, j);
-		r = -pthread_create(&j->thread, NULL, job_thread, j);
+		r = -pthread_create(&j->thread, &attr, job_thread, j);
 		if (r == 0)
 			j->thread_started = true;
 		else {
@@ -577,8 +616,9 @@ int dmr_job_start(struct dmr_agent *a, const char *method, const char *vm, dmr_j
 	if (r == 0)
 		prune(js);
 	pthread_mutex_unlock(&js->lock);
+	pthread_attr_destroy(&attr);
 	if (r < 0) {
-		if (r == -ENOMEM)
+		if (!listed)
 			job_free(j);
 		return r;
 	}
