@@ -157,7 +157,7 @@ static int job_path(const struct dmr_jobs *js, uint64_t id, char *buf, size_t le
 static void job_save(struct dmr_jobs *js, const struct dmr_job *j)
 {
 	struct json_object *o = job_json(j);
-	char path[4096], idbuf[32];
+	char path[4096];
 	const char *text;
 	int r;
 
@@ -169,11 +169,6 @@ static void job_save(struct dmr_jobs *js, const struct dmr_job *j)
 	r = job_path(js, j->id, path, sizeof(path));
 	if (r == 0)
 		r = dmr_write_file_atomic(path, text, strlen(text), 0600);
-	if (r == 0 && j->id > js->last_id) {
-		snprintf(path, sizeof(path), "%s/last-id", js->dir);
-		snprintf(idbuf, sizeof(idbuf), "%" PRIu64 "\n", j->id);
-		r = dmr_write_file_atomic(path, idbuf, strlen(idbuf), 0600);
-	}
 	if (r < 0)
 		log_error("job %" PRIu64 ": cannot save its record: %s", j->id, strerror(-r));
 	json_object_put(o);
@@ -294,6 +289,20 @@ static int list_add(struct dmr_jobs *js, struct dmr_job *j)
 	js->list[i] = j;
 	js->n++;
 	return 0;
+}
+
+/* Persist the highest id handed out, before the job that has it is
+ * written: job records are pruned (and an operator may remove them), and
+ * an id must never name two jobs, across restarts too. */
+static int save_last_id(struct dmr_jobs *js, uint64_t id)
+{
+	char path[4096], buf[32];
+	int k = snprintf(path, sizeof(path), "%s/last-id", js->dir);
+
+	if (k < 0 || (size_t)k >= sizeof(path))
+		return -ENAMETOOLONG;
+	k = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", id);
+	return dmr_write_file_atomic(path, buf, (size_t)k, 0600);
 }
 
 /* Join the threads of jobs that have ended (caller holds the lock): until
@@ -595,8 +604,11 @@ int dmr_job_start(struct dmr_agent *a, const char *method, const char *vm, dmr_j
 	pthread_mutex_lock(&js->lock);
 	/* Ended threads first: the new one reuses a cached stack. */
 	reap(js);
-	j->id = ++js->last_id;
-	r = list_add(js, j);
+	r = save_last_id(js, js->last_id + 1);
+	if (r == 0) {
+		j->id = ++js->last_id;
+		r = list_add(js, j);
+	}
 	if (r == 0) {
 		listed = true;
 		job_save(js, j);

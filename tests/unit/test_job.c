@@ -4,7 +4,7 @@
  * records that survive a restart (a job that was running is marked 10),
  * error codes from errnos and from dmr_job_set_error, the VM busy lock,
  * ended threads joined (their stacks unmapped), records pruned past the
- * last 1000.
+ * last 1000, and ids that never repeat.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -307,6 +307,35 @@ static void test_threads_reaped_and_pruned(void **state)
 	remove_dir(d);
 }
 
+/* An id names one job forever: after the records are pruned or removed,
+ * and across a restart, numbering goes on from the last id handed out. */
+static void test_ids_never_repeat(void **state)
+{
+	char d[64], cmd[256];
+	struct dmr_agent a = { .state_dir = d };
+	uint64_t id, last = 0;
+
+	(void)state;
+	fresh_dir(d, sizeof(d));
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(dmr_job_start(&a, "X", NULL, ok_fn, NULL, NULL, &id), 0);
+		assert_true(id > last);
+		last = id;
+		json_object_put(wait_done(&a, id));
+	}
+	dmr_jobs_close(&a);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/jobs/*.json", d);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(count_records(d), 0);
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_start(&a, "X", NULL, ok_fn, NULL, NULL, &id), 0);
+	assert_int_equal(id, last + 1);
+	json_object_put(wait_done(&a, id));
+	dmr_jobs_close(&a);
+	remove_dir(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -314,6 +343,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_threads_reaped_and_pruned),
+		cmocka_unit_test(test_ids_never_repeat),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
