@@ -105,6 +105,50 @@ static int stale_socket_check(const char *path)
 	return 0;
 }
 
+/*
+ * The socket's directory, made 0750 (group --group) when missing.  One that
+ * exists (systemd's RuntimeDirectory= makes it root:root 0750 before we
+ * start) must be root's and writable by no one else, or whoever may write
+ * there could put their own socket in our place; if others may not search
+ * it, it is given to --group so that members reach the socket.  Refusals
+ * are logged here, where the reason is known.
+ */
+static int socket_dir_prepare(const struct dmr_agent *a, const char *dir)
+{
+	_cleanup_close_ int fd = -1;
+	bool created = false;
+	struct stat st;
+	int r;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		r = dmr_mkdir_p(dir, 0750);
+		if (r < 0)
+			return r;
+		created = true;
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != 0) {
+		log_error("socket directory %s belongs to uid %u, not root: refusing it", dir,
+			  (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != 0)) {
+		log_error("socket directory %s is writable by others (mode %04o, group %u): "
+			  "refusing it", dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_gid);
+		return -EPERM;
+	}
+	if (created && fchmod(fd, 0750) < 0)
+		return -errno;
+	if (a->have_group && (created || !(st.st_mode & S_IXOTH)) &&
+	    (fchown(fd, 0, a->group) < 0 ||
+	     fchmod(fd, created ? 0750 : ((st.st_mode & 0777 & ~S_IWGRP) | S_IRGRP | S_IXGRP)) < 0))
+		return -errno;
+	return 0;
+}
+
 int dmr_server_open(struct dmr_agent *a, struct dmr_server **ret_server)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -126,15 +170,9 @@ int dmr_server_open(struct dmr_agent *a, struct dmr_server **ret_server)
 		return -ENOMEM;
 	slash = strrchr(dir, '/');
 	*slash = '\0';
-	if (*dir && access(dir, F_OK) < 0) {
-		r = dmr_mkdir_p(dir, 0750);
-		if (r < 0)
-			return r;
-		if (a->have_group && chown(dir, 0, a->group) < 0)
-			return -errno;
-		if (chmod(dir, 0750) < 0)
-			return -errno;
-	}
+	r = *dir ? socket_dir_prepare(a, dir) : 0;
+	if (r < 0)
+		return r;
 	r = stale_socket_check(a->socket_path);
 	if (r < 0)
 		return r;

@@ -4,7 +4,9 @@
  * framing and error codes (malformed JSON, unknown method, wrong types,
  * oversized requests), pipelining, a stalled client that must not block
  * another, authorization of an unprivileged peer (a child that drops to
- * nobody), and the stale/live socket rules.
+ * nobody), the stale/live socket rules, and the socket's directory: a
+ * pre-existing root:root 0750 one (systemd's RuntimeDirectory=) that --group
+ * members still get through, and unsafe ones refused.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -349,6 +351,98 @@ static void test_socket_rules(void **state)
 	assert_int_equal(dmr_server_open(&b, &s2), -EINVAL);
 }
 
+/* In a child that drops to nobody with supplementary group gid: 0 if it
+ * can connect to path, else the errno. */
+static int connect_as_member(const char *path, gid_t gid)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int fd;
+
+		if (setgroups(1, &gid) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(255);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+		_exit(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_not_equal(WEXITSTATUS(status), 255);
+	return WEXITSTATUS(status);
+}
+
+static void test_socket_dir(void **state)
+{
+	const gid_t group = 4242;
+	struct dmr_agent b = { .state_dir = dir, .have_group = true, .group = group };
+	struct dmr_server *s2 = NULL;
+	char d[200], path[250];
+	struct stat st;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(d, sizeof(d), "%s/rt", dir);
+	snprintf(path, sizeof(path), "%s/g.sock", d);
+	b.socket_path = path;
+	/* As systemd leaves it: root:root 0750, made before the agent ran. */
+	assert_int_equal(mkdir(d, 0750), 0);
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(chmod(d, 0750), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), 0);
+	assert_int_equal(stat(d, &st), 0);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(st.st_gid, group);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(connect_as_member(path, group), 0);
+	assert_int_equal(connect_as_member(path, group + 1), EACCES);
+	dmr_server_free(s2);
+	s2 = NULL;
+	/* Group-writable root:root: members must not gain write when the
+	 * directory becomes theirs. */
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(chmod(d, 0770), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), 0);
+	assert_int_equal(stat(d, &st), 0);
+	assert_int_equal(st.st_gid, group);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	dmr_server_free(s2);
+	s2 = NULL;
+	/* Others may search it (a shared directory): left as it is. */
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(chmod(d, 0755), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), 0);
+	assert_int_equal(stat(d, &st), 0);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(connect_as_member(path, group), 0);
+	dmr_server_free(s2);
+	s2 = NULL;
+	/* Unsafe ones are refused and left alone. */
+	assert_int_equal(chown(d, 65534, 0), 0);
+	assert_int_equal(chmod(d, 0750), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), -EPERM);
+	assert_int_equal(stat(d, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(chown(d, 0, 0), 0);
+	assert_int_equal(chmod(d, 0777), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), -EPERM);
+	assert_int_equal(chmod(d, 0775), 0);
+	assert_int_equal(chown(d, 0, 100), 0);
+	assert_int_equal(dmr_server_open(&b, &s2), -EPERM);
+	assert_int_equal(stat(d, &st), 0);
+	assert_int_equal(st.st_gid, 100);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_stalled_client),
 		cmocka_unit_test(test_unprivileged_peer),
 		cmocka_unit_test(test_socket_rules),
+		cmocka_unit_test(test_socket_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
