@@ -15,7 +15,8 @@
  *   DMREP_NIC<i>_DNS    (lists separated by spaces)
  *
  * Like run-parts: regular executable files whose names are made of
- * [A-Za-z0-9_-], in name order, stdin /dev/null, output to the agent's log.
+ * [A-Za-z0-9_-], in name order, stdin /dev/null, output to the agent's log,
+ * no other descriptor of the agent's (all above stderr are closed).
  * The directory and every hook must be owned by root and writable by no one
  * else (they run as root); otherwise none runs and the job fails.  Each
  * hook's exit status and duration go into the job (result "hooks" and a
