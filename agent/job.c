@@ -533,6 +533,7 @@ static void *job_thread(void *p)
 	struct dmr_job *j = p;
 	struct dmr_jobs *js = j->jobs;
 	uint64_t t0 = dmr_now_usec();
+	char line[1024];
 	int r;
 
 	pthread_mutex_lock(&js->lock);
@@ -541,7 +542,14 @@ static void *job_thread(void *p)
 	pthread_mutex_unlock(&js->lock);
 
 	r = j->fn(j, j->userdata);
+	if (j->free_userdata)
+		j->free_userdata(j->userdata);
+	j->userdata = NULL;
 
+	/* One step: the job is seen ended only once the VM is free for the
+	 * next operation (a caller that saw it end and went on was refused
+	 * with 32774), and from the unlock on it may be reaped and pruned
+	 * (j freed): the log line is made before. */
 	pthread_mutex_lock(&js->lock);
 	if (r < 0 && j->error_code == 0) {
 		j->error_code = dmr_rc_from_errno(r);
@@ -557,20 +565,14 @@ static void *job_thread(void *p)
 	}
 	j->finished = dmr_realtime_usec();
 	job_save(js, j);
-	pthread_mutex_unlock(&js->lock);
-	log_info("job %" PRIu64 " %s%s%s: %s (%d) in %" PRIu64 " ms%s%s", j->id, j->method,
-		 j->vm ? " VM " : "", j->vm ? j->vm : "", state_name(j->state), j->error_code,
-		 (dmr_now_usec() - t0) / 1000, j->error[0] ? ": " : "", j->error);
-	if (j->free_userdata)
-		j->free_userdata(j->userdata);
-	j->userdata = NULL;
-	/* Last: a new operation on the VM may start from here on, and the
-	 * job may be reaped and pruned (j freed) once we unlock. */
-	pthread_mutex_lock(&js->lock);
+	snprintf(line, sizeof(line), "job %" PRIu64 " %s%s%s: %s (%d) in %" PRIu64 " ms%s%s", j->id,
+		 j->method, j->vm ? " VM " : "", j->vm ? j->vm : "", state_name(j->state),
+		 j->error_code, (dmr_now_usec() - t0) / 1000, j->error[0] ? ": " : "", j->error);
 	if (j->vm)
 		busy_release_locked(js, j->vm);
 	j->thread_done = true;
 	pthread_mutex_unlock(&js->lock);
+	log_info("%s", line);
 	return NULL;
 }
 

@@ -171,6 +171,34 @@ static void test_errors(void **state)
 	dmr_jobs_close(&a);
 }
 
+/* Cleanup that takes a while, like closing a guest's QMP connection. */
+static void slow_free(void *p)
+{
+	(void)p;
+	usleep(20000);
+}
+
+/* A caller that sees a job end goes on with the next operation on the VM
+ * at once (a script's `point create` after `point create`): the VM must
+ * be free by then, the job's cleanup included. */
+static void test_ended_means_vm_free(void **state)
+{
+	struct dmr_agent a = { .state_dir = dir };
+	uint64_t id;
+
+	(void)state;
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_vm_busy_acquire(&a, "vm3"), 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(dmr_job_start(&a, "CreateReplicationPoint", "vm3", ok_fn, NULL,
+					       slow_free, &id), 0);
+		json_object_put(wait_done(&a, id));
+		assert_int_equal(dmr_vm_busy_acquire(&a, "vm3"), 0);
+	}
+	dmr_vm_busy_release(&a, "vm3");
+	dmr_jobs_close(&a);
+}
+
 static void test_restart(void **state)
 {
 	struct dmr_agent a = { .state_dir = dir };
@@ -341,6 +369,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_ended_means_vm_free),
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_threads_reaped_and_pruned),
 		cmocka_unit_test(test_ids_never_repeat),
