@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,10 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_warning("NOTIFY_SOCKET unusable (%s): no readiness notification",
 			    strerror(-r));
+	/* One malloc arena: glibc gives threads arenas of their own, up to
+	 * eight per CPU, each a 64 MiB mapping that MCL_FUTURE counts as
+	 * locked; the agent's threads allocate little. */
+	(void)mallopt(M_ARENA_MAX, 1);
 	/* The failover window must not wait on page faults.  Not MCL_ONFAULT:
 	 * a page first touched inside the window (a thread's stack, a
 	 * calloc'ed ioctl buffer) would fault there.  What this costs stays
