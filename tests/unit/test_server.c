@@ -693,15 +693,15 @@ static void test_idle_clients(void **state)
 
 	(void)state;
 	slow_reset();
-	srv2_start(&x, "idle.sock", 300000, 0);
+	srv2_start(&x, "idle.sock", 1000000, 0);
+	assert_int_equal(dmr_job_start(&agent, "Test", NULL, job_slow, NULL, NULL, &id), 0);
+	slow_wait_started(1);
 	t0 = dmr_now_usec();
 	silent = dial_at(x.path);
 	half = dial_at(x.path);
 	unread = dial_at(x.path);
 	waiter = dial_at(x.path);
 	assert_true(silent >= 0 && half >= 0 && unread >= 0 && waiter >= 0);
-	assert_int_equal(dmr_job_start(&agent, "Test", NULL, job_slow, NULL, NULL, &id), 0);
-	slow_wait_started(1);
 	send_all(half, "{\"id\": 1, \"method\": \"Re");
 	send_all(unread, "{\"id\": 1, \"method\": \"Big\"}\n");
 	/* A bound is checked before the wait. */
@@ -716,7 +716,7 @@ static void test_idle_clients(void **state)
 	 * other's megabyte never all sent. */
 	assert_true(closed_by_server(silent, NULL, &rc));
 	assert_int_equal(rc, DMR_RC_TIMEOUT);
-	assert_true(dmr_now_usec() - t0 >= 300000);
+	assert_true(dmr_now_usec() - t0 >= 1000000);
 	assert_true(closed_by_server(half, NULL, &rc));
 	assert_int_equal(rc, DMR_RC_TIMEOUT);
 	assert_true(hung_up(unread));
