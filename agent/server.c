@@ -734,7 +734,7 @@ static void refuse(struct dmr_server *s, int fd, uid_t uid, const char *why)
 	close(fd);
 	s->refused++;
 	if (now - s->refused_logged_usec >= 10000000 || !s->refused_logged_usec) {
-		log_warning("refusing a client (uid %u): %s (%u refused since the last such message)",
+		log_warning("refusing a client (uid %u): %s (%u refused since the last of these lines)",
 			    (unsigned)uid, why, s->refused);
 		s->refused_logged_usec = now;
 		s->refused = 0;
