@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct dmr_jobs;
@@ -20,6 +21,9 @@ struct dmr_agent {
 	char *hook_dir;    /* --hook-dir, default /etc/dmrep/failover.d */
 	bool have_group;   /* --group given */
 	gid_t group;       /* members may call mutating methods */
+	/* The control socket (agent/server.h); 0: the defaults there. */
+	uint64_t idle_timeout_usec;   /* --idle-timeout */
+	unsigned max_clients_per_uid; /* --max-clients-per-uid */
 	struct dmr_jobs *jobs;
 	struct dmr_registry *reg; /* VMs, pool, points (agent/registry.h) */
 	volatile sig_atomic_t stopping;

@@ -57,6 +57,15 @@ static void usage(FILE *f)
 		"                      (default %d; 0: only when points are listed or used)\n"
 		"  --group NAME        members of this group may call every method; other users\n"
 		"                      who can reach the socket may only read (32769 otherwise)\n"
+		"  --idle-timeout SECONDS\n"
+		"                      close a connection that sent no complete request and read\n"
+		"                      no reply for this long, unless a request of it runs or\n"
+		"                      waits for a job (default %d; 1-86400)\n"
+		"  --max-clients-per-uid N\n"
+		"                      connections one user may hold (default %d; 1-%d); all\n"
+		"                      users but root together hold at most %d, root is never\n"
+		"                      refused below %d; a connection over a limit gets one line,\n"
+		"                      32777 and why, and is closed\n"
 		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
 		"                      any operation in flight finish or roll back (the default:\n"
 		"                      dmrepd never forks)\n"
@@ -65,7 +74,8 @@ static void usage(FILE *f)
 		"  --version           the version\n"
 		"\n"
 		"Exit status: 0 after a clean stop, 1 on a runtime failure, 2 on a usage error.\n",
-		DMR_MONITOR_INTERVAL_DEFAULT);
+		DMR_MONITOR_INTERVAL_DEFAULT, DMR_SERVER_IDLE_SEC, DMR_SERVER_PER_UID,
+		DMR_SERVER_MAX_CLIENTS, DMR_SERVER_MAX_CLIENTS, DMR_SERVER_MAX_CONNECTIONS);
 }
 
 int main(int argc, char **argv)
@@ -78,6 +88,8 @@ int main(int argc, char **argv)
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "monitor-interval", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "max-clients-per-uid", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -119,6 +131,28 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			monitor_s = (unsigned)v;
+			break;
+		}
+		case 'I': {
+			uint64_t v;
+
+			if (dmr_parse_u64(optarg, &v) < 0 || v < 1 || v > 86400) {
+				fprintf(stderr, "dmrepd: bad --idle-timeout '%s' (seconds, 1-86400)\n",
+					optarg);
+				return 2;
+			}
+			a.idle_timeout_usec = v * 1000000;
+			break;
+		}
+		case 'U': {
+			uint64_t v;
+
+			if (dmr_parse_u64(optarg, &v) < 0 || v < 1 || v > DMR_SERVER_MAX_CLIENTS) {
+				fprintf(stderr, "dmrepd: bad --max-clients-per-uid '%s' (1-%d)\n", optarg,
+					DMR_SERVER_MAX_CLIENTS);
+				return 2;
+			}
+			a.max_clients_per_uid = (unsigned)v;
 			break;
 		}
 		case 'l':

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "agent/agent.h"
@@ -27,7 +28,17 @@ struct dmr_call {
 	struct json_object *params; /* a JSON object, never NULL */
 	struct json_object *reply;  /* add result fields here */
 	char error[512];            /* one line, set when returning non-zero */
+	/* Long poll (GetJob's "wait"): with may_wait set, a handler whose
+	 * answer is not ready yet may set wait_usec and return DMR_RC_AGAIN;
+	 * the server calls it again every DMR_SERVER_POLL_MS until it
+	 * answers, and once more with may_wait false when wait_usec has
+	 * passed.  The client counts as busy, never idle, meanwhile. */
+	bool may_wait;
+	uint64_t wait_usec;
 };
+
+/* A handler's "not yet" (see may_wait); never sent to a client. */
+#define DMR_RC_AGAIN (-1)
 
 typedef int (*dmr_method_fn)(struct dmr_call *call);
 
@@ -35,6 +46,10 @@ struct dmr_method {
 	const char *name;
 	bool mutating;
 	dmr_method_fn fn;
+	/* Reads the kernel or the disk (not only memory): answered from a
+	 * reader thread, not on the event loop.  Mutating methods always
+	 * run on the writer thread (agent/server.c). */
+	bool slow;
 };
 
 /* NULL-terminated table of every method (agent/methods.c). */

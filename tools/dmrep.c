@@ -49,6 +49,7 @@
 #define POLL_FAST_USEC 50000
 #define POLL_SLOW_USEC 100000
 #define POLL_FAST_FOR_USEC 1000000
+#define LONG_POLL_S 30
 
 static bool opt_json;
 static const char *opt_socket;
@@ -290,7 +291,7 @@ static int reply_rc(struct json_object *rep)
 static struct json_object *call(const char *method, struct json_object *params)
 {
 	_cleanup_json_ struct json_object *req = new_object();
-	struct json_object *rep;
+	struct json_object *rep, *v;
 	int64_t id = agent.next_id++;
 	const char *text;
 	int rc;
@@ -305,11 +306,16 @@ static struct json_object *call(const char *method, struct json_object *params)
 	send_all(text, strlen(text));
 	send_all("\n", 1);
 	rep = read_reply();
+	rc = reply_rc(rep);
+	/* An agent that refuses the connection itself (too many of them)
+	 * says why with id null, and closes. */
+	if (json_object_object_get_ex(rep, "id", &v) && !v && rc != DMR_RC_OK &&
+	    rc != DMR_RC_JOB_STARTED)
+		fail(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
 	/* One request at a time on this connection: a reply to anything
 	 * else means the agent and we no longer agree on the stream. */
 	if (int_field(rep, "id", -1) != id)
 		fail(DMR_RC_FAILED, "the agent's reply does not match the request");
-	rc = reply_rc(rep);
 	if (rc != DMR_RC_OK && rc != DMR_RC_JOB_STARTED)
 		fail(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
 	return rep;
@@ -340,12 +346,16 @@ static int job_rc(struct json_object *job)
 	return code > 0 && code <= INT32_MAX ? (int)code : DMR_RC_FAILED;
 }
 
-static struct json_object *get_job(uint64_t id)
+/* The job; with wait_s, once it has finished or wait_s has passed (the
+ * agent's long poll). */
+static struct json_object *get_job(uint64_t id, uint64_t wait_s)
 {
 	_cleanup_json_ struct json_object *rep = NULL;
 	struct json_object *p = new_object();
 
 	add(p, "job", json_object_new_int64((int64_t)id));
+	if (wait_s)
+		add(p, "wait", json_object_new_int64((int64_t)wait_s));
 	rep = call("GetJob", p);
 	return reply_member(rep, "job", json_type_object);
 }
@@ -392,8 +402,19 @@ static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t time
 	uint64_t start = dmr_now_usec();
 
 	for (;;) {
-		struct json_object *job = get_job(id);
-		uint64_t waited;
+		/* Long polls, short enough for the progress bar and the
+		 * timeout, and well within REQUEST_TIMEOUT_USEC. */
+		uint64_t waited = dmr_now_usec() - start;
+		uint64_t wait_s = !opt_json && isatty(STDERR_FILENO) ? 1 : LONG_POLL_S;
+		struct json_object *job;
+
+		if (has_timeout) {
+			uint64_t left = waited >= timeout_s * 1000000 ? 0 : timeout_s * 1000000 - waited;
+
+			if (wait_s > left / 1000000)
+				wait_s = left / 1000000;
+		}
+		job = get_job(id, wait_s);
 
 		if (int_field(job, "job_state", 0) >= JOB_COMPLETED) {
 			progress(job, true);
@@ -407,6 +428,8 @@ static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t time
 			fail(DMR_RC_TIMEOUT, "job %" PRIu64 " did not finish within %" PRIu64 " s", id,
 			     timeout_s);
 		}
+		/* Less than a second left, or an agent that answered at
+		 * once: poll. */
 		sleep_usec(waited < POLL_FAST_FOR_USEC ? POLL_FAST_USEC : POLL_SLOW_USEC);
 	}
 }

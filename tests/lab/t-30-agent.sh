@@ -2,7 +2,8 @@
 # Lab test: dmrepd + dmrep on real device-mapper (issue: the agent).
 # A pool on sparse files, a VM with three disks imported from images,
 # five points with distinct patterns verified through the pool, retention,
-# a restarted agent, bad names and paths, authorization, a pool too small.
+# a restarted agent, bad names and paths, authorization, a pool too small,
+# connection limits and idle clients (dmrepd --max-clients-per-uid, --idle-timeout).
 set -u
 . "$(dirname "$0")/agent-lib.sh"
 
@@ -181,6 +182,37 @@ out=$(as_nobody dmrep --socket "$SOCK" --json vm list)
 expect_rc "a peer that may not open the socket gets 32769" 32769 "$out"
 as_nobody dmrep --socket "$SOCK" vm list >/dev/null 2>&1
 check "its exit status is 32769 - 32767 = 2" test $? = 2
+
+# --- connection limits, idle clients ----------------------------------------
+# The real dmrepd's options: two connections a uid, 5 s idle.  Two silent
+# connections of nobody hold its slots; a third is refused with 32777 and
+# why, root is served; the silent ones are closed once idle, and nobody
+# gets in again.
+DMREPD_ARGS="--max-clients-per-uid 2 --idle-timeout 5" agent_restart
+chmod o+rw "$SOCK"
+t0=$(date +%s)
+holders=()
+for i in 1 2; do
+	as_nobody socat -u "UNIX-CONNECT:$SOCK" STDOUT >"$W/hold$i.out" 2>&1 &
+	holders+=($!)
+done
+sleep 1
+out=$(as_nobody dmrep --socket "$SOCK" --json vm list 2>/dev/null)
+expect_rc "a uid over its connection cap is refused" 32777 "$out"
+check "the refusal says why" jq -e '.error | test("too many connections from uid 65534")' <<<"$out"
+out=$(dmrep --json vm list)
+expect_rc "root is served meanwhile" 0 "$(jq -c '{return: (if type == "array" then 0 else .return end)}' <<<"$out")"
+for _ in $(seq 200); do
+	kill -0 "${holders[0]}" 2>/dev/null || kill -0 "${holders[1]}" 2>/dev/null || break
+	sleep 0.1
+done
+check "the silent connections were closed" sh -c "! kill -0 ${holders[0]} && ! kill -0 ${holders[1]}"
+wait "${holders[@]}" 2>/dev/null
+check "not before the idle timeout" test $(( $(date +%s) - t0 )) -ge 5
+check "each was told why (32772)" sh -c "grep -q '\"return\":32772' '$W/hold1.out' && grep -q '\"return\":32772' '$W/hold2.out'"
+out=$(as_nobody dmrep --socket "$SOCK" --json vm list)
+expect_rc "then nobody is served again" 0 "$(jq -c '{return: (if type == "array" then 0 else .return end)}' <<<"$out")"
+chmod o-rw "$SOCK"
 
 # --- removal ---------------------------------------------------------------
 out=$(dmrep --json vm remove "${VM}e")

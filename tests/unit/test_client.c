@@ -99,7 +99,9 @@ static bool fake_handle(struct fake_agent *fa, int fd, const char *line)
 		keep = false;
 	} else {
 		rep = json_tokener_parse(canned ? canned : "{\"return\": 32770, \"error\": \"unscripted\"}");
-		json_object_object_add(rep, "id", id ? json_object_get(id) : NULL);
+		/* A canned "id" (null: a refused connection) is sent as is. */
+		if (!json_object_object_get_ex(rep, "id", NULL))
+			json_object_object_add(rep, "id", id ? json_object_get(id) : NULL);
 		text = json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN);
 		if (dmr_write_all(fd, text, strlen(text)) < 0 || dmr_write_all(fd, "\n", 1) < 0)
 			keep = false;
@@ -778,6 +780,49 @@ static void test_unreachable(void **st)
 	assert_int_equal(count_method(&s->fa, "ListJobs"), 1);
 }
 
+/* An agent with no slot for us answers one line, id null, and closes:
+ * its code and reason, not "the reply does not match". */
+static void test_refused_connection(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "ListVirtualSystems", "{\"id\": null, \"return\": 32777, \"error\": "
+					"\"too many connections from uid 1000 (16 at most)\"}" },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "vm", "list");
+	assert_int_equal(s->res.status, 32777 - 32767);
+	assert_string_equal(s->res.err, "dmrep: too many connections from uid 1000 (16 at most)\n");
+	RUN(&s->fa, &s->res, "vm", "list", "--json");
+	assert_failed(&s->res, 32777);
+}
+
+/* job wait asks the agent to hold its answer (GetJob's "wait", a long
+ * poll) instead of polling, and never past --timeout. */
+static void test_job_wait_long_poll(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "GetJob", JOB_RUNNING(9) },
+		{ "GetJob", JOB_DONE(9, "") },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "job", "wait", "9", "--json");
+	assert_int_equal(s->res.status, 0);
+	assert_int_equal(count_method(&s->fa, "GetJob"), 2);
+	assert_int_equal(int_at(request_params(&s->fa, 0, "GetJob"), "wait"), 30);
+	fake_stop(&s->fa);
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "job", "wait", "9", "--timeout", "5", "--json");
+	assert_int_equal(s->res.status, 0);
+	/* The whole seconds left, rounded down. */
+	assert_in_range(int_at(request_params(&s->fa, 0, "GetJob"), "wait"), 4, 5);
+}
+
 static void test_lost_connection(void **st)
 {
 	struct state *s = *st;
@@ -913,6 +958,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_point_remove_integer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_wait_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_timeout, setup, teardown),
