@@ -74,6 +74,28 @@ int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_M
 	return dm_id(buf, DMR_DM_UUID_MAX + 1, TEST_UUID_FMT, vm, disk);
 }
 
+int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_MAX + 1])
+{
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[2][DMR_DM_NAME_MAX + 1], uuid[2][DMR_DM_UUID_MAX + 1];
+		int r;
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name[0])) < 0 ||
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid[0])) < 0 ||
+		    (r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name[1])) < 0 ||
+		    (r = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid[1])) < 0)
+			return r;
+		for (size_t k = 0; k < 2; k++) {
+			r = dmr_dm_check_uuid(name[k], uuid[k]);
+			if (r == -EEXIST)
+				memcpy(ret_name, name[k], sizeof(name[k]));
+			if (r < 0 && r != -ENOENT)
+				return r;
+		}
+	}
+	return 0;
+}
+
 const char *dmr_vm_state_name(enum dmr_vm_state s)
 {
 	switch (s) {
@@ -883,14 +905,12 @@ static int vms_load(struct dmr_registry *reg)
 static void vm_remove_devices(const struct dmr_vm *vm)
 {
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[128];
-		struct dmr_dm_info info;
+		char name[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
 
-		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0)
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
 			continue;
-		if (dmr_dm_info(name, &info) < 0 || !info.exists)
-			continue;
-		if (dmr_dm_owned(name) == 0)
+		if (dmr_dm_check_uuid(name, uuid) == 0)
 			(void)dmr_dm_remove(name, 10);
 	}
 }
@@ -1024,7 +1044,12 @@ static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, con
 	struct dmr_dm_info info;
 	int r;
 
-	if (dmr_dm_info(name, &info) < 0 || info.exists)
+	if (dmr_dm_info(name, &info) < 0)
+		return;
+	if (info.exists && !dmr_streq(info.uuid, uuid))
+		log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
+			  vm->name, name, info.uuid);
+	if (info.exists)
 		return;
 	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
 	if (r < 0)

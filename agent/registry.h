@@ -170,6 +170,11 @@ int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_M
 int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1]);
 int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_MAX + 1]);
 int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1]);
+/* Is every device that carries one of the VM's names the VM's own (full
+ * UUID)?  0 if so (absent ones are fine); -EEXIST if one is another
+ * device, its name in ret_name: nothing of it may be removed, reloaded
+ * or suspended.  Busy lock held, reg->lock not (dm calls). */
+int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_MAX + 1]);
 
 /* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
