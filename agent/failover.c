@@ -822,6 +822,14 @@ static const struct {
 	[FO_STOP_TEST] = { "StopTestReplicaSystem", stop_test_job },
 };
 
+/* Is there a VM named NAME-test (caller holds reg->lock)? */
+static bool vm_named_test_of(struct dmr_registry *reg, const char *name)
+{
+	char t[DMR_OBJ_NAME_MAX + sizeof("-test")];
+
+	return snprintf(t, sizeof(t), "%s-test", name) < (int)sizeof(t) && dmr_reg_vm_find(reg, t);
+}
+
 /* Check the VM's state for the method; fill the point; 0 or a WMI code. */
 static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, struct fo_ctx *c)
 {
@@ -840,6 +848,12 @@ static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, 
 		if (m == FO_TEST && vm->state == DMR_VM_FAILOVER_IN_PROGRESS)
 			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s is failing over",
 					     vm->name);
+		/* An older agent let a VM be named VM-test: its disks hold the
+		 * /dev/dmrep/VM-test/DISK links the test views would take. */
+		if (m == FO_TEST && vm_named_test_of(call->agent->reg, vm->name))
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s-test exists: its disks are /dev/dmrep/%s-test/*",
+					     vm->name, vm->name);
 		if (!c->point)
 			c->point = latest_valid(vm);
 		if (!c->point)

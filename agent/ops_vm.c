@@ -376,6 +376,12 @@ int dmr_h_add_vm(struct dmr_call *c)
 	    (rc = dmr_param_u64(c, "cow_size", false, &cow)) ||
 	    (rc = dmr_param_u64(c, "max_points", false, &max_points)))
 		return rc;
+	/* /dev/dmrep/VM-test/DISK is a test failover's (CONTRACT): a VM of
+	 * that name would share those links with VM's test views. */
+	if (dmr_endswith(name, "-test"))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "invalid VM name %s: a name ending in -test is a test failover's",
+				     name);
 	if (!dmr_streq(backend, "thin") && !dmr_streq(backend, "classic"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "backend must be thin or classic");
 	classic = dmr_streq(backend, "classic");
