@@ -50,7 +50,8 @@ static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 				      vm->disks[made].size_bytes / 512, false);
 	if (r < 0 && names) {
 		for (size_t i = 0; i < made; i++)
-			(void)dmr_dm_remove(names[i], 20);
+			if (dmr_dm_check_uuid(names[i], uuids[i]) == 0)
+				(void)dmr_dm_remove(names[i], 20);
 		(void)dmr_ops_delete_thin_ids(reg, vm->n_disks, ids);
 	}
 	return r;

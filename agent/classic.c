@@ -151,18 +151,25 @@ static int snap_activate(struct dmr_registry *reg, uint32_t id, const char *orig
 	if ((r = dmr_dm_info(name, &info)) < 0)
 		return r;
 	if (info.exists)
-		return 0;
+		return dmr_streq(info.uuid, uuid) ? 0 : -EEXIST;
 	if ((r = store_path(reg, id, &file)) < 0 || (r = dmr_cow_attach(file, &cow)) < 0 ||
 	    (r = dmr_classic_snap_table(origin, cow, sectors, &t)) < 0)
 		return r;
 	return dmr_dm_create(name, uuid, t, read_only ? DMR_DM_READONLY : 0);
 }
 
+/* The stable devices' names, to be suspended: -EEXIST if one is another
+ * device than the VM's (full UUID). */
 static int stable_names(const struct dmr_vm *vm, char (*names)[128])
 {
 	for (size_t i = 0; i < vm->n_disks; i++) {
+		char uuid[DMR_DM_UUID_MAX + 1];
 		int r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, names[i]);
 
+		if (r == 0)
+			r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid);
+		if (r == 0 && (r = dmr_dm_check_uuid(names[i], uuid)) == -ENOENT)
+			r = 0;
 		if (r < 0)
 			return r;
 	}
@@ -273,6 +280,11 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 		if ((q = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
 		    (q = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
 		    (q = dmr_dm_info(name, &info)) < 0 || info.exists) {
+			if (q == 0 && !dmr_streq(info.uuid, uuid)) {
+				log_error("VM %s: %s is another device (UUID %s): left alone",
+					  vm->name, name, info.uuid);
+				q = -EEXIST;
+			}
 			r = r ?: q;
 			continue;
 		}
@@ -288,15 +300,17 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 	return r;
 }
 
-static int remove_dev(const char *name)
+/* Remove name if it is the device with uuid; one with another UUID (not
+ * the one meant: another VM's, a hand-made one) is refused, untouched. */
+static int remove_dev(const char *name, const char *uuid)
 {
 	struct dmr_dm_info info;
 	int r;
 
 	if ((r = dmr_dm_info(name, &info)) < 0 || !info.exists)
 		return r;
-	if (dmr_dm_owned(name) < 0)
-		return -EPERM;
+	if (!dmr_streq(info.uuid, uuid))
+		return -EEXIST;
 	if (info.open_count > 0)
 		return -EBUSY;
 	return dmr_dm_remove(name, 20);
@@ -304,9 +318,12 @@ static int remove_dev(const char *name)
 
 static int remove_store_dev(uint32_t id)
 {
-	char name[128];
+	char name[128], uuid[129];
 
-	return id && dmr_classic_dev_name(id, name) == 0 ? remove_dev(name) : 0;
+	if (!id || dmr_classic_dev_name(id, name) < 0)
+		return 0;
+	dev_uuid(id, uuid);
+	return remove_dev(name, uuid);
 }
 
 static int destroy_store(struct dmr_registry *reg, uint32_t id)
@@ -327,9 +344,10 @@ int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm)
 		char name[128], uuid[129];
 
 		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
-		    (r = remove_dev(name)) < 0)
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
+		    (r = remove_dev(name, uuid)) < 0)
 			return r;
-		if (test_name(vm, i, name, uuid) == 0 && (r = remove_dev(name)) < 0)
+		if (test_name(vm, i, name, uuid) == 0 && (r = remove_dev(name, uuid)) < 0)
 			return r;
 	}
 	/* Then the reverse of the activation order. */
@@ -565,11 +583,13 @@ int dmr_classic_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 	}
 	if (r < 0) {
 		for (size_t i = 0; i < made; i++) {
-			char nbuf[128];
+			char nbuf[128], ubuf[129];
 
-			if (!names)
+			if (!names) {
 				(void)dmr_classic_dev_name(ids[i], nbuf);
-			(void)remove_dev(names ? names[i] : nbuf);
+				dev_uuid(ids[i], ubuf);
+			}
+			(void)remove_dev(names ? names[i] : nbuf, uuids ? uuids[i] : ubuf);
 			(void)destroy_store(reg, ids[i]);
 		}
 	}
@@ -591,9 +611,17 @@ int dmr_classic_delete(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 		return r;
 	for (size_t i = 0; i < vm->n_disks; i++)
 		sp[i] = stable[i];
-	for (size_t k = 0; k < n; k++)
-		if (ids[k] && dmr_classic_dev_name(ids[k], names[k]) == 0)
+	for (size_t k = 0; k < n; k++) {
+		char uuid[129];
+
+		if (!ids[k] || dmr_classic_dev_name(ids[k], names[k]) < 0)
+			continue;
+		dev_uuid(ids[k], uuid);
+		/* Missing is fine; another device under the name is not ours
+		 * to remove (snap_remove skips NULL). */
+		if (dmr_dm_check_uuid(names[k], uuid) != -EEXIST)
 			np[k] = names[k];
+	}
 	r = dmr_classic_snap_remove(vm->n_disks, sp, n, np);
 	if (r < 0) {
 		log_debug("VM %s: removing snapshot devices: %s", vm->name, strerror(-r));

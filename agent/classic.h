@@ -5,11 +5,11 @@
  * with their own COW stores (snapshots/classic.h).
  *
  * Devices (every one with a DMREP- UUID):
- *   dmrep-VM-DISK    the stable device: snapshot-origin ORIGIN while live,
+ *   dmrep-VM:DISK    the stable device: snapshot-origin ORIGIN while live,
  *                    linear VIEW while recovered
  *   dmrep-snap-ID    a point (read-only) or a writable view (a failover
  *                    overlay, or a committed layer), UUID DMREP-snap-ID
- *   dmrep-VM-test-DISK  a test failover's view
+ *   dmrep-VM:test:DISK  a test failover's view
  * COW stores: STATE/cow/ID.cow, sparse, on loop devices.  IDs come from the
  * registry's id allocator and are recorded before anything is made.
  *

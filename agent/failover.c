@@ -723,14 +723,15 @@ static int remove_test_devices(const struct fo_ctx *c)
 	int r = 0;
 
 	for (size_t i = 0; i < c->n; i++) {
-		struct dmr_dm_info info;
 		int q;
 
-		if (dmr_dm_info(c->test_names[i], &info) < 0 || !info.exists)
+		/* Only the VM's own view (full UUID), never a device that
+		 * merely has its name: that one is an error, left alone. */
+		q = dmr_dm_check_uuid(c->test_names[i], c->test_uuids[i]);
+		if (q == -ENOENT)
 			continue;
-		if (dmr_dm_owned(c->test_names[i]) < 0)
-			continue;
-		q = dmr_dm_remove(c->test_names[i], 20);
+		if (q == 0)
+			q = dmr_dm_remove(c->test_names[i], 20);
 		if (q < 0)
 			r = r ?: q;
 	}
@@ -821,6 +822,14 @@ static const struct {
 	[FO_STOP_TEST] = { "StopTestReplicaSystem", stop_test_job },
 };
 
+/* Is there a VM named NAME-test (caller holds reg->lock)? */
+static bool vm_named_test_of(struct dmr_registry *reg, const char *name)
+{
+	char t[DMR_OBJ_NAME_MAX + sizeof("-test")];
+
+	return snprintf(t, sizeof(t), "%s-test", name) < (int)sizeof(t) && dmr_reg_vm_find(reg, t);
+}
+
 /* Check the VM's state for the method; fill the point; 0 or a WMI code. */
 static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, struct fo_ctx *c)
 {
@@ -839,6 +848,12 @@ static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, 
 		if (m == FO_TEST && vm->state == DMR_VM_FAILOVER_IN_PROGRESS)
 			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s is failing over",
 					     vm->name);
+		/* An older agent let a VM be named VM-test: its disks hold the
+		 * /dev/dmrep/VM-test/DISK links the test views would take. */
+		if (m == FO_TEST && vm_named_test_of(call->agent->reg, vm->name))
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s-test exists: its disks are /dev/dmrep/%s-test/*",
+					     vm->name, vm->name);
 		if (!c->point)
 			c->point = latest_valid(vm);
 		if (!c->point)
@@ -962,11 +977,16 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 {
 	_cleanup_(fo_ctx_freep) struct fo_ctx *c = calloc(1, sizeof(*c));
 	bool switched = false;
-	char intent[16];
+	char intent[16], dm[DMR_DM_NAME_MAX + 1];
 	int r;
 
 	if (!c || !(c->vm = strdup(vm->name)) || ctx_fill(c, vm) < 0) {
 		log_error("VM %s: out of memory in recovery", vm->name);
+		return;
+	}
+	if (dmr_vm_dm_check(vm, dm) == -EEXIST) {
+		log_error("VM %s: %s is another device (not the VM's UUID): '%s' left unfinished",
+			  vm->name, dm, vm->intent);
 		return;
 	}
 	c->reg = reg;

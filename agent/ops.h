@@ -26,7 +26,9 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
 
 /*
  * Take the VM's busy lock and check it exists: 32774 if busy, 32779 if
- * absent (the lock is then released).  On 0 the caller owns the lock.
+ * absent, 32774 if a device with one of its names is not its own
+ * (dmr_vm_dm_check; the lock is then released).  On 0 the caller owns
+ * the lock.
  */
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
 

@@ -69,16 +69,29 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name)
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name)
 {
 	struct dmr_registry *reg = c->agent->reg;
-	bool found;
+	char dm[DMR_DM_NAME_MAX + 1];
+	struct dmr_vm *vm;
+	int r;
 
 	if (dmr_vm_busy_acquire(c->agent, name) < 0)
 		return dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
 	pthread_mutex_lock(&reg->lock);
-	found = dmr_reg_vm_find(reg, name) != NULL;
+	vm = dmr_reg_vm_find(reg, name);
 	pthread_mutex_unlock(&reg->lock);
-	if (!found) {
+	if (!vm) {
 		dmr_vm_busy_release(c->agent, name);
 		return dmr_call_fail(c, DMR_RC_NOT_FOUND, "no VM named %s", name);
+	}
+	/* The busy lock keeps vm: its devices are checked without reg->lock. */
+	r = dmr_vm_dm_check(vm, dm);
+	if (r < 0) {
+		dmr_vm_busy_release(c->agent, name);
+		if (r == -EEXIST)
+			return dmr_call_fail(c, DMR_RC_IN_USE,
+					     "%s is not VM %s's device (another UUID): left alone", dm,
+					     name);
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot check VM %s's devices: %s",
+				     name, strerror(-r));
 	}
 	return 0;
 }

@@ -96,14 +96,16 @@ static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volum
 	}
 
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[128];
-		struct dmr_dm_info info;
+		char name[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
 
 		if (ids)
 			ids[i] = vm->disks[i].thin_id;
-		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0)
+		/* Only this VM's own device: one with its name and another
+		 * UUID (another VM's, an older agent's) is left alone. */
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
 			continue;
-		if (dmr_dm_info(name, &info) == 0 && info.exists && dmr_dm_owned(name) == 0)
+		if (dmr_dm_check_uuid(name, uuid) == 0)
 			(void)dmr_dm_remove(name, 20);
 	}
 	if (volumes_made && ids)
@@ -357,6 +359,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	const char *name, *backend = "thin", *qmp = NULL, *qga = NULL, *shim = NULL;
 	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id, cow = 0;
 	uint64_t max_points = DMR_CLASSIC_MAX_POINTS_DEFAULT;
+	char dm[DMR_DM_NAME_MAX + 1];
 	struct dmr_pool *pool = NULL;
 	bool classic;
 	size_t n;
@@ -373,6 +376,12 @@ int dmr_h_add_vm(struct dmr_call *c)
 	    (rc = dmr_param_u64(c, "cow_size", false, &cow)) ||
 	    (rc = dmr_param_u64(c, "max_points", false, &max_points)))
 		return rc;
+	/* /dev/dmrep/VM-test/DISK is a test failover's (CONTRACT): a VM of
+	 * that name would share those links with VM's test views. */
+	if (dmr_endswith(name, "-test"))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "invalid VM name %s: a name ending in -test is a test failover's",
+				     name);
 	if (!dmr_streq(backend, "thin") && !dmr_streq(backend, "classic"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "backend must be thin or classic");
 	classic = dmr_streq(backend, "classic");
@@ -439,6 +448,18 @@ int dmr_h_add_vm(struct dmr_call *c)
 
 	if (dmr_vm_busy_acquire(c->agent, name) < 0)
 		return dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
+	/* A device that has one of the new VM's names already is someone
+	 * else's: refuse before anything is made (and so never undone). */
+	r = dmr_vm_dm_check(vm, dm);
+	if (r < 0) {
+		dmr_vm_busy_release(c->agent, name);
+		if (r == -EEXIST)
+			return dmr_call_fail(c, DMR_RC_IN_USE,
+					     "%s exists and is not VM %s's (another UUID): left alone",
+					     dm, name);
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot check for %s's devices: %s",
+				     name, strerror(-r));
+	}
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_vm_find(reg, name) ? -EEXIST : 0;
 	if (r == 0) {
@@ -587,18 +608,20 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	/* Devices first: one that is open (the VM still runs) stops the
 	 * removal before any volume is deleted. */
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		char dm[128];
+		char dm[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
 		struct dmr_dm_info info;
 
 		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dm);
+		(void)dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid);
 		if (dmr_dm_info(dm, &info) < 0 || !info.exists)
 			continue;
-		if (info.open_count > 0) {
-			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is open (is the VM running?)", dm);
+		if (!dmr_streq(info.uuid, uuid)) {
+			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is not VM %s's device (another UUID)",
+					   dm, name);
 			goto out;
 		}
-		if (dmr_dm_owned(dm) < 0) {
-			rc = dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "%s is not a dmrep device", dm);
+		if (info.open_count > 0) {
+			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is open (is the VM running?)", dm);
 			goto out;
 		}
 		r = dmr_dm_remove(dm, 5);

@@ -17,34 +17,83 @@
 
 /* ---- names ------------------------------------------------------------ */
 
-int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[128])
-{
-	int n = snprintf(buf, 128, "dmrep-%s-%s", vm, disk);
+/*
+ * dm names: "dmrep-VM:DISK", and "dmrep-VM:test:DISK" for a test
+ * failover's view.  ':' never occurs in VM or disk names, so a name splits
+ * back one way only: VM a-b's disk c (dmrep-a-b:c) is not VM a's disk b-c
+ * (dmrep-a:b-c), VM x's test view of y (dmrep-x:test:y) is not VM x-test's
+ * disk y (dmrep-x-test:y), and no VM's name is the pool's or a classic
+ * store's (dmrep-pool, dmrep-snap-N: no ':').  lvm2's doubled '-' would
+ * need up to 2 * 2 * DMR_OBJ_NAME_MAX bytes; this needs no escaping.
+ * Older agents named them "dmrep-VM-DISK" and "dmrep-VM-test-DISK": the
+ * UUIDs (unchanged) find those at start, and reconcile() renames them.
+ */
+#define DISK_NAME_FMT "dmrep-%s:%s"
+#define TEST_NAME_FMT "dmrep-%s:test:%s"
+#define DISK_UUID_FMT DMR_UUID_PREFIX "disk-%s:%s"
+#define TEST_UUID_FMT DMR_UUID_PREFIX "test-%s:%s"
+#define FMT_FIXED(fmt) (sizeof(fmt) - 1 - 4) /* without the two "%s" */
+_Static_assert(FMT_FIXED(TEST_NAME_FMT) + 2 * DMR_OBJ_NAME_MAX <= DMR_DM_NAME_MAX &&
+	       FMT_FIXED(DISK_NAME_FMT) <= FMT_FIXED(TEST_NAME_FMT),
+	       "the longest VM and disk names must fit a dm name");
+_Static_assert(FMT_FIXED(TEST_UUID_FMT) + 2 * DMR_OBJ_NAME_MAX <= DMR_DM_UUID_MAX &&
+	       FMT_FIXED(DISK_UUID_FMT) == FMT_FIXED(TEST_UUID_FMT),
+	       "the longest VM and disk names must fit a dm UUID");
 
-	return n < 0 || n >= 128 ? -ENAMETOOLONG : 0;
+/* The names are what make the result unambiguous: check them here, not
+ * only where they came in (a state file edited by hand). */
+static int dm_id(char *buf, size_t len, const char *fmt, const char *vm, const char *disk)
+{
+	int n;
+
+	if (dmr_name_obj_valid(vm, DMR_OBJ_NAME_MAX) < 0 ||
+	    dmr_name_obj_valid(disk, DMR_OBJ_NAME_MAX) < 0)
+		return -EINVAL;
+	n = snprintf(buf, len, fmt, vm, disk);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129])
+int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_MAX + 1])
 {
-	/* ':' cannot occur in VM or disk names, so the udev rule can split
-	 * the UUID back into the /dev/dmrep/VM/DISK link. */
-	int n = snprintf(buf, 129, DMR_UUID_PREFIX "disk-%s:%s", vm, disk);
-
-	return n < 0 || n >= 129 ? -ENAMETOOLONG : 0;
+	return dm_id(buf, DMR_DM_NAME_MAX + 1, DISK_NAME_FMT, vm, disk);
 }
 
-int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[128])
+int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1])
 {
-	int n = snprintf(buf, 128, "dmrep-%s-test-%s", vm, disk);
-
-	return n < 0 || n >= 128 ? -ENAMETOOLONG : 0;
+	/* The udev rule splits the UUID at ':' into /dev/dmrep/VM/DISK. */
+	return dm_id(buf, DMR_DM_UUID_MAX + 1, DISK_UUID_FMT, vm, disk);
 }
 
-int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[129])
+int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_MAX + 1])
 {
-	int n = snprintf(buf, 129, DMR_UUID_PREFIX "test-%s:%s", vm, disk);
+	return dm_id(buf, DMR_DM_NAME_MAX + 1, TEST_NAME_FMT, vm, disk);
+}
 
-	return n < 0 || n >= 129 ? -ENAMETOOLONG : 0;
+int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1])
+{
+	return dm_id(buf, DMR_DM_UUID_MAX + 1, TEST_UUID_FMT, vm, disk);
+}
+
+int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_MAX + 1])
+{
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[2][DMR_DM_NAME_MAX + 1], uuid[2][DMR_DM_UUID_MAX + 1];
+		int r;
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name[0])) < 0 ||
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid[0])) < 0 ||
+		    (r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name[1])) < 0 ||
+		    (r = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid[1])) < 0)
+			return r;
+		for (size_t k = 0; k < 2; k++) {
+			r = dmr_dm_check_uuid(name[k], uuid[k]);
+			if (r == -EEXIST)
+				memcpy(ret_name, name[k], sizeof(name[k]));
+			if (r < 0 && r != -ENOENT)
+				return r;
+		}
+	}
+	return 0;
 }
 
 const char *dmr_vm_state_name(enum dmr_vm_state s)
@@ -856,15 +905,54 @@ static int vms_load(struct dmr_registry *reg)
 static void vm_remove_devices(const struct dmr_vm *vm)
 {
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[128];
-		struct dmr_dm_info info;
+		char name[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
 
-		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0)
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
 			continue;
-		if (dmr_dm_info(name, &info) < 0 || !info.exists)
-			continue;
-		if (dmr_dm_owned(name) == 0)
+		if (dmr_dm_check_uuid(name, uuid) == 0)
 			(void)dmr_dm_remove(name, 10);
+	}
+}
+
+/* An older agent named a VM's devices dmrep-VM-DISK and dmrep-VM-test-DISK
+ * (ambiguous: VM a-b's disk c and VM a's disk b-c were one name).  The
+ * UUIDs never changed and the kernel keeps them unique, so the UUID finds
+ * each device, whatever its name; it is renamed to today's name, open or
+ * not (a rename changes neither the device nor /dev/dmrep/VM/DISK).  A
+ * name taken by another device leaves it alone, under its old name. */
+static void rename_legacy(struct dmr_registry *reg, struct dmr_dm_entry *devs, size_t ndevs)
+{
+	for (size_t v = 0; v < reg->n_vms; v++) {
+		const struct dmr_vm *vm = reg->vms[v];
+
+		for (size_t i = 0; i < vm->n_disks; i++)
+			for (int test = 0; test < 2; test++) {
+				char name[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
+				const char *d = vm->disks[i].name;
+				int r;
+
+				if ((test ? dmr_vm_test_dm_name(vm->name, d, name) :
+					    dmr_vm_disk_dm_name(vm->name, d, name)) < 0 ||
+				    (test ? dmr_vm_test_dm_uuid(vm->name, d, uuid) :
+					    dmr_vm_disk_dm_uuid(vm->name, d, uuid)) < 0)
+					continue;
+				for (size_t k = 0; k < ndevs; k++) {
+					if (!dmr_streq(devs[k].uuid, uuid) ||
+					    dmr_streq(devs[k].name, name))
+						continue;
+					r = dmr_dm_rename(devs[k].name, name);
+					if (r < 0) {
+						log_error("VM %s: cannot rename %s (%s) to %s: %s; left alone",
+							  vm->name, devs[k].name, uuid, name, strerror(-r));
+						break;
+					}
+					log_notice("VM %s: renamed %s to %s (an older dmrep's name)",
+						   vm->name, devs[k].name, name);
+					snprintf(devs[k].name, sizeof(devs[k].name), "%s", name);
+					break;
+				}
+			}
 	}
 }
 
@@ -956,7 +1044,12 @@ static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, con
 	struct dmr_dm_info info;
 	int r;
 
-	if (dmr_dm_info(name, &info) < 0 || info.exists)
+	if (dmr_dm_info(name, &info) < 0)
+		return;
+	if (info.exists && !dmr_streq(info.uuid, uuid))
+		log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
+			  vm->name, name, info.uuid);
+	if (info.exists)
 		return;
 	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
 	if (r < 0)
@@ -1007,6 +1100,7 @@ static void reconcile(struct dmr_registry *reg)
 					(void)dmr_dm_resume(devs[i].name);
 			}
 		}
+		rename_legacy(reg, devs, ndevs);
 	}
 
 	for (size_t v = 0; v < reg->n_vms;) {

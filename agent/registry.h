@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "agent/agent.h"
+#include "dm/name.h"
 #include "snapshots/pool.h"
 
 #define DMR_STATE_SCHEMA 1
@@ -160,12 +161,20 @@ int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids);
 void dmr_reg_txn_begin(struct dmr_registry *reg, uint64_t *ret_old, uint64_t *ret_new);
 int dmr_reg_txn_end(struct dmr_registry *reg, bool done, uint64_t new_tid);
 
-/* Names of dm devices. */
-int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[128]);
-int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[129]);
-/* A test failover's view of a disk: dmrep-VM-test-DISK, /dev/dmrep/VM-test/DISK. */
-int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[128]);
-int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[129]);
+/* Names of dm devices: a disk's stable device dmrep-VM:DISK (UUID
+ * DMREP-disk-VM:DISK, /dev/dmrep/VM/DISK); a test failover's view of it
+ * dmrep-VM:test:DISK (DMREP-test-VM:DISK, /dev/dmrep/VM-test/DISK).
+ * Distinct VM/disk pairs always give distinct names; the longest names
+ * fit.  -EINVAL for a VM or disk name dmr_name_obj_valid refuses. */
+int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_MAX + 1]);
+int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1]);
+int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_MAX + 1]);
+int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_MAX + 1]);
+/* Is every device that carries one of the VM's names the VM's own (full
+ * UUID)?  0 if so (absent ones are fine); -EEXIST if one is another
+ * device, its name in ret_name: nothing of it may be removed, reloaded
+ * or suspended.  Busy lock held, reg->lock not (dm calls). */
+int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_MAX + 1]);
 
 /* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);

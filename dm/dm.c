@@ -301,6 +301,21 @@ int dmr_dm_owned(const char *name)
 	return dmr_name_uuid_is_ours(info.uuid) ? 0 : -EPERM;
 }
 
+int dmr_dm_check_uuid(const char *name, const char *uuid)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	if (dmr_name_uuid_valid(uuid) < 0)
+		return -EINVAL;
+	r = dmr_dm_info(name, &info);
+	if (r < 0)
+		return r;
+	if (!info.exists)
+		return -ENOENT;
+	return strcmp(info.uuid, uuid) == 0 ? 0 : -EEXIST;
+}
+
 static int collect_table(struct dm_task *dmt, void *userdata)
 {
 	struct dmr_table **out = userdata;

@@ -81,6 +81,12 @@ int dmr_dm_info(const char *name, struct dmr_dm_info *ret_info);
 /* 0 if the device exists and its UUID starts with DMR_UUID_PREFIX,
  * -ENOENT if it does not exist, -EPERM if it is not ours. */
 int dmr_dm_owned(const char *name);
+/* Is name the device with exactly this UUID?  0 if so, -ENOENT if no
+ * device has the name, -EEXIST if one has it under another UUID (a
+ * device the caller does not mean: leave it alone).  The prefix alone
+ * (dmr_dm_owned) says "dmrep's", not "this VM's disk": callers check this
+ * before they remove, reload or suspend a device they did not just make. */
+int dmr_dm_check_uuid(const char *name, const char *uuid);
 
 /* Live (or, with inactive, the inactive) table, and status lines. */
 int dmr_dm_table(const char *name, bool inactive, struct dmr_table **ret_table);

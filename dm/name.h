@@ -16,8 +16,8 @@
 
 #define DMR_DM_NAME_MAX 127
 #define DMR_DM_UUID_MAX 128
-/* VM and disk names: short enough that "dmrep-VM-DISK" and the UUIDs built
- * from them fit the kernel's limits with room for suffixes. */
+/* VM and disk names: short enough that "dmrep-VM:test:DISK" and the UUIDs
+ * built from them fit the kernel's limits (agent/registry.c asserts it). */
 #define DMR_OBJ_NAME_MAX 48
 
 int dmr_name_dm_valid(const char *name);   /* 0 or -EINVAL */

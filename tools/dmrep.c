@@ -1045,10 +1045,12 @@ static const struct command commands[] = {
 	  "Protect a VM.  Each --disk NAME=PATH imports an existing image or block device\n"
 	  "(thin) or uses it in place (classic); NAME=PATH:SIZE with a PATH that does not\n"
 	  "exist makes an empty disk.  SIZE is split at the last ':' only if it reads as a\n"
-	  "size, so paths may contain ':'.  --qmp or --exec-shim name the hypervisor the\n"
-	  "agent pauses during a failover.  Classic only: --cow-size is each point's COW\n"
-	  "store per disk (default a quarter of the disk, at least 8M), --max-points the\n"
-	  "cap on points (default 8).  Waits for the import; prints the job.",
+	  "size, so paths may contain ':'.  A VM name may not end in -test (a test\n"
+	  "failover's devices are /dev/dmrep/VM-test/DISK).  --qmp or --exec-shim name\n"
+	  "the hypervisor the agent pauses during a failover.  Classic only: --cow-size\n"
+	  "is each point's COW store per disk (default a quarter of the disk, at least\n"
+	  "8M), --max-points the cap on points (default 8).  Waits for the import;\n"
+	  "prints the job.",
 	  OPT(O_DISK) | OPT(O_BACKEND) | OPT(O_QMP) | OPT(O_QGA) | OPT(O_EXEC_SHIM) | OPT(O_KEEP_LAST) |
 		  OPT(O_MAX_AGE) | OPT(O_COW_SIZE) | OPT(O_MAX_POINTS),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "AddVirtualSystem", run_vm_add },

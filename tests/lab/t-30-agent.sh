@@ -119,7 +119,7 @@ out=$(dmrep --json vm add "${VM}n" --disk vda=/dev/null)
 expect_rc "a character device is refused" 32773 "$out"
 out=$(dmrep --json vm add "${VM}n" --disk vda="$W")
 expect_rc "a directory is refused" 32773 "$out"
-out=$(dmrep --json vm add "${VM}n" --disk vda="/dev/mapper/dmrep-$VM-vda")
+out=$(dmrep --json vm add "${VM}n" --disk vda="/dev/mapper/dmrep-$VM:vda")
 expect_rc "a device dmrep owns is refused" 32773 "$out"
 out=$(dmrep --json vm add "${VM}n" --disk vda=/dev/mapper/dmrep-pool)
 expect_rc "the pool device is refused" 32773 "$out"
@@ -135,9 +135,9 @@ check "the empty disk reads zeros" cmp -s -n 1048576 /dev/zero "/dev/dmrep/${VM}
 # udev: a point carries the same filesystem UUID as its disk; the rules keep
 # every internal DMREP- device out of blkid scanning, the disk itself not.
 mkfs.ext4 -q -F "/dev/dmrep/${VM}e/data" >/dev/null 2>&1
-udevadm trigger --action=change --settle "/dev/mapper/dmrep-${VM}e-data" 2>/dev/null || udevadm settle
+udevadm trigger --action=change --settle "/dev/mapper/dmrep-${VM}e:data" 2>/dev/null || udevadm settle
 check "the stable disk is scanned: udev knows its ext4" \
-	sh -c "udevadm info -q property -n '/dev/mapper/dmrep-${VM}e-data' | grep -qx 'ID_FS_TYPE=ext4'"
+	sh -c "udevadm info -q property -n '/dev/mapper/dmrep-${VM}e:data' | grep -qx 'ID_FS_TYPE=ext4'"
 out=$(dmrep --json point create "${VM}e")
 expect_rc "a point of the disk with ext4" 0 "$out"
 pid=$(dmrep --json point list "${VM}e" | jq -r '.[0].thin_ids[0]')
@@ -150,9 +150,9 @@ check "an internal DMREP- device gets DM_NOSCAN=1" grep -qx 'DM_NOSCAN=1' <<<"$p
 check "and is not scanned: no ID_FS_TYPE although it holds ext4" sh -c "! grep -q '^ID_FS_TYPE=' <<EOF
 $props
 EOF"
-fsuuid=$(blkid -p -s UUID -o value "/dev/mapper/dmrep-${VM}e-data")
+fsuuid=$(blkid -p -s UUID -o value "/dev/mapper/dmrep-${VM}e:data")
 check "the filesystem's by-uuid link still names the VM's disk, not the point" \
-	test "$(readlink -f "/dev/disk/by-uuid/$fsuuid")" = "$(readlink -f "/dev/mapper/dmrep-${VM}e-data")"
+	test "$(readlink -f "/dev/disk/by-uuid/$fsuuid")" = "$(readlink -f "/dev/mapper/dmrep-${VM}e:data")"
 dmsetup remove --retry "$pdev" >/dev/null 2>&1
 
 # 1100 MiB allocated (zeros count: the up-front check goes by allocated
@@ -162,7 +162,7 @@ used_before=$(dmrep --json pool status | jq .data_used_blocks)
 out=$(dmrep --json vm add "${VM}b" --disk vda="$W/big.img")
 expect_rc "an import larger than the pool's free space is refused" 32778 "$out"
 check "nothing was written to the pool" test "$(dmrep --json pool status | jq .data_used_blocks)" = "$used_before"
-check "no device was made for it" test ! -e "/dev/mapper/dmrep-${VM}b-vda"
+check "no device was made for it" test ! -e "/dev/mapper/dmrep-${VM}b:vda"
 rm -f "$W/big.img"
 
 # --- authorization -----------------------------------------------------------
@@ -217,7 +217,7 @@ chmod o-rw "$SOCK"
 # --- removal ---------------------------------------------------------------
 out=$(dmrep --json vm remove "${VM}e")
 expect_rc "vm remove" 0 "$out"
-check "its device is gone" test ! -e "/dev/mapper/dmrep-${VM}e-data"
+check "its device is gone" test ! -e "/dev/mapper/dmrep-${VM}e:data"
 exec 7<"/dev/dmrep/$VM/vda"
 out=$(dmrep --json vm remove "$VM")
 expect_rc "removing a VM whose disk is open is refused" 32774 "$out"

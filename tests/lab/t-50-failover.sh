@@ -224,7 +224,7 @@ out=$(dmrep --json failover start "$VM" --test --wait)
 expect_rc "a second test failover: invalid state" 32775 "$out"
 out=$(dmrep --json failover stop-test "$VM" --wait)
 check "stop-test completes" job_ok "$out"
-check "the test devices are gone" test ! -e "/dev/dmrep/$VM-test/vda" -a ! -e "/dev/mapper/dmrep-$VM-test-vda"
+check "the test devices are gone" test ! -e "/dev/dmrep/$VM-test/vda" -a ! -e "/dev/mapper/dmrep-$VM:test:vda"
 check "vm show: no test failover" sh -c "dmrep --json vm show '$VM' | jq -e '.test_failover == false'"
 
 # --- all or none: injected faults in the swap, on the real kernel --------------------

@@ -100,7 +100,7 @@ check "vm show: test failover, replicating" vm_is '.test_failover == true and .s
 check "no orphan reported after the reboot" test "$(orphans)" = "$before"
 out=$(dmrep --json failover stop-test "$VM" --wait)
 check "stop-test after the reboot" job_ok "$out"
-check "the test devices are gone" test ! -e "/dev/mapper/dmrep-$VM-test-vda" -a ! -e "/dev/mapper/dmrep-$VM-test-vdb"
+check "the test devices are gone" test ! -e "/dev/mapper/dmrep-$VM:test:vda" -a ! -e "/dev/mapper/dmrep-$VM:test:vdb"
 out=$(dmrep --json point create "$VM" --label after)
 expect_rc "a new point after all that" 0 "$out"
 summary

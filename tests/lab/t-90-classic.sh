@@ -49,7 +49,7 @@ expect_rc "vm add --backend classic without any pool" 0 "$out"
 show=$(dmrep --json vm show "$VM")
 check "vm show: backend classic, replicating" jq -e '.backend == "classic" and .state == "replicating"' <<<"$show"
 check "/dev/dmrep/VM/vda is a block device" test -b "/dev/dmrep/$VM/vda"
-is "the stable device is a snapshot-origin" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+is "the stable device is a snapshot-origin" snapshot-origin "$(table_type "dmrep-$VM:vda")"
 check "the disks' own data shows through, in place" both a0 b0
 out=$(dmrep --json vm add "${VM}x" --backend classic --disk vda="$VDA")
 expect_rc "a disk in use by another VM is refused (32774)" 32774 "$out"
@@ -82,7 +82,7 @@ check "point list: valid, with the COW use" jq -e '.[0].valid == true and .[0].c
 out=$(dmrep --json failover start "$VM" --guest resume --wait)
 check "failover to the latest point completes" jq -e '.job_state == 7' <<<"$out"
 check "the disks show point 1" both a1 b1
-is "the stable device runs on a view (linear)" linear "$(table_type "dmrep-$VM-vda")"
+is "the stable device runs on a view (linear)" linear "$(table_type "dmrep-$VM:vda")"
 check "vm show: recovered, target point:1" jq -e '.state == "recovered" and .disks[0].target == "point:1"' \
 	<<<"$(dmrep --json vm show "$VM")"
 put "/dev/dmrep/$VM/vda" a9
@@ -91,7 +91,7 @@ check "the point itself is not written" has "$P1A" a1
 out=$(dmrep --json failover revert "$VM" --wait)
 check "revert completes" jq -e '.job_state == 7' <<<"$out"
 check "the disks are live again" both a2 b2
-is "the stable device is a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+is "the stable device is a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM:vda")"
 check "the views and their stores are gone" test "$(ls "$STATE/cow" | wc -l)" = 2
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover to point 1 again" jq -e '.job_state == 7' <<<"$out"
@@ -110,17 +110,17 @@ out=$(dmrep --json point create "$VM" --label during-test)
 expect_rc "a point during a test failover" 0 "$out"
 out=$(dmrep --json failover stop-test "$VM" --wait)
 check "stop-test completes" jq -e '.job_state == 7' <<<"$out"
-check "the test devices are gone" test ! -e "/dev/mapper/dmrep-$VM-test-vda"
+check "the test devices are gone" test ! -e "/dev/mapper/dmrep-$VM:test:vda"
 
 # --- restart and reboot ------------------------------------------------------------
 agent_restart
 check "after a restart: the same points" test "$(dmrep --json point list "$VM" | jq length)" = 2
 simulate_reboot
-check "the reboot took every device" test ! -e "/dev/mapper/dmrep-$VM-vda"
+check "the reboot took every device" test ! -e "/dev/mapper/dmrep-$VM:vda"
 agent_start || not_ok "agent starts after the reboot"
 check "after a reboot: the stable devices are back with the live data" both a2 b2
 check "after a reboot: point 1 is back with its moment" eval 'has "$P1A" a1 && has "$P1B" b1'
-is "after a reboot: a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+is "after a reboot: a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM:vda")"
 check "the base image file is on a loop again" test -n "$(losetup -j "$W/vdb.img" -n -O NAME)"
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover after the reboot" eval 'jq -e ".job_state == 7" <<<"$out" && both a1 b1'
@@ -133,7 +133,7 @@ check "commit completes" jq -e '.job_state == 7' <<<"$out"
 show=$(dmrep --json vm show "$VM")
 check "vm show: committed, live" jq -e '.state == "committed" and .disks[0].target == "live"' <<<"$show"
 check "the committed data is what the disks show" both a3 b3
-is "the stable device is a snapshot-origin over the view" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+is "the stable device is a snapshot-origin over the view" snapshot-origin "$(table_type "dmrep-$VM:vda")"
 check "point 2 (newer than the failover point) is gone" \
 	jq -e 'map(.id) == [1]' <<<"$(dmrep --json point list "$VM")"
 out=$(dmrep --json point remove "$VM" 1)
@@ -165,7 +165,7 @@ check "the agent died at commit:layer" eval '! kill -0 "$AGENT_PID" 2>/dev/null'
 AGENT_PID=
 agent_start || not_ok "agent restarts after the crash"
 check "recovery finished the commit" jq -e '.state == "committed"' <<<"$(dmrep --json vm show "$VM")"
-is "the stable device is on the new layer" snapshot-origin "$(table_type "dmrep-$VM-vda")"
+is "the stable device is on the new layer" snapshot-origin "$(table_type "dmrep-$VM:vda")"
 check "the data of the view stands" has "/dev/dmrep/$VM/vda" a5
 check "no DMREP- device is left suspended" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " | awk '"'"'$1 ~ /^DMREP-/ && substr($2, 3, 1) == "s" { bad = 1 } END { exit !bad }'"'"''
 

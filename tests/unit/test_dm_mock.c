@@ -25,6 +25,7 @@ static struct {
 	int fail_errno[8];
 	int n_fail;
 	int exists; /* for DM_DEVICE_INFO */
+	const char *uuid; /* the device's UUID (NULL: "LVM-notours") */
 } fake;
 
 struct dm_task {
@@ -155,7 +156,7 @@ const char *__wrap_dm_task_get_uuid(const struct dm_task *t);
 const char *__wrap_dm_task_get_uuid(const struct dm_task *t)
 {
 	(void)t;
-	return "LVM-notours";
+	return fake.uuid ? fake.uuid : "LVM-notours";
 }
 
 const char *__wrap_dm_task_get_name(const struct dm_task *t);
@@ -335,6 +336,38 @@ static void test_info_and_owned(void **state)
 	assert_int_equal(info.open_count, 99);
 }
 
+/* The full UUID decides, not its DMREP- prefix: VM a-b's disk c and VM
+ * a's disk b-c are both dmrep's, and only one of them is the caller's. */
+static void test_check_uuid(void **state)
+{
+	(void)state;
+	fake.exists = 0;
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -ENOENT);
+	fake.exists = 1;
+	fake.uuid = "DMREP-disk-a:b-c";
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), 0);
+	fake.uuid = "DMREP-disk-a-b:c";
+	assert_int_equal(dmr_dm_owned("x"), 0);
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -EEXIST);
+	/* Neither a prefix nor an extension of the expected UUID is it. */
+	fake.uuid = "DMREP-disk-a:b";
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -EEXIST);
+	fake.uuid = "DMREP-disk-a:b-c-d";
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -EEXIST);
+	fake.uuid = "";
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -EEXIST);
+	/* A bad expectation is refused before any task. */
+	fake.runs = 0;
+	assert_int_equal(dmr_dm_check_uuid("x", ""), -EINVAL);
+	assert_int_equal(dmr_dm_check_uuid("x", NULL), -EINVAL);
+	assert_int_equal(fake.runs, 0);
+	/* A failed info is passed on, never taken for a match. */
+	fake.uuid = "DMREP-disk-a:b-c";
+	fake.fail_errno[0] = EIO;
+	fake.n_fail = 1;
+	assert_int_equal(dmr_dm_check_uuid("x", "DMREP-disk-a:b-c"), -EIO);
+}
+
 static void test_table_untouched_on_failure(void **state)
 {
 	struct dmr_table *sentinel = (struct dmr_table *)0x1;
@@ -358,6 +391,7 @@ int main(void)
 		cmocka_unit_test_setup(test_errno_mapping, reset),
 		cmocka_unit_test_setup(test_suspend_flags, reset),
 		cmocka_unit_test_setup(test_info_and_owned, reset),
+		cmocka_unit_test_setup(test_check_uuid, reset),
 		cmocka_unit_test_setup(test_table_untouched_on_failure, reset),
 	};
 

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "agent/registry.h"
+#include "dm/name.h"
 #include "dm/table.h"
 #include "common/util.h"
 
@@ -320,18 +321,132 @@ static void test_classic_layer_pins(void **state)
 static void test_names(void **state)
 {
 	char name[128], uuid[129];
-	char longvm[49];
 
 	(void)state;
 	assert_int_equal(dmr_vm_disk_dm_name("web01", "vda", name), 0);
-	assert_string_equal(name, "dmrep-web01-vda");
+	assert_string_equal(name, "dmrep-web01:vda");
 	assert_int_equal(dmr_vm_disk_dm_uuid("web01", "vda", uuid), 0);
 	assert_string_equal(uuid, "DMREP-disk-web01:vda");
-	memset(longvm, 'x', 48);
-	longvm[48] = '\0';
-	/* The longest names allowed still fit the kernel's limits. */
-	assert_int_equal(dmr_vm_disk_dm_name(longvm, longvm, name), 0);
-	assert_int_equal(dmr_vm_disk_dm_uuid(longvm, longvm, uuid), 0);
+	assert_int_equal(dmr_vm_test_dm_name("web01", "vda", name), 0);
+	assert_string_equal(name, "dmrep-web01:test:vda");
+	assert_int_equal(dmr_vm_test_dm_uuid("web01", "vda", uuid), 0);
+	assert_string_equal(uuid, "DMREP-test-web01:vda");
+	/* What makes the names unambiguous is refused as a part of them. */
+	assert_int_equal(dmr_vm_disk_dm_name("a:b", "c", name), -EINVAL);
+	assert_int_equal(dmr_vm_test_dm_name("a", "b:c", name), -EINVAL);
+	assert_int_equal(dmr_vm_disk_dm_uuid("a", "", uuid), -EINVAL);
+	assert_int_equal(dmr_vm_test_dm_uuid("a/b", "c", uuid), -EINVAL);
+}
+
+/* The longest VM and disk names, every character '-' after the first
+ * (what an escaping scheme would double), still fit the kernel's limits,
+ * and the results are valid dm names and UUIDs; one byte more is refused. */
+static void test_names_worst_case(void **state)
+{
+	char vm[DMR_OBJ_NAME_MAX + 2], disk[DMR_OBJ_NAME_MAX + 2];
+	char name[DMR_DM_NAME_MAX + 1], uuid[DMR_DM_UUID_MAX + 1];
+
+	(void)state;
+	memset(vm, '-', DMR_OBJ_NAME_MAX);
+	memset(disk, '-', DMR_OBJ_NAME_MAX);
+	vm[0] = 'v';
+	disk[0] = 'd';
+	vm[DMR_OBJ_NAME_MAX] = disk[DMR_OBJ_NAME_MAX] = '\0';
+	assert_int_equal(dmr_vm_disk_dm_name(vm, disk, name), 0);
+	assert_int_equal(dmr_name_dm_valid(name), 0);
+	assert_int_equal(strlen(name), strlen("dmrep-:") + 2 * DMR_OBJ_NAME_MAX);
+	assert_int_equal(dmr_vm_test_dm_name(vm, disk, name), 0);
+	assert_int_equal(dmr_name_dm_valid(name), 0);
+	assert_int_equal(strlen(name), strlen("dmrep-:test:") + 2 * DMR_OBJ_NAME_MAX);
+	assert_true(strlen(name) <= DMR_DM_NAME_MAX);
+	assert_int_equal(dmr_vm_disk_dm_uuid(vm, disk, uuid), 0);
+	assert_true(dmr_name_uuid_is_ours(uuid));
+	assert_int_equal(dmr_vm_test_dm_uuid(vm, disk, uuid), 0);
+	assert_true(dmr_name_uuid_is_ours(uuid));
+	assert_true(strlen(uuid) <= DMR_DM_UUID_MAX);
+	vm[DMR_OBJ_NAME_MAX] = 'x';
+	vm[DMR_OBJ_NAME_MAX + 1] = '\0';
+	assert_int_equal(dmr_vm_test_dm_name(vm, disk, name), -EINVAL);
+}
+
+/* VM a-b's disk c and VM a's disk b-c; VM x's test view of y, VM x-test's
+ * disk y and VM x's disk test-y: each set shared one name under the old
+ * "dmrep-VM-DISK" / "dmrep-VM-test-DISK". */
+static void test_names_distinct_pairs(void **state)
+{
+	char n1[128], n2[128], u1[129], u2[129];
+
+	(void)state;
+	assert_int_equal(dmr_vm_disk_dm_name("a-b", "c", n1), 0);
+	assert_int_equal(dmr_vm_disk_dm_name("a", "b-c", n2), 0);
+	assert_string_not_equal(n1, n2);
+	assert_string_equal(n1, "dmrep-a-b:c");
+	assert_string_equal(n2, "dmrep-a:b-c");
+	assert_int_equal(dmr_vm_disk_dm_uuid("a-b", "c", u1), 0);
+	assert_int_equal(dmr_vm_disk_dm_uuid("a", "b-c", u2), 0);
+	assert_string_not_equal(u1, u2);
+
+	assert_int_equal(dmr_vm_test_dm_name("x", "y", n1), 0);
+	assert_int_equal(dmr_vm_disk_dm_name("x-test", "y", n2), 0);
+	assert_string_not_equal(n1, n2);
+	/* ...and not VM x's own disk test-y. */
+	assert_int_equal(dmr_vm_disk_dm_name("x", "test-y", n2), 0);
+	assert_string_not_equal(n1, n2);
+	/* No VM's device takes an internal device's name. */
+	assert_int_equal(dmr_vm_disk_dm_name("snap", "3", n1), 0);
+	assert_string_not_equal(n1, "dmrep-snap-3");
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every VM/disk pair from a small alphabet rich in '-', "test" and ':'
+ * neighbours: no two (pair, kind) give the same dm name, and none has
+ * the shape of an internal name (no ':' in dmrep-pool, dmrep-snap-N). */
+static void test_names_injective(void **state)
+{
+	static const char *extra[] = { "test", "a-test", "test-a", "test-test", "t", "-" };
+	char parts[64][8];
+	size_t np = 0, n = 0;
+	char **all;
+
+	(void)state;
+	/* Strings over {a, -} of length 1..5, valid ones only. */
+	for (size_t len = 1; len <= 5; len++)
+		for (unsigned bits = 0; bits < (1u << len); bits++) {
+			char w[8];
+
+			for (size_t k = 0; k < len; k++)
+				w[k] = bits & (1u << k) ? '-' : 'a';
+			w[len] = '\0';
+			if (dmr_name_obj_valid(w, DMR_OBJ_NAME_MAX) == 0)
+				snprintf(parts[np++], sizeof(parts[0]), "%s", w);
+		}
+	for (size_t e = 0; e < sizeof(extra) / sizeof(extra[0]); e++)
+		if (dmr_name_obj_valid(extra[e], DMR_OBJ_NAME_MAX) == 0)
+			snprintf(parts[np++], sizeof(parts[0]), "%s", extra[e]);
+	assert_int_equal(np, 31 + 5);
+	all = calloc(np * np * 2, sizeof(*all));
+	assert_non_null(all);
+	for (size_t v = 0; v < np; v++)
+		for (size_t d = 0; d < np; d++)
+			for (int test = 0; test < 2; test++) {
+				char buf[128];
+
+				assert_int_equal(test ? dmr_vm_test_dm_name(parts[v], parts[d], buf) :
+							dmr_vm_disk_dm_name(parts[v], parts[d], buf), 0);
+				assert_non_null(strchr(buf, ':'));
+				all[n++] = strdup(buf);
+			}
+	qsort(all, n, sizeof(*all), str_cmp);
+	for (size_t i = 0; i + 1 < n; i++)
+		if (strcmp(all[i], all[i + 1]) == 0)
+			fail_msg("two devices would be named %s", all[i]);
+	for (size_t i = 0; i < n; i++)
+		free(all[i]);
+	free(all);
 }
 
 int main(void)
@@ -345,6 +460,9 @@ int main(void)
 		cmocka_unit_test(test_retention_none),
 		cmocka_unit_test(test_alloc_thin_ids),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_names_worst_case),
+		cmocka_unit_test(test_names_distinct_pairs),
+		cmocka_unit_test(test_names_injective),
 		cmocka_unit_test(test_classic_round_trip),
 		cmocka_unit_test(test_classic_layer_pins),
 	};
