@@ -21,6 +21,9 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
 	if (!reg->have_pool)
 		return dmr_call_fail(c, DMR_RC_INVALID_STATE,
 				     "no pool: create one with 'dmrep pool create'");
+	if (!reg->pool && reg->pool_down_reason)
+		return dmr_call_fail(c, DMR_RC_UNAVAILABLE, "the pool was left down: %s",
+				     reg->pool_down_reason);
 	if (!reg->pool)
 		return dmr_call_fail(c, DMR_RC_UNAVAILABLE,
 				     "the pool could not be activated; see the agent's log");
@@ -42,6 +45,22 @@ int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
 	if (!vm || classic)
 		return 0;
 	return dmr_ops_need_pool(c, &pool);
+}
+
+int dmr_ops_need_up(struct dmr_call *c, const char *vm_name)
+{
+	struct dmr_registry *reg = c->agent->reg;
+	_cleanup_free_ char *why = NULL;
+	struct dmr_vm *vm;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, vm_name);
+	if (vm && vm->down_reason)
+		why = strdup(vm->down_reason);
+	pthread_mutex_unlock(&reg->lock);
+	if (!why)
+		return 0;
+	return dmr_call_fail(c, DMR_RC_UNAVAILABLE, "VM %s is down: %s", vm_name, why);
 }
 
 int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
@@ -187,6 +206,18 @@ int dmr_h_create_pool(struct dmr_call *c)
 		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot create the pool: %s",
 				     strerror(-r));
 
+	/* What the paths are now, checked before every later activation:
+	 * after a reboot /dev/loopN or /dev/sdX may be another device. */
+	for (size_t k = 0; k < 2; k++) {
+		struct dmr_ident *id = calloc(1, sizeof(*id));
+
+		if (id && dmr_ident_read(k ? meta : data, id) == 0) {
+			dmr_ident_free(reg->pool_ident[k]);
+			reg->pool_ident[k] = id;
+		} else {
+			free(id);
+		}
+	}
 	pthread_mutex_lock(&reg->lock);
 	reg->pool_spec.data_path = strdup(data);
 	reg->pool_spec.meta_path = strdup(meta);
