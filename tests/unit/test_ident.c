@@ -5,7 +5,8 @@
  * same disk.  What is compared (loop backing file, dm UUID, WWID, serial,
  * partition, by-id names, size, kind, a file's inode) and what not (the
  * kernel's device number); identities in state files, bounded and
- * validated; a state file from before identities loads without one. */
+ * validated; a state file from before identities loads without one; the
+ * pool's files' growth, for the overcommit check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "agent/identity.h"
 #include "agent/registry.h"
 #include "common/util.h"
+#include "snapshots/pool.h"
 
 static struct dmr_ident loop_ident(const char *file, uint64_t inode, uint32_t minor)
 {
@@ -273,6 +275,33 @@ static void test_state_file(void **state)
 	dmr_ident_done(&id);
 }
 
+static void test_file_growth(void **state)
+{
+	char path[] = "/tmp/dmrep-grow-XXXXXX";
+	uint64_t g = 1, fs = 0;
+	struct stat st;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 8u << 20), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(dmr_pool_file_growth(path, 0, &g, &fs), 0);
+	assert_int_equal(g, (8u << 20) - (uint64_t)st.st_blocks * 512);
+	assert_int_equal(fs, st.st_dev);
+	if (fallocate(fd, 0, 0, 8u << 20) == 0) {
+		assert_int_equal(dmr_pool_file_growth(path, 0, &g, &fs), 0);
+		assert_int_equal(g, 0);
+	}
+	close(fd);
+	unlink(path);
+	/* A file still to be made takes all of its size, from its dir's fs. */
+	assert_int_equal(dmr_pool_file_growth(path, 5u << 20, &g, &fs), 0);
+	assert_int_equal(g, 5u << 20);
+	assert_int_equal(dmr_pool_default_meta_size(2ull << 30), 8u << 20);
+	assert_int_equal(dmr_pool_default_meta_size(100ull << 30), (100ull << 30) / 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_state_file),
+		cmocka_unit_test(test_file_growth),
 	};
 
 	return cmocka_run_group_tests_name("ident", tests, NULL, NULL);
