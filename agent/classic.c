@@ -203,15 +203,142 @@ static void msg_append(char **msg, const char *fmt, ...)
 }
 
 /* Leave the VM down: say why once, in the log and in vm show. */
-static int disk_down(struct dmr_vm *vm, size_t i, const char *why)
+static int vm_down(struct dmr_vm *vm, const char *fmt, ...) _printf_(2, 3);
+static int vm_down(struct dmr_vm *vm, const char *fmt, ...)
 {
+	va_list ap;
+	int r;
+
 	free(vm->down_reason);
-	if (asprintf(&vm->down_reason, "disk %s: %s is not the disk that was added: %s",
-		     vm->disks[i].name, vm->disks[i].source, why) < 0)
+	va_start(ap, fmt);
+	r = vasprintf(&vm->down_reason, fmt, ap);
+	va_end(ap);
+	if (r < 0)
 		vm->down_reason = NULL;
 	log_error("VM %s: left down, nothing written: %s", vm->name,
-		  vm->down_reason ? vm->down_reason : why);
+		  vm->down_reason ? vm->down_reason : "(out of memory)");
 	return -ESTALE;
+}
+
+static int disk_down(struct dmr_vm *vm, size_t i, const char *why)
+{
+	return vm_down(vm, "disk %s: %s is not the disk that was added: %s", vm->disks[i].name,
+		       vm->disks[i].source, why);
+}
+
+/*
+ * A COW store on a block device (point create --cow-dev) is a symlink to
+ * the device's path, which after a reboot may name another device: what
+ * the device was is kept beside it, STATE/cow-id/ID.json, and checked
+ * before the point is activated.
+ */
+static int store_ident_path(const struct dmr_registry *reg, uint32_t id, bool mkdir_too,
+			    char **ret)
+{
+	_cleanup_free_ char *dir = NULL;
+	int r;
+
+	if (asprintf(&dir, "%s/cow-id", reg->state_dir) < 0)
+		return -ENOMEM;
+	if (mkdir_too && (r = dmr_mkdir_p(dir, 0700)) < 0)
+		return r;
+	return asprintf(ret, "%s/%" PRIu32 ".json", dir, id) < 0 ? -ENOMEM : 0;
+}
+
+static int store_ident_save(struct dmr_registry *reg, uint32_t id, const struct dmr_ident *now)
+{
+	_cleanup_free_ char *path = NULL;
+	struct json_object *o;
+	const char *s;
+	int r;
+
+	if ((r = store_ident_path(reg, id, true, &path)) < 0)
+		return r;
+	o = dmr_ident_json(now);
+	s = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY) : NULL;
+	r = s ? dmr_write_file_atomic(path, s, strlen(s), 0600) : -ENOMEM;
+	json_object_put(o);
+	return r;
+}
+
+/* Record what device a new device store is on; a store without a record
+ * is checked as unknown (never one of dmrep's own devices). */
+static void store_ident_record(struct dmr_registry *reg, uint32_t id, const char *dev)
+{
+	struct dmr_ident now;
+	int r = dmr_ident_read(dev, &now);
+
+	if (r == 0) {
+		r = store_ident_save(reg, id, &now);
+		dmr_ident_done(&now);
+	}
+	if (r < 0)
+		log_warning("COW store %" PRIu32 " on %s: its identity is not recorded: %s", id, dev,
+			    strerror(-r));
+}
+
+static void store_ident_forget(struct dmr_registry *reg, uint32_t id)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (store_ident_path(reg, id, false, &path) == 0)
+		(void)unlink(path);
+}
+
+/* Before point p's store for disk i is activated: is a device store the
+ * device it was made on, and none of dmrep's other devices?  0 (also for
+ * a store file), -ESTALE with the VM left down, or a negative errno. */
+static int store_check(struct dmr_registry *reg, struct dmr_vm *vm, size_t p, size_t i)
+{
+	uint32_t id = vm->points[p].thin_ids[i];
+	_cleanup_free_ char *file = NULL, *rec_path = NULL, *buf = NULL, *why = NULL;
+	_cleanup_(dmr_ident_done) struct dmr_ident now = { 0 };
+	struct dmr_ident *rec = NULL;
+	char target[PATH_MAX], name[128];
+	struct json_object *o;
+	struct stat st;
+	ssize_t k;
+	int r;
+
+	if ((r = store_path(reg, id, &file)) < 0)
+		return r;
+	if (lstat(file, &st) < 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	k = readlink(file, target, sizeof(target) - 1);
+	if (k <= 0)
+		return k < 0 ? dmr_negerrno() : -EINVAL;
+	target[k] = '\0';
+	if ((r = dmr_ident_read(target, &now)) < 0)
+		return r; /* activation reports the missing device */
+	if ((r = store_ident_path(reg, id, false, &rec_path)) < 0)
+		return r;
+	r = dmr_read_file(rec_path, 1u << 16, &buf, NULL);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0) {
+		o = json_tokener_parse(buf);
+		r = o ? dmr_ident_from_json(o, &rec) : -EBADMSG;
+		json_object_put(o);
+		if (r < 0)
+			return vm_down(vm, "point %" PRIu64 " of disk %s: the record of its COW store "
+				       "device %s (%s) is unreadable", vm->points[p].id,
+				       vm->disks[i].name, target, rec_path);
+		r = dmr_ident_match(rec, &now, &why);
+		dmr_ident_free(rec);
+		if (r < 0 && r != -ESTALE)
+			return r;
+	}
+	if (!why && (r = storage_conflict(reg, vm, target, &why)) < 0)
+		return r;
+	if (why)
+		return vm_down(vm, "point %" PRIu64 " of disk %s: %s is not the COW store device it "
+			       "was made on: %s", vm->points[p].id, vm->disks[i].name, target, why);
+	/* No record (a store made before them): learnt once the point's live
+	 * device shows it. */
+	if (!buf && dmr_classic_dev_name(id, name) == 0 &&
+	    dmr_ident_table_uses(name, now.major, now.minor) && store_ident_save(reg, id, &now) == 0)
+		log_notice("VM %s: COW store %" PRIu32 " on %s: identity recorded", vm->name, id, target);
+	return 0;
 }
 
 /*
@@ -469,6 +596,15 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 		base_r[i] = disk_base(reg, vm, i, false, &base, &learnt);
 		if (base_r[i] == -ESTALE)
 			return -ESTALE;
+		for (size_t p = 0; p < vm->n_points; p++) {
+			int q = vm->points[p].pending_tid ? 0 : store_check(reg, vm, p, i);
+
+			if (q == -ESTALE)
+				return -ESTALE;
+			if (q < 0)
+				log_debug("VM %s: point %" PRIu64 " of %s: %s", vm->name,
+					  vm->points[p].id, vm->disks[i].name, strerror(-q));
+		}
 	}
 	if (learnt) {
 		pthread_mutex_lock(&reg->lock);
@@ -556,6 +692,7 @@ static int destroy_store(struct dmr_registry *reg, uint32_t id)
 
 	if (!id)
 		return 0;
+	store_ident_forget(reg, id);
 	return store_path(reg, id, &file) < 0 ? -ENOMEM : dmr_cow_destroy(file);
 }
 
@@ -742,10 +879,12 @@ int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const ui
 		    (r = store_path(reg, ids[made], &file)) < 0)
 			break;
 		dev_uuid(ids[made], uuids[made]);
-		if (devs && devs[made])
-			r = dmr_cow_link_device(file, devs[made], &cow);
-		else
+		if (devs && devs[made]) {
+			if ((r = dmr_cow_link_device(file, devs[made], &cow)) == 0)
+				store_ident_record(reg, ids[made], devs[made]);
+		} else {
 			r = dmr_cow_create(file, vm->cow_size, &cow);
+		}
 		if (r < 0)
 			break;
 		r = dmr_classic_snap_table(origin, cow, vm->disks[made].size_bytes / 512, &tables[made]);

@@ -11,8 +11,9 @@
 # /dev/dmrep/VM/vda is.  Once the image is back at its path the VM comes
 # back.  A state file from before identities were recorded is treated as
 # unknown but never matches the pool's devices, and learns its identity
-# once it is unambiguous.  A pool made on block devices by path is left
-# down when they come back swapped.
+# once it is unambiguous.  A point's COW store on a device given by path
+# is checked likewise.  A pool made on block devices by path is left down
+# when they come back swapped.
 set -u
 . "$(dirname "$0")/agent-lib.sh"
 
@@ -136,6 +137,37 @@ check "not recorded while ambiguous" jq -e '.disks[0].identity == null' "$STATE/
 agent_restart
 check "recorded once the live devices show it" \
 	jq -e --arg f "$W/c.img" '.disks[0].identity.loop_file == $f' "$STATE/vms/$CV.json"
+
+# --- a point's COW store on a device given by path -------------------------------------
+truncate -s 16M "$W/cowdev.img" "$W/decoy.img"
+CDEV=$(losetup -f --show "$W/cowdev.img")
+out=$(dmrep --json point create "$CV" --cow-dev vda="$CDEV")
+expect_rc "a point with its COW store on $CDEV" 0 "$out"
+P2=$(jq -r .point <<<"$out")
+S2=$(dmrep --json point list "$CV" | jq -r --argjson p "$P2" '.[] | select(.id == $p) | .thin_ids[0]')
+check "the store device's identity is kept beside its link" \
+	jq -e --arg f "$W/cowdev.img" '.loop_file == $f' "$STATE/cow-id/$S2.json"
+put "/dev/dmrep/$CV/vda" c2
+power_loss
+losetup "$CLOOP" "$W/c.img"
+losetup "$CDEV" "$W/decoy.img"
+DECOY_SUM=$(md5sum <"$W/decoy.img")
+agent_start || not_ok "the agent starts with another file on the store's loop"
+show=$(dmrep --json vm show "$CV")
+check "the VM is down: its point's COW store device is another" \
+	jq -e --arg f "$W/decoy.img" '.down_reason | type == "string" and contains("COW store") and contains($f)' <<<"$show"
+diag "down_reason: $(jq -r .down_reason <<<"$show")"
+is "no device stacked on $CDEV" "" "$(stacked_on "$CDEV")"
+guest_writes "$CV"
+agent_stop
+check "the device at the store's old path was not written" test "$DECOY_SUM" = "$(md5sum <"$W/decoy.img")"
+lab_reboot
+losetup "$CLOOP" "$W/c.img"
+losetup "$CDEV" "$W/cowdev.img"
+agent_start || not_ok "the agent starts with the store's device back"
+check "up again" jq -e '.down_reason == null' <<<"$(dmrep --json vm show "$CV")"
+check "the point on the device store holds its moment" has "/dev/mapper/dmrep-snap-$S2" c1
+check "the disk its data" has "/dev/dmrep/$CV/vda" c2
 
 # --- a pool on block devices by path comes back swapped ---------------------------------
 agent_stop
