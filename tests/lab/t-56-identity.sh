@@ -52,12 +52,15 @@ guest_writes() {
 agent_setup
 W=$(realpath "$W") # the kernel reports backing files by their real path
 CV=${VM}c
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 64M --meta "$W/pool.meta" --meta-size 8M)
+out=$(dmrep --json pool create --data "$W/pool.data" --data-size 64M --meta "$W/pool.meta" --meta-size 32M)
 expect_rc "pool create on files" 0 "$out"
 out=$(dmrep --json vm add "$VM" --disk vda="$W/t.img:16M")
 expect_rc "a thin VM" 0 "$out"
 put "/dev/dmrep/$VM/vda" 7a
 
+# The image is as large as the pool's metadata: the kernel takes a table
+# over a device of the same size (over a smaller one it refuses, and the
+# power loss would look harmless).
 truncate -s 32M "$W/c.img"
 CLOOP=$(losetup -f --show "$W/c.img")
 put "$CLOOP" c0
