@@ -2,8 +2,13 @@
 #include "agent/classic.h"
 
 #include <inttypes.h>
+#include <dirent.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+
+#include "agent/identity.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -46,23 +51,334 @@ uint64_t dmr_classic_default_cow(uint64_t disk_bytes)
 	return (b + 4095) & ~(uint64_t)4095;
 }
 
-/* The block device under disk i: the source itself, or the loop over an
- * image file (found again after a restart, attached after a reboot). */
-static int disk_base(struct dmr_vm *vm, size_t i, const char **ret)
+static int test_name(const struct dmr_vm *vm, size_t i, char name[128], char uuid[129]);
+
+/* Is dm device `name` one of this VM's own (a stable device, a test view,
+ * a point, view or layer store)? */
+static bool vm_owns(const struct dmr_vm *vm, const char *name)
+{
+	char buf[128], ubuf[129];
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		uint32_t cand[2] = { vm->overlay_ids ? vm->overlay_ids[i] : 0,
+				     vm->test_ids ? vm->test_ids[i] : 0 };
+
+		if ((dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+		     dmr_streq(buf, name)) ||
+		    (test_name(vm, i, buf, ubuf) == 0 && dmr_streq(buf, name)))
+			return true;
+		for (size_t c = 0; c < 2; c++)
+			if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 && dmr_streq(buf, name))
+				return true;
+		for (size_t p = 0; p < vm->n_points; p++)
+			if (dmr_classic_dev_name(vm->points[p].thin_ids[i], buf) == 0 &&
+			    dmr_streq(buf, name))
+				return true;
+		for (size_t l = 0; l < vm->n_layers; l++)
+			if (dmr_classic_dev_name(vm->layers[l].ids[i], buf) == 0 && dmr_streq(buf, name))
+				return true;
+	}
+	return false;
+}
+
+static bool same_rdev(const char *a, dev_t rdev)
+{
+	struct stat st;
+
+	return a && a[0] && stat(a, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev;
+}
+
+static bool same_inode(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/*
+ * Is dev, about to be a disk's base, one of dmrep's own storage devices,
+ * or held by a device that is not this VM's?  The pool's data and
+ * metadata, a loop over a pool file or a file of the state directory (a
+ * COW store), anything another dm device stacks on.  *ret_what says
+ * which; 0 if none.
+ */
+static int storage_conflict(struct dmr_registry *reg, const struct dmr_vm *vm, const char *dev,
+			    char **ret_what)
+{
+	_cleanup_free_ char *backing = NULL;
+	struct dirent *de;
+	struct stat st;
+	char sys[96];
+	bool held = false;
+	DIR *d;
+	int n = 0;
+
+	*ret_what = NULL;
+	if (stat(dev, &st) < 0)
+		return dmr_negerrno();
+	if (reg->pool && same_rdev(reg->pool->data_dev, st.st_rdev))
+		n = asprintf(ret_what, "it is the pool's data device (%s)", reg->pool->data_dev);
+	else if (reg->pool && same_rdev(reg->pool->meta_dev, st.st_rdev))
+		n = asprintf(ret_what, "it is the pool's metadata device (%s)", reg->pool->meta_dev);
+	else if (dmr_loop_backing_file(dev, &backing) == 0 &&
+		 (same_inode(backing, reg->pool_spec.data_path) ||
+		  same_inode(backing, reg->pool_spec.meta_path)))
+		n = asprintf(ret_what, "it is a loop over the pool's file %s", backing);
+	else if (backing && dmr_startswith(backing, reg->state_dir) &&
+		 backing[strlen(reg->state_dir)] == '/')
+		n = asprintf(ret_what, "it is a loop over %s, a file of dmrep's state directory "
+			     "(a COW store)", backing);
+	if (n < 0 || *ret_what)
+		return n < 0 ? -ENOMEM : 0;
+
+	snprintf(sys, sizeof(sys), "/sys/dev/block/%u:%u/holders", major(st.st_rdev),
+		 minor(st.st_rdev));
+	d = opendir(sys);
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *name = NULL;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (asprintf(&path, "/sys/block/%s/dm/name", de->d_name) < 0) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		if (dmr_read_file(path, 256, &name, NULL) == 0)
+			name[strcspn(name, "\n")] = '\0';
+		held = true;
+		if (name && vm_owns(vm, name))
+			continue;
+		n = asprintf(ret_what, "it is held by %s %s", name ? "dm device" : "device",
+			     name ? name : de->d_name);
+		break;
+	}
+	if (d)
+		closedir(d);
+	if (n < 0)
+		return -ENOMEM;
+	/* Held only by this VM's devices: in use by them, as it should be. */
+	if (!*ret_what && !held && dmr_probe_in_use(dev) == -EBUSY)
+		return asprintf(ret_what, "it is in use (mounted, or opened exclusively)") < 0 ?
+		       -ENOMEM : 0;
+	return 0;
+}
+
+/* Does a live device of this VM (its stable device, a point) stack on
+ * maj:min?  Then that device is, unambiguously, the disk. */
+static bool vm_stacks_on(const struct dmr_vm *vm, size_t i, uint32_t maj, uint32_t min)
+{
+	char name[128];
+
+	if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) == 0 &&
+	    dmr_ident_table_uses(name, maj, min))
+		return true;
+	for (size_t p = 0; p < vm->n_points; p++)
+		if (dmr_classic_dev_name(vm->points[p].thin_ids[i], name) == 0 &&
+		    dmr_ident_table_uses(name, maj, min))
+			return true;
+	return false;
+}
+
+/* Append to a malloc()ed message; on failure it stays as it was. */
+static void msg_append(char **msg, const char *fmt, ...) _printf_(2, 3);
+static void msg_append(char **msg, const char *fmt, ...)
+{
+	_cleanup_free_ char *tail = NULL;
+	char *n;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&tail, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		tail = NULL;
+		return;
+	}
+	if (asprintf(&n, "%s%s", *msg, tail) < 0)
+		return;
+	free(*msg);
+	*msg = n;
+}
+
+/* Leave the VM down: say why once, in the log and in vm show. */
+static int vm_down(struct dmr_vm *vm, const char *fmt, ...) _printf_(2, 3);
+static int vm_down(struct dmr_vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	free(vm->down_reason);
+	va_start(ap, fmt);
+	r = vasprintf(&vm->down_reason, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		vm->down_reason = NULL;
+	log_error("VM %s: left down, nothing written: %s", vm->name,
+		  vm->down_reason ? vm->down_reason : "(out of memory)");
+	return -ESTALE;
+}
+
+static int disk_down(struct dmr_vm *vm, size_t i, const char *why)
+{
+	return vm_down(vm, "disk %s: %s is not the disk that was added: %s", vm->disks[i].name,
+		       vm->disks[i].source, why);
+}
+
+/*
+ * A COW store on a block device (point create --cow-dev) is a symlink to
+ * the device's path, which after a reboot may name another device: what
+ * the device was is kept beside it, STATE/cow-id/ID.json, and checked
+ * before the point is activated.
+ */
+static int store_ident_path(const struct dmr_registry *reg, uint32_t id, bool mkdir_too,
+			    char **ret)
+{
+	_cleanup_free_ char *dir = NULL;
+	int r;
+
+	if (asprintf(&dir, "%s/cow-id", reg->state_dir) < 0)
+		return -ENOMEM;
+	if (mkdir_too && (r = dmr_mkdir_p(dir, 0700)) < 0)
+		return r;
+	return asprintf(ret, "%s/%" PRIu32 ".json", dir, id) < 0 ? -ENOMEM : 0;
+}
+
+static int store_ident_save(struct dmr_registry *reg, uint32_t id, const struct dmr_ident *now)
+{
+	_cleanup_free_ char *path = NULL;
+	struct json_object *o;
+	const char *s;
+	int r;
+
+	if ((r = store_ident_path(reg, id, true, &path)) < 0)
+		return r;
+	o = dmr_ident_json(now);
+	s = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY) : NULL;
+	r = s ? dmr_write_file_atomic(path, s, strlen(s), 0600) : -ENOMEM;
+	json_object_put(o);
+	return r;
+}
+
+/* Record what device a new device store is on; a store without a record
+ * is checked as unknown (never one of dmrep's own devices). */
+static void store_ident_record(struct dmr_registry *reg, uint32_t id, const char *dev)
+{
+	struct dmr_ident now;
+	int r = dmr_ident_read(dev, &now);
+
+	if (r == 0) {
+		r = store_ident_save(reg, id, &now);
+		dmr_ident_done(&now);
+	}
+	if (r < 0)
+		log_warning("COW store %" PRIu32 " on %s: its identity is not recorded: %s", id, dev,
+			    strerror(-r));
+}
+
+static void store_ident_forget(struct dmr_registry *reg, uint32_t id)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (store_ident_path(reg, id, false, &path) == 0)
+		(void)unlink(path);
+}
+
+/* Before point p's store for disk i is activated: is a device store the
+ * device it was made on, and none of dmrep's other devices?  0 (also for
+ * a store file), -ESTALE with the VM left down, or a negative errno. */
+static int store_check(struct dmr_registry *reg, struct dmr_vm *vm, size_t p, size_t i)
+{
+	uint32_t id = vm->points[p].thin_ids[i];
+	_cleanup_free_ char *file = NULL, *rec_path = NULL, *buf = NULL, *why = NULL;
+	_cleanup_(dmr_ident_done) struct dmr_ident now = { 0 };
+	struct dmr_ident *rec = NULL;
+	char target[PATH_MAX], name[128];
+	struct json_object *o;
+	struct stat st;
+	ssize_t k;
+	int r;
+
+	if ((r = store_path(reg, id, &file)) < 0)
+		return r;
+	if (lstat(file, &st) < 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	k = readlink(file, target, sizeof(target) - 1);
+	if (k <= 0)
+		return k < 0 ? dmr_negerrno() : -EINVAL;
+	target[k] = '\0';
+	if ((r = dmr_ident_read(target, &now)) < 0)
+		return r; /* activation reports the missing device */
+	if ((r = store_ident_path(reg, id, false, &rec_path)) < 0)
+		return r;
+	r = dmr_read_file(rec_path, 1u << 16, &buf, NULL);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0) {
+		o = json_tokener_parse(buf);
+		r = o ? dmr_ident_from_json(o, &rec) : -EBADMSG;
+		json_object_put(o);
+		if (r < 0)
+			return vm_down(vm, "point %" PRIu64 " of disk %s: the record of its COW store "
+				       "device %s (%s) is unreadable", vm->points[p].id,
+				       vm->disks[i].name, target, rec_path);
+		r = dmr_ident_match(rec, &now, &why);
+		dmr_ident_free(rec);
+		if (r < 0 && r != -ESTALE)
+			return r;
+	}
+	if (!why && (r = storage_conflict(reg, vm, target, &why)) < 0)
+		return r;
+	if (why)
+		return vm_down(vm, "point %" PRIu64 " of disk %s: %s is not the COW store device it "
+			       "was made on: %s", vm->points[p].id, vm->disks[i].name, target, why);
+	/* No record (a store made before them): learnt once the point's live
+	 * device shows it. */
+	if (!buf && dmr_classic_dev_name(id, name) == 0 &&
+	    dmr_ident_table_uses(name, now.major, now.minor) && store_ident_save(reg, id, &now) == 0)
+		log_notice("VM %s: COW store %" PRIu32 " on %s: identity recorded", vm->name, id, target);
+	return 0;
+}
+
+/*
+ * The block device under disk i: the source itself, or the loop over an
+ * image file (found again after a restart, attached after a reboot).
+ * Before it is used, what is at the path is checked against the identity
+ * recorded when the disk was added (-ESTALE and the VM left down if it is
+ * another device), and is never one of dmrep's own devices.  adding: the
+ * disk is being added now, so what is there is the disk: recorded.
+ * *ret_learnt is set when an identity was recorded.
+ */
+static int disk_base(struct dmr_registry *reg, struct dmr_vm *vm, size_t i, bool adding,
+		     const char **ret, bool *ret_learnt)
 {
 	struct dmr_disk *d = &vm->disks[i];
-	bool is_block = false;
-	char *dev = NULL;
+	_cleanup_free_ char *why = NULL, *conflict = NULL, *loop = NULL, *dev = NULL;
+	_cleanup_(dmr_ident_done) struct dmr_ident now = { 0 };
 	int r;
 
 	if (d->base_dev) {
 		*ret = d->base_dev;
 		return 0;
 	}
-	r = dmr_probe_path_kind(d->source, &is_block, NULL);
+	r = dmr_ident_read(d->source, &now);
 	if (r < 0)
 		return r;
-	if (is_block)
+	/* A block device that is one of dmrep's own says so first; then
+	 * what it is instead of the disk, and where the disk went if it is
+	 * a file on a loop. */
+	if (now.is_block && (r = storage_conflict(reg, vm, d->source, &conflict)) < 0)
+		return r;
+	if (d->ident && (r = dmr_ident_match(d->ident, &now, &why)) < 0 && r != -ESTALE)
+		return r;
+	if (why && d->ident->loop_file && dmr_loop_find(d->ident->loop_file, &loop) == 0)
+		msg_append(&why, " (%s is on %s now)", d->ident->loop_file, loop);
+	if (conflict && why)
+		msg_append(&conflict, "; %s", why);
+	if (conflict || why)
+		return disk_down(vm, i, conflict ? conflict : why);
+	if (now.is_block)
 		dev = strdup(d->source);
 	else if ((r = dmr_loop_find(d->source, &dev)) == -ENOENT)
 		r = dmr_loop_attach(d->source, false, &dev);
@@ -70,8 +386,30 @@ static int disk_base(struct dmr_vm *vm, size_t i, const char **ret)
 		return r;
 	if (!dev)
 		return -ENOMEM;
-	d->base_dev = dev;
-	*ret = dev;
+	if (!now.is_block && (r = storage_conflict(reg, vm, dev, &why)) < 0)
+		return r;
+	if (why)
+		return disk_down(vm, i, why);
+	if (!d->ident) {
+		if (adding || !now.is_block || vm_stacks_on(vm, i, now.major, now.minor)) {
+			d->ident = malloc(sizeof(*d->ident));
+			if (!d->ident)
+				return -ENOMEM;
+			*d->ident = now;
+			now = (struct dmr_ident){ 0 };
+			*ret_learnt = true;
+			if (!dmr_ident_strong(d->ident))
+				log_warning("VM %s: disk %s: %s has no stable identity (no serial, WWID, "
+					    "dm UUID or /dev/disk/by-id name): after a reboot only its "
+					    "size is checked", vm->name, d->name, d->source);
+		} else {
+			log_warning("VM %s: disk %s: the identity of %s was never recorded (a state "
+				    "file from an older dmrep): trusted by path, as it is none of "
+				    "dmrep's own devices", vm->name, d->name, d->source);
+		}
+	}
+	d->base_dev = DMR_TAKE_PTR(dev);
+	*ret = d->base_dev;
 	return 0;
 }
 
@@ -186,15 +524,21 @@ static int test_name(const struct dmr_vm *vm, size_t i, char name[128], char uui
 int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm)
 {
 	size_t made = 0;
+	bool learnt = false;
 	int r = 0;
 
-	for (; made < vm->n_disks; made++) {
-		_cleanup_table_ struct dmr_table *t = NULL;
-		char name[128], uuid[129];
+	/* Every disk checked (and its identity recorded: the caller saves
+	 * the VM) before any device is made. */
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
 		const char *base;
 
-		if ((r = disk_base(vm, made, &base)) < 0 ||
-		    (r = dmr_vm_disk_dm_name(vm->name, vm->disks[made].name, name)) < 0 ||
+		r = disk_base(reg, vm, i, true, &base, &learnt);
+	}
+	for (; r == 0 && made < vm->n_disks; made++) {
+		_cleanup_table_ struct dmr_table *t = NULL;
+		char name[128], uuid[129];
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[made].name, name)) < 0 ||
 		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[made].name, uuid)) < 0 ||
 		    (r = dmr_classic_stable_table(vm, made, 0, &t)) < 0 ||
 		    (r = dmr_dm_create(name, uuid, t, 0)) < 0)
@@ -245,17 +589,50 @@ static int view_activate(struct dmr_registry *reg, struct dmr_vm *vm, size_t i, 
 
 int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 {
+	_cleanup_free_ int *base_r = calloc(vm->n_disks, sizeof(int));
+	bool learnt = false;
 	int r = 0;
 
+	if (!base_r)
+		return -ENOMEM;
+	/* Every disk is checked before anything is activated: one that is
+	 * not the disk that was added leaves the whole VM down. */
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const char *base;
+
+		base_r[i] = disk_base(reg, vm, i, false, &base, &learnt);
+		if (base_r[i] == -ESTALE)
+			return -ESTALE;
+		for (size_t p = 0; p < vm->n_points; p++) {
+			int q = vm->points[p].pending_tid ? 0 : store_check(reg, vm, p, i);
+
+			if (q == -ESTALE)
+				return -ESTALE;
+			if (q < 0)
+				log_debug("VM %s: point %" PRIu64 " of %s: %s", vm->name,
+					  vm->points[p].id, vm->disks[i].name, strerror(-q));
+		}
+	}
+	if (learnt) {
+		pthread_mutex_lock(&reg->lock);
+		r = dmr_reg_vm_save(reg, vm);
+		pthread_mutex_unlock(&reg->lock);
+		if (r < 0)
+			log_error("VM %s: cannot save its disks' identities: %s", vm->name,
+				  strerror(-r));
+		else
+			log_notice("VM %s: its disks' identities are recorded", vm->name);
+		r = 0;
+	}
+	free(vm->down_reason);
+	vm->down_reason = NULL;
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		_cleanup_table_ struct dmr_table *t = NULL;
 		char name[128], uuid[129];
 		struct dmr_dm_info info;
-		const char *base;
 		int q;
 
-		q = disk_base(vm, i, &base);
-		if (q < 0) {
+		if ((q = base_r[i]) < 0) {
 			log_error("VM %s: disk %s: %s is not available: %s", vm->name,
 				  vm->disks[i].name, vm->disks[i].source, strerror(-q));
 			r = r ?: q;
@@ -332,6 +709,7 @@ static int destroy_store(struct dmr_registry *reg, uint32_t id)
 
 	if (!id)
 		return 0;
+	store_ident_forget(reg, id);
 	return store_path(reg, id, &file) < 0 ? -ENOMEM : dmr_cow_destroy(file);
 }
 
@@ -519,10 +897,12 @@ int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const ui
 		    (r = store_path(reg, ids[made], &file)) < 0)
 			break;
 		dev_uuid(ids[made], uuids[made]);
-		if (devs && devs[made])
-			r = dmr_cow_link_device(file, devs[made], &cow);
-		else
+		if (devs && devs[made]) {
+			if ((r = dmr_cow_link_device(file, devs[made], &cow)) == 0)
+				store_ident_record(reg, ids[made], devs[made]);
+		} else {
 			r = dmr_cow_create(file, vm->cow_size, &cow);
+		}
 		if (r < 0)
 			break;
 		r = dmr_classic_snap_table(origin, cow, vm->disks[made].size_bytes / 512, &tables[made]);

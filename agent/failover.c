@@ -907,7 +907,8 @@ static int fo_handler(struct dmr_call *call, enum fo_method m)
 	if (!dmr_streq(guest, "reset") && !dmr_streq(guest, "resume"))
 		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "guest must be reset or resume");
 	c->reset = dmr_streq(guest, "reset");
-	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_vm_acquire(call, name)))
+	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_need_up(call, name)) ||
+	    (rc = dmr_ops_vm_acquire(call, name)))
 		return rc;
 	/* A classic point whose COW store overflowed is never failed over
 	 * to: read the kernel's word on every point first. */
@@ -1098,6 +1099,11 @@ void dmr_failover_recover(struct dmr_registry *reg)
 
 		if (!vm->intent[0])
 			continue;
+		if (vm->down_reason) {
+			log_error("VM %s: operation '%s' left unfinished: the VM is down", vm->name,
+				  vm->intent);
+			continue;
+		}
 		if (!dmr_vm_is_classic(vm) && !reg->pool) {
 			log_error("VM %s: operation '%s' left unfinished: the pool is not active",
 				  vm->name, vm->intent);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "agent/monitor.h"
@@ -21,6 +22,7 @@ struct dmr_monitor {
 	pthread_cond_t cond;
 	bool stop;
 	struct dmr_pool_watch pool;
+	struct dmr_fs_watch fs[2]; /* under the pool's data, metadata file */
 };
 
 void dmr_pool_watch_init(struct dmr_pool_watch *w)
@@ -118,6 +120,63 @@ static void watch_pool(struct dmr_monitor *m)
 	}
 }
 
+unsigned dmr_fs_watch_update(struct dmr_fs_watch *w, uint64_t free_bytes, uint64_t grow_bytes)
+{
+	if (!w->warned && free_bytes < grow_bytes) {
+		w->warned = true;
+		return DMR_WATCH_FS_LOW;
+	}
+	if (w->warned && free_bytes >= grow_bytes + grow_bytes / 16) {
+		w->warned = false;
+		return DMR_WATCH_FS_OK;
+	}
+	return 0;
+}
+
+/* The filesystems under the pool's files (a pool on block devices has
+ * none); two files on one filesystem are counted together, once. */
+static void watch_pool_fs(struct dmr_monitor *m)
+{
+	struct dmr_registry *reg = m->agent->reg;
+	_cleanup_free_ char *path[2] = { NULL, NULL };
+	uint64_t grow[2] = { 0, 0 }, fs[2] = { 0, 0 };
+
+	pthread_mutex_lock(&reg->lock);
+	if (reg->pool && reg->pool_spec.data_path && reg->pool_spec.meta_path) {
+		path[0] = strdup(reg->pool_spec.data_path);
+		path[1] = strdup(reg->pool_spec.meta_path);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!path[0] || !path[1])
+		return;
+	for (size_t k = 0; k < 2; k++)
+		if (dmr_pool_file_growth(path[k], 0, &grow[k], &fs[k]) < 0)
+			fs[k] = 0;
+	if (fs[0] && fs[0] == fs[1]) {
+		grow[0] += grow[1];
+		fs[1] = 0;
+	}
+	for (size_t k = 0; k < 2; k++) {
+		struct statvfs sv;
+		uint64_t avail;
+		unsigned ev;
+
+		if (!fs[k] || statvfs(path[k], &sv) < 0)
+			continue;
+		avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+		ev = dmr_fs_watch_update(&m->fs[k], avail, grow[k]);
+		if (ev & DMR_WATCH_FS_LOW)
+			log_warning("the filesystem of %s has %" PRIu64 " MiB free, less than the %" PRIu64
+				    " MiB the pool's sparse files may still grow by: once it is full, "
+				    "writes to new blocks fail and the pool turns read-only; free space "
+				    "there", path[k], avail >> 20, grow[k] >> 20);
+		if (ev & DMR_WATCH_FS_OK)
+			log_notice("the filesystem of %s can hold the pool's files again (%" PRIu64
+				   " MiB free, %" PRIu64 " MiB to grow)", path[k], avail >> 20,
+				   grow[k] >> 20);
+	}
+}
+
 static void watch_classic(struct dmr_monitor *m)
 {
 	struct dmr_registry *reg = m->agent->reg;
@@ -148,6 +207,7 @@ static void *monitor_main(void *p)
 	while (!m->stop) {
 		pthread_mutex_unlock(&m->lock);
 		watch_pool(m);
+		watch_pool_fs(m);
 		watch_classic(m);
 		pthread_mutex_lock(&m->lock);
 		at.tv_sec += m->interval_s;

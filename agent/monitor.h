@@ -4,7 +4,8 @@
  *
  * A thread wakes every --monitor-interval seconds and reads, from the
  * kernel, what runs out silently otherwise: the thin pool's data and
- * metadata use and mode, and every classic point's COW use.  It logs a
+ * metadata use and mode, the free space of the filesystem under the pool's
+ * files, and every classic point's COW use.  It logs a
  * warning when use crosses DMR_MONITOR_WARN_PCT (once, until it drops below
  * DMR_MONITOR_REARM_PCT), an error when the pool leaves read-write mode,
  * and marks a classic point whose snapshot the kernel invalidated as not
@@ -15,6 +16,7 @@
 #define DMR_AGENT_MONITOR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "agent/agent.h"
 #include "agent/classic.h"
@@ -36,6 +38,26 @@ enum {
 	DMR_WATCH_META_HIGH = 1 << 1,
 	DMR_WATCH_MODE = 1 << 2,      /* the mode changed (w->mode is the new one) */
 };
+
+/*
+ * The filesystem under the pool's files: a warning once its free space is
+ * less than what the files on it may still grow by (sparse files: their
+ * unallocated bytes), since from then on the pool can fill it and turn
+ * read-only; a notice once it has that room again, with a margin of 1/16
+ * so a filesystem hovering at the mark does not flood the log.  Pool
+ * writes take as much from the free space as from the growth, so only
+ * other users of the filesystem move the relation: the warning comes as
+ * soon as the overcommit exists, well before the filesystem fills.
+ */
+struct dmr_fs_watch {
+	bool warned;
+};
+enum {
+	DMR_WATCH_FS_LOW = 1 << 3, /* free < growth */
+	DMR_WATCH_FS_OK = 1 << 4,  /* room again */
+};
+/* Pure: no I/O. */
+unsigned dmr_fs_watch_update(struct dmr_fs_watch *w, uint64_t free_bytes, uint64_t grow_bytes);
 
 /* Fold one status reading into w; returns the DMR_WATCH_* events to log.
  * Pure: no I/O.  *ret_data_pct and *ret_meta_pct get the use in percent. */

@@ -16,6 +16,9 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
  * dmr_ops_need_pool), nothing for a classic one; 0 for an unknown VM (the
  * caller's lookup reports it). */
 int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
+/* Refuse (32777, the reason) work on a VM left down at activation (its
+ * disk's device is not the disk that was added); removing it is allowed. */
+int dmr_ops_need_up(struct dmr_call *c, const char *vm_name);
 
 /* Remove volumes of the VM through its backend (agent/backend.h). */
 int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,

@@ -370,7 +370,8 @@ int dmr_h_create_point(struct dmr_call *c)
 	if (json_object_object_get_ex(c->params, "cow_devices", &cowdevs) &&
 	    !json_object_is_type(cowdevs, json_type_object))
 		return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "cow_devices must be an object");
-	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
+	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_need_up(c, name)) ||
+	    (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	{
 		struct dmr_registry *reg = c->agent->reg;

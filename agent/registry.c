@@ -2,6 +2,7 @@
 #include "agent/registry.h"
 #include "agent/failover.h"
 #include "agent/classic.h"
+#include "agent/identity.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -133,6 +134,7 @@ void dmr_vm_free(struct dmr_vm *vm)
 		free(vm->disks[i].name);
 		free(vm->disks[i].source);
 		free(vm->disks[i].base_dev);
+		dmr_ident_free(vm->disks[i].ident);
 	}
 	for (size_t i = 0; i < vm->n_layers; i++)
 		free(vm->layers[i].ids);
@@ -149,6 +151,7 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm->qga);
 	free(vm->exec_shim);
 	json_object_put(vm->network);
+	free(vm->down_reason);
 	free(vm);
 }
 
@@ -280,6 +283,8 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 			json_object_object_add(d, "target", json_object_new_string("live"));
 		}
 		json_object_object_add(d, "thin_id", json_object_new_int64(vm->disks[i].thin_id));
+		if (vm->disks[i].ident)
+			json_object_object_add(d, "identity", dmr_ident_json(vm->disks[i].ident));
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
@@ -301,6 +306,7 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 		json_object_object_add(o, "max_points", json_object_new_int64((int64_t)vm->max_points));
 		json_object_object_add(o, "layers", json_object_new_int64((int64_t)vm->n_layers));
 	}
+	json_object_object_add(o, "down_reason", str_or_null(vm->down_reason));
 	return o;
 }
 
@@ -375,6 +381,8 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 		json_object_object_add(jd, "size_bytes", json_object_new_int64((int64_t)d->size_bytes));
 		json_object_object_add(jd, "thin_id", json_object_new_int64(d->thin_id));
 		json_object_object_add(jd, "source", str_or_null(d->source));
+		if (d->ident)
+			json_object_object_add(jd, "identity", dmr_ident_json(d->ident));
 		json_object_array_add(disks, jd);
 	}
 	json_object_object_add(o, "disks", disks);
@@ -564,6 +572,10 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 			return -EBADMSG;
 		if (dmr_name_obj_valid(d->name, DMR_OBJ_NAME_MAX) < 0 || d->size_bytes % 512)
 			return -EBADMSG;
+		/* Absent in files written before identities were recorded. */
+		if (json_object_object_get_ex(jd, "identity", &v) && v &&
+		    (r = dmr_ident_from_json(v, &d->ident)) < 0)
+			return r;
 	}
 
 	vm->n_points = json_object_array_length(points);
@@ -685,6 +697,10 @@ int dmr_reg_pool_save(struct dmr_registry *reg)
 	json_object_object_add(o, "block_sectors", json_object_new_int64(reg->pool_spec.block_sectors));
 	json_object_object_add(o, "transaction_id", json_object_new_int64((int64_t)reg->tid));
 	json_object_object_add(o, "next_thin_id", json_object_new_int64(reg->next_thin_id));
+	if (reg->pool_ident[0])
+		json_object_object_add(o, "data_identity", dmr_ident_json(reg->pool_ident[0]));
+	if (reg->pool_ident[1])
+		json_object_object_add(o, "meta_identity", dmr_ident_json(reg->pool_ident[1]));
 	return save_json(path, o);
 }
 
@@ -716,6 +732,16 @@ static int pool_load(struct dmr_registry *reg)
 		goto out;
 	reg->pool_spec.block_sectors = (uint32_t)bs;
 	reg->next_thin_id = (uint32_t)next;
+	{
+		static const char *const keys[2] = { "data_identity", "meta_identity" };
+		struct json_object *v;
+
+		/* Absent in files written before identities were recorded. */
+		for (size_t k = 0; k < 2; k++)
+			if (json_object_object_get_ex(o, keys[k], &v) && v &&
+			    dmr_ident_from_json(v, &reg->pool_ident[k]) < 0)
+				goto out;
+	}
 	reg->have_pool = true;
 	r = 0;
 out:
@@ -1239,11 +1265,18 @@ int dmr_registry_open(struct dmr_agent *a)
 		if (thin)
 			log_error("%zu thin VM(s) in the catalog but no pool: create or restore pool.json",
 				  thin);
+	} else if ((r = dmr_reg_pool_ident_check(reg)) < 0) {
+		/* Never activate a pool over a device that is not its own:
+		 * the kernel would write its metadata there. */
+		log_error("pool left down: %s", reg->pool_down_reason ? reg->pool_down_reason :
+			  strerror(-r));
 	} else if ((r = dmr_pool_activate(&reg->pool_spec, &reg->pool)) < 0) {
 		/* Stay up so status can be read; storage methods answer
 		 * "not available" until the pool is back. */
 		log_error("cannot activate the pool (%s on %s, %s): %s", DMR_POOL_DM_NAME,
 			  reg->pool_spec.data_path, reg->pool_spec.meta_path, strerror(-r));
+	} else if (dmr_reg_pool_ident_learn(reg) && (r = dmr_reg_pool_save(reg)) < 0) {
+		log_error("cannot save pool state: %s", strerror(-r));
 	}
 	reconcile(reg);
 	dmr_failover_recover(reg);
@@ -1262,6 +1295,9 @@ void dmr_registry_close(struct dmr_agent *a)
 	free(reg->vms);
 	dmr_pool_free(reg->pool);
 	dmr_pool_spec_done(&reg->pool_spec);
+	dmr_ident_free(reg->pool_ident[0]);
+	dmr_ident_free(reg->pool_ident[1]);
+	free(reg->pool_down_reason);
 	free(reg->state_dir);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_mutex_destroy(&reg->txn_lock);

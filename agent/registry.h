@@ -26,6 +26,7 @@
 
 #include "agent/agent.h"
 #include "dm/name.h"
+#include "snapshots/ident.h"
 #include "snapshots/pool.h"
 
 #define DMR_STATE_SCHEMA 1
@@ -73,6 +74,10 @@ struct dmr_disk {
 	 * device or image file the disk lives on, in place. */
 	char *source;
 	char *base_dev;         /* runtime, classic: source's block device */
+	/* classic: what source was when the disk was added (checked before
+	 * every activation, agent/classic.c); NULL if not known (a state
+	 * file from before identities were recorded). */
+	struct dmr_ident *ident;
 };
 
 struct dmr_vm {
@@ -119,6 +124,10 @@ struct dmr_vm {
 	uint64_t max_points;
 	size_t n_layers;
 	struct dmr_layer *layers;
+
+	/* Runtime: why the VM was left down at activation (a disk's device
+	 * is not the disk that was added), or NULL. */
+	char *down_reason;
 };
 
 struct dmr_registry {
@@ -128,6 +137,10 @@ struct dmr_registry {
 	bool have_pool;
 	struct dmr_pool_spec pool_spec;
 	struct dmr_pool *pool;  /* active pool, or NULL if it could not start */
+	/* What the pool's data and metadata paths were at pool create (NULL:
+	 * not known), and why the pool was left down, or NULL. */
+	struct dmr_ident *pool_ident[2];
+	char *pool_down_reason;
 	uint64_t tid;           /* pool transaction id the catalog matches */
 	uint32_t next_thin_id;
 	size_t n_vms;

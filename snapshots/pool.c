@@ -56,21 +56,102 @@ static int spec_copy(const struct dmr_pool_spec *src, struct dmr_pool_spec *dst)
 	return 0;
 }
 
-/* Create a sparse file of size bytes; -EEXIST if it exists. */
-static int create_sparse(const char *path, uint64_t size)
+uint64_t dmr_pool_default_meta_size(uint64_t data_size)
+{
+	uint64_t msize = data_size / 1000;
+
+	if (msize < (8u << 20))
+		msize = 8u << 20;
+	if (msize > (16ull << 30))
+		msize = 16ull << 30;
+	return msize;
+}
+
+int dmr_pool_file_growth(const char *path, uint64_t new_size, uint64_t *ret_bytes,
+			 uint64_t *ret_fs_dev)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct stat st;
+	char *slash;
+
+	if (stat(path, &st) == 0) {
+		uint64_t have = (uint64_t)st.st_blocks * 512;
+
+		if (S_ISBLK(st.st_mode)) {
+			*ret_bytes = 0;
+			*ret_fs_dev = 0;
+			return 0;
+		}
+		if (!S_ISREG(st.st_mode))
+			return -EINVAL;
+		*ret_bytes = (uint64_t)st.st_size > have ? (uint64_t)st.st_size - have : 0;
+		*ret_fs_dev = (uint64_t)st.st_dev;
+		return 0;
+	}
+	if (errno != ENOENT)
+		return dmr_negerrno();
+	/* A new file: it lands on its directory's filesystem. */
+	if (!(dir = strdup(path)))
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return -EINVAL;
+	slash[slash == dir ? 1 : 0] = '\0';
+	if (stat(dir, &st) < 0)
+		return dmr_negerrno();
+	*ret_bytes = new_size;
+	*ret_fs_dev = (uint64_t)st.st_dev;
+	return 0;
+}
+
+/* Allocate every block of the file open as fd (size bytes): blocks already
+ * there keep their data, holes become allocated (unwritten) extents. */
+static int allocate(int fd, uint64_t size)
+{
+	if (size && fallocate(fd, 0, 0, (off_t)size) < 0)
+		return errno == ENOTSUP ? -EOPNOTSUPP : dmr_negerrno();
+	return 0;
+}
+
+/* Create a file of size bytes, allocated unless sparse; -EEXIST if it
+ * exists. */
+static int create_file(const char *path, uint64_t size, bool sparse)
 {
 	_cleanup_close_ int fd = -1;
+	int r = 0;
 
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return dmr_negerrno();
-	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
-		int r = dmr_negerrno();
-
+	if (ftruncate(fd, (off_t)size) < 0)
+		r = dmr_negerrno();
+	if (r == 0 && !sparse)
+		r = allocate(fd, size);
+	if (r == 0 && fsync(fd) < 0)
+		r = dmr_negerrno();
+	if (r < 0)
 		unlink(path);
-		return r;
-	}
-	return 0;
+	return r;
+}
+
+/* An existing backing file, allocated in full (not sparse). */
+static int allocate_existing(const char *path)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int r;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dmr_negerrno();
+	if (fstat(fd, &st) < 0)
+		return dmr_negerrno();
+	if (!S_ISREG(st.st_mode))
+		return 0;
+	r = allocate(fd, (uint64_t)st.st_size);
+	if (r == 0 && fsync(fd) < 0)
+		r = dmr_negerrno();
+	return r;
 }
 
 /* Resolve one backing path to a block device: a block device is used as
@@ -225,7 +306,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 	if (access(spec->data_path, F_OK) < 0) {
 		if (!spec->data_size)
 			return -EINVAL;
-		r = create_sparse(spec->data_path, spec->data_size);
+		r = create_file(spec->data_path, spec->data_size, spec->sparse);
 		if (r < 0)
 			return r;
 		made_data = true;
@@ -233,24 +314,21 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		return r;
 	}
 	if (access(spec->meta_path, F_OK) < 0) {
-		/* Default metadata: 1/1000 of the data, at least 8 MiB (the
-		 * thin-provisioning docs' rule of thumb), at most 16 GiB. */
-		uint64_t msize = spec->meta_size;
+		uint64_t msize = spec->meta_size ? spec->meta_size :
+				 dmr_pool_default_meta_size(spec->data_size);
 
-		if (!msize) {
-			msize = spec->data_size / 1000;
-			if (msize < (8u << 20))
-				msize = 8u << 20;
-			if (msize > (16ull << 30))
-				msize = 16ull << 30;
-		}
-		r = create_sparse(spec->meta_path, msize);
+		r = create_file(spec->meta_path, msize, spec->sparse);
 		if (r < 0)
 			goto fail;
 		made_meta = true;
 	} else if ((r = check_backing(spec->meta_path, force, ret_what)) < 0) {
 		goto fail;
 	}
+	/* Files given that exist: their holes are allocated too. */
+	if (!spec->sparse &&
+	    ((!made_data && (r = allocate_existing(spec->data_path)) < 0) ||
+	     (!made_meta && (r = allocate_existing(spec->meta_path)) < 0)))
+		goto fail;
 
 	r = backing_attach(spec->data_path, pool->data_dev, sizeof(pool->data_dev),
 			   &pool->data_is_loop, &pool->data_sectors);

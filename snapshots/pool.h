@@ -30,6 +30,9 @@ struct dmr_pool_spec {
 	uint64_t data_size;    /* bytes; for a file that does not exist yet */
 	uint64_t meta_size;
 	uint32_t block_sectors;
+	/* dmr_pool_create only: leave files sparse (else their blocks are
+	 * allocated up front, so a full filesystem cannot fail the pool). */
+	bool sparse;
 };
 
 struct dmr_pool {
@@ -44,8 +47,21 @@ struct dmr_pool {
 void dmr_pool_spec_done(struct dmr_pool_spec *spec);
 void dmr_pool_free(struct dmr_pool *pool);
 
+/* The metadata size for a data size when none is given: 1/1000 of it, at
+ * least 8 MiB (the thin-provisioning docs' rule of thumb), at most 16 GiB. */
+uint64_t dmr_pool_default_meta_size(uint64_t data_size);
+
+/* Bytes a backing path may still take from its filesystem: a regular
+ * file's unallocated part, a missing file's new_size, 0 for a block
+ * device.  *ret_fs_dev is the st_dev of the filesystem it is (or will be)
+ * on, 0 for a block device. */
+int dmr_pool_file_growth(const char *path, uint64_t new_size, uint64_t *ret_bytes,
+			 uint64_t *ret_fs_dev);
+
 /*
- * Make a new pool: create missing files sparse (data_size/meta_size), refuse
+ * Make a new pool: create missing files (data_size/meta_size) and, unless
+ * spec->sparse, allocate every block of the files (fallocate; -EOPNOTSUPP
+ * if the filesystem cannot, -ENOSPC if it cannot hold them), refuse
  * (-EEXIST, *ret_what names it) a device or file that carries any signature
  * unless force, refuse (-EBUSY) one in use, attach loops, zero the metadata
  * header so the kernel formats it, and create dmrep-pool with

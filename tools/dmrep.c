@@ -544,7 +544,7 @@ enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
-	O_COW_DEV, O__COUNT,
+	O_COW_DEV, O_SPARSE, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -566,6 +566,7 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_DATA_SIZE] = { "data-size", K_SIZE, "data_size", NULL },
 	[O_META_SIZE] = { "meta-size", K_SIZE, "meta_size", NULL },
 	[O_FORCE] = { "force", K_FLAG, "force", NULL },
+	[O_SPARSE] = { "sparse", K_FLAG, "sparse", NULL },
 	[O_DISK] = { "disk", K_DISK, "disks", NULL },
 	[O_BACKEND] = { "backend", K_STRING, "backend", backends },
 	[O_QMP] = { "qmp", K_PATH, "qmp", NULL },
@@ -1031,10 +1032,15 @@ static int run_job_list(const struct command *cmd, struct invocation *inv)
 }
 
 static const struct command commands[] = {
-	{ "pool", "create", "--data PATH --meta PATH [--data-size SIZE] [--meta-size SIZE] [--force]",
+	{ "pool", "create", "--data PATH --meta PATH [--data-size SIZE] [--meta-size SIZE] [--force]\n"
+	  "            [--sparse]",
 	  "Make the thin pool on two files or block devices (files of SIZE are created);\n"
-	  "--force overwrites a device that carries a signature.",
-	  OPT(O_DATA) | OPT(O_META) | OPT(O_DATA_SIZE) | OPT(O_META_SIZE) | OPT(O_FORCE), { NULL },
+	  "--force overwrites a device that carries a signature.  Files are allocated in\n"
+	  "full (fallocate), and refused (32778) if their filesystem cannot hold them;\n"
+	  "--sparse leaves them sparse instead: when that filesystem fills, writes to\n"
+	  "new blocks fail and the pool turns read-only (the agent warns before).",
+	  OPT(O_DATA) | OPT(O_META) | OPT(O_DATA_SIZE) | OPT(O_META_SIZE) | OPT(O_FORCE) |
+	  OPT(O_SPARSE), { NULL },
 	  { NULL }, { false }, "CreatePool", run_pool_create },
 	{ "pool", "status", "", "The pool's usage and mode.", 0, { NULL }, { NULL }, { false },
 	  "GetPoolStatus", run_pool_status },

@@ -102,6 +102,28 @@ static void test_first_reading(void **state)
 	assert_int_equal(mp, 0);
 }
 
+/* The filesystem under the pool's files: a warning once free space is
+ * less than the files may still grow by, once; room again (with a 1/16
+ * margin) says so, once; allocated files (no growth) never warn. */
+static void test_fs_watch(void **state)
+{
+	struct dmr_fs_watch w = { 0 };
+	const uint64_t M = 1u << 20;
+
+	(void)state;
+	assert_int_equal(dmr_fs_watch_update(&w, 10 * M, 0), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 0, 0), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 200 * M, 128 * M), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 50 * M, 128 * M), DMR_WATCH_FS_LOW);
+	assert_int_equal(dmr_fs_watch_update(&w, 40 * M, 118 * M), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 1 * M, 2 * M), 0);
+	/* At the mark but inside the margin: still quiet. */
+	assert_int_equal(dmr_fs_watch_update(&w, 128 * M, 128 * M), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 136 * M, 128 * M), DMR_WATCH_FS_OK);
+	assert_int_equal(dmr_fs_watch_update(&w, 500 * M, 128 * M), 0);
+	assert_int_equal(dmr_fs_watch_update(&w, 127 * M, 128 * M), DMR_WATCH_FS_LOW);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -109,6 +131,7 @@ int main(void)
 		cmocka_unit_test(test_meta_independent),
 		cmocka_unit_test(test_mode_changes),
 		cmocka_unit_test(test_first_reading),
+		cmocka_unit_test(test_fs_watch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
