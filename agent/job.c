@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,11 +24,14 @@
 #include "agent/handlers.h"
 #include "agent/method.h"
 #include "agent/rc.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define JOBS_KEEP 1000
 #define JOB_FILE_MAX (1u << 20)
+/* A record's numbers beyond these are a hostile or damaged file. */
+#define JOB_ID_MAX (1ull << 53)
 
 struct job_step {
 	char name[32];
@@ -168,7 +172,10 @@ static void job_save(struct dmr_jobs *js, const struct dmr_job *j)
 		snprintf(idbuf, sizeof(idbuf), "%" PRIu64 "\n", j->id);
 		r = dmr_write_file_atomic(path, idbuf, strlen(idbuf), 0600);
 	}
-	if (r < 0)
+	if (r == -DMR_E_NOT_DURABLE)
+		log_warning("job %" PRIu64 ": record written, but not durably (directory fsync failed)",
+			    j->id);
+	else if (r < 0)
 		log_error("job %" PRIu64 ": cannot save its record: %s", j->id, strerror(-r));
 	json_object_put(o);
 }
@@ -177,8 +184,9 @@ static int json_get_u64(struct json_object *o, const char *k, uint64_t *ret)
 {
 	struct json_object *v;
 
+	/* json-c saturates larger numbers at INT64_MAX without a word. */
 	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) < 0)
+	    json_object_get_int64(v) < 0 || json_object_get_int64(v) == INT64_MAX)
 		return -EINVAL;
 	*ret = (uint64_t)json_object_get_int64(v);
 	return 0;
@@ -202,6 +210,18 @@ static uint64_t parse_time(struct json_object *o, const char *k)
 	return t < 0 ? 0 : (uint64_t)t * 1000000u;
 }
 
+/* A string without NUL or other control characters. */
+static bool plain_text(struct json_object *v)
+{
+	const char *s = json_object_get_string(v);
+	size_t n = (size_t)json_object_get_string_len(v);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
 static int job_from_json(struct json_object *o, struct dmr_job **ret)
 {
 	struct dmr_job *j = calloc(1, sizeof(*j));
@@ -210,23 +230,29 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 
 	if (!j)
 		return -ENOMEM;
-	if (json_get_u64(o, "id", &j->id) < 0 || j->id == 0 ||
+	if (json_get_u64(o, "id", &j->id) < 0 || j->id == 0 || j->id > JOB_ID_MAX ||
 	    !json_object_object_get_ex(o, "method", &v) || !json_object_is_type(v, json_type_string))
 		goto bad;
-	snprintf(j->method, sizeof(j->method), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "vm", &v) && json_object_is_type(v, json_type_string) &&
-	    !(j->vm = strdup(json_object_get_string(v))))
-		goto bad;
-	if (json_get_u64(o, "job_state", &u) < 0)
+	dmr_cescape(j->method, sizeof(j->method), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "vm", &v) && v) {
+		/* A VM name, as the API checks them: anything else is not
+		 * one of our records. */
+		if (!json_object_is_type(v, json_type_string) || !plain_text(v) ||
+		    !(j->vm = strdup(json_object_get_string(v))))
+			goto bad;
+	}
+	if (json_get_u64(o, "job_state", &u) < 0 ||
+	    (u != DMR_JOB_NEW && u != DMR_JOB_STARTING && u != DMR_JOB_RUNNING &&
+	     u != DMR_JOB_COMPLETED && u != DMR_JOB_TERMINATED && u != DMR_JOB_EXCEPTION))
 		goto bad;
 	j->state = (enum dmr_job_state)u;
 	if (json_get_u64(o, "percent_complete", &u) == 0 && u <= 100)
 		j->percent = (unsigned)u;
-	if (json_get_u64(o, "error_code", &u) == 0)
+	if (json_get_u64(o, "error_code", &u) == 0 && u <= INT_MAX)
 		j->error_code = (int)u;
 	if (json_object_object_get_ex(o, "error_description", &v) &&
 	    json_object_is_type(v, json_type_string))
-		snprintf(j->error, sizeof(j->error), "%s", json_object_get_string(v));
+		dmr_cescape(j->error, sizeof(j->error), json_object_get_string(v));
 	j->started = parse_time(o, "started");
 	j->finished = parse_time(o, "finished");
 	(void)json_get_u64(o, "guest_paused_usec", &j->guest_paused_usec);
@@ -240,10 +266,11 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 			struct json_object *s = json_object_array_get_idx(steps, i), *nm;
 
 			if (!json_object_object_get_ex(s, "name", &nm) ||
+			    !json_object_is_type(nm, json_type_string) ||
 			    json_get_u64(s, "usec", &j->steps[j->n_steps].usec) < 0)
 				continue;
-			snprintf(j->steps[j->n_steps].name, sizeof(j->steps[0].name), "%s",
-				 json_object_get_string(nm));
+			dmr_cescape(j->steps[j->n_steps].name, sizeof(j->steps[0].name),
+				    json_object_get_string(nm));
 			j->n_steps++;
 		}
 	}
@@ -364,7 +391,7 @@ int dmr_jobs_open(struct dmr_agent *a)
 		struct dmr_job *j;
 		uint64_t id;
 		char idpart[32];
-		size_t n = strlen(de->d_name);
+		size_t n = strlen(de->d_name), tlen = 0;
 
 		if (n < 6 || n - 5 >= sizeof(idpart) || strcmp(de->d_name + n - 5, ".json"))
 			continue;
@@ -373,11 +400,14 @@ int dmr_jobs_open(struct dmr_agent *a)
 		if (dmr_parse_u64(idpart, &id) < 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", js->dir, de->d_name);
-		if (dmr_read_file(path, JOB_FILE_MAX, &text, NULL) < 0)
+		if (dmr_read_file(path, JOB_FILE_MAX, &text, &tlen) < 0)
 			continue;
-		o = json_tokener_parse(text);
-		if (!o || job_from_json(o, &j) < 0 || j->id != id) {
+		o = NULL;
+		j = NULL;
+		if (dmr_json_parse_object(text, tlen, &o) < 0 || job_from_json(o, &j) < 0 ||
+		    j->id != id) {
 			log_warning("job record %s is unreadable; left alone", path);
+			job_free(j);
 			json_object_put(o);
 			continue;
 		}
