@@ -660,11 +660,18 @@ void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	pthread_mutex_lock(&job->jobs->lock);
 	/* The first error is the one that explains the failure. */
 	if (job->error_code == 0) {
+		char raw[sizeof(job->error)];
+
 		job->error_code = rc ? rc : DMR_RC_FAILED;
 		va_start(ap, fmt);
-		vsnprintf(job->error, sizeof(job->error), fmt, ap);
+		vsnprintf(raw, sizeof(raw), fmt, ap);
 		va_end(ap);
-		job->error[strcspn(job->error, "\n")] = '\0';
+		raw[strcspn(raw, "\n")] = '\0';
+		/* It reaches terminals (job show, the client's stderr) and
+		 * may quote a guest agent or a hook: no control character,
+		 * no byte that is not UTF-8, not a character cut in two. */
+		raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+		dmr_cescape(job->error, sizeof(job->error), raw);
 	}
 	pthread_mutex_unlock(&job->jobs->lock);
 }

@@ -15,6 +15,7 @@
 
 #include "agent/handlers.h"
 #include "agent/rc.h"
+#include "common/util.h"
 
 const struct dmr_method dmr_methods[] = {
 	{ "CreatePool", true, dmr_h_create_pool },
@@ -50,15 +51,16 @@ const struct dmr_method *dmr_method_find(const char *name)
 
 int dmr_call_fail(struct dmr_call *call, int rc, const char *fmt, ...)
 {
+	char raw[sizeof(call->error)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(call->error, sizeof(call->error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line, always. */
-	for (char *p = call->error; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* One line, always, and nothing a terminal acts on: the message may
+	 * quote what the caller sent.  Cut on a character boundary. */
+	raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+	dmr_cescape(call->error, sizeof(call->error), raw);
 	return rc;
 }
 

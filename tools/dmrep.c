@@ -79,16 +79,17 @@ static int exit_status(int rc)
  * one line on stderr always) and exit with the code's status. */
 __attribute__((noreturn)) _printf_(2, 3) static void fail(int rc, const char *fmt, ...)
 {
-	char msg[1024];
+	char raw[1024], msg[4 * sizeof(raw)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* "one line": an agent's message could carry a newline. */
-	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* "one line", and nothing the terminal acts on: an agent's message
+	 * (a guest agent's error text in a job) could carry a newline or an
+	 * escape sequence, or bytes that are not UTF-8. */
+	raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+	dmr_cescape(msg, sizeof(msg), raw);
 	if (opt_json) {
 		_cleanup_json_ struct json_object *o = json_object_new_object();
 
@@ -387,6 +388,8 @@ static void progress(struct json_object *job, bool done)
 	shown = true;
 }
 
+#define TIMEOUT_MAX_S (100ull * 366 * 86400)
+
 static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t timeout_s)
 {
 	uint64_t start = dmr_now_usec();
@@ -449,9 +452,15 @@ static void print_job_human(struct json_object *j, bool details)
 	printf("job %" PRId64 ": %s %s: %s, %" PRId64 "%%", int_field(j, "id", 0),
 	       str_field(j, "method", "?"), or_dash(str_field(j, "vm", NULL)), str_field(j, "state", "?"),
 	       int_field(j, "percent_complete", 0));
-	if (int_field(j, "error_code", 0))
+	if (int_field(j, "error_code", 0)) {
+		const char *why = str_field(j, "error_description", "");
+		_cleanup_free_ char *esc = malloc(4 * strlen(why) + 1);
+
+		if (!esc)
+			fail_oom();
 		printf(", error %" PRId64 ": %s", int_field(j, "error_code", 0),
-		       str_field(j, "error_description", ""));
+		       dmr_cescape(esc, 4 * strlen(why) + 1, why));
+	}
 	putchar('\n');
 	if (!details)
 		return;
@@ -787,6 +796,10 @@ static void apply_option(struct invocation *inv, int idx, const char *arg)
 		else if (idx == O_TIMEOUT) {
 			inv->has_timeout = true;
 			inv->timeout = parse_u64_arg("--timeout", arg);
+			/* As the agent's durations: 100 years at most, so the
+			 * microseconds below cannot wrap to an instant. */
+			if (inv->timeout > TIMEOUT_MAX_S)
+				usage_error("--timeout: at most %llu seconds", TIMEOUT_MAX_S);
 		}
 		break;
 	}
@@ -946,9 +959,12 @@ static int finish_job(struct json_object *job)
 		print_job_human(job, true);
 	if (rc != DMR_RC_OK) {
 		const char *why = str_field(job, "error_description", "");
+		_cleanup_free_ char *esc = malloc(4 * strlen(why) + 1);
 
+		if (!esc)
+			fail_oom();
 		fprintf(stderr, "dmrep: job %" PRId64 " failed: %s\n", int_field(job, "id", 0),
-			*why ? why : dmr_rc_name(rc));
+			*why ? dmr_cescape(esc, 4 * strlen(why) + 1, why) : dmr_rc_name(rc));
 	}
 	return exit_status(rc);
 }
@@ -1040,7 +1056,8 @@ static const struct command commands[] = {
 	  OPT(O_FORCE), { "VM", NULL }, { "vm", NULL }, { false }, "RemoveVirtualSystem", run_simple },
 	{ "vm", "retention", "VM [--keep-last N] [--max-age SECONDS]",
 	  "Change how many points, and how old, a VM keeps; applied at once.  The latest\n"
-	  "valid point is always kept.",
+	  "valid point is always kept.  N at most 1000000, SECONDS at most 3162240000\n"
+	  "(100 years).",
 	  OPT(O_KEEP_LAST) | OPT(O_MAX_AGE), { "VM", NULL }, { "vm", NULL }, { false }, "SetRetentionPolicy",
 	  run_vm_retention },
 	{ "vm", "network", "VM --mac MAC [--address IP[/PREFIX]]... [--gateway IP]... [--dns IP]... [--clear]",
@@ -1080,7 +1097,7 @@ static const struct command commands[] = {
 	  { true }, "GetJob", run_job_show },
 	{ "job", "wait", "JOB [--timeout SECONDS]",
 	  "Wait until the job has finished and print it; the exit status is the job's\n"
-	  "outcome.  Past --timeout: 32772.",
+	  "outcome.  Past --timeout (at most 3162240000, 100 years): 32772.",
 	  OPT(O_TIMEOUT), { "JOB", NULL }, { "job", NULL }, { true }, "GetJob", run_job_wait },
 	{ "job", "list", "", "The agent's jobs.", 0, { NULL }, { NULL }, { false }, "ListJobs", run_job_list },
 };
