@@ -523,6 +523,9 @@ int dmr_h_list_vms(struct dmr_call *c)
 		if (o)
 			json_object_array_add(a, o);
 	}
+	/* State files left out at start, and why: the operator repairs them. */
+	if (reg->unloadable)
+		json_object_object_add(c->reply, "unloadable", json_object_get(reg->unloadable));
 	pthread_mutex_unlock(&reg->lock);
 	json_object_object_add(c->reply, "vms", a);
 	return DMR_RC_OK;

@@ -941,6 +941,26 @@ int dmr_reg_doomed_forget(struct dmr_registry *reg, struct dmr_vm *vm, const uin
 
 /* ---- open, reconcile with the kernel, close --------------------------- */
 
+/* Remember a VM file left out, for ListVirtualSystems. */
+static void unloadable_add(struct dmr_registry *reg, const char *file, int r)
+{
+	struct json_object *o = json_object_new_object();
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s%s%s", r == -EILSEQ ? "not UTF-8" :
+		 r == -EPROTONOSUPPORT ? "unknown schema" : strerror(-r),
+		 bad_field ? ": field " : "", bad_field ? bad_field : "");
+	if (!reg->unloadable)
+		reg->unloadable = json_object_new_array();
+	if (!o || !reg->unloadable) {
+		json_object_put(o);
+		return;
+	}
+	json_object_object_add(o, "file", json_object_new_string(file));
+	json_object_object_add(o, "error", json_object_new_string(why));
+	json_object_array_add(reg->unloadable, o);
+}
+
 static int vms_load(struct dmr_registry *reg)
 {
 	_cleanup_free_ char *dir = NULL;
@@ -988,6 +1008,7 @@ static int vms_load(struct dmr_registry *reg)
 				  path, r == -EILSEQ ? "not UTF-8" :
 				  r == -EPROTONOSUPPORT ? "unknown schema" : strerror(-r),
 				  bad_field ? ": field " : "", bad_field ? bad_field : "");
+			unloadable_add(reg, de->d_name, r);
 			continue;
 		}
 	}
@@ -1347,6 +1368,7 @@ void dmr_registry_close(struct dmr_agent *a)
 	for (size_t i = 0; i < reg->n_vms; i++)
 		dmr_vm_free(reg->vms[i]);
 	free(reg->vms);
+	json_object_put(reg->unloadable);
 	dmr_pool_free(reg->pool);
 	dmr_pool_spec_done(&reg->pool_spec);
 	free(reg->state_dir);

@@ -152,6 +152,8 @@ struct dmr_registry {
 	uint32_t next_thin_id;
 	size_t n_vms;
 	struct dmr_vm **vms;
+	/* VM state files left out at start: [{"file", "error"}] (vm list). */
+	struct json_object *unloadable;
 };
 
 int dmr_registry_open(struct dmr_agent *a);

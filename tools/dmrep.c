@@ -876,6 +876,7 @@ static int run_vm_list(const struct command *cmd, struct invocation *inv)
 {
 	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
 	_cleanup_json_ struct json_object *vms = reply_member(rep, "vms", json_type_array);
+	struct json_object *bad;
 
 	if (opt_json) {
 		print_json(vms);
@@ -883,6 +884,17 @@ static int run_vm_list(const struct command *cmd, struct invocation *inv)
 	}
 	for (size_t i = 0; i < json_object_array_length(vms); i++)
 		print_vm_human(json_object_array_get_idx(vms, i));
+	/* VMs the agent could not load: said on stderr, the list stays the
+	 * list. */
+	if (json_object_object_get_ex(rep, "unloadable", &bad) && json_object_is_type(bad, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(bad); i++) {
+			struct json_object *u = json_object_array_get_idx(bad, i);
+			const char *f = str_field(u, "file", "?"), *why = str_field(u, "error", "");
+			char ef[1024], ew[512];
+
+			fprintf(stderr, "dmrep: state file %s is unreadable (%s): VM left out\n",
+				dmr_cescape(ef, sizeof(ef), f), dmr_cescape(ew, sizeof(ew), why));
+		}
 	return 0;
 }
 

@@ -922,6 +922,27 @@ static void test_error_text_escaped(void **st)
 	assert_string_equal(s->res.err, "dmrep: no VM \\x1b[31mred\\x0ax\n");
 }
 
+/* vm list: VMs the agent left out are named on stderr (escaped); the list
+ * itself, and --json's document, stay as they were. */
+static void test_vm_list_unloadable(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "ListVirtualSystems", "{\"return\": 0, \"vms\": [], \"unloadable\": [{\"file\": "
+					"\"b\\u001b.json\", \"error\": \"Bad message: field layers\"}]}" },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "vm", "list");
+	assert_int_equal(s->res.status, 0);
+	assert_string_equal(s->res.err, "dmrep: state file b\\x1b.json is unreadable (Bad message: field "
+			    "layers): VM left out\n");
+	RUN(&s->fa, &s->res, "vm", "list", "--json");
+	assert_int_equal(s->res.status, 0);
+	assert_json_doc(s->res.out, "[]");
+}
+
 /* --timeout in seconds, as microseconds: bounded so they cannot wrap. */
 static void test_timeout_bound(void **st)
 {
@@ -963,6 +984,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_help, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_text_escaped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_list_unloadable, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -464,6 +464,25 @@ static void test_registry_open_hostile_dir(void **st)
 	/* The field is named where one is to blame. */
 	assert_non_null(strstr(log, "h1.json is unreadable (Bad message: field layers)"));
 	assert_non_null(strstr(log, "l5.json is unreadable (not UTF-8)"));
+	/* ListVirtualSystems says which files were left out, and why. */
+	{
+		struct dmr_call c = { .agent = &a, .privileged = true };
+		struct json_object *u, *e;
+
+		c.params = json_object_new_object();
+		c.reply = json_object_new_object();
+		assert_int_equal(dmr_h_list_vms(&c), DMR_RC_OK);
+		assert_true(json_object_object_get_ex(c.reply, "unloadable", &u));
+		assert_int_equal(json_object_array_length(u), DMR_ARRAY_SIZE(bad) + DMR_ARRAY_SIZE(lit));
+		for (size_t i = 0; i < json_object_array_length(u); i++) {
+			e = json_object_array_get_idx(u, i);
+			if (!strcmp(json_object_get_string(json_object_object_get(e, "file")), "h1.json"))
+				assert_string_equal(json_object_get_string(json_object_object_get(e, "error")),
+						    "Bad message: field layers");
+		}
+		json_object_put(c.params);
+		json_object_put(c.reply);
+	}
 	dmr_registry_close(&a);
 }
 
