@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "agent/handlers.h"
 #include "agent/method.h"
 #include "agent/rc.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -33,6 +35,8 @@
  * job's calls use (their biggest frames hold a 16 KiB ioctl buffer and a
  * few PATH_MAX strings). */
 #define JOB_STACK_SIZE (512u * 1024)
+/* A record's numbers beyond these are a hostile or damaged file. */
+#define JOB_ID_MAX (1ull << 53)
 
 struct job_step {
 	char name[32];
@@ -169,7 +173,10 @@ static void job_save(struct dmr_jobs *js, const struct dmr_job *j)
 	r = job_path(js, j->id, path, sizeof(path));
 	if (r == 0)
 		r = dmr_write_file_atomic(path, text, strlen(text), 0600);
-	if (r < 0)
+	if (r == -DMR_E_NOT_DURABLE)
+		log_warning("job %" PRIu64 ": record written, but not durably (directory fsync failed)",
+			    j->id);
+	else if (r < 0)
 		log_error("job %" PRIu64 ": cannot save its record: %s", j->id, strerror(-r));
 	json_object_put(o);
 }
@@ -178,8 +185,9 @@ static int json_get_u64(struct json_object *o, const char *k, uint64_t *ret)
 {
 	struct json_object *v;
 
+	/* json-c saturates larger numbers at INT64_MAX without a word. */
 	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) < 0)
+	    json_object_get_int64(v) < 0 || json_object_get_int64(v) == INT64_MAX)
 		return -EINVAL;
 	*ret = (uint64_t)json_object_get_int64(v);
 	return 0;
@@ -203,6 +211,18 @@ static uint64_t parse_time(struct json_object *o, const char *k)
 	return t < 0 ? 0 : (uint64_t)t * 1000000u;
 }
 
+/* A string without NUL or other control characters. */
+static bool plain_text(struct json_object *v)
+{
+	const char *s = json_object_get_string(v);
+	size_t n = (size_t)json_object_get_string_len(v);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
 static int job_from_json(struct json_object *o, struct dmr_job **ret)
 {
 	struct dmr_job *j = calloc(1, sizeof(*j));
@@ -211,23 +231,29 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 
 	if (!j)
 		return -ENOMEM;
-	if (json_get_u64(o, "id", &j->id) < 0 || j->id == 0 ||
+	if (json_get_u64(o, "id", &j->id) < 0 || j->id == 0 || j->id > JOB_ID_MAX ||
 	    !json_object_object_get_ex(o, "method", &v) || !json_object_is_type(v, json_type_string))
 		goto bad;
-	snprintf(j->method, sizeof(j->method), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "vm", &v) && json_object_is_type(v, json_type_string) &&
-	    !(j->vm = strdup(json_object_get_string(v))))
-		goto bad;
-	if (json_get_u64(o, "job_state", &u) < 0)
+	dmr_cescape(j->method, sizeof(j->method), json_object_get_string(v));
+	if (json_object_object_get_ex(o, "vm", &v) && v) {
+		/* A VM name, as the API checks them: anything else is not
+		 * one of our records. */
+		if (!json_object_is_type(v, json_type_string) || !plain_text(v) ||
+		    !(j->vm = strdup(json_object_get_string(v))))
+			goto bad;
+	}
+	if (json_get_u64(o, "job_state", &u) < 0 ||
+	    (u != DMR_JOB_NEW && u != DMR_JOB_STARTING && u != DMR_JOB_RUNNING &&
+	     u != DMR_JOB_COMPLETED && u != DMR_JOB_TERMINATED && u != DMR_JOB_EXCEPTION))
 		goto bad;
 	j->state = (enum dmr_job_state)u;
 	if (json_get_u64(o, "percent_complete", &u) == 0 && u <= 100)
 		j->percent = (unsigned)u;
-	if (json_get_u64(o, "error_code", &u) == 0)
+	if (json_get_u64(o, "error_code", &u) == 0 && u <= INT_MAX)
 		j->error_code = (int)u;
 	if (json_object_object_get_ex(o, "error_description", &v) &&
 	    json_object_is_type(v, json_type_string))
-		snprintf(j->error, sizeof(j->error), "%s", json_object_get_string(v));
+		dmr_cescape(j->error, sizeof(j->error), json_object_get_string(v));
 	j->started = parse_time(o, "started");
 	j->finished = parse_time(o, "finished");
 	(void)json_get_u64(o, "guest_paused_usec", &j->guest_paused_usec);
@@ -241,10 +267,11 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 			struct json_object *s = json_object_array_get_idx(steps, i), *nm;
 
 			if (!json_object_object_get_ex(s, "name", &nm) ||
+			    !json_object_is_type(nm, json_type_string) ||
 			    json_get_u64(s, "usec", &j->steps[j->n_steps].usec) < 0)
 				continue;
-			snprintf(j->steps[j->n_steps].name, sizeof(j->steps[0].name), "%s",
-				 json_object_get_string(nm));
+			dmr_cescape(j->steps[j->n_steps].name, sizeof(j->steps[0].name),
+				    json_object_get_string(nm));
 			j->n_steps++;
 		}
 	}
@@ -396,7 +423,7 @@ int dmr_jobs_open(struct dmr_agent *a)
 		struct dmr_job *j;
 		uint64_t id;
 		char idpart[32];
-		size_t n = strlen(de->d_name);
+		size_t n = strlen(de->d_name), tlen = 0;
 
 		if (n < 6 || n - 5 >= sizeof(idpart) || strcmp(de->d_name + n - 5, ".json"))
 			continue;
@@ -405,11 +432,14 @@ int dmr_jobs_open(struct dmr_agent *a)
 		if (dmr_parse_u64(idpart, &id) < 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", js->dir, de->d_name);
-		if (dmr_read_file(path, JOB_FILE_MAX, &text, NULL) < 0)
+		if (dmr_read_file(path, JOB_FILE_MAX, &text, &tlen) < 0)
 			continue;
-		o = json_tokener_parse(text);
-		if (!o || job_from_json(o, &j) < 0 || j->id != id) {
+		o = NULL;
+		j = NULL;
+		if (dmr_json_parse_object(text, tlen, &o) < 0 || job_from_json(o, &j) < 0 ||
+		    j->id != id) {
 			log_warning("job record %s is unreadable; left alone", path);
+			job_free(j);
 			json_object_put(o);
 			continue;
 		}
@@ -684,11 +714,18 @@ void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	pthread_mutex_lock(&job->jobs->lock);
 	/* The first error is the one that explains the failure. */
 	if (job->error_code == 0) {
+		char raw[sizeof(job->error)];
+
 		job->error_code = rc ? rc : DMR_RC_FAILED;
 		va_start(ap, fmt);
-		vsnprintf(job->error, sizeof(job->error), fmt, ap);
+		vsnprintf(raw, sizeof(raw), fmt, ap);
 		va_end(ap);
-		job->error[strcspn(job->error, "\n")] = '\0';
+		raw[strcspn(raw, "\n")] = '\0';
+		/* It reaches terminals (job show, the client's stderr) and
+		 * may quote a guest agent or a hook: no control character,
+		 * no byte that is not UTF-8, not a character cut in two. */
+		raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+		dmr_cescape(job->error, sizeof(job->error), raw);
 	}
 	pthread_mutex_unlock(&job->jobs->lock);
 }

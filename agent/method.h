@@ -56,13 +56,16 @@ struct dmr_method {
 extern const struct dmr_method dmr_methods[];
 const struct dmr_method *dmr_method_find(const char *name);
 
-/* Set call->error (printf-style, one line) and return rc. */
+/* Set call->error (printf-style) and return rc: one line, control
+ * characters and bytes that are not UTF-8 escaped (dmr_cescape), cut on a
+ * character boundary. */
 int dmr_call_fail(struct dmr_call *call, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
  * Param accessors: 0 on success; -ENOENT if absent (and not required ->
- * *ret untouched); on a wrong JSON type they fail the call with 32776.
+ * *ret untouched); on a wrong JSON type they fail the call with 32776, on a
+ * string holding a NUL or a number out of range with 32773.
  * They return the WMI code to return from the handler, or 0 to go on:
  *     if ((rc = dmr_param_string(call, "name", true, &name))) return rc;
  */
@@ -70,6 +73,10 @@ int dmr_param_string(struct dmr_call *call, const char *key, bool required,
 		     const char **ret);
 int dmr_param_u64(struct dmr_call *call, const char *key, bool required,
 		  uint64_t *ret);
+/* A number min..max: anything else (json-c's saturated INT64_MAX too)
+ * fails the call with 32773 and the range. */
+int dmr_param_u64_range(struct dmr_call *call, const char *key, bool required,
+			uint64_t min, uint64_t max, uint64_t *ret);
 int dmr_param_bool(struct dmr_call *call, const char *key, bool required,
 		   bool *ret);
 int dmr_param_array(struct dmr_call *call, const char *key, bool required,

@@ -7,6 +7,7 @@
 #include "agent/method.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "agent/handlers.h"
 #include "agent/rc.h"
+#include "common/util.h"
 
 const struct dmr_method dmr_methods[] = {
 	{ "CreatePool", true, dmr_h_create_pool, false },
@@ -49,15 +51,16 @@ const struct dmr_method *dmr_method_find(const char *name)
 
 int dmr_call_fail(struct dmr_call *call, int rc, const char *fmt, ...)
 {
+	char raw[sizeof(call->error)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(call->error, sizeof(call->error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line, always. */
-	for (char *p = call->error; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* One line, always, and nothing a terminal acts on: the message may
+	 * quote what the caller sent.  Cut on a character boundary. */
+	raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+	dmr_cescape(call->error, sizeof(call->error), raw);
 	return rc;
 }
 
@@ -86,28 +89,38 @@ int dmr_param_string(struct dmr_call *call, const char *key, bool required, cons
 	struct json_object *v = NULL;
 	int r = get(call, key, required, json_type_string, "a string", &v);
 
+	/* A NUL inside would cut the string short of what was checked. */
+	if (r == 0 && strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "param '%s' holds a NUL", key);
 	if (r == 0)
 		*ret = json_object_get_string(v);
 	return GO_ON(r);
 }
 
-int dmr_param_u64(struct dmr_call *call, const char *key, bool required, uint64_t *ret)
+int dmr_param_u64_range(struct dmr_call *call, const char *key, bool required, uint64_t min,
+			uint64_t max, uint64_t *ret)
 {
 	struct json_object *v = NULL;
 	int r = get(call, key, required, json_type_int, "a non-negative integer", &v);
 
 	if (r == 0) {
-		int64_t x;
+		int64_t x = json_object_get_int64(v);
 
-		errno = 0;
-		x = json_object_get_int64(v);
-		/* json-c saturates at INT64_MAX: a larger number is out of range. */
-		if (x < 0 || (x == INT64_MAX && errno == ERANGE))
+		/* json-c saturates at INT64_MAX, and its errno is only what
+		 * the parse happened to leave: that value is taken as "too
+		 * large", never at face value. */
+		if (x < 0 || x == INT64_MAX || (uint64_t)x < min || (uint64_t)x > max)
 			return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER,
-					     "param '%s' is out of range", key);
+					     "param '%s' is out of range (%" PRIu64 " to %" PRIu64 ")",
+					     key, min, max);
 		*ret = (uint64_t)x;
 	}
 	return GO_ON(r);
+}
+
+int dmr_param_u64(struct dmr_call *call, const char *key, bool required, uint64_t *ret)
+{
+	return dmr_param_u64_range(call, key, required, 0, INT64_MAX - 1, ret);
 }
 
 int dmr_param_bool(struct dmr_call *call, const char *key, bool required, bool *ret)

@@ -38,6 +38,17 @@ int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
 /* Delete thin ids in one pool transaction; logs and returns errno. */
 int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids);
 
+/*
+ * Drop points[idx[0..n)] (indexes newest first; busy lock held, reg->lock
+ * not): out of the catalog first, durably, then their volumes deleted
+ * (with any an earlier call left).  op ("retention", "remove") names the
+ * cause in the log and the test hooks' steps OP:recorded (catalog saved,
+ * volumes still there) and OP:deleted (volumes gone, not yet forgotten).
+ * -DMR_E_NOT_DURABLE: dropped from the catalog, volumes left for later.
+ */
+int dmr_ops_drop_points(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n,
+			const char *op);
+
 /* Apply the VM's retention policy (busy lock held): drop victims. */
 int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped);
 

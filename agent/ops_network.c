@@ -139,7 +139,7 @@ int dmr_h_set_network(struct dmr_call *c)
 
 		vm->network = net;
 		r = dmr_reg_vm_save(reg, vm);
-		if (r < 0) {
+		if (r < 0 && r != -DMR_E_NOT_DURABLE) {
 			vm->network = prev; /* nothing changed on disk: nor here */
 			json_object_put(net);
 		} else {

@@ -501,12 +501,11 @@ int dmr_h_list_points(struct dmr_call *c)
 int dmr_h_destroy_point(struct dmr_call *c)
 {
 	struct dmr_registry *reg = c->agent->reg;
-	_cleanup_free_ uint32_t *ids = NULL;
 	struct dmr_point *pt;
 	struct dmr_vm *vm;
 	const char *name;
 	uint64_t point;
-	size_t n = 0;
+	size_t idx = 0;
 	int rc, r = 0;
 
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_u64(c, "point", true, &point)) ||
@@ -520,12 +519,8 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	else if (point == vm->failover_point || point == vm->test_point ||
 		 dmr_classic_point_pinned(vm, point))
 		r = -EBUSY;
-	else if (!(ids = malloc(vm->n_disks * sizeof(*ids))))
-		r = -ENOMEM;
-	else {
-		n = vm->n_disks;
-		memcpy(ids, pt->thin_ids, n * sizeof(*ids));
-	}
+	else
+		idx = (size_t)(pt - vm->points);
 	pthread_mutex_unlock(&reg->lock);
 	if (r == -ENOENT) {
 		rc = dmr_call_fail(c, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64, name, point);
@@ -537,20 +532,16 @@ int dmr_h_destroy_point(struct dmr_call *c)
 				   " (a committed failover's disks stack on it)" : "");
 		goto out;
 	}
+	/* The busy lock keeps idx valid. */
 	if (r == 0)
-		r = dmr_ops_delete_volumes(reg, vm, n, ids);
-	if (r == 0) {
-		pthread_mutex_lock(&reg->lock);
-		for (size_t i = 0; i < vm->n_points; i++)
-			if (vm->points[i].id == point) {
-				dmr_vm_point_drop(vm, i);
-				break;
-			}
-		r = dmr_reg_vm_save(reg, vm);
-		pthread_mutex_unlock(&reg->lock);
-	}
-	rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove point %" PRIu64 ": %s",
-				   point, strerror(-r)) : DMR_RC_OK;
+		r = dmr_ops_drop_points(reg, vm, &idx, 1, "remove");
+	if (r == -DMR_E_NOT_DURABLE)
+		rc = dmr_call_fail(c, DMR_RC_FAILED, "point %" PRIu64 " removed from the catalog, but "
+				   "the state directory cannot be synced: its volumes are kept until it "
+				   "can", point);
+	else
+		rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove point %" PRIu64
+					   ": %s", point, strerror(-r)) : DMR_RC_OK;
 out:
 	dmr_vm_busy_release(c->agent, name);
 	return rc;

@@ -19,8 +19,6 @@
 #include "snapshots/probe.h"
 #include "snapshots/thin.h"
 
-#define DMR_VM_DISKS_MAX 64
-
 /* Is path a dm device whose UUID is ours (a stable, point or pool device)?
  * Importing one of those into the pool would copy dmrep into itself. */
 static bool path_is_dmrep_device(const char *path)
@@ -272,6 +270,9 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) <= 0)
 			return dmr_call_fail(c, DMR_RC_INCORRECT_TYPE, "size_bytes must be a positive integer");
 		want = (uint64_t)json_object_get_int64(v);
+		if (want > DMR_SIZE_MAX)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+					     "size_bytes is out of range (at most %llu)", DMR_SIZE_MAX);
 	}
 	if (dmr_name_obj_valid(name, DMR_OBJ_NAME_MAX) < 0)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
@@ -307,10 +308,10 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s exists with size %" PRIu64 ", not %" PRIu64,
 					     name, path, size, want);
-		if (size == 0 || size % 512)
+		if (size == 0 || size % 512 || size > DMR_SIZE_MAX)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
-					     "disk %s: %s has size %" PRIu64 ", not a non-zero multiple of 512",
-					     name, path, size);
+					     "disk %s: %s has size %" PRIu64 ", not a non-zero multiple of 512 "
+					     "up to %llu", name, path, size, DMR_SIZE_MAX);
 		if (path_is_dmrep_device(path))
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s is a device dmrep itself owns", name, path);
@@ -371,10 +372,11 @@ int dmr_h_add_vm(struct dmr_call *c)
 	    (rc = dmr_param_string(c, "qmp", false, &qmp)) ||
 	    (rc = dmr_param_string(c, "qga", false, &qga)) ||
 	    (rc = dmr_param_string(c, "exec_shim", false, &shim)) ||
-	    (rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
-	    (rc = dmr_param_u64(c, "max_age", false, &age)) ||
-	    (rc = dmr_param_u64(c, "cow_size", false, &cow)) ||
-	    (rc = dmr_param_u64(c, "max_points", false, &max_points)))
+	    (rc = dmr_param_u64_range(c, "keep_last", false, 0, DMR_KEEP_LAST_MAX, &keep)) ||
+	    (rc = dmr_param_u64_range(c, "max_age", false, 0, DMR_SECONDS_MAX, &age)) ||
+	    (rc = dmr_param_u64_range(c, "cow_size", false, 0, DMR_SIZE_MAX, &cow)) ||
+	    (rc = dmr_param_u64_range(c, "max_points", false, 1, DMR_CLASSIC_MAX_POINTS_MAX,
+				      &max_points)))
 		return rc;
 	/* /dev/dmrep/VM-test/DISK is a test failover's (CONTRACT): a VM of
 	 * that name would share those links with VM's test views. */
@@ -392,8 +394,6 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (cow % 4096 || (classic && cow && cow < (1u << 20)))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "cow_size must be a multiple of 4096 and at least 1 MiB");
-	if (max_points == 0 || max_points > 64)
-		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "max_points must be 1 to 64");
 	if ((qmp && qmp[0] != '/') || (qga && qga[0] != '/'))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "qmp and qga must be absolute socket paths");
 	n = json_object_array_length(disks);
@@ -471,7 +471,9 @@ int dmr_h_add_vm(struct dmr_call *c)
 	}
 	if (r == 0)
 		r = dmr_reg_vm_save(reg, vm);
-	if (r == 0)
+	/* Not durable: the file is there all the same, so is the VM (the
+	 * job's last save makes it durable, or recovery undoes the import). */
+	if (r == 0 || r == -DMR_E_NOT_DURABLE)
 		r = dmr_reg_vm_insert(reg, vm);
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0) {
@@ -542,6 +544,9 @@ int dmr_h_list_vms(struct dmr_call *c)
 		if (o)
 			json_object_array_add(a, o);
 	}
+	/* State files left out at start, and why: the operator repairs them. */
+	if (reg->unloadable)
+		json_object_object_add(c->reply, "unloadable", json_object_get(reg->unloadable));
 	pthread_mutex_unlock(&reg->lock);
 	json_object_object_add(c->reply, "vms", a);
 	return DMR_RC_OK;
@@ -640,8 +645,12 @@ forget:
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_vm_delete(reg, name);
 	pthread_mutex_unlock(&reg->lock);
-	rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the state file: %s",
-				   strerror(-r)) : DMR_RC_OK;
+	if (r == -DMR_E_NOT_DURABLE)
+		rc = dmr_call_fail(c, DMR_RC_FAILED, "VM %s removed, but the state directory cannot "
+				   "be synced: it may come back after a power loss", name);
+	else
+		rc = r < 0 ? dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the state file: %s",
+					   strerror(-r)) : DMR_RC_OK;
 out:
 	dmr_vm_busy_release(c->agent, name);
 	return rc;
@@ -661,8 +670,8 @@ int dmr_h_set_retention(struct dmr_call *c)
 		return rc;
 	has_keep = json_object_object_get_ex(c->params, "keep_last", NULL);
 	has_age = json_object_object_get_ex(c->params, "max_age", NULL);
-	if ((rc = dmr_param_u64(c, "keep_last", false, &keep)) ||
-	    (rc = dmr_param_u64(c, "max_age", false, &age)))
+	if ((rc = dmr_param_u64_range(c, "keep_last", false, 0, DMR_KEEP_LAST_MAX, &keep)) ||
+	    (rc = dmr_param_u64_range(c, "max_age", false, 0, DMR_SECONDS_MAX, &age)))
 		return rc;
 	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;

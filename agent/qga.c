@@ -155,8 +155,13 @@ static int qga_exec(struct dmr_qga *g, const char *command, struct json_object *
 			struct json_object *d;
 
 			g->has_error = true;
-			snprintf(g->error_desc, sizeof(g->error_desc), "%s",
-				 json_object_object_get_ex(v, "desc", &d) ? json_object_get_string(d) : "");
+			/* The guest's words reach the operator's terminal
+			 * (job errors) and the log: escaped, and cut on a
+			 * character boundary. */
+			dmr_cescape(g->error_desc, sizeof(g->error_desc),
+				    json_object_object_get_ex(v, "desc", &d) &&
+				    json_object_is_type(d, json_type_string) ?
+				    json_object_get_string(d) : "");
 			json_object_put(o);
 			g->synced = true;
 			return log_debug_errno(-EIO, "qga: %s: %s", command, g->error_desc);
@@ -195,7 +200,7 @@ int dmr_qga_connect(const char *path, int timeout_ms, struct dmr_qga **ret_qga)
 		r = -ENOMEM;
 		goto fail;
 	}
-	json_tokener_set_flags(g->tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(g->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	r = dmr_jsonl_connect(path, deadline, &g->chan);
 	if (r < 0)
 		goto fail;

@@ -301,7 +301,10 @@ int dmr_json_parse_line(struct json_tokener *tok, const char *line, size_t len,
 	struct json_object *o;
 	size_t end;
 
-	if (len > INT_MAX)
+	/* What the hypervisor or the guest sends reaches logs and job
+	 * errors: UTF-8 or nothing (json-c's own check, set on every
+	 * tokener here, lets overlong forms through). */
+	if (len > INT_MAX || !dmr_utf8_valid(line, len))
 		return -EPROTO;
 	json_tokener_reset(tok);
 	o = json_tokener_parse_ex(tok, line, (int)len);
@@ -350,9 +353,11 @@ static bool is_qmp_name(const char *s)
 	return true;
 }
 
+/* Text from the hypervisor, kept for logs and job errors: escaped, cut
+ * on a character boundary. */
 static void copy_str(char *dst, size_t size, const char *src)
 {
-	snprintf(dst, size, "%s", src ? src : "");
+	dmr_cescape(dst, size, src ? src : "");
 }
 
 /* After -EPROTO the stream cannot be trusted to be in step any more. */
@@ -553,7 +558,7 @@ int dmr_qmp_connect(const char *path, int timeout_ms, struct dmr_qmp **ret_qmp)
 		r = -ENOMEM;
 		goto fail;
 	}
-	json_tokener_set_flags(q->tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(q->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	r = dmr_jsonl_connect(path, deadline, &q->chan);
 	if (r < 0)
 		goto fail;

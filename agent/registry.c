@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "dm/dm.h"
@@ -145,6 +146,7 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm->points);
 	free(vm->overlay_ids);
 	free(vm->test_ids);
+	free(vm->doomed);
 	free(vm->name);
 	free(vm->backend);
 	free(vm->qmp);
@@ -194,14 +196,18 @@ int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name)
 	for (size_t i = 0; i < reg->n_vms; i++) {
 		if (!dmr_streq(reg->vms[i]->name, name))
 			continue;
+		int r;
+
 		if (vm_path(reg, name, &path) < 0)
 			return -ENOMEM;
-		if (unlink(path) < 0 && errno != ENOENT)
-			return dmr_negerrno();
+		/* Synced, or a power loss brings the VM back. */
+		r = dmr_unlink_durable(path);
+		if (r < 0 && r != -DMR_E_NOT_DURABLE)
+			return r;
 		dmr_vm_free(reg->vms[i]);
 		memmove(&reg->vms[i], &reg->vms[i + 1], (reg->n_vms - i - 1) * sizeof(*reg->vms));
 		reg->n_vms--;
-		return 0;
+		return r;
 	}
 	return -ENOENT;
 }
@@ -373,6 +379,8 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 		}
 		json_object_object_add(o, "layers", layers);
 	}
+	if (vm->n_doomed)
+		json_object_object_add(o, "doomed_ids", ids_json(vm->doomed, vm->n_doomed));
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		const struct dmr_disk *d = &vm->disks[i];
 		struct json_object *jd = json_object_new_object();
@@ -407,35 +415,53 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	return o;
 }
 
+/* The field a state file was refused for, for the one log line that says
+ * why (the loader runs in one thread at start; unit tests read it too). */
+static const char *bad_field;
+
+static int bad(const char *key)
+{
+	bad_field = key;
+	return -EBADMSG;
+}
+
 static int get_str(struct json_object *o, const char *key, bool nullable, char **ret)
 {
 	struct json_object *v;
 
 	if (!json_object_object_get_ex(o, key, &v))
-		return -EBADMSG;
+		return bad(key);
 	if (!v && nullable) {
 		*ret = NULL;
 		return 0;
 	}
-	if (!json_object_is_type(v, json_type_string))
-		return -EBADMSG;
+	/* A NUL inside would cut the string short of what was checked. */
+	if (!json_object_is_type(v, json_type_string) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+		return bad(key);
 	*ret = strdup(json_object_get_string(v));
 	return *ret ? 0 : -ENOMEM;
 }
 
-static int get_u64(struct json_object *o, const char *key, uint64_t *ret)
+/* A number 0..max.  json-c saturates at INT64_MAX without a word, so that
+ * value is never taken at face value. */
+static int get_u64_max(struct json_object *o, const char *key, uint64_t max, uint64_t *ret)
 {
 	struct json_object *v;
 	int64_t x;
 
 	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-		return -EBADMSG;
-	errno = 0;
+		return bad(key);
 	x = json_object_get_int64(v);
-	if (x < 0 || errno)
-		return -EBADMSG;
+	if (x < 0 || x == INT64_MAX || (uint64_t)x > max)
+		return bad(key);
 	*ret = (uint64_t)x;
 	return 0;
+}
+
+static int get_u64(struct json_object *o, const char *key, uint64_t *ret)
+{
+	return get_u64_max(o, key, INT64_MAX, ret);
 }
 
 static int get_bool(struct json_object *o, const char *key, bool *ret)
@@ -443,7 +469,7 @@ static int get_bool(struct json_object *o, const char *key, bool *ret)
 	struct json_object *v;
 
 	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
-		return -EBADMSG;
+		return bad(key);
 	*ret = json_object_get_boolean(v);
 	return 0;
 }
@@ -461,28 +487,69 @@ static int get_thin_id(struct json_object *v, uint32_t *ret)
 	return 0;
 }
 
-/* An array of n thin ids, or null (-> NULL). */
-static int get_ids(struct json_object *o, const char *key, size_t n, uint32_t **ret)
+/* An array of n thin ids (any length up to max if n is 0), or null
+ * (-> NULL). */
+static int get_ids_n(struct json_object *o, const char *key, size_t n, size_t max,
+		     uint32_t **ret, size_t *ret_n)
 {
 	struct json_object *a;
 	_cleanup_free_ uint32_t *ids = NULL;
+	size_t len;
 
 	if (!json_object_object_get_ex(o, key, &a))
-		return -EBADMSG;
+		return bad(key);
 	if (!a) {
 		*ret = NULL;
 		return 0;
 	}
-	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) != n)
-		return -EBADMSG;
-	ids = calloc(n, sizeof(*ids));
+	if (!json_object_is_type(a, json_type_array))
+		return bad(key);
+	len = json_object_array_length(a);
+	if (n ? len != n : len > max)
+		return bad(key);
+	ids = calloc(len ? len : 1, sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < len; i++)
 		if (get_thin_id(json_object_array_get_idx(a, i), &ids[i]) < 0)
-			return -EBADMSG;
+			return bad(key);
 	*ret = DMR_TAKE_PTR(ids);
+	if (ret_n)
+		*ret_n = len;
 	return 0;
+}
+
+static int get_ids(struct json_object *o, const char *key, size_t n, uint32_t **ret)
+{
+	return get_ids_n(o, key, n, 0, ret, NULL);
+}
+
+/* Failover network settings as SetFailoverNetworkAdapterSettings stores
+ * them (agent/ops_network.c): the hooks read them without more checks. */
+static bool network_valid(struct json_object *net)
+{
+	size_t n = json_object_array_length(net);
+
+	if (n > 16)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *nic = json_object_array_get_idx(net, i), *v;
+		static const char *const lists[] = { "addresses", "gateways", "dns" };
+
+		if (!json_object_is_type(nic, json_type_object) ||
+		    !json_object_object_get_ex(nic, "mac", &v) || !json_object_is_type(v, json_type_string))
+			return false;
+		for (size_t k = 0; k < DMR_ARRAY_SIZE(lists); k++) {
+			if (!json_object_object_get_ex(nic, lists[k], &v))
+				continue;
+			if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > 16)
+				return false;
+			for (size_t e = 0; e < json_object_array_length(v); e++)
+				if (!json_object_is_type(json_object_array_get_idx(v, e), json_type_string))
+					return false;
+		}
+	}
+	return true;
 }
 
 int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
@@ -495,6 +562,7 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 
 	if (!vm)
 		return -ENOMEM;
+	bad_field = NULL;
 	if (!json_object_is_type(o, json_type_object))
 		return -EBADMSG;
 	if (get_u64(o, "schema", &schema) < 0 || schema != DMR_STATE_SCHEMA)
@@ -507,8 +575,8 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	    (r = get_str(o, "qga", true, &vm->qga)) < 0 ||
 	    (r = get_str(o, "exec_shim", true, &vm->exec_shim)) < 0 ||
 	    (r = get_u64(o, "next_point_id", &vm->next_point_id)) < 0 ||
-	    (r = get_u64(o, "keep_last", &vm->keep_last)) < 0 ||
-	    (r = get_u64(o, "max_age_sec", &vm->max_age_sec)) < 0 ||
+	    (r = get_u64_max(o, "keep_last", DMR_KEEP_LAST_MAX, &vm->keep_last)) < 0 ||
+	    (r = get_u64_max(o, "max_age_sec", DMR_SECONDS_MAX, &vm->max_age_sec)) < 0 ||
 	    (r = get_u64(o, "import_tid", &vm->import_tid)) < 0 ||
 	    (r = get_bool(o, "importing", &vm->importing)) < 0)
 		return r;
@@ -522,7 +590,7 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		if ((r = get_str(o, "intent", false, &intent)) < 0)
 			return r;
 		if (strlen(intent) >= sizeof(vm->intent))
-			return -EBADMSG;
+			return bad("intent");
 		strcpy(vm->intent, intent);
 	}
 	{
@@ -530,65 +598,71 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 
 		/* Absent in older files: then no guest is resumed by recovery
 		 * that it cannot tell it paused. */
-		if (json_object_object_get_ex(o, "intent_guest_ran", &v) && v)
-			vm->intent_guest_ran = json_object_get_boolean(v);
+		if (json_object_object_get_ex(o, "intent_guest_ran", &v) && v &&
+		    (r = get_bool(o, "intent_guest_ran", &vm->intent_guest_ran)) < 0)
+			return r;
 	}
 	{
 		struct json_object *net;
 
 		/* Absent in files written before network settings existed. */
 		if (json_object_object_get_ex(o, "network", &net) && net) {
-			if (!json_object_is_type(net, json_type_array))
-				return -EBADMSG;
+			if (!json_object_is_type(net, json_type_array) || !network_valid(net))
+				return bad("network");
 			vm->network = json_object_get(net);
 		}
 	}
-	if (vm_state_parse(state, &vm->state) < 0 ||
-	    dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
-		return -EBADMSG;
+	if (vm_state_parse(state, &vm->state) < 0)
+		return bad("state");
+	if (dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
+		return bad("name");
 	if (!json_object_object_get_ex(o, "disks", &disks) ||
-	    !json_object_is_type(disks, json_type_array) ||
-	    !json_object_object_get_ex(o, "points", &points) ||
+	    !json_object_is_type(disks, json_type_array))
+		return bad("disks");
+	if (!json_object_object_get_ex(o, "points", &points) ||
 	    !json_object_is_type(points, json_type_array))
-		return -EBADMSG;
+		return bad("points");
 
-	vm->n_disks = json_object_array_length(disks);
-	if (vm->n_disks == 0)
-		return -EBADMSG;
-	vm->disks = calloc(vm->n_disks, sizeof(*vm->disks));
+	/* n_disks is set once disks holds that many: dmr_vm_free walks it. */
+	if (json_object_array_length(disks) == 0 || json_object_array_length(disks) > DMR_VM_DISKS_MAX)
+		return bad("disks");
+	vm->disks = calloc(json_object_array_length(disks), sizeof(*vm->disks));
 	if (!vm->disks)
 		return -ENOMEM;
+	vm->n_disks = json_object_array_length(disks);
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		struct json_object *jd = json_object_array_get_idx(disks, i), *v;
 		struct dmr_disk *d = &vm->disks[i];
 
 		if (!json_object_is_type(jd, json_type_object))
-			return -EBADMSG;
+			return bad("disks");
 		if ((r = get_str(jd, "name", false, &d->name)) < 0 ||
-		    (r = get_u64(jd, "size_bytes", &d->size_bytes)) < 0 ||
+		    (r = get_u64_max(jd, "size_bytes", DMR_SIZE_MAX, &d->size_bytes)) < 0 ||
 		    (r = get_str(jd, "source", true, &d->source)) < 0)
 			return r;
 		if (!json_object_object_get_ex(jd, "thin_id", &v) || get_thin_id(v, &d->thin_id) < 0)
-			return -EBADMSG;
-		if (dmr_name_obj_valid(d->name, DMR_OBJ_NAME_MAX) < 0 || d->size_bytes % 512)
-			return -EBADMSG;
+			return bad("thin_id");
+		if (dmr_name_obj_valid(d->name, DMR_OBJ_NAME_MAX) < 0)
+			return bad("name");
+		if (d->size_bytes % 512 || d->size_bytes == 0)
+			return bad("size_bytes");
 		/* Absent in files written before identities were recorded. */
 		if (json_object_object_get_ex(jd, "identity", &v) && v &&
 		    (r = dmr_ident_from_json(v, &d->ident)) < 0)
 			return r;
 	}
 
-	vm->n_points = json_object_array_length(points);
-	vm->points = calloc(vm->n_points ? vm->n_points : 1, sizeof(*vm->points));
+	vm->points = calloc(json_object_array_length(points) ?: 1, sizeof(*vm->points));
 	if (!vm->points)
 		return -ENOMEM;
+	vm->n_points = json_object_array_length(points);
 	for (size_t i = 0; i < vm->n_points; i++) {
 		struct json_object *jp = json_object_array_get_idx(points, i), *ids;
 		struct dmr_point *p = &vm->points[i];
 		_cleanup_free_ char *cons = NULL;
 
 		if (!json_object_is_type(jp, json_type_object))
-			return -EBADMSG;
+			return bad("points");
 		if ((r = get_u64(jp, "id", &p->id)) < 0 ||
 		    (r = get_u64(jp, "created_usec", &p->created_usec)) < 0 ||
 		    (r = get_str(jp, "consistency", false, &cons)) < 0 ||
@@ -597,20 +671,24 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		    (r = get_u64(jp, "pending_tid", &p->pending_tid)) < 0)
 			return r;
 		if (!dmr_streq(cons, "crash") && !dmr_streq(cons, "application"))
-			return -EBADMSG;
+			return bad("consistency");
 		p->application = dmr_streq(cons, "application");
+		/* The API never takes one: the label goes to terminals. */
+		for (const unsigned char *c = (const unsigned char *)p->label; *c; c++)
+			if (*c < 0x20 || *c == 0x7f)
+				return bad("label");
 		if (!json_object_object_get_ex(jp, "thin_ids", &ids) ||
 		    !json_object_is_type(ids, json_type_array) ||
 		    json_object_array_length(ids) != vm->n_disks)
-			return -EBADMSG;
+			return bad("thin_ids");
 		p->thin_ids = calloc(vm->n_disks, sizeof(uint32_t));
 		if (!p->thin_ids)
 			return -ENOMEM;
 		for (size_t k = 0; k < vm->n_disks; k++)
 			if (get_thin_id(json_object_array_get_idx(ids, k), &p->thin_ids[k]) < 0)
-				return -EBADMSG;
+				return bad("thin_ids");
 		if (p->id >= vm->next_point_id || (i > 0 && p->id <= vm->points[i - 1].id))
-			return -EBADMSG;
+			return bad("id");
 	}
 	if ((r = get_ids(o, "overlay_ids", vm->n_disks, &vm->overlay_ids)) < 0 ||
 	    (r = get_ids(o, "test_ids", vm->n_disks, &vm->test_ids)) < 0)
@@ -618,17 +696,20 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	/* The classic backend's fields are absent in files written before
 	 * it existed (thin VMs only). */
 	if (json_object_object_get_ex(o, "cow_size", NULL) &&
-	    ((r = get_u64(o, "cow_size", &vm->cow_size)) < 0 ||
-	     (r = get_u64(o, "max_points", &vm->max_points)) < 0))
+	    ((r = get_u64_max(o, "cow_size", DMR_SIZE_MAX, &vm->cow_size)) < 0 ||
+	     (r = get_u64_max(o, "max_points", DMR_CLASSIC_MAX_POINTS_MAX, &vm->max_points)) < 0))
 		return r;
 	{
 		struct json_object *layers;
 
 		if (json_object_object_get_ex(o, "layers", &layers) && layers) {
-			size_t n = json_object_array_length(layers);
+			size_t n;
 
+			/* The type first: json-c aborts on the length of
+			 * anything but an array. */
 			if (!json_object_is_type(layers, json_type_array))
-				return -EBADMSG;
+				return bad("layers");
+			n = json_object_array_length(layers);
 			vm->layers = calloc(n ? n : 1, sizeof(*vm->layers));
 			if (!vm->layers)
 				return -ENOMEM;
@@ -637,19 +718,24 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 				struct dmr_layer *ly = &vm->layers[l];
 
 				if (!json_object_is_type(jl, json_type_object))
-					return -EBADMSG;
+					return bad("layers");
 				vm->n_layers = l + 1;
 				if ((r = get_u64(jl, "point", &ly->point)) < 0 ||
 				    (r = get_u64(jl, "since", &ly->since)) < 0 ||
 				    (r = get_ids(jl, "ids", vm->n_disks, &ly->ids)) < 0)
 					return r;
 				if (!ly->ids || (l > 0 && ly->since <= vm->layers[l - 1].since))
-					return -EBADMSG;
+					return bad("layers");
 			}
 		}
 	}
+	/* Absent unless volumes were left to remove. */
+	if (json_object_object_get_ex(o, "doomed_ids", NULL) &&
+	    (r = get_ids_n(o, "doomed_ids", 0, (size_t)DMR_THIN_DEV_ID_MAX, &vm->doomed,
+			   &vm->n_doomed)) < 0)
+		return r;
 	if (!dmr_streq(vm->backend, "thin") && !dmr_streq(vm->backend, "classic"))
-		return -EBADMSG;
+		return bad("backend");
 	*ret_vm = DMR_TAKE_PTR(vm);
 	return 0;
 }
@@ -683,6 +769,9 @@ int dmr_reg_pool_save(struct dmr_registry *reg)
 
 	if (asprintf(&path, "%s/pool.json", reg->state_dir) < 0)
 		return -ENOMEM;
+	/* Left alone for the operator, whatever happens. */
+	if (reg->pool_unreadable)
+		return -EBADMSG;
 	if (!reg->have_pool) {
 		if (unlink(path) < 0 && errno != ENOENT)
 			return dmr_negerrno();
@@ -707,21 +796,23 @@ int dmr_reg_pool_save(struct dmr_registry *reg)
 static int pool_load(struct dmr_registry *reg)
 {
 	_cleanup_free_ char *path = NULL, *buf = NULL;
-	struct json_object *o;
+	struct json_object *o = NULL;
 	uint64_t schema, bs, next;
+	size_t len = 0;
 	int r;
 
 	if (asprintf(&path, "%s/pool.json", reg->state_dir) < 0)
 		return -ENOMEM;
-	r = dmr_read_file(path, STATE_FILE_MAX, &buf, NULL);
+	r = dmr_read_file(path, STATE_FILE_MAX, &buf, &len);
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
 		return r;
-	o = json_tokener_parse(buf);
-	if (!o)
-		return -EBADMSG;
+	r = dmr_json_parse_object(buf, len, &o);
+	if (r < 0)
+		return r;
 	r = -EBADMSG;
+	bad_field = NULL;
 	if (get_u64(o, "schema", &schema) < 0 || schema != DMR_STATE_SCHEMA)
 		goto out;
 	if (get_str(o, "data_path", false, &reg->pool_spec.data_path) < 0 ||
@@ -776,6 +867,9 @@ static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 		for (size_t l = 0; l < vm->n_layers; l++)
 			if (id_in(vm->layers[l].ids, vm->n_disks, id))
 				return true;
+		/* Not listed any more, but its volume may still exist. */
+		if (id_in(vm->doomed, vm->n_doomed, id))
+			return true;
 	}
 	return false;
 }
@@ -865,7 +959,10 @@ int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 			continue;
 		if (vm->keep_last && valid_seen > vm->keep_last)
 			drop = true;
-		if (vm->max_age_sec && now_usec > p->created_usec &&
+		/* An age past what microseconds can count is never reached
+		 * (the product would wrap to a fraction of a second). */
+		if (vm->max_age_sec && vm->max_age_sec <= UINT64_MAX / 1000000u &&
+		    now_usec > p->created_usec &&
 		    now_usec - p->created_usec > vm->max_age_sec * 1000000ull)
 			drop = true;
 		if (i == latest)
@@ -878,7 +975,66 @@ int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 	return 0;
 }
 
+int dmr_reg_points_doom(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n)
+{
+	uint32_t *d;
+	size_t add = 0;
+
+	for (size_t k = 0; k < n; k++)
+		for (size_t i = 0; i < vm->n_disks; i++)
+			add += vm->points[idx[k]].thin_ids[i] != 0;
+	d = realloc(vm->doomed, (vm->n_doomed + add + 1) * sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	vm->doomed = d;
+	/* idx is newest first, so dropping in that order keeps the lower
+	 * indexes valid. */
+	for (size_t k = 0; k < n; k++) {
+		const struct dmr_point *p = &vm->points[idx[k]];
+
+		for (size_t i = 0; i < vm->n_disks; i++)
+			if (p->thin_ids[i] && !id_in(vm->doomed, vm->n_doomed, p->thin_ids[i]))
+				vm->doomed[vm->n_doomed++] = p->thin_ids[i];
+		dmr_vm_point_drop(vm, idx[k]);
+	}
+	return dmr_reg_vm_save(reg, vm);
+}
+
+int dmr_reg_doomed_forget(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
+			  size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < vm->n_doomed; i++)
+		if (!id_in(ids, n, vm->doomed[i]))
+			vm->doomed[k++] = vm->doomed[i];
+	if (k == vm->n_doomed)
+		return 0;
+	vm->n_doomed = k;
+	return dmr_reg_vm_save(reg, vm);
+}
+
 /* ---- open, reconcile with the kernel, close --------------------------- */
+
+/* Remember a VM file left out, for ListVirtualSystems. */
+static void unloadable_add(struct dmr_registry *reg, const char *file, int r)
+{
+	struct json_object *o = json_object_new_object();
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s%s%s", r == -EILSEQ ? "not UTF-8" :
+		 r == -EPROTONOSUPPORT ? "unknown schema" : strerror(-r),
+		 bad_field ? ": field " : "", bad_field ? bad_field : "");
+	if (!reg->unloadable)
+		reg->unloadable = json_object_new_array();
+	if (!o || !reg->unloadable) {
+		json_object_put(o);
+		return;
+	}
+	json_object_object_add(o, "file", json_object_new_string(file));
+	json_object_object_add(o, "error", json_object_new_string(why));
+	json_object_array_add(reg->unloadable, o);
+}
 
 static int vms_load(struct dmr_registry *reg)
 {
@@ -895,7 +1051,7 @@ static int vms_load(struct dmr_registry *reg)
 		_cleanup_free_ char *path = NULL, *buf = NULL;
 		struct dmr_vm *vm = NULL;
 		struct json_object *o;
-		size_t len = strlen(de->d_name);
+		size_t len = strlen(de->d_name), blen = 0;
 		int r;
 
 		/* Temp files of an interrupted atomic write are not state. */
@@ -906,21 +1062,28 @@ static int vms_load(struct dmr_registry *reg)
 			closedir(d);
 			return -ENOMEM;
 		}
-		r = dmr_read_file(path, STATE_FILE_MAX, &buf, NULL);
-		o = r == 0 ? json_tokener_parse(buf) : NULL;
-		r = o ? dmr_vm_from_state_json(o, &vm) : (r < 0 ? r : -EBADMSG);
+		o = NULL;
+		bad_field = NULL;
+		r = dmr_read_file(path, STATE_FILE_MAX, &buf, &blen);
+		if (r == 0)
+			r = dmr_json_parse_object(buf, blen, &o);
+		if (r == 0)
+			r = dmr_vm_from_state_json(o, &vm);
 		json_object_put(o);
 		if (r == 0 && (strncmp(de->d_name, vm->name, len - 5) != 0 ||
 			       strlen(vm->name) != len - 5))
-			r = -EBADMSG;
+			r = bad("name");
 		if (r == 0)
 			r = dmr_reg_vm_insert(reg, vm);
 		if (r < 0) {
 			dmr_vm_free(vm);
 			/* Never delete or rewrite what we cannot read: an
 			 * operator may repair it by hand. */
-			log_error("state file %s is unreadable (%s); VM left out, file left alone",
-				  path, strerror(-r));
+			log_error("state file %s is unreadable (%s%s%s); VM left out, file left alone",
+				  path, r == -EILSEQ ? "not UTF-8" :
+				  r == -EPROTONOSUPPORT ? "unknown schema" : strerror(-r),
+				  bad_field ? ": field " : "", bad_field ? bad_field : "");
+			unloadable_add(reg, de->d_name, r);
 			continue;
 		}
 	}
@@ -996,6 +1159,16 @@ static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
 		(void)dmr_classic_vm_teardown(reg, vm);
 		(void)dmr_reg_vm_delete(reg, vm->name);
 		return -ENOENT;
+	}
+	if (vm->n_doomed) {
+		/* Points dropped from the catalog before a crash: their
+		 * stores go now (dmr_classic_delete skips missing ones). */
+		log_notice("VM %s: removing %zu COW store(s) of dropped points", vm->name,
+			   vm->n_doomed);
+		if (dmr_classic_delete(reg, vm, vm->n_doomed, vm->doomed) == 0) {
+			vm->n_doomed = 0;
+			changed = true;
+		}
 	}
 	for (size_t p = 0; p < vm->n_points;) {
 		struct dmr_point *pt = &vm->points[p];
@@ -1152,6 +1325,20 @@ static void reconcile(struct dmr_registry *reg)
 			(void)dmr_reg_vm_delete(reg, vm->name);
 			continue;
 		}
+		if (vm->n_doomed) {
+			/* Points dropped from the catalog before a crash:
+			 * their volumes go now (deleting one that is gone
+			 * already is no error). */
+			size_t left = 0;
+
+			log_notice("VM %s: removing %zu volume(s) of dropped points", vm->name,
+				   vm->n_doomed);
+			for (size_t i = 0; i < vm->n_doomed; i++)
+				if (dmr_pool_delete_thin(reg->pool, vm->doomed[i]) < 0)
+					vm->doomed[left++] = vm->doomed[i];
+			changed = changed || left != vm->n_doomed;
+			vm->n_doomed = left;
+		}
 		for (size_t p = 0; p < vm->n_points;) {
 			struct dmr_point *pt = &vm->points[p];
 
@@ -1251,9 +1438,23 @@ int dmr_registry_open(struct dmr_agent *a)
 	if (r < 0)
 		return log_error_errno(r, "cannot create %s: %s", vmdir, strerror(-r));
 	r = pool_load(reg);
-	if (r < 0)
-		return log_error_errno(r, "pool state unreadable (%s): refusing to start",
-				       strerror(-r));
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		/* Not a reason to stop (a service manager would restart the
+		 * agent in a loop): classic VMs and status are served, thin
+		 * storage answers "not available" until it is repaired. */
+		log_error("pool state %s/pool.json is unreadable (%s%s%s): thin VMs unavailable, "
+			  "file left alone", reg->state_dir,
+			  r == -EILSEQ ? "not UTF-8" : strerror(-r), bad_field ? ": field " : "",
+			  bad_field ? bad_field : "");
+		dmr_pool_spec_done(&reg->pool_spec);
+		reg->pool_spec.data_path = strdup("(pool.json unreadable)");
+		reg->pool_spec.meta_path = strdup("(pool.json unreadable)");
+		reg->have_pool = reg->pool_unreadable = true;
+		if (!reg->pool_spec.data_path || !reg->pool_spec.meta_path)
+			return -ENOMEM;
+	}
 	r = vms_load(reg);
 	if (r < 0)
 		return log_error_errno(r, "cannot read VM state: %s", strerror(-r));
@@ -1265,6 +1466,9 @@ int dmr_registry_open(struct dmr_agent *a)
 		if (thin)
 			log_error("%zu thin VM(s) in the catalog but no pool: create or restore pool.json",
 				  thin);
+	} else if (reg->pool_unreadable) {
+		/* Said where pool.json was read: neither activated nor
+		 * rewritten, so nothing of the bad file is taken for true. */
 	} else if ((r = dmr_reg_pool_ident_check(reg)) < 0) {
 		/* Never activate a pool over a device that is not its own:
 		 * the kernel would write its metadata there. */
@@ -1293,6 +1497,7 @@ void dmr_registry_close(struct dmr_agent *a)
 	for (size_t i = 0; i < reg->n_vms; i++)
 		dmr_vm_free(reg->vms[i]);
 	free(reg->vms);
+	json_object_put(reg->unloadable);
 	dmr_pool_free(reg->pool);
 	dmr_pool_spec_done(&reg->pool_spec);
 	dmr_ident_free(reg->pool_ident[0]);

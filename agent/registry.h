@@ -8,8 +8,11 @@
  *   pool.json        the pool's backing paths, block size, the transaction
  *                    id the catalog is in step with, the thin id counter
  *   vms/NAME.json    one VM: disks, points, retention, state
- * A file that does not parse, or has an unknown schema, stops the agent from
- * loading it (it is reported and left alone, never deleted or rewritten).
+ * A VM file that does not parse (or is not UTF-8), has an unknown schema, or
+ * holds a field of the wrong type or out of the bounds below leaves that VM
+ * out: it is reported once in the log (with the field) and left alone, never
+ * deleted or rewritten, and the agent serves the rest.  A bad pool.json
+ * likewise: the thin VMs' storage is then unavailable (32777).
  *
  * Locking: reg->lock guards every structure below; hold it only for memory
  * work, never across dm calls.  Mutating operations on one VM are serialised
@@ -30,6 +33,15 @@
 #include "snapshots/pool.h"
 
 #define DMR_STATE_SCHEMA 1
+
+/* Bounds of every number the API and the state files take: whatever is
+ * computed from them (microseconds, sectors, progress) cannot overflow.
+ * Sizes: 1 PiB; durations: 100 years of seconds. */
+#define DMR_VM_DISKS_MAX 64
+#define DMR_SIZE_MAX (1ull << 50)
+#define DMR_SECONDS_MAX (100ull * 366 * 86400)
+#define DMR_KEEP_LAST_MAX 1000000ull
+#define DMR_CLASSIC_MAX_POINTS_MAX 64u
 
 enum dmr_vm_state {
 	DMR_VM_REPLICATING,
@@ -128,6 +140,14 @@ struct dmr_vm {
 	/* Runtime: why the VM was left down at activation (a disk's device
 	 * is not the disk that was added), or NULL. */
 	char *down_reason;
+
+	/* Volumes (ids, either backend) that the catalog no longer lists and
+	 * that are still to be removed: points are dropped from the catalog,
+	 * with their ids here, before their volumes are deleted, so a crash
+	 * leaves at worst a volume to remove (done at start), never a listed
+	 * point without one.  Still "in use" for the id allocator. */
+	size_t n_doomed;
+	uint32_t *doomed;
 };
 
 struct dmr_registry {
@@ -135,6 +155,7 @@ struct dmr_registry {
 	pthread_mutex_t txn_lock;
 	char *state_dir;
 	bool have_pool;
+	bool pool_unreadable;   /* pool.json is there but bad: never rewritten */
 	struct dmr_pool_spec pool_spec;
 	struct dmr_pool *pool;  /* active pool, or NULL if it could not start */
 	/* What the pool's data and metadata paths were at pool create (NULL:
@@ -145,6 +166,8 @@ struct dmr_registry {
 	uint32_t next_thin_id;
 	size_t n_vms;
 	struct dmr_vm **vms;
+	/* VM state files left out at start: [{"file", "error"}] (vm list). */
+	struct json_object *unloadable;
 };
 
 int dmr_registry_open(struct dmr_agent *a);
@@ -154,14 +177,19 @@ void dmr_registry_close(struct dmr_agent *a);
 struct dmr_vm *dmr_reg_vm_find(struct dmr_registry *reg, const char *name);
 /* Take ownership of vm (caller holds reg->lock); -EEXIST if the name is taken. */
 int dmr_reg_vm_insert(struct dmr_registry *reg, struct dmr_vm *vm);
-/* Unlink and free (caller holds reg->lock), and delete its state file. */
+/* Unlink and free (caller holds reg->lock), and delete its state file (with
+ * an fsync of vms/, so that it does not come back after a power loss).
+ * -DMR_E_NOT_DURABLE: gone from memory and from vms/, but not durably. */
 int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name);
 void dmr_vm_free(struct dmr_vm *vm);
 struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id);
 /* Remove points[i] from the array (no dm work). */
 void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
 
-/* Write vms/NAME.json / pool.json (caller holds reg->lock). */
+/* Write vms/NAME.json / pool.json (caller holds reg->lock).  As
+ * dmr_write_file_atomic: on -DMR_E_NOT_DURABLE the file holds what memory
+ * holds (keep it; roll nothing back), but do nothing irreversible that
+ * needs it to survive a power loss. */
 int dmr_reg_vm_save(struct dmr_registry *reg, const struct dmr_vm *vm);
 int dmr_reg_pool_save(struct dmr_registry *reg);
 
@@ -197,6 +225,15 @@ const char *dmr_vm_state_name(enum dmr_vm_state s);
 /* State-file round trip (exposed for unit tests). */
 struct json_object *dmr_vm_state_json(const struct dmr_vm *vm);
 int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm);
+
+/* Record points[idx[0..n)] (indexes newest first, as the retention
+ * victims come) as dropped: out of the points, their ids into doomed; then
+ * save.  The volumes are not touched (dmr_ops_drop_points deletes them).
+ * Caller holds reg->lock. */
+int dmr_reg_points_doom(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n);
+/* Forget doomed ids[0..n) (their volumes are gone) and save. */
+int dmr_reg_doomed_forget(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
+			  size_t n);
 
 /* Retention: indexes of points that the VM's policy drops at time now,
  * never the latest valid point.  *ret_idx malloc()ed (may be NULL if 0). */

@@ -529,9 +529,14 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 	uint64_t t0 = dmr_now_usec();
 	int rc, r;
 
+	/* Strings off the socket end up in logs, state files and replies:
+	 * UTF-8 or nothing (json-c's check lets overlong forms through). */
+	if (!dmr_utf8_valid(line, len))
+		return reply(c, NULL, DMR_RC_INVALID_PARAMETER, "malformed request: not UTF-8", NULL);
 	tok = json_tokener_new();
 	if (!tok)
 		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_VALIDATE_UTF8);
 	req = json_tokener_parse_ex(tok, line, (int)len);
 	if (req && tok->char_offset < (int)len) {
 		/* Trailing junk after the object. */

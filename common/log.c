@@ -56,7 +56,22 @@ void dmr_log_printf(enum dmr_log_level level, const char *file, int line,
 		[DMR_LOG_DEBUG] = "debug",
 	};
 	int saved = errno;
+	_cleanup_free_ char *msg = NULL, *esc = NULL;
 	va_list ap;
+	int n;
+
+	/* A message is one record: whatever its arguments carry (a VM name
+	 * off the socket, a guest agent's error text, a path from a state
+	 * file), a newline, an escape sequence or a byte that is not UTF-8
+	 * comes out escaped, so no argument can forge a record ("\n<0>...")
+	 * or drive the terminal of whoever reads the log. */
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		msg = NULL;
+	else if ((esc = malloc(4 * (size_t)n + 1)))
+		dmr_cescape(esc, 4 * (size_t)n + 1, msg);
 
 	pthread_mutex_lock(&log_lock);
 	/* "<N>" prefixes let journald keep the priority of stderr lines. */
@@ -64,9 +79,7 @@ void dmr_log_printf(enum dmr_log_level level, const char *file, int line,
 	if (log_ident)
 		fprintf(stderr, "%s: ", log_ident);
 	fprintf(stderr, "%s: ", tags[level]);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
+	fputs(esc ? esc : "(out of memory formatting a message)", stderr);
 	if (level == DMR_LOG_DEBUG)
 		fprintf(stderr, " (%s:%d)", file, line);
 	fputc('\n', stderr);

@@ -104,7 +104,7 @@ int dmr_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int fsync_parent(const char *path)
+int dmr_fsync_parent(const char *path)
 {
 	_cleanup_free_ char *copy = strdup(path);
 	_cleanup_close_ int dfd = -1;
@@ -141,7 +141,130 @@ int dmr_write_file_atomic(const char *path, const void *buf, size_t len, mode_t 
 		unlink(tmp);
 		return r;
 	}
-	return fsync_parent(path);
+	/* Renamed: whatever happens now, the file has changed. */
+	return dmr_fsync_parent(path) < 0 ? -DMR_E_NOT_DURABLE : 0;
+}
+
+int dmr_unlink_durable(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return dmr_negerrno();
+	/* Also when it was gone already: an earlier unlink may not have
+	 * reached the disk. */
+	return dmr_fsync_parent(path) < 0 ? -DMR_E_NOT_DURABLE : 0;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *ret_cp)
+{
+	uint32_t cp, min;
+	size_t k;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		*ret_cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		k = 2;
+		cp = s[0] & 0x1f;
+		min = 0x80;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		k = 3;
+		cp = s[0] & 0x0f;
+		min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		k = 4;
+		cp = s[0] & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < k)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*ret_cp = cp;
+	return k;
+}
+
+bool dmr_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp;
+
+	while (len > 0) {
+		size_t k = utf8_seq(p, len, &cp);
+
+		if (k == 0)
+			return false;
+		p += k;
+		len -= k;
+	}
+	return true;
+}
+
+size_t dmr_utf8_cut(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = len, lead;
+
+	/* Back over continuation bytes (at most 3) to the last lead byte. */
+	while (i > 0 && len - i < 4 && (p[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0 || (p[i - 1] & 0xc0) != 0xc0)
+		return len; /* ends on ASCII, or on bytes that are no sequence */
+	lead = p[i - 1];
+	/* The sequence that lead starts needs this many bytes. */
+	{
+		size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+
+		return len - (i - 1) >= need ? len : i - 1;
+	}
+}
+
+void dmr_utf8_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size)
+		n = dmr_utf8_cut(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+char *dmr_cescape(char *dst, size_t size, const char *src)
+{
+	const unsigned char *p = (const unsigned char *)src;
+	size_t len = strlen(src), o = 0;
+
+	while (len > 0) {
+		uint32_t cp = 0;
+		size_t k = utf8_seq(p, len, &cp);
+		bool esc = k == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+		size_t need = esc ? 4 * (k ? k : 1) : k;
+
+		if (o + need >= size)
+			break;
+		if (esc) {
+			for (size_t i = 0; i < (k ? k : 1); i++)
+				o += (size_t)snprintf(dst + o, size - o, "\\x%02x", p[i]);
+			k = k ? k : 1;
+		} else {
+			memcpy(dst + o, p, k);
+			o += k;
+		}
+		p += k;
+		len -= k;
+	}
+	dst[o] = '\0';
+	return dst;
 }
 
 int dmr_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)

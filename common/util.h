@@ -115,11 +115,54 @@ uint64_t dmr_realtime_usec(void);
 int dmr_write_all(int fd, const void *buf, size_t len);
 
 /*
+ * A file changed, but not durably: the rename (or unlink) is done, and every
+ * reader and a restart see the new content, but the fsync of the directory
+ * failed, so a power loss may still bring back the previous one.
+ */
+#define DMR_E_NOT_DURABLE EINPROGRESS
+
+/*
  * Replace path atomically with content: write a temporary file in the same
  * directory, fsync it, rename it over path, fsync the directory.  A crash
  * leaves either the old or the new file, never a torn one.
+ *
+ * 0: replaced, durably.  -DMR_E_NOT_DURABLE: replaced, but the directory
+ * fsync failed: the caller treats the file as changed (what it keeps in
+ * memory is what the file says; nothing is rolled back as if the write had
+ * not happened) and does nothing irreversible that relies on the new content
+ * surviving a power loss; the next successful write in that directory makes
+ * it durable.  Any other -errno: path is unchanged (the temporary file is
+ * removed).
  */
 int dmr_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+
+/* Remove path and fsync its directory, so that it does not come back after
+ * a power loss.  0 (also if it did not exist); -DMR_E_NOT_DURABLE: removed,
+ * but the directory fsync failed (as above); any other -errno: not removed. */
+int dmr_unlink_durable(const char *path);
+
+/* fsync the directory that holds path. */
+int dmr_fsync_parent(const char *path);
+
+/*
+ * Text from outside (sockets, guest agents, state files) on its way to a log
+ * or a terminal.  UTF-8 is checked strictly (no overlong forms, surrogates or
+ * code points past U+10FFFF).
+ */
+bool dmr_utf8_valid(const char *s, size_t len);
+/* The longest prefix of s[0..len) that does not end inside a character:
+ * where to cut a string that must fit len bytes. */
+size_t dmr_utf8_cut(const char *s, size_t len);
+/* Copy src into dst[size] (size > 0), cut on a character boundary. */
+void dmr_utf8_copy(char *dst, size_t size, const char *src);
+/*
+ * Copy src into dst[size] (size > 0) as one printable line: control
+ * characters (C0, DEL and C1, so no newline, escape sequence or CSI) and
+ * bytes that are not valid UTF-8 become "\xHH"; the result is cut on a
+ * character or escape boundary and is always valid UTF-8.  Returns dst.
+ * A buffer of 4 * strlen(src) + 1 bytes always holds all of it.
+ */
+char *dmr_cescape(char *dst, size_t size, const char *src);
 
 /* Read a whole (small) file; *ret_buf is NUL-terminated. max bounds the size. */
 int dmr_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);

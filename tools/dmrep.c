@@ -80,16 +80,17 @@ static int exit_status(int rc)
  * one line on stderr always) and exit with the code's status. */
 __attribute__((noreturn)) _printf_(2, 3) static void fail(int rc, const char *fmt, ...)
 {
-	char msg[1024];
+	char raw[1024], msg[4 * sizeof(raw)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* "one line": an agent's message could carry a newline. */
-	for (char *p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/* "one line", and nothing the terminal acts on: an agent's message
+	 * (a guest agent's error text in a job) could carry a newline or an
+	 * escape sequence, or bytes that are not UTF-8. */
+	raw[dmr_utf8_cut(raw, strlen(raw))] = '\0';
+	dmr_cescape(msg, sizeof(msg), raw);
 	if (opt_json) {
 		_cleanup_json_ struct json_object *o = json_object_new_object();
 
@@ -397,6 +398,8 @@ static void progress(struct json_object *job, bool done)
 	shown = true;
 }
 
+#define TIMEOUT_MAX_S (100ull * 366 * 86400)
+
 static struct json_object *wait_job(uint64_t id, bool has_timeout, uint64_t timeout_s)
 {
 	uint64_t start = dmr_now_usec();
@@ -472,9 +475,15 @@ static void print_job_human(struct json_object *j, bool details)
 	printf("job %" PRId64 ": %s %s: %s, %" PRId64 "%%", int_field(j, "id", 0),
 	       str_field(j, "method", "?"), or_dash(str_field(j, "vm", NULL)), str_field(j, "state", "?"),
 	       int_field(j, "percent_complete", 0));
-	if (int_field(j, "error_code", 0))
+	if (int_field(j, "error_code", 0)) {
+		const char *why = str_field(j, "error_description", "");
+		_cleanup_free_ char *esc = malloc(4 * strlen(why) + 1);
+
+		if (!esc)
+			fail_oom();
 		printf(", error %" PRId64 ": %s", int_field(j, "error_code", 0),
-		       str_field(j, "error_description", ""));
+		       dmr_cescape(esc, 4 * strlen(why) + 1, why));
+	}
 	putchar('\n');
 	if (!details)
 		return;
@@ -811,6 +820,10 @@ static void apply_option(struct invocation *inv, int idx, const char *arg)
 		else if (idx == O_TIMEOUT) {
 			inv->has_timeout = true;
 			inv->timeout = parse_u64_arg("--timeout", arg);
+			/* As the agent's durations: 100 years at most, so the
+			 * microseconds below cannot wrap to an instant. */
+			if (inv->timeout > TIMEOUT_MAX_S)
+				usage_error("--timeout: at most %llu seconds", TIMEOUT_MAX_S);
 		}
 		break;
 	}
@@ -887,6 +900,7 @@ static int run_vm_list(const struct command *cmd, struct invocation *inv)
 {
 	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
 	_cleanup_json_ struct json_object *vms = reply_member(rep, "vms", json_type_array);
+	struct json_object *bad;
 
 	if (opt_json) {
 		print_json(vms);
@@ -894,6 +908,17 @@ static int run_vm_list(const struct command *cmd, struct invocation *inv)
 	}
 	for (size_t i = 0; i < json_object_array_length(vms); i++)
 		print_vm_human(json_object_array_get_idx(vms, i));
+	/* VMs the agent could not load: said on stderr, the list stays the
+	 * list. */
+	if (json_object_object_get_ex(rep, "unloadable", &bad) && json_object_is_type(bad, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(bad); i++) {
+			struct json_object *u = json_object_array_get_idx(bad, i);
+			const char *f = str_field(u, "file", "?"), *why = str_field(u, "error", "");
+			char ef[1024], ew[512];
+
+			fprintf(stderr, "dmrep: state file %s is unreadable (%s): VM left out\n",
+				dmr_cescape(ef, sizeof(ef), f), dmr_cescape(ew, sizeof(ew), why));
+		}
 	return 0;
 }
 
@@ -970,9 +995,12 @@ static int finish_job(struct json_object *job)
 		print_job_human(job, true);
 	if (rc != DMR_RC_OK) {
 		const char *why = str_field(job, "error_description", "");
+		_cleanup_free_ char *esc = malloc(4 * strlen(why) + 1);
 
+		if (!esc)
+			fail_oom();
 		fprintf(stderr, "dmrep: job %" PRId64 " failed: %s\n", int_field(job, "id", 0),
-			*why ? why : dmr_rc_name(rc));
+			*why ? dmr_cescape(esc, 4 * strlen(why) + 1, why) : dmr_rc_name(rc));
 	}
 	return exit_status(rc);
 }
@@ -1071,7 +1099,8 @@ static const struct command commands[] = {
 	  OPT(O_FORCE), { "VM", NULL }, { "vm", NULL }, { false }, "RemoveVirtualSystem", run_simple },
 	{ "vm", "retention", "VM [--keep-last N] [--max-age SECONDS]",
 	  "Change how many points, and how old, a VM keeps; applied at once.  The latest\n"
-	  "valid point is always kept.",
+	  "valid point is always kept.  N at most 1000000, SECONDS at most 3162240000\n"
+	  "(100 years).",
 	  OPT(O_KEEP_LAST) | OPT(O_MAX_AGE), { "VM", NULL }, { "vm", NULL }, { false }, "SetRetentionPolicy",
 	  run_vm_retention },
 	{ "vm", "network", "VM --mac MAC [--address IP[/PREFIX]]... [--gateway IP]... [--dns IP]... [--clear]",
@@ -1111,7 +1140,7 @@ static const struct command commands[] = {
 	  { true }, "GetJob", run_job_show },
 	{ "job", "wait", "JOB [--timeout SECONDS]",
 	  "Wait until the job has finished and print it; the exit status is the job's\n"
-	  "outcome.  Past --timeout: 32772.",
+	  "outcome.  Past --timeout (at most 3162240000, 100 years): 32772.",
 	  OPT(O_TIMEOUT), { "JOB", NULL }, { "job", NULL }, { true }, "GetJob", run_job_wait },
 	{ "job", "list", "", "The agent's jobs.", 0, { NULL }, { NULL }, { false }, "ListJobs", run_job_list },
 };

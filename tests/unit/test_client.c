@@ -944,6 +944,70 @@ static void test_help(void **st)
 	assert_true(dmr_startswith(s->res.out, "dmrep "));
 }
 
+/* A guest agent's or hook's words in a job error, or an agent's error with
+ * control characters: the terminal gets them escaped, on one line. */
+static void test_error_text_escaped(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "CreateReplicationPoint", "{\"return\": 4096, \"job\": 24}" },
+		{ "GetJob", "{\"return\": 0, \"job\": {\"id\": 24, \"job_state\": 10, \"state\": "
+			    "\"exception\", \"error_code\": 32777, \"error_description\": "
+			    "\"guest: \\u001b]0;owned\\u0007\\u001b[2J\\u009b1m\\rx\"}}" },
+		{ "GetVirtualSystem", "{\"return\": 32779, \"error\": \"no VM \\u001b[31mred\\nx\"}" },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "point", "create", "web");
+	assert_int_equal(s->res.status, 32777 - 32767);
+	assert_string_equal(s->res.err, "dmrep: guest: \\x1b]0;owned\\x07\\x1b[2J\\xc2\\x9b1m\\x0dx\n");
+	RUN(&s->fa, &s->res, "vm", "show", "web", "--json");
+	assert_failed(&s->res, 32779);
+	assert_string_equal(s->res.err, "dmrep: no VM \\x1b[31mred\\x0ax\n");
+}
+
+/* vm list: VMs the agent left out are named on stderr (escaped); the list
+ * itself, and --json's document, stay as they were. */
+static void test_vm_list_unloadable(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "ListVirtualSystems", "{\"return\": 0, \"vms\": [], \"unloadable\": [{\"file\": "
+					"\"b\\u001b.json\", \"error\": \"Bad message: field layers\"}]}" },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "vm", "list");
+	assert_int_equal(s->res.status, 0);
+	assert_string_equal(s->res.err, "dmrep: state file b\\x1b.json is unreadable (Bad message: field "
+			    "layers): VM left out\n");
+	RUN(&s->fa, &s->res, "vm", "list", "--json");
+	assert_int_equal(s->res.status, 0);
+	assert_json_doc(s->res.out, "[]");
+}
+
+/* --timeout in seconds, as microseconds: bounded so they cannot wrap. */
+static void test_timeout_bound(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "GetJob", JOB_DONE(8, "") },
+		{ NULL, NULL },
+	};
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "job", "wait", "8", "--timeout", "3162240001", "--json");
+	assert_failed(&s->res, 32773);
+	assert_int_equal(count_method(&s->fa, "GetJob"), 0);
+	/* 2^64 / 10^6 + 1 s: wrapped, that was a timeout of half a second. */
+	RUN(&s->fa, &s->res, "job", "wait", "8", "--timeout", "18446744073710", "--json");
+	assert_failed(&s->res, 32773);
+	RUN(&s->fa, &s->res, "job", "wait", "8", "--timeout", "3162240000", "--json");
+	assert_int_equal(s->res.status, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -965,6 +1029,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_wait_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_done, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_help, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_text_escaped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_list_unloadable, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

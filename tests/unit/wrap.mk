@@ -6,3 +6,6 @@ WRAP_test_dm_mock := dm_task_create dm_task_destroy dm_task_run dm_task_get_errn
 	dm_task_skip_lockfs dm_task_add_target dm_task_get_info dm_task_get_uuid dm_task_get_name \
 	dm_task_set_sector dm_task_set_message dm_task_set_ro dm_task_query_inactive_table \
 	dm_task_get_message_response dm_get_next_target
+# State files, retention order and directory fsyncs over a mocked pool delete
+# and fsync (tests/unit/test_state.c).
+WRAP_test_state := dmr_thin_delete_batch fsync
