@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/authz.h"
 #include "agent/hooks.h"
 #include "agent/job.h"
 #include "agent/monitor.h"
@@ -52,8 +53,22 @@ static void usage(FILE *f)
 		"                      use between calls: a warning at 80%%, an error if the pool\n"
 		"                      leaves read-write mode, overflowed points marked invalid\n"
 		"                      (default %d; 0: only when points are listed or used)\n"
-		"  --group NAME        members of this group may call every method; other users\n"
+		"  --group NAME        members of this group may use VMs and points; other users\n"
 		"                      who can reach the socket may only read (32769 otherwise)\n"
+		"  --image-dir DIR     disk image files a member may name, or create with\n"
+		"                      NAME=PATH:SIZE (repeatable; the resolved path must be inside)\n"
+		"  --socket-dir DIR    QMP and guest-agent sockets a member may name (repeatable)\n"
+		"  --shim-dir DIR      exec shims a member may name (repeatable; the executable and\n"
+		"                      every directory above it owned by root, writable by no one else)\n"
+		"\n"
+		"Who may do what.  The socket is 0660, group --group.  root may do everything.\n"
+		"A member of --group is trusted with the VMs and points: list, show, add and\n"
+		"remove VMs, retention, points, failovers, jobs.  It is not trusted with root:\n"
+		"whatever makes the agent open, create, connect to or run something a member\n"
+		"names is limited to the directories above (none given: root-only), and pool\n"
+		"create, network settings (the hooks run as root), cow_devices and force on\n"
+		"points are root-only.  Paths are opened once and judged by what they resolve\n"
+		"to; refusals are 32769 naming the rule.  Anyone else may only read.\n"
 		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
 		"                      any operation in flight finish or roll back (the default:\n"
 		"                      dmrepd never forks)\n"
@@ -72,6 +87,9 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "hook-dir", required_argument, NULL, 'H' },
+		{ "image-dir", required_argument, NULL, 'I' },
+		{ "shim-dir", required_argument, NULL, 'S' },
+		{ "socket-dir", required_argument, NULL, 'Q' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "monitor-interval", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -103,6 +121,17 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			hook_dir = optarg;
+			break;
+		case 'I':
+		case 'S':
+		case 'Q':
+			r = dmr_authz_add_dir(dmr_authz_conf(),
+					      c == 'I' ? DMR_AUTHZ_IMAGE :
+					      c == 'S' ? DMR_AUTHZ_SHIM : DMR_AUTHZ_SOCKET, optarg);
+			if (r < 0) {
+				fprintf(stderr, "dmrepd: bad directory '%s': %s\n", optarg, strerror(-r));
+				return 2;
+			}
 			break;
 		case 'f':
 			break;
@@ -242,5 +271,6 @@ out:
 	free(a.socket_path);
 	free(a.hook_dir);
 	dmr_notify_done();
+	dmr_authz_clear(dmr_authz_conf());
 	return status;
 }
