@@ -9,7 +9,8 @@
  * run on the loop thread (long work is a job on its own thread).  The
  * caller's identity comes from SO_PEERCRED and SO_PEERGROUPS: root and
  * members of --group are privileged; anyone else may call only the read
- * methods and gets 32769 for the rest.
+ * methods and gets 32769 for the rest.  What a member may name is then
+ * judged by agent/authz.h (dmr_authz_method here, the paths in handlers).
  */
 #ifndef DMR_AGENT_SERVER_H
 #define DMR_AGENT_SERVER_H
