@@ -99,7 +99,7 @@ int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **re
 	if (r < 0) {
 		log_debug("jsonl: %s: %s", path, r == -EACCES ?
 			  "no longer resolves inside a --socket-dir" : strerror(-r));
-		return r == -EACCES || errno_is_unreachable(-r) ? -EHOSTUNREACH : r;
+		return errno_is_unreachable(-r) ? -EHOSTUNREACH : r;
 	}
 	dmr_path_fd_name(pfd, sa.sun_path);
 
