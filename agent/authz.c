@@ -174,6 +174,29 @@ int dmr_authz_disk_open(const struct dmr_authz *az, enum dmr_peer_class peer, co
 	return 0;
 }
 
+int dmr_authz_source_open(const struct dmr_authz *az, const char *path, int flags, int *ret_fd)
+{
+	const char *const *d = dirs(az, DMR_AUTHZ_IMAGE);
+	_cleanup_free_ char *resolved = NULL;
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	int r;
+
+	r = dmr_path_open(path, flags, &fd, &resolved);
+	if (r < 0)
+		return r;
+	if (dmr_path_is_inside_any(path, d, az->n[DMR_AUTHZ_IMAGE])) {
+		if (!dmr_path_is_inside_any(resolved, d, az->n[DMR_AUTHZ_IMAGE]))
+			return -EACCES;
+		if (fstat(fd, &st) < 0)
+			return dmr_negerrno();
+		if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+			return -EACCES;
+	}
+	*ret_fd = DMR_TAKE_FD(fd);
+	return 0;
+}
+
 int dmr_authz_disk_new_ok(const struct dmr_authz *az, enum dmr_peer_class peer, const char *path,
 			  char **ret_path, char *why, size_t len)
 {

@@ -82,6 +82,15 @@ int dmr_authz_disk_open(const struct dmr_authz *az, enum dmr_peer_class peer, co
 			int flags, int *ret_fd, char **ret_resolved, char *why, size_t len);
 
 /*
+ * Reopen a VM's stored disk source (after a restart or reboot) with flags,
+ * once.  A source inside an --image-dir (as a member's always is) must
+ * still resolve inside one and be a regular file with one link: whoever
+ * may write there must not be able to swap it for a link to a device
+ * since (-EACCES).  Other sources open as they are.
+ */
+int dmr_authz_source_open(const struct dmr_authz *az, const char *path, int flags, int *ret_fd);
+
+/*
  * May `peer` name a disk path that does not exist (an empty disk)?  Root:
  * yes, *ret_path is path; member: only if its directory resolves inside an
  * --image-dir, and *ret_path is that directory's resolved path and the

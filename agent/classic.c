@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/classic.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "agent/authz.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "snapshots/classic.h"
@@ -51,6 +54,8 @@ uint64_t dmr_classic_default_cow(uint64_t disk_bytes)
 static int disk_base(struct dmr_vm *vm, size_t i, const char **ret)
 {
 	struct dmr_disk *d = &vm->disks[i];
+	char src[DMR_PATH_FD_NAME_MAX];
+	_cleanup_close_ int fd = -1;
 	bool is_block = false;
 	char *dev = NULL;
 	int r;
@@ -59,13 +64,19 @@ static int disk_base(struct dmr_vm *vm, size_t i, const char **ret)
 		*ret = d->base_dev;
 		return 0;
 	}
-	r = dmr_probe_path_kind(d->source, &is_block, NULL);
+	/* Opened once and judged (agent/authz.h); the loop is made over
+	 * that descriptor. */
+	r = dmr_authz_source_open(dmr_authz_conf(), d->source, O_RDONLY | O_NONBLOCK, &fd);
+	if (r < 0)
+		return r;
+	dmr_path_fd_name(fd, src);
+	r = dmr_probe_path_kind(src, &is_block, NULL);
 	if (r < 0)
 		return r;
 	if (is_block)
 		dev = strdup(d->source);
-	else if ((r = dmr_loop_find(d->source, &dev)) == -ENOENT)
-		r = dmr_loop_attach(d->source, false, &dev);
+	else if ((r = dmr_loop_find(src, &dev)) == -ENOENT)
+		r = dmr_loop_attach(src, false, &dev);
 	if (r < 0)
 		return r;
 	if (!dev)

@@ -354,6 +354,9 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 				sizeof(why));
 	if (r == -EACCES && why[0])
 		return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "disk %s: %s", name, why);
+	if (r < 0 && r != -ENOENT && r != -EINVAL)
+		return dmr_call_fail(c, r == -EACCES ? DMR_RC_ACCESS_DENIED : DMR_RC_INVALID_PARAMETER,
+				     "disk %s: cannot open %s: %s", name, path, strerror(-r));
 	if (r == 0) {
 		dmr_path_fd_name(fd, fdname);
 		r = dmr_probe_path_kind(fdname, &is_block, &size);

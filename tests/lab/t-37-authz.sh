@@ -147,6 +147,24 @@ out=$(dmrep --json vm network "$VM" --mac 52:54:00:12:34:56 --address 10.0.0.5/2
 expect_rc "root: network settings" 0 "$out"
 kill "$OTHER" 2>/dev/null; wait "$OTHER" 2>/dev/null
 
+# --- a member's image swapped for a device while the agent was down ----------
+lab_reboot
+truncate -s 8M "$W/out/dev.img"
+victim=$(losetup -f --show "$W/out/dev.img")
+as_member rm -f "$W/img/new.img"
+as_member ln -s "$victim" "$W/img/new.img"
+agent_start || not_ok "the agent starts again"
+mm=$(lsblk -dno MAJ:MIN "$victim" | tr -d ' ')
+check "after the restart the swapped image is not activated" test ! -e "/dev/dmrep/${VM}c/vda"
+if dmsetup table 2>/dev/null | grep -qE "(^| )$mm( |\$)"; then
+	not_ok "no table uses the device it now links to ($mm)"
+else
+	ok "no table uses the device it now links to ($mm)"
+fi
+check "the agent's log says why" grep -q "${VM}c.*vda.*Permission denied" "$W/dmrepd.log"
+check "the member's other VM came back" test -b "/dev/dmrep/$VM/vda"
+losetup -d "$victim"
+
 for v in "$VM" "${VM}c" "${VM}s" "${VM}q" "${VM}r" "${VM}t"; do
 	dmrep --json vm remove "$v" >/dev/null 2>&1
 done

@@ -2,8 +2,9 @@
 /* Unit tests: who may make the agent do what (agent/authz.c) and paths
  * opened once (common/path.c): the method policy per peer, inside-dir
  * checks against prefixes, "..", symlinks in and out, a path swapped for a
- * symlink after the check, files created with O_EXCL|O_NOFOLLOW, sockets
- * re-judged when connected to, exec shims that root would run. */
+ * symlink after the check, a stored disk source swapped before a restart,
+ * files created with O_EXCL|O_NOFOLLOW, sockets re-judged when connected
+ * to, exec shims that root would run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,6 +254,39 @@ static void test_swap_after_check(void **state)
 	unlink(p);
 }
 
+/* A stored source inside an --image-dir, reopened after a restart: swapped
+ * since for a link to a device or a file outside, it is refused. */
+static void test_source_reopen(void **state)
+{
+	struct dmr_authz az;
+	char p[PATH_MAX], q[PATH_MAX];
+	int fd = -1;
+
+	conf(&az);
+	put("img/vm.img", "disk");
+	tpath(p, "img/vm.img");
+	assert_int_equal(dmr_authz_source_open(&az, p, O_RDONLY, &fd), 0);
+	close(fd);
+	fd = -1;
+	link_to("/dev/null", "img/vm.img");
+	assert_int_equal(dmr_authz_source_open(&az, p, O_RDONLY, &fd), -EACCES);
+	tpath(q, "out/other.img");
+	put("out/other.img", "other");
+	link_to(q, "img/vm.img");
+	assert_int_equal(dmr_authz_source_open(&az, p, O_RDONLY, &fd), -EACCES);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(link(q, p), 0);
+	assert_int_equal(dmr_authz_source_open(&az, p, O_RDONLY, &fd), -EACCES);
+	assert_int_equal(fd, -1);
+	/* root's sources elsewhere open as they are, devices too */
+	assert_int_equal(dmr_authz_source_open(&az, "/dev/null", O_RDONLY, &fd), 0);
+	close(fd);
+	assert_int_equal(dmr_authz_source_open(&az, q, O_RDONLY, &fd), 0);
+	close(fd);
+	unlink(p);
+	dmr_authz_clear(&az);
+}
+
 static void test_create(void **state)
 {
 	_cleanup_free_ char *res = NULL;
@@ -420,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_method_policy),
 		cmocka_unit_test(test_disk_open),
 		cmocka_unit_test(test_swap_after_check),
+		cmocka_unit_test(test_source_reopen),
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_socket),
 		cmocka_unit_test(test_shim),
