@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/classic.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <dirent.h>
 #include <stdarg.h>
@@ -10,7 +11,9 @@
 
 #include "agent/identity.h"
 
+#include "agent/authz.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "snapshots/classic.h"
@@ -356,19 +359,27 @@ static int disk_base(struct dmr_registry *reg, struct dmr_vm *vm, size_t i, bool
 	struct dmr_disk *d = &vm->disks[i];
 	_cleanup_free_ char *why = NULL, *conflict = NULL, *loop = NULL, *dev = NULL;
 	_cleanup_(dmr_ident_done) struct dmr_ident now = { 0 };
+	char src[DMR_PATH_FD_NAME_MAX];
+	_cleanup_close_ int fd = -1;
 	int r;
 
 	if (d->base_dev) {
 		*ret = d->base_dev;
 		return 0;
 	}
-	r = dmr_ident_read(d->source, &now);
+	/* Opened once and judged (agent/authz.h); the identity is read and
+	 * the loop made through that descriptor. */
+	r = dmr_authz_source_open(dmr_authz_conf(), d->source, O_RDONLY | O_NONBLOCK, &fd);
+	if (r < 0)
+		return r;
+	dmr_path_fd_name(fd, src);
+	r = dmr_ident_read(src, &now);
 	if (r < 0)
 		return r;
 	/* A block device that is one of dmrep's own says so first; then
 	 * what it is instead of the disk, and where the disk went if it is
 	 * a file on a loop. */
-	if (now.is_block && (r = storage_conflict(reg, vm, d->source, &conflict)) < 0)
+	if (now.is_block && (r = storage_conflict(reg, vm, src, &conflict)) < 0)
 		return r;
 	if (d->ident && (r = dmr_ident_match(d->ident, &now, &why)) < 0 && r != -ESTALE)
 		return r;
@@ -380,8 +391,8 @@ static int disk_base(struct dmr_registry *reg, struct dmr_vm *vm, size_t i, bool
 		return disk_down(vm, i, conflict ? conflict : why);
 	if (now.is_block)
 		dev = strdup(d->source);
-	else if ((r = dmr_loop_find(d->source, &dev)) == -ENOENT)
-		r = dmr_loop_attach(d->source, false, &dev);
+	else if ((r = dmr_loop_find(src, &dev)) == -ENOENT)
+		r = dmr_loop_attach(src, false, &dev);
 	if (r < 0)
 		return r;
 	if (!dev)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/authz.h"
 #include "agent/hooks.h"
 #include "agent/job.h"
 #include "agent/monitor.h"
@@ -55,7 +56,7 @@ static void usage(FILE *f)
 		"                      use between calls: a warning at 80%%, an error if the pool\n"
 		"                      leaves read-write mode, overflowed points marked invalid\n"
 		"                      (default %d; 0: only when points are listed or used)\n"
-		"  --group NAME        members of this group may call every method; other users\n"
+		"  --group NAME        members of this group may use VMs and points; other users\n"
 		"                      who can reach the socket may only read (32769 otherwise)\n"
 		"  --idle-timeout SECONDS\n"
 		"                      close a connection that sent no complete request and read\n"
@@ -66,12 +67,26 @@ static void usage(FILE *f)
 		"                      users but root together hold at most %d, root is never\n"
 		"                      refused below %d; a connection over a limit gets one line,\n"
 		"                      32777 and why, and is closed\n"
+		"  --image-dir DIR     disk image files a member may name, or create with\n"
+		"                      NAME=PATH:SIZE (repeatable; the resolved path must be inside)\n"
+		"  --socket-dir DIR    QMP and guest-agent sockets a member may name (repeatable)\n"
+		"  --shim-dir DIR      exec shims a member may name (repeatable; the executable and\n"
+		"                      every directory above it owned by root, writable by no one else)\n"
 		"  --foreground        log to stderr; stop cleanly on SIGTERM or SIGINT, letting\n"
 		"                      any operation in flight finish or roll back (the default:\n"
 		"                      dmrepd never forks)\n"
 		"  --log-level LEVEL   error, warning, notice, info (default) or debug\n"
 		"  -h, --help          this help\n"
 		"  --version           the version\n"
+		"\n"
+		"Who may do what.  The socket is 0660, group --group.  root may do everything.\n"
+		"A member of --group is trusted with the VMs and points: list, show, add and\n"
+		"remove VMs, retention, points, failovers, jobs.  It is not trusted with root:\n"
+		"whatever makes the agent open, create, connect to or run something a member\n"
+		"names is limited to the directories above (none given: root-only), and pool\n"
+		"create, network settings (the hooks run as root), cow_devices and force on\n"
+		"points are root-only.  Paths are opened once and judged by what they resolve\n"
+		"to; refusals are 32769 naming the rule.  Anyone else may only read.\n"
 		"\n"
 		"Exit status: 0 after a clean stop, 1 on a runtime failure, 2 on a usage error.\n",
 		DMR_MONITOR_INTERVAL_DEFAULT, DMR_SERVER_IDLE_SEC, DMR_SERVER_PER_UID,
@@ -85,10 +100,13 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "hook-dir", required_argument, NULL, 'H' },
+		{ "image-dir", required_argument, NULL, 'I' },
+		{ "shim-dir", required_argument, NULL, 'S' },
+		{ "socket-dir", required_argument, NULL, 'Q' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "monitor-interval", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'l' },
-		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "idle-timeout", required_argument, NULL, 'T' },
 		{ "max-clients-per-uid", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -119,6 +137,17 @@ int main(int argc, char **argv)
 		case 'H':
 			hook_dir = optarg;
 			break;
+		case 'I':
+		case 'S':
+		case 'Q':
+			r = dmr_authz_add_dir(dmr_authz_conf(),
+					      c == 'I' ? DMR_AUTHZ_IMAGE :
+					      c == 'S' ? DMR_AUTHZ_SHIM : DMR_AUTHZ_SOCKET, optarg);
+			if (r < 0) {
+				fprintf(stderr, "dmrepd: bad directory '%s': %s\n", optarg, strerror(-r));
+				return 2;
+			}
+			break;
 		case 'f':
 			break;
 		case 'M': {
@@ -133,7 +162,7 @@ int main(int argc, char **argv)
 			monitor_s = (unsigned)v;
 			break;
 		}
-		case 'I': {
+		case 'T': {
 			uint64_t v;
 
 			if (dmr_parse_u64(optarg, &v) < 0 || v < 1 || v > 86400) {
@@ -287,5 +316,6 @@ out:
 	free(a.socket_path);
 	free(a.hook_dir);
 	dmr_notify_done();
+	dmr_authz_clear(dmr_authz_conf());
 	return status;
 }

@@ -4,7 +4,8 @@
  *
  * The server (agent/server.c) parses one JSON request per line, checks the
  * caller's right to call the method (mutating methods: root or --group
- * members only; others get 32769), and calls the handler with a dmr_call.
+ * members only, and a member only as agent/authz.h allows; others get
+ * 32769), and calls the handler with a dmr_call.
  * The handler validates params (types: 32776; values: 32773), does the work
  * or starts a job, adds its result fields to call->reply, and returns a WMI
  * return code.  On a non-zero code it fills call->error with one line.
@@ -24,7 +25,7 @@ struct dmr_call {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	bool privileged;           /* root or member of --group */
+	bool privileged;           /* root or member of --group (agent/authz.h) */
 	struct json_object *params; /* a JSON object, never NULL */
 	struct json_object *reply;  /* add result fields here */
 	char error[512];            /* one line, set when returning non-zero */

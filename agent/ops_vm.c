@@ -6,16 +6,19 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "agent/authz.h"
 #include "agent/classic.h"
 #include "agent/handlers.h"
 #include "agent/job.h"
 #include "agent/ops.h"
 #include "agent/rc.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "dm/name.h"
 #include "snapshots/copy.h"
+#include "snapshots/loop.h"
 #include "snapshots/probe.h"
 #include "snapshots/thin.h"
 
@@ -43,12 +46,26 @@ struct add_ctx {
 	uint64_t total_bytes; /* of all imports, for percent_complete */
 	uint64_t done_bytes;  /* of finished disks */
 	struct dmr_job *job;
+	enum dmr_peer_class peer; /* who asked: the rules new files follow */
+	/* Per disk, the source as opened and judged by the handler (-1: a new
+	 * disk): the job uses these, never the path again. */
+	size_t n_fds;
+	int *fds;
 };
+
+static void close_fds(int *fds, size_t n)
+{
+	for (size_t i = 0; fds && i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(fds);
+}
 
 static void add_ctx_free(void *p)
 {
 	struct add_ctx *ctx = p;
 
+	close_fds(ctx->fds, ctx->n_fds);
 	free(ctx->vm);
 	free(ctx);
 }
@@ -62,20 +79,55 @@ static int import_progress(uint64_t done, uint64_t total, void *userdata)
 	return 0;
 }
 
-/* A new, empty image file for a classic disk, sparse. */
-static int create_image(const char *path, uint64_t size)
+/* Remove a file this job created, if the path still names it. */
+static void unlink_made(const char *path, int fd)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	int r = 0;
+	struct stat a, b;
 
-	if (fd < 0)
-		return dmr_negerrno();
-	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
-		r = dmr_negerrno();
-	close(fd);
-	if (r < 0)
+	if (fd >= 0 && fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino)
 		(void)unlink(path);
-	return r;
+}
+
+/* A new, empty image file for a classic disk, sparse: created inside the
+ * caller's --image-dir (agent/authz.h), O_EXCL|O_NOFOLLOW; *ret_fd holds it. */
+static int create_image(enum dmr_peer_class peer, const char *path, uint64_t size, int *ret_fd,
+			char *why, size_t len)
+{
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	r = dmr_authz_disk_create(dmr_authz_conf(), peer, path, &fd, NULL, why, len);
+	if (r < 0)
+		return r;
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+		r = dmr_negerrno();
+		unlink_made(path, fd);
+		return r;
+	}
+	*ret_fd = DMR_TAKE_FD(fd);
+	return 0;
+}
+
+/* A classic disk on an image file: its loop over the descriptor the
+ * handler judged, not over whatever the path names by now. */
+static int attach_from_fd(struct dmr_disk *d, int fd)
+{
+	char name[DMR_PATH_FD_NAME_MAX];
+	struct stat st;
+	char *dev = NULL;
+	int r;
+
+	if (d->base_dev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0; /* a block device: the source is a root-given device path */
+	dmr_path_fd_name(fd, name);
+	r = dmr_loop_find(name, &dev);
+	if (r == -ENOENT)
+		r = dmr_loop_attach(name, false, &dev);
+	if (r < 0)
+		return r;
+	d->base_dev = dev;
+	return 0;
 }
 
 /* Undo a VM whose creation failed or was interrupted: devices, volumes,
@@ -136,12 +188,22 @@ static int add_job(struct dmr_job *job, void *userdata)
 		r = made ? 0 : -ENOMEM;
 		/* NAME=PATH:SIZE with no PATH yet: the disk is a new file. */
 		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
-			if (access(vm->disks[i].source, F_OK) == 0)
-				continue;
-			r = create_image(vm->disks[i].source, vm->disks[i].size_bytes);
-			made[i] = r == 0;
+			char why[256] = "";
+
+			if (ctx->fds[i] < 0) {
+				r = create_image(ctx->peer, vm->disks[i].source, vm->disks[i].size_bytes,
+						 &ctx->fds[i], why, sizeof(why));
+				made[i] = r == 0;
+				if (r < 0) {
+					dmr_job_set_error(job, r == -EACCES ? DMR_RC_ACCESS_DENIED :
+							  dmr_rc_from_errno(r), "cannot create %s: %s",
+							  vm->disks[i].source, why[0] ? why : strerror(-r));
+					break;
+				}
+			}
+			r = attach_from_fd(&vm->disks[i], ctx->fds[i]);
 			if (r < 0)
-				dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot create %s: %s",
+				dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot attach %s: %s",
 						  vm->disks[i].source, strerror(-r));
 		}
 		if (r == 0) {
@@ -155,7 +217,7 @@ static int add_job(struct dmr_job *job, void *userdata)
 			(void)dmr_classic_vm_teardown(reg, vm);
 			for (size_t i = 0; made && i < vm->n_disks; i++)
 				if (made[i])
-					(void)unlink(vm->disks[i].source);
+					unlink_made(vm->disks[i].source, ctx->fds[i]);
 			goto fail;
 		}
 		dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
@@ -209,14 +271,17 @@ static int add_job(struct dmr_job *job, void *userdata)
 		struct dmr_copy_opts opts = { .queue_depth = 32, .block_size = 1u << 20,
 					      .skip_zero = true };
 		struct dmr_copy_stats stats;
-		char name[128], dev[160], step[128];
+		char name[128], dev[160], step[128], src[DMR_PATH_FD_NAME_MAX];
 
-		if (!d->source)
+		if (!d->source || ctx->fds[i] < 0)
 			continue;
 		t0 = dmr_now_usec();
 		(void)dmr_vm_disk_dm_name(vm->name, d->name, name);
 		snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
-		r = dmr_copy_run(d->source, dev, d->size_bytes, &opts, import_progress, ctx, &stats);
+		/* The source the handler opened and judged, reopened through
+		 * its descriptor (O_DIRECT needs an open of its own). */
+		dmr_path_fd_name(ctx->fds[i], src);
+		r = dmr_copy_run(src, dev, d->size_bytes, &opts, import_progress, ctx, &stats);
 		if (r < 0) {
 			dmr_job_set_error(job, dmr_rc_from_errno(r), "import of %s from %s failed: %s",
 					  d->name, d->source, strerror(-r));
@@ -249,11 +314,15 @@ fail:
 }
 
 static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
-		      bool classic, uint64_t *import_bytes)
+		      bool classic, uint64_t *import_bytes, int *ret_fd)
 {
+	enum dmr_peer_class peer = dmr_authz_peer(c->uid, c->privileged);
+	_cleanup_free_ char *resolved = NULL;
+	_cleanup_close_ int fd = -1;
+	char fdname[DMR_PATH_FD_NAME_MAX], why[256] = "";
 	struct json_object *v;
 	const char *name, *path;
-	bool is_block;
+	bool is_block = false;
 	uint64_t size = 0, want = 0;
 	int r;
 
@@ -281,12 +350,35 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 	if (path[0] != '/' || strstr(path, "/../") || strlen(path) >= 4096)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk %s: path must be absolute", name);
 
-	r = dmr_probe_path_kind(path, &is_block, &size);
+	/* Opened once, here: every check below and the job's import or loop
+	 * use this descriptor (agent/authz.h), not the path. */
+	r = dmr_authz_disk_open(dmr_authz_conf(), peer, path,
+				(classic ? O_RDWR : O_RDONLY) | O_NONBLOCK, &fd, &resolved, why,
+				sizeof(why));
+	if (r == -EACCES && why[0])
+		return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "disk %s: %s", name, why);
+	if (r < 0 && r != -ENOENT && r != -EINVAL)
+		return dmr_call_fail(c, r == -EACCES ? DMR_RC_ACCESS_DENIED : DMR_RC_INVALID_PARAMETER,
+				     "disk %s: cannot open %s: %s", name, path, strerror(-r));
+	if (r == 0) {
+		dmr_path_fd_name(fd, fdname);
+		r = dmr_probe_path_kind(fdname, &is_block, &size);
+		if (r < 0)
+			r = -EINVAL;
+	}
 	if (r == -ENOENT) {
+		_cleanup_free_ char *newpath = NULL;
+
 		if (!want)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s does not exist; give NAME=PATH:SIZE for an empty disk",
 					     name, path);
+		r = dmr_authz_disk_new_ok(dmr_authz_conf(), peer, path, &newpath, why, sizeof(why));
+		if (r == -EACCES)
+			return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "disk %s: %s", name, why);
+		if (r < 0)
+			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk %s: %s: %s", name, path,
+					     strerror(-r));
 		if (want % 512)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: size must be a multiple of 512", name);
@@ -294,9 +386,7 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 		if (classic) {
 			/* Classic disks live in place: the new disk will be a
 			 * file (made by the job, once everything is checked). */
-			d->source = strdup(path);
-			if (!d->source)
-				return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+			d->source = DMR_TAKE_PTR(newpath);
 		}
 	} else if (r < 0) {
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
@@ -312,34 +402,40 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s has size %" PRIu64 ", not a non-zero multiple of 512 "
 					     "up to %llu", name, path, size, DMR_SIZE_MAX);
-		if (path_is_dmrep_device(path))
+		if (path_is_dmrep_device(fdname))
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s is a device dmrep itself owns", name, path);
-		if (dmr_probe_in_use(path) == -EBUSY)
+		if (dmr_probe_in_use(fdname) == -EBUSY)
 			return dmr_call_fail(c, DMR_RC_IN_USE, "disk %s: %s is in use", name, path);
 		d->size_bytes = size;
-		d->source = strdup(path);
+		/* Root's path as given (/dev/vg0/lv outlives a reboot, dm-3
+		 * may not); a member's as resolved, inside its --image-dir. */
+		d->source = peer == DMR_PEER_ROOT ? strdup(path) : DMR_TAKE_PTR(resolved);
 		if (!d->source)
 			return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 		/* A sparse file needs only its allocated blocks; a device
 		 * may be full. */
 		*import_bytes += is_block ? size :
-				 (stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : size);
+				 (fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : size);
 	}
+	if (classic && !d->source)
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 	d->name = strdup(name);
 	if (!d->name)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	*ret_fd = DMR_TAKE_FD(fd);
 	return 0;
 }
 
-/* Do two paths name the same file or device (or the same new path)? */
-static bool same_file(const char *a, const char *b)
+/* Do two disks name the same file or device (or the same new path)?  By
+ * their descriptors where they exist. */
+static bool same_file(const char *a, int fa, const char *b, int fb)
 {
 	struct stat sa, sb;
 
 	if (dmr_streq(a, b))
 		return true;
-	if (stat(a, &sa) < 0 || stat(b, &sb) < 0)
+	if (fa < 0 || fb < 0 || fstat(fa, &sa) < 0 || fstat(fb, &sb) < 0)
 		return false;
 	if (S_ISBLK(sa.st_mode) && S_ISBLK(sb.st_mode))
 		return sa.st_rdev == sb.st_rdev;
@@ -357,6 +453,11 @@ int dmr_h_add_vm(struct dmr_call *c)
 	_cleanup_(vm_freep) struct dmr_vm *vm = NULL;
 	struct json_object *disks;
 	struct add_ctx *ctx;
+	enum dmr_peer_class peer = dmr_authz_peer(c->uid, c->privileged);
+	_cleanup_free_ char *qmp_path = NULL, *qga_path = NULL, *shim_cmd = NULL;
+	char why[256] = "";
+	const char *what = NULL;
+	int *fds = NULL;
 	const char *name, *backend = "thin", *qmp = NULL, *qga = NULL, *shim = NULL;
 	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id, cow = 0;
 	uint64_t max_points = DMR_CLASSIC_MAX_POINTS_DEFAULT;
@@ -402,13 +503,35 @@ int dmr_h_add_vm(struct dmr_call *c)
 				     DMR_VM_DISKS_MAX);
 	if (!classic && (rc = dmr_ops_need_pool(c, &pool)))
 		return rc;
+	/* What root will connect to or run for this VM, judged now by the
+	 * caller's rules (agent/authz.h); a member's is stored resolved. */
+	r = 0;
+	if (qmp)
+		r = dmr_authz_socket(dmr_authz_conf(), peer, (what = qmp), &qmp_path, why, sizeof(why));
+	if (r == 0 && qga)
+		r = dmr_authz_socket(dmr_authz_conf(), peer, (what = qga), &qga_path, why, sizeof(why));
+	if (r == 0 && shim)
+		r = dmr_authz_shim(dmr_authz_conf(), peer, (what = shim), &shim_cmd, why, sizeof(why));
+	if (r == -EACCES && why[0])
+		return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "%s", why);
+	if (r < 0)
+		return dmr_call_fail(c, r == -ENOMEM ? DMR_RC_NO_SPACE : DMR_RC_INVALID_PARAMETER,
+				     "%s: %s", what, strerror(-r));
 
 	vm = calloc(1, sizeof(*vm));
-	if (!vm || !(vm->disks = calloc(n, sizeof(*vm->disks))) ||
+	fds = malloc(n * sizeof(*fds));
+	if (fds)
+		for (size_t i = 0; i < n; i++)
+			fds[i] = -1;
+	if (!vm || !fds || !(vm->disks = calloc(n, sizeof(*vm->disks))) ||
 	    !(vm->points = calloc(1, sizeof(*vm->points))) || !(vm->name = strdup(name)) ||
-	    !(vm->backend = strdup(backend)) || (qmp && !(vm->qmp = strdup(qmp))) ||
-	    (qga && !(vm->qga = strdup(qga))) || (shim && !(vm->exec_shim = strdup(shim))))
+	    !(vm->backend = strdup(backend))) {
+		close_fds(fds, n);
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	}
+	vm->qmp = DMR_TAKE_PTR(qmp_path);
+	vm->qga = DMR_TAKE_PTR(qga_path);
+	vm->exec_shim = DMR_TAKE_PTR(shim_cmd);
 	vm->n_disks = n;
 	vm->next_point_id = 1;
 	vm->keep_last = keep;
@@ -417,17 +540,22 @@ int dmr_h_add_vm(struct dmr_call *c)
 	vm->max_points = max_points;
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], classic,
-				     &import_bytes)))
-			return rc;
+				     &import_bytes, &fds[i])))
+			goto fail_fds;
 		for (size_t k = 0; k < i; k++) {
-			if (dmr_streq(vm->disks[k].name, vm->disks[i].name))
-				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk name %s given twice",
-						     vm->disks[i].name);
+			if (dmr_streq(vm->disks[k].name, vm->disks[i].name)) {
+				rc = dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "disk name %s given twice",
+						   vm->disks[i].name);
+				goto fail_fds;
+			}
 			/* In place, one device cannot be two disks. */
-			if (classic && same_file(vm->disks[k].source, vm->disks[i].source))
-				return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
-						     "disks %s and %s are the same device", vm->disks[k].name,
-						     vm->disks[i].name);
+			if (classic && same_file(vm->disks[k].source, fds[k], vm->disks[i].source,
+						 fds[i])) {
+				rc = dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+						   "disks %s and %s are the same device",
+						   vm->disks[k].name, vm->disks[i].name);
+				goto fail_fds;
+			}
 		}
 	}
 	for (size_t i = 0; classic && i < n; i++) {
@@ -439,26 +567,34 @@ int dmr_h_add_vm(struct dmr_call *c)
 	/* Refuse before anything is written: the import would run the
 	 * pool out of space half-way (and the pool errors, not queues). */
 	r = classic ? 0 : dmr_pool_free_bytes(pool, &free_bytes);
-	if (r < 0)
-		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool usage: %s", strerror(-r));
-	if (!classic && import_bytes > free_bytes)
-		return dmr_call_fail(c, DMR_RC_NO_SPACE,
-				     "the pool has %" PRIu64 " bytes free, the import needs up to %" PRIu64,
-				     free_bytes, import_bytes);
+	if (r < 0) {
+		rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool usage: %s", strerror(-r));
+		goto fail_fds;
+	}
+	if (!classic && import_bytes > free_bytes) {
+		rc = dmr_call_fail(c, DMR_RC_NO_SPACE,
+				   "the pool has %" PRIu64 " bytes free, the import needs up to %" PRIu64,
+				   free_bytes, import_bytes);
+		goto fail_fds;
+	}
 
-	if (dmr_vm_busy_acquire(c->agent, name) < 0)
-		return dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
+	if (dmr_vm_busy_acquire(c->agent, name) < 0) {
+		rc = dmr_call_fail(c, DMR_RC_IN_USE, "another operation holds VM %s", name);
+		goto fail_fds;
+	}
 	/* A device that has one of the new VM's names already is someone
 	 * else's: refuse before anything is made (and so never undone). */
 	r = dmr_vm_dm_check(vm, dm);
 	if (r < 0) {
 		dmr_vm_busy_release(c->agent, name);
 		if (r == -EEXIST)
-			return dmr_call_fail(c, DMR_RC_IN_USE,
-					     "%s exists and is not VM %s's (another UUID): left alone",
-					     dm, name);
-		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot check for %s's devices: %s",
-				     name, strerror(-r));
+			rc = dmr_call_fail(c, DMR_RC_IN_USE,
+					   "%s exists and is not VM %s's (another UUID): left alone",
+					   dm, name);
+		else
+			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot check for %s's devices: %s",
+					   name, strerror(-r));
+		goto fail_fds;
 	}
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_vm_find(reg, name) ? -EEXIST : 0;
@@ -479,8 +615,11 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (r < 0) {
 		dmr_vm_busy_release(c->agent, name);
 		if (r == -EEXIST)
-			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM named %s exists", name);
-		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot record VM %s: %s", name, strerror(-r));
+			rc = dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM named %s exists", name);
+		else
+			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot record VM %s: %s", name,
+					   strerror(-r));
+		goto fail_fds;
 	}
 	vm = NULL; /* the registry owns it now */
 
@@ -490,9 +629,14 @@ int dmr_h_add_vm(struct dmr_call *c)
 		ctx = NULL;
 	}
 	r = ctx ? 0 : -ENOMEM;
+	if (!ctx)
+		close_fds(fds, n);
 	if (ctx) {
 		ctx->reg = reg;
 		ctx->total_bytes = import_bytes;
+		ctx->peer = peer;
+		ctx->fds = fds;
+		ctx->n_fds = n;
 		r = dmr_job_start(c->agent, "AddVirtualSystem", name, add_job, ctx, add_ctx_free, &id);
 	}
 	if (r < 0) {
@@ -505,6 +649,9 @@ int dmr_h_add_vm(struct dmr_call *c)
 	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));
 	json_object_object_add(c->reply, "vm", json_object_new_string(name));
 	return DMR_RC_JOB_STARTED;
+fail_fds:
+	close_fds(fds, n);
+	return rc;
 }
 
 int dmr_h_get_vm(struct dmr_call *c)

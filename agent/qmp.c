@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "agent/authz.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/util.h"
 
 /* ---- transport ---------------------------------------------------------- */
@@ -83,18 +85,23 @@ static bool errno_is_unreachable(int e)
 int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **ret_chan)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = -1, pfd = -1;
 	_cleanup_free_ char *buf = NULL;
 	struct dmr_jsonl *c;
-	size_t n;
 	int r;
 
 	if (!path || !path[0])
 		return -EINVAL;
-	n = strlen(path);
-	if (n >= sizeof(sa.sun_path))
-		return -EINVAL;
-	memcpy(sa.sun_path, path, n);
+	/* Resolved and judged once (agent/authz.h), then reached through
+	 * that descriptor: a socket swapped after the check is not the one
+	 * connected to. */
+	r = dmr_authz_socket_open(dmr_authz_conf(), path, &pfd);
+	if (r < 0) {
+		log_debug("jsonl: %s: %s", path, r == -EACCES ?
+			  "no longer resolves inside a --socket-dir" : strerror(-r));
+		return errno_is_unreachable(-r) ? -EHOSTUNREACH : r;
+	}
+	dmr_path_fd_name(pfd, sa.sun_path);
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)

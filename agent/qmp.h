@@ -68,8 +68,10 @@ struct dmr_jsonl;
 uint64_t dmr_deadline_from_ms(int timeout_ms);
 
 /* Connect to the Unix socket at path before deadline.  -EHOSTUNREACH if
- * the socket is absent or nobody listens, -EINVAL for a path that does not
- * fit sockaddr_un, -ETIMEDOUT if the listener's backlog stays full. */
+ * the socket is absent or nobody listens, -EINVAL for a relative path,
+ * -ETIMEDOUT if the listener's backlog stays full, -EACCES if path is inside
+ * a --socket-dir but no longer resolves inside one (agent/authz.h).  The
+ * path is resolved once and connected to through that descriptor. */
 int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **ret_chan);
 void dmr_jsonl_free(struct dmr_jsonl *c);
 

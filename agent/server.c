@@ -47,6 +47,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/authz.h"
 #include "agent/rc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -525,6 +526,7 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 	struct json_object *req = NULL, *id = NULL, *m = NULL, *params = NULL, *own_params = NULL;
 	const struct dmr_method *method = NULL;
 	struct dmr_call call = { 0 };
+	char why[sizeof(call.error) - 16];
 	const char *name;
 	uint64_t t0 = dmr_now_usec();
 	int rc, r;
@@ -596,6 +598,9 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 		rc = dmr_call_fail(&call, DMR_RC_ACCESS_DENIED,
 				   "%s needs root or the agent's group (uid %u)", method->name,
 				   (unsigned)c->uid);
+	else if ((rc = dmr_authz_method(dmr_authz_conf(), dmr_authz_peer(c->uid, c->privileged),
+					method->name, method->mutating, params, why, sizeof(why))))
+		(void)dmr_call_fail(&call, rc, "%s (uid %u)", why, (unsigned)c->uid);
 	else
 		rc = method->fn(&call);
 	if (rc == DMR_RC_AGAIN) {

@@ -11,7 +11,8 @@
  * at the top of server.c), and long work is a job on its own thread.  The
  * caller's identity comes from SO_PEERCRED and SO_PEERGROUPS: root and
  * members of --group are privileged; anyone else may call only the read
- * methods and gets 32769 for the rest.
+ * methods and gets 32769 for the rest.  What a member may name is then
+ * judged by agent/authz.h (dmr_authz_method here, the paths in handlers).
  *
  * Connections: every uid but root may hold at most max_clients_per_uid
  * (default DMR_SERVER_PER_UID), and all of them together at most

@@ -241,6 +241,9 @@ static int qmp_connect(struct dmr_shim *s)
 			    s->timeout_ms < DMR_SHIM_CONNECT_TIMEOUT_MS ? s->timeout_ms
 									: DMR_SHIM_CONNECT_TIMEOUT_MS,
 			    &s->qmp);
+	if (r == -EACCES)
+		return set_error(s, -EHOSTUNREACH, "refusing to connect to QMP at %s: it no longer "
+				 "resolves inside a --socket-dir", s->target);
 	if (r < 0)
 		return set_error(s, r, "cannot connect to QMP at %s: %s", s->target, strerror(-r));
 	dmr_qmp_set_timeout(s->qmp, s->timeout_ms);
