@@ -79,8 +79,8 @@ check "a point creation is a job the test hook fails" jq -e '.return != 0 and (.
 rpc_open
 # Warm up: malloc's arena and glibc's stack cache are in place after this.
 points 50 || exit 1
-lck0=$(status_kb VmLck) rss0=$(status_kb VmRSS)
-diag "after 50 jobs: VmLck $lck0 kB, VmRSS $rss0 kB, $(status_kb Threads) threads"
+lck0=$(status_kb VmLck) rss0=$(status_kb VmRSS) threads0=$(status_kb Threads)
+diag "after 50 jobs: VmLck $lck0 kB, VmRSS $rss0 kB, $threads0 threads"
 mem_check "the agent runs with its memory locked (VmLck $lck0 kB)" test "${lck0:-0}" -gt 0
 
 # A bound, not a timing: 16 MiB over the warm-up, checked every 50 jobs so
@@ -102,7 +102,10 @@ check "$N jobs ran ($done_n)" test "$done_n" = "$N"
 mem_check "VmLck grew by less than 16 MiB over $done_n jobs ($lck0 -> $lck kB)" test $((lck - lck0)) -lt "$bound"
 mem_check "VmRSS grew by less than 16 MiB over $done_n jobs ($rss0 -> $rss kB)" test $((rss - rss0)) -lt "$bound"
 threads=$(status_kb Threads)
-check "no job thread is left over ($threads threads)" test "$threads" -le 3
+# The server's own threads (loop, writer, readers) are there after the
+# warm-up; at most one ended job thread waits to be joined by the next job.
+check "no job thread is left over ($threads threads, $threads0 after the warm-up)" \
+	test "$threads" -le $((threads0 + 1))
 
 # --- records: the last 1000 --------------------------------------------------
 n_files=$(find "$STATE/jobs" -name '*.json' | wc -l)
