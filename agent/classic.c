@@ -56,11 +56,9 @@ uint64_t dmr_classic_default_cow(uint64_t disk_bytes)
 
 static int test_name(const struct dmr_vm *vm, size_t i, char name[128], char uuid[129]);
 
-/* Is dm device `name` one of this VM's own (a stable device, a test view,
- * a point, view or layer store)? */
-static bool vm_owns(const struct dmr_vm *vm, const char *name)
+bool dmr_classic_vm_owns(const struct dmr_vm *vm, const char *name)
 {
-	char buf[128], ubuf[129];
+	char buf[DMR_DM_NAME_MAX + 1], ubuf[DMR_DM_UUID_MAX + 1];
 
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		uint32_t cand[2] = { vm->overlay_ids ? vm->overlay_ids[i] : 0,
@@ -150,7 +148,7 @@ static int storage_conflict(struct dmr_registry *reg, const struct dmr_vm *vm, c
 		if (dmr_read_file(path, 256, &name, NULL) == 0)
 			name[strcspn(name, "\n")] = '\0';
 		held = true;
-		if (name && vm_owns(vm, name))
+		if (name && dmr_classic_vm_owns(vm, name))
 			continue;
 		n = asprintf(ret_what, "it is held by %s %s", name ? "dm device" : "device",
 			     name ? name : de->d_name);

@@ -58,6 +58,9 @@ int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm);
 /* At start (and after a reboot): attach and activate everything the
  * catalog names that is not active, in dependency order.  Idempotent. */
 int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm);
+/* Is dm device `name` one of this classic VM's own: its stable devices,
+ * test views, or a point's, view's or layer's store device? */
+bool dmr_classic_vm_owns(const struct dmr_vm *vm, const char *name);
 /* Remove every device of the VM (stable ones first; -EBUSY if one is
  * open), destroy its stores, detach base loops.  The sources stay. */
 int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm);

@@ -1206,33 +1206,9 @@ static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
 
 static bool classic_device_known(struct dmr_registry *reg, const char *name)
 {
-	for (size_t v = 0; v < reg->n_vms; v++) {
-		const struct dmr_vm *vm = reg->vms[v];
-		char buf[128];
-
-		if (!dmr_vm_is_classic(vm))
-			continue;
-		for (size_t i = 0; i < vm->n_disks; i++) {
-			uint32_t cand[3] = { vm->overlay_ids ? vm->overlay_ids[i] : 0,
-					     vm->test_ids ? vm->test_ids[i] : 0, 0 };
-
-			if (dmr_vm_test_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
-			    dmr_streq(buf, name))
-				return true;
-			for (size_t c = 0; c < 2; c++)
-				if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 &&
-				    dmr_streq(buf, name))
-					return true;
-			for (size_t p = 0; p < vm->n_points; p++)
-				if (dmr_classic_dev_name(vm->points[p].thin_ids[i], buf) == 0 &&
-				    dmr_streq(buf, name))
-					return true;
-			for (size_t l = 0; l < vm->n_layers; l++)
-				if (dmr_classic_dev_name(vm->layers[l].ids[i], buf) == 0 &&
-				    dmr_streq(buf, name))
-					return true;
-		}
-	}
+	for (size_t v = 0; v < reg->n_vms; v++)
+		if (dmr_vm_is_classic(reg->vms[v]) && dmr_classic_vm_owns(reg->vms[v], name))
+			return true;
 	return false;
 }
 
