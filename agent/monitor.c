@@ -138,15 +138,20 @@ unsigned dmr_fs_watch_update(struct dmr_fs_watch *w, uint64_t free_bytes, uint64
 static void watch_pool_fs(struct dmr_monitor *m)
 {
 	struct dmr_registry *reg = m->agent->reg;
-	_cleanup_free_ char *path[2] = { NULL, NULL };
+	/* Two locals, not an array: _cleanup_free_ on an array frees only
+	 * its first element. */
+	_cleanup_free_ char *data = NULL, *meta = NULL;
 	uint64_t grow[2] = { 0, 0 }, fs[2] = { 0, 0 };
+	const char *path[2];
 
 	pthread_mutex_lock(&reg->lock);
 	if (reg->pool && reg->pool_spec.data_path && reg->pool_spec.meta_path) {
-		path[0] = strdup(reg->pool_spec.data_path);
-		path[1] = strdup(reg->pool_spec.meta_path);
+		data = strdup(reg->pool_spec.data_path);
+		meta = strdup(reg->pool_spec.meta_path);
 	}
 	pthread_mutex_unlock(&reg->lock);
+	path[0] = data;
+	path[1] = meta;
 	if (!path[0] || !path[1])
 		return;
 	for (size_t k = 0; k < 2; k++)
