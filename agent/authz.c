@@ -75,6 +75,17 @@ static int refuse(char *why, size_t len, const char *fmt, ...)
 	return -EACCES;
 }
 
+/* root's word is taken as given: its paths and commands are not judged. */
+static int dup_as_given(const char *s, char **ret)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		return -ENOMEM;
+	*ret = d;
+	return 0;
+}
+
 static const char *const *dirs(const struct dmr_authz *az, enum dmr_authz_dir_kind k)
 {
 	return (const char *const *)az->dirs[k];
@@ -208,13 +219,8 @@ int dmr_authz_disk_new_ok(const struct dmr_authz *az, enum dmr_peer_class peer, 
 
 	if (!path || path[0] != '/' || !(parent = strdup(path)))
 		return -EINVAL;
-	if (peer == DMR_PEER_ROOT) {
-		s = strdup(path);
-		if (!s)
-			return -ENOMEM;
-		*ret_path = s;
-		return 0;
-	}
+	if (peer == DMR_PEER_ROOT)
+		return dup_as_given(path, ret_path);
 	slash = strrchr(parent, '/');
 	*slash = '\0';
 	base = path + (slash - parent) + 1;
@@ -251,16 +257,10 @@ int dmr_authz_socket(const struct dmr_authz *az, enum dmr_peer_class peer, const
 	_cleanup_free_ char *resolved = NULL;
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	char *s;
 	int r;
 
-	if (peer == DMR_PEER_ROOT) {
-		s = strdup(path);
-		if (!s)
-			return -ENOMEM;
-		*ret_path = s;
-		return 0;
-	}
+	if (peer == DMR_PEER_ROOT)
+		return dup_as_given(path, ret_path);
 	r = dmr_path_open(path, O_PATH, &fd, &resolved);
 	if (r < 0)
 		return r;
@@ -315,13 +315,8 @@ int dmr_authz_shim(const struct dmr_authz *az, enum dmr_peer_class peer, const c
 	char *s;
 	int r;
 
-	if (peer == DMR_PEER_ROOT) {
-		s = strdup(command);
-		if (!s)
-			return -ENOMEM;
-		*ret_command = s;
-		return 0;
-	}
+	if (peer == DMR_PEER_ROOT)
+		return dup_as_given(command, ret_command);
 	while (*command && isspace((unsigned char)*command))
 		command++;
 	for (rest = command; *rest && !isspace((unsigned char)*rest); rest++)
