@@ -30,6 +30,7 @@
 #include "agent/registry.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "tests/unit/vm_points.h"
 
 /* ---- mocks ------------------------------------------------------------ */
 
@@ -176,18 +177,7 @@ static struct dmr_vm *make_vm(const char *name, bool classic, size_t ndisks, siz
 		vm->disks[i].thin_id = classic ? 0 : (uint32_t)(i + 1);
 		vm->disks[i].source = strdup(classic ? "/dev/null" : "/srv/x.img");
 	}
-	vm->n_points = npoints;
-	vm->points = calloc(npoints + 1, sizeof(*vm->points));
-	for (size_t p = 0; p < npoints; p++) {
-		vm->points[p].id = p + 1;
-		vm->points[p].created_usec = 1700000000000000ull + p * 3600000000ull;
-		vm->points[p].label = strdup("x");
-		vm->points[p].valid = true;
-		vm->points[p].thin_ids = calloc(ndisks, sizeof(uint32_t));
-		for (size_t i = 0; i < ndisks; i++)
-			vm->points[p].thin_ids[i] = (uint32_t)(100 + p * ndisks + i);
-	}
-	vm->next_point_id = npoints + 1;
+	test_vm_add_points(vm, npoints);
 	return vm;
 }
 

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tests/unit/vm_points.h - the points a test VM is given: ids 1..npoints an
+ * hour apart, all valid, labelled "x", disk i of point p on volume
+ * 100 + p * n_disks + i (so every volume id is distinct).  Shared by the
+ * state-file and catalog tests, whose VMs differ only in their disks.
+ * Call after vm->n_disks is set.
+ */
+#ifndef DMR_TESTS_UNIT_VM_POINTS_H
+#define DMR_TESTS_UNIT_VM_POINTS_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/registry.h"
+
+static inline void test_vm_add_points(struct dmr_vm *vm, size_t npoints)
+{
+	size_t ndisks = vm->n_disks;
+
+	vm->n_points = npoints;
+	vm->points = calloc(npoints + 1, sizeof(*vm->points));
+	assert_non_null(vm->points);
+	for (size_t p = 0; p < npoints; p++) {
+		vm->points[p].id = p + 1;
+		vm->points[p].created_usec = 1700000000000000ull + p * 3600000000ull;
+		vm->points[p].label = strdup("x");
+		vm->points[p].valid = true;
+		vm->points[p].thin_ids = calloc(ndisks, sizeof(uint32_t));
+		for (size_t i = 0; i < ndisks; i++)
+			vm->points[p].thin_ids[i] = (uint32_t)(100 + p * ndisks + i);
+	}
+	vm->next_point_id = npoints + 1;
+}
+
+#endif
