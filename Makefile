@@ -30,7 +30,7 @@ CFLAGS += -DDMR_TEST_HOOKS=$(if $(filter 0,$(TEST_HOOKS)),0,1)
 COMMON_SRCS := $(wildcard common/*.c)
 DM_SRCS := $(wildcard dm/*.c)
 SNAP_SRCS := $(wildcard snapshots/*.c)
-AGENT_SRCS := $(filter-out agent/dmrepd.c,$(wildcard agent/*.c))
+AGENT_SRCS := $(wildcard agent/*/*.c)
 LIB_SRCS := $(COMMON_SRCS) $(DM_SRCS) $(SNAP_SRCS) $(AGENT_SRCS)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBDMR := $(BUILD)/libdmr.a
@@ -64,7 +64,7 @@ $(BUILD)/bin/dmrepd: $(BUILD)/agent/dmrepd.o $(LIBDMR)
 
 # The client needs only the common helpers and the return codes, not
 # libdevmapper, libblkid or libaio: it runs wherever a script does.
-$(BUILD)/bin/dmrep: $(BUILD)/tools/dmrep.o $(BUILD)/common/util.o $(BUILD)/agent/rc.o
+$(BUILD)/bin/dmrep: $(BUILD)/tools/dmrep.o $(BUILD)/common/util.o $(BUILD)/common/rc.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs json-c)
 

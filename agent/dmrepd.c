@@ -16,14 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
-#include "agent/authz.h"
-#include "agent/hooks.h"
-#include "agent/job.h"
-#include "agent/monitor.h"
-#include "agent/ops.h"
-#include "agent/registry.h"
-#include "agent/server.h"
+#include "agent/core/agent.h"
+#include "agent/core/authz.h"
+#include "agent/guest/hooks.h"
+#include "agent/engine/job.h"
+#include "agent/engine/monitor.h"
+#include "agent/rpc/ops.h"
+#include "agent/store/registry.h"
+#include "agent/rpc/server.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/util.h"

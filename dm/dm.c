@@ -400,7 +400,7 @@ int dmr_dm_message(const char *name, uint64_t sector, const char *message, char 
 }
 
 struct name_list {
-	char (*names)[128];
+	char (*names)[DMR_DM_NAME_SIZE];
 	size_t n, cap;
 };
 
@@ -418,7 +418,7 @@ static int collect_names(struct dm_task *dmt, void *userdata)
 		names = (struct dm_names *)((char *)names + next);
 		if (l->n == l->cap) {
 			size_t cap = l->cap ? l->cap * 2 : 16;
-			char(*nn)[128] = realloc(l->names, cap * sizeof(*nn));
+			char(*nn)[DMR_DM_NAME_SIZE] = realloc(l->names, cap * sizeof(*nn));
 
 			if (!nn)
 				return -ENOMEM;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dm/name.h"
 #include "dm/table.h"
 
 #define DMR_UUID_PREFIX "DMREP-"
@@ -49,8 +50,8 @@ struct dmr_dm_info {
 	uint32_t minor;
 	uint32_t event_nr;
 	uint32_t target_count;
-	char name[128];
-	char uuid[129];
+	char name[DMR_DM_NAME_SIZE];
+	char uuid[DMR_DM_UUID_SIZE];
 };
 
 /* Global setup: udev sync on (default) or off (DM_DISABLE_UDEV=1 honoured by
@@ -99,8 +100,8 @@ int dmr_dm_message(const char *name, uint64_t sector, const char *message,
 		   char **ret_response);
 
 struct dmr_dm_entry {
-	char name[128];
-	char uuid[129];
+	char name[DMR_DM_NAME_SIZE];
+	char uuid[DMR_DM_UUID_SIZE];
 	uint32_t major, minor;
 };
 /* All dm devices whose UUID starts with uuid_prefix (NULL or "" = all),

@@ -16,8 +16,13 @@
 
 #define DMR_DM_NAME_MAX 127
 #define DMR_DM_UUID_MAX 128
+/* Buffer sizes for a name or UUID and its NUL: size every such buffer so. */
+#define DMR_DM_NAME_SIZE (DMR_DM_NAME_MAX + 1)
+#define DMR_DM_UUID_SIZE (DMR_DM_UUID_MAX + 1)
+/* "/dev/mapper/NAME" and its NUL. */
+#define DMR_DM_PATH_SIZE (sizeof("/dev/mapper/") + DMR_DM_NAME_MAX)
 /* VM and disk names: short enough that "dmrep-VM:test:DISK" and the UUIDs
- * built from them fit the kernel's limits (agent/registry.c asserts it). */
+ * built from them fit the kernel's limits (agent/store/registry.c asserts it). */
 #define DMR_OBJ_NAME_MAX 48
 
 int dmr_name_dm_valid(const char *name);   /* 0 or -EINVAL */

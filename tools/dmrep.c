@@ -6,7 +6,7 @@
  * (docs/protocol.md).  With --json, stdout is exactly one JSON document, on
  * failure too ({"return": CODE, "error": "..."}); stderr always gets one
  * line on failure.  The exit status is 0 on success, else the WMI return
- * code's mapping from agent/rc.h (CODE - 32767, so 32779 exits 12).  Usage
+ * code's mapping from common/rc.h (CODE - 32767, so 32779 exits 12).  Usage
  * errors are 32773, so a script sees one stable code for "you called me
  * wrong" whether the client or the agent noticed.
  *
@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/rc.h"
+#include "common/rc.h"
 #include "common/util.h"
 
 #define DMREP_VERSION "0.1"

@@ -7,7 +7,7 @@
  * the refusals (foreign UUIDs, names), a table swap seen through the data,
  * a thin pool and a classic snapshot with their status lines parsed by
  * dm/status.c, a fault injected with an error table, and the failover's
- * window (agent/window.c over dm/ioctl.c): 16 devices suspended and resumed
+ * window (agent/engine/window.c over dm/ioctl.c): 16 devices suspended and resumed
  * from 16 threads at once, many times, while a writer thread does O_DIRECT
  * writes to every device, each swap checked through the data.
  *
@@ -26,7 +26,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "agent/window.h"
+#include "agent/engine/window.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "dm/ioctl.h"

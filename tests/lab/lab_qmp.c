@@ -22,9 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/qga.h"
-#include "agent/qmp.h"
-#include "agent/shim.h"
+#include "agent/guest/qga.h"
+#include "agent/guest/qmp.h"
+#include "agent/guest/shim.h"
 #include "common/util.h"
 
 static int timeout_ms = 10000;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests: who may make the agent do what (agent/authz.c) and paths
+/* Unit tests: who may make the agent do what (agent/core/authz.c) and paths
  * opened once (common/path.c): the method policy per peer, inside-dir
  * checks against prefixes, "..", symlinks in and out, a path swapped for a
  * symlink after the check, a stored disk source swapped before a restart,
@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
-#include "agent/authz.h"
-#include "agent/rc.h"
+#include "agent/core/authz.h"
+#include "common/rc.h"
 #include "common/path.h"
 #include "common/util.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "agent/classic.h"
+#include "agent/backend/classic.h"
 #include "common/util.h"
 #include "dm/table.h"
 #include "snapshots/classic.h"

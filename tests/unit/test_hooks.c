@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * agent/hooks.c: a hook runs with stdin, stdout and stderr and no other
+ * agent/guest/hooks.c: a hook runs with stdin, stdout and stderr and no other
  * descriptor of the agent's, even one opened without O_CLOEXEC.
  */
 #include <errno.h>
@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
-#include "agent/hooks.h"
-#include "agent/job.h"
+#include "agent/core/agent.h"
+#include "agent/guest/hooks.h"
+#include "agent/engine/job.h"
 #include "common/util.h"
 
 static char dir[] = "/tmp/dmrep-test-hooks.XXXXXX";

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests: disk identities (snapshots/ident.h, agent/identity.h).  The
+/* Unit tests: disk identities (snapshots/ident.h, agent/backend/identity.h).  The
  * issue's power loss: a disk added as /dev/loop2 over an image, and after
  * the reboot /dev/loop2 is a loop over the pool's metadata file: never the
  * same disk.  What is compared (loop backing file, dm UUID, WWID, serial,
@@ -15,8 +15,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "agent/identity.h"
-#include "agent/registry.h"
+#include "agent/backend/identity.h"
+#include "agent/store/registry.h"
 #include "common/util.h"
 #include "snapshots/pool.h"
 

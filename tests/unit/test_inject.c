@@ -20,12 +20,12 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 
-#include "agent/agent.h"
-#include "agent/job.h"
-#include "agent/method.h"
-#include "agent/qga.h"
-#include "agent/rc.h"
-#include "agent/server.h"
+#include "agent/core/agent.h"
+#include "agent/engine/job.h"
+#include "agent/rpc/method.h"
+#include "agent/guest/qga.h"
+#include "common/rc.h"
+#include "agent/rpc/server.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "tests/unit/fake_server.h"

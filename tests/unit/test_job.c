@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * agent/job.c: the job lifecycle and its JSON (CONTRACT.md's shape),
+ * agent/engine/job.c: the job lifecycle and its JSON (CONTRACT.md's shape),
  * records that survive a restart (a job that was running is marked 10),
  * error codes from errnos and from dmr_job_set_error, the VM busy lock,
  * ended threads joined (their stacks unmapped), records pruned past the
@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
-#include "agent/job.h"
-#include "agent/rc.h"
+#include "agent/core/agent.h"
+#include "agent/engine/job.h"
+#include "common/rc.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests: what the space monitor says of the pool (agent/monitor.h),
+/* Unit tests: what the space monitor says of the pool (agent/engine/monitor.h),
  * fed literal kernel status lines: a warning once at 80 % data or
  * metadata use, again only after use fell below 75 %; a line when the pool
  * leaves read-write mode and when it comes back, none for a healthy pool
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/monitor.h"
+#include "agent/engine/monitor.h"
 #include "dm/status.h"
 
 /* feed: parse a thin-pool status line and fold it in. */

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/qga.h"
+#include "agent/guest/qga.h"
 #include "common/util.h"
 #include "tests/unit/fake_server.h"
 

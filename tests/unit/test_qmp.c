@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 
-#include "agent/qmp.h"
+#include "agent/guest/qmp.h"
 #include "common/util.h"
 #include "tests/unit/fake_server.h"
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "agent/registry.h"
+#include "agent/store/registry.h"
 #include "dm/name.h"
 #include "dm/table.h"
 #include "common/util.h"

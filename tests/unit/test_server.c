@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * agent/server.c over a real Unix socket, with a small method table: the
+ * agent/rpc/server.c over a real Unix socket, with a small method table: the
  * framing and error codes (malformed JSON, unknown method, wrong types,
  * oversized requests), pipelining, a stalled client that must not block
  * another, authorization of an unprivileged peer (a child that drops to
@@ -30,11 +30,11 @@
 #include <inttypes.h>
 #include <unistd.h>
 
-#include "agent/handlers.h"
-#include "agent/job.h"
-#include "agent/method.h"
-#include "agent/rc.h"
-#include "agent/server.h"
+#include "agent/rpc/handlers.h"
+#include "agent/engine/job.h"
+#include "agent/rpc/method.h"
+#include "common/rc.h"
+#include "agent/rpc/server.h"
 #include "common/util.h"
 
 static int h_read(struct dmr_call *c)

@@ -10,7 +10,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "agent/shim.h"
+#include "agent/guest/shim.h"
 #include "common/util.h"
 #include "tests/unit/fake_server.h"
 

@@ -21,13 +21,13 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "agent/agent.h"
-#include "agent/handlers.h"
-#include "agent/job.h"
-#include "agent/method.h"
-#include "agent/ops.h"
-#include "agent/rc.h"
-#include "agent/registry.h"
+#include "agent/core/agent.h"
+#include "agent/rpc/handlers.h"
+#include "agent/engine/job.h"
+#include "agent/rpc/method.h"
+#include "agent/rpc/ops.h"
+#include "common/rc.h"
+#include "agent/store/registry.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "tests/unit/vm_points.h"

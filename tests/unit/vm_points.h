@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/registry.h"
+#include "agent/store/registry.h"
 
 static inline void test_vm_add_points(struct dmr_vm *vm, size_t npoints)
 {

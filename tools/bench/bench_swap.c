@@ -3,7 +3,7 @@
  * bench_swap - the suspend/resume window of a table swap on N dm devices,
  * three ways, for `make bench` (tools/bench/run, in the lab):
  *
- *   window   agent/window.c as the failover engine runs it: one thread per
+ *   window   agent/engine/window.c as the failover engine runs it: one thread per
  *            device, raw DM ioctls, suspend phase then resume phase;
  *   floor    the bare ioctl floor: raw DM ioctls from one thread, every
  *            suspend then every resume;
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/window.h"
+#include "agent/engine/window.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "dm/ioctl.h"

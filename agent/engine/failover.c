@@ -1,0 +1,1114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "agent/engine/failover.h"
+
+#include <inttypes.h>
+#include <signal.h>
+
+#include "agent/backend/backend.h"
+#include "agent/backend/classic.h"
+#include "agent/rpc/handlers.h"
+#include "agent/guest/hooks.h"
+#include "agent/engine/job.h"
+#include "agent/rpc/ops.h"
+#include "common/rc.h"
+#include "common/testhook.h"
+#include "agent/guest/shim.h"
+#include "agent/engine/window.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "dm/dm.h"
+
+/* ---- what an operation needs, copied out of the catalog --------------- */
+
+struct fo_ctx {
+	struct dmr_registry *reg;
+	const struct dmr_backend *be;
+	/* The VM: its fields are stable while the operation holds the VM's
+	 * busy lock (registry.h); the backend reads them through this. */
+	const struct dmr_vm *vmp;
+	char *vm;
+	uint64_t point;     /* 0: latest valid */
+	bool reset;         /* guest policy */
+	bool pause_guest;   /* the guest ran and we paused it */
+	size_t n;
+	char (*names)[DMR_DM_NAME_SIZE];      /* stable dm names */
+	char (*test_names)[DMR_DM_NAME_SIZE]; /* test view names */
+	char (*test_uuids)[DMR_DM_UUID_SIZE];
+	uint64_t *sectors;
+	uint32_t *live_ids;
+	uint32_t *point_ids;
+	uint32_t *new_ids;       /* overlays being made */
+	uint32_t *old_ids;       /* overlays being dropped */
+	struct dmr_shim *shim;
+	char *hook_dir;          /* failover hooks (agent/guest/hooks.h), or NULL */
+	struct json_object *network; /* a copy of the VM's settings, or NULL */
+};
+
+static void fo_ctx_free(void *p)
+{
+	struct fo_ctx *c = p;
+
+	if (!c)
+		return;
+	dmr_shim_free(c->shim);
+	free(c->hook_dir);
+	json_object_put(c->network);
+	free(c->vm);
+	free(c->names);
+	free(c->test_names);
+	free(c->test_uuids);
+	free(c->sectors);
+	free(c->live_ids);
+	free(c->point_ids);
+	free(c->new_ids);
+	free(c->old_ids);
+	free(c);
+}
+
+static void fo_ctx_freep(struct fo_ctx **c)
+{
+	fo_ctx_free(*c);
+}
+
+/* Latest valid point, or 0. Caller holds reg->lock. */
+static uint64_t latest_valid(const struct dmr_vm *vm)
+{
+	for (size_t i = vm->n_points; i-- > 0;)
+		if (vm->points[i].valid && !vm->points[i].pending_tid)
+			return vm->points[i].id;
+	return 0;
+}
+
+/* Fill ctx from the VM (caller holds reg->lock). */
+static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
+{
+	size_t n = vm->n_disks;
+
+	c->n = n;
+	c->be = dmr_backend_of(vm);
+	c->vmp = vm;
+	c->names = calloc(n, sizeof(*c->names));
+	c->test_names = calloc(n, sizeof(*c->test_names));
+	c->test_uuids = calloc(n, sizeof(*c->test_uuids));
+	c->sectors = calloc(n, sizeof(*c->sectors));
+	c->live_ids = calloc(n, sizeof(*c->live_ids));
+	c->point_ids = calloc(n, sizeof(*c->point_ids));
+	c->new_ids = calloc(n, sizeof(*c->new_ids));
+	c->old_ids = calloc(n, sizeof(*c->old_ids));
+	if (!c->names || !c->test_names || !c->test_uuids || !c->sectors || !c->live_ids ||
+	    !c->point_ids || !c->new_ids || !c->old_ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int k;
+
+		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, c->names[i]);
+		if ((k = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, c->test_names[i])) < 0 ||
+		    (k = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, c->test_uuids[i])) < 0)
+			return k;
+		c->sectors[i] = vm->disks[i].size_bytes / 512;
+		c->live_ids[i] = c->be->live_id(vm, i);
+		if (vm->overlay_ids)
+			c->old_ids[i] = vm->overlay_ids[i];
+	}
+	return 0;
+}
+
+static int shim_for(const struct dmr_vm *vm, struct dmr_shim **ret)
+{
+	if (vm->qmp)
+		return dmr_shim_new("qmp", vm->qmp, vm->name, ret);
+	if (vm->exec_shim)
+		return dmr_shim_new("exec", vm->exec_shim, vm->name, ret);
+	return dmr_shim_new("none", NULL, vm->name, ret);
+}
+
+/* Save the VM (caller holds nothing). */
+static int vm_save_locked(struct dmr_registry *reg, const char *name,
+			  void (*mutate)(struct dmr_vm *, void *), void *arg)
+{
+	struct dmr_vm *vm;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (!vm) {
+		pthread_mutex_unlock(&reg->lock);
+		return -ENOENT;
+	}
+	if (mutate)
+		mutate(vm, arg);
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	return r;
+}
+
+/* ---- dm helpers ---------------------------------------------------------- */
+
+/* Make every device i run thin id ids[i], whatever it runs now: used for
+ * rollback and recovery, outside any guest pause, so plain libdevmapper
+ * reload/suspend/resume with flush is right here. */
+static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const uint32_t *ids)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
+		struct dmr_dm_info info;
+		int q;
+
+		q = dmr_dm_info(c->names[i], &info);
+		if (q < 0 || !info.exists) {
+			r = r ?: (q < 0 ? q : -ENOENT);
+			continue;
+		}
+		if (info.inactive_table)
+			(void)dmr_dm_clear(c->names[i]);
+		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
+		    c->be->table_shows(reg, live, ids[i])) {
+			if (info.suspended && (q = dmr_dm_resume(c->names[i])) < 0)
+				q = dmr_dm_resume(c->names[i]);
+			if (q < 0)
+				r = r ?: q;
+			continue;
+		}
+		q = c->be->stable_table(reg, c->vmp, i, ids[i], &want);
+		if (q == 0)
+			q = dmr_dm_load(c->names[i], want, 0);
+		if (q == 0 && !info.suspended)
+			q = dmr_dm_suspend(c->names[i], 0);
+		if (q == 0)
+			q = dmr_dm_resume(c->names[i]);
+		if (q < 0) {
+			(void)dmr_dm_clear(c->names[i]);
+			if (dmr_dm_resume(c->names[i]) < 0)
+				(void)dmr_dm_resume(c->names[i]);
+			r = r ?: q;
+		}
+	}
+	return r;
+}
+
+/* Which of ids[] the stable devices run: 1 all, 0 none, -1 a mix or
+ * something else. */
+static int devices_on(struct dmr_registry *reg, const struct fo_ctx *c, const uint32_t *ids)
+{
+	size_t on = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		_cleanup_table_ struct dmr_table *live = NULL;
+
+		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
+		    c->be->table_shows(reg, live, ids[i]))
+			on++;
+	}
+	return on == c->n ? 1 : on == 0 ? 0 : -1;
+}
+
+/*
+ * The swap: every stable device i goes from its live table to thin id
+ * to[i].  Tables are preloaded while the guest runs; then the guest is
+ * paused, the devices synced, suspended and resumed in parallel, their
+ * page caches dropped, the guest reset if asked, and resumed.  All disks
+ * switch or none does: on any failure before every disk has switched the
+ * inactive tables are cleared, every device resumed on its old table, and
+ * the guest resumed.  ret_paused gets the guest-paused window.
+ */
+static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to,
+		       const uint32_t *back, const char *op)
+{
+	_cleanup_free_ int *res = calloc(c->n, sizeof(int));
+	_cleanup_free_ const char **names = calloc(c->n, sizeof(char *));
+	struct dmr_window *w = NULL;
+	uint64_t t0, tp = 0;
+	char hook[64];
+	size_t loaded = 0;
+	int r = 0, q;
+
+	if (!res || !names)
+		return -ENOMEM;
+	t0 = dmr_now_usec();
+	for (; loaded < c->n; loaded++) {
+		_cleanup_table_ struct dmr_table *t = NULL;
+
+		names[loaded] = c->names[loaded];
+		snprintf(hook, sizeof(hook), "%s:preload:%zu", op, loaded);
+		r = dmr_test_fail(hook);
+		if (r == 0)
+			r = c->be->stable_table(c->reg, c->vmp, loaded, to[loaded], &t);
+		if (r == 0)
+			r = dmr_dm_load(c->names[loaded], t, 0);
+		if (r < 0) {
+			dmr_job_set_error(job, DMR_RC_FAILED, "cannot preload %s: %s", c->names[loaded],
+					  strerror(-r));
+			goto clear;
+		}
+	}
+	r = dmr_window_new(c->n, names, &w);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "cannot prepare the swap: %s", strerror(-r));
+		goto clear;
+	}
+	dmr_job_add_step(job, "preload", dmr_now_usec() - t0);
+	snprintf(hook, sizeof(hook), "%s:preload", op);
+	dmr_test_hook(hook);
+
+	tp = dmr_now_usec();
+	if (c->pause_guest) {
+		r = dmr_shim_pause(c->shim);
+		if (r < 0) {
+			const char *why = dmr_shim_last_error(c->shim);
+
+			dmr_job_set_error(job, dmr_rc_from_errno(r) == DMR_RC_FAILED ? DMR_RC_UNAVAILABLE :
+					  dmr_rc_from_errno(r), "cannot pause the guest: %s",
+					  why && *why ? why : strerror(-r));
+			c->pause_guest = false; /* nothing to resume */
+			goto clear;
+		}
+	}
+	snprintf(hook, sizeof(hook), "%s:paused", op);
+	dmr_test_hook(hook);
+	/* QEMU's stop drained its own I/O; what it wrote through the host
+	 * page cache is written back before the old table goes. */
+	r = dmr_window_run(w, DMR_WIN_SYNC, res);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "sync failed: %s", strerror(-r));
+		goto clear;
+	}
+	r = dmr_window_run(w, DMR_WIN_SUSPEND, res);
+	snprintf(hook, sizeof(hook), "%s:suspended", op);
+	dmr_test_hook(hook);
+	if (r == 0)
+		r = dmr_test_fail(hook);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "suspend failed: %s", strerror(-r));
+		goto clear;
+	}
+	r = dmr_window_run(w, DMR_WIN_RESUME, res);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "resume with the new table failed: %s",
+				  strerror(-r));
+		/* A failed resume leaves the old table live; a second resume
+		 * brings it back.  Then put every switched device back. */
+		for (size_t i = 0; i < c->n; i++)
+			if (res[i] < 0 && dmr_dm_resume(c->names[i]) < 0)
+				(void)dmr_dm_resume(c->names[i]);
+		(void)retarget_all(c->reg, c, back);
+		goto guest;
+	}
+	snprintf(hook, sizeof(hook), "%s:resumed", op);
+	dmr_test_hook(hook);
+	/* Measured in the lab: a reader with the host page cache (QEMU's
+	 * default cache mode) keeps reading the old disk's blocks until
+	 * the device's cache is dropped. */
+	q = dmr_window_run(w, DMR_WIN_FLUSHBUF, res);
+	if (q < 0)
+		log_warning("BLKFLSBUF failed on a device: %s", strerror(-q));
+	if (c->pause_guest && c->reset) {
+		q = dmr_shim_reset(c->shim);
+		if (q < 0)
+			log_warning("guest reset failed: %s", strerror(-q));
+	}
+	goto guest;
+
+clear:
+	for (size_t i = 0; i < loaded; i++)
+		(void)dmr_dm_clear(c->names[i]);
+	if (w) {
+		/* Devices the failed phase suspended come back on the old
+		 * table: the inactive one was cleared first. */
+		for (size_t i = 0; i < c->n; i++) {
+			struct dmr_dm_info info;
+
+			if (dmr_dm_info(c->names[i], &info) == 0 && info.suspended &&
+			    dmr_dm_resume(c->names[i]) < 0)
+				(void)dmr_dm_resume(c->names[i]);
+		}
+	}
+guest:
+	if (c->pause_guest) {
+		q = dmr_shim_resume(c->shim);
+		if (q < 0) {
+			log_error("VM %s: cannot resume the guest: %s", c->vm, strerror(-q));
+			if (r == 0) {
+				dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "cannot resume the guest: %s",
+						  strerror(-q));
+				r = q;
+			}
+		}
+		dmr_job_set_guest_paused(job, dmr_now_usec() - tp);
+	}
+	if (tp)
+		dmr_job_add_step(job, "window", dmr_now_usec() - tp);
+	dmr_window_free(w);
+	return r;
+}
+
+/* Writable views of the operation's point into new ids to[i]. */
+static int make_overlays(struct fo_ctx *c, const uint32_t *to)
+{
+	return c->be->views_make(c->reg, c->vmp, c->point, to, NULL, NULL);
+}
+
+/* ---- catalog mutations --------------------------------------------------- */
+
+struct intent_arg {
+	const char *intent;
+	uint64_t point;
+	uint32_t *ids;        /* overlay or test ids to record (moved in), or NULL */
+	bool test;
+	bool guest_ran;       /* the guest ran when the operation began */
+	int state;            /* -1: keep */
+};
+
+static void set_intent(struct dmr_vm *vm, void *p)
+{
+	struct intent_arg *a = p;
+
+	snprintf(vm->intent, sizeof(vm->intent), "%s", a->intent);
+	vm->intent_point = a->point;
+	vm->intent_guest_ran = a->guest_ran;
+	if (a->ids) {
+		uint32_t **dst = a->test ? &vm->test_ids : &vm->overlay_ids;
+
+		free(*dst);
+		*dst = a->ids;
+		a->ids = NULL;
+	}
+	if (a->state >= 0)
+		vm->state = (enum dmr_vm_state)a->state;
+}
+
+/* Record the intent before the operation's first change.  guest_ran tells
+ * recovery whether a paused guest was paused by us (and so is resumed). */
+static int intent_begin(struct fo_ctx *c, const char *intent, uint64_t point, const uint32_t *ids,
+			bool test, int state)
+{
+	struct intent_arg a = { intent, point, NULL, test, c->pause_guest, state };
+	int r;
+
+	/* Allocated here, so that the ids are never left unrecorded while
+	 * the volumes they name get made. */
+	if (ids) {
+		a.ids = malloc(c->n * sizeof(uint32_t));
+		if (!a.ids)
+			return -ENOMEM;
+		memcpy(a.ids, ids, c->n * sizeof(uint32_t));
+	}
+	r = vm_save_locked(c->reg, c->vm, set_intent, &a);
+	free(a.ids);
+	return r;
+}
+
+/* ---- InitiateFailover ---------------------------------------------------- */
+
+static void initiate_done(struct dmr_vm *vm, void *p)
+{
+	vm->state = DMR_VM_RECOVERED;
+	vm->failover_point = vm->intent_point;
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+	(void)p;
+}
+
+static void initiate_undone(struct dmr_vm *vm, void *p)
+{
+	vm->state = DMR_VM_REPLICATING;
+	free(vm->overlay_ids);
+	vm->overlay_ids = NULL;
+	vm->failover_point = 0;
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+	(void)p;
+}
+
+static int delete_ids(struct fo_ctx *c, const uint32_t *ids)
+{
+	return c->be->remove(c->reg, c->vmp, c->n, ids);
+}
+
+/* Allocate n thin ids under the registry lock. */
+static int alloc_ids(struct fo_ctx *c, uint32_t *ids)
+{
+	int r;
+
+	pthread_mutex_lock(&c->reg->lock);
+	r = dmr_reg_alloc_thin_ids(c->reg, c->n, ids);
+	pthread_mutex_unlock(&c->reg->lock);
+	return r;
+}
+
+/* The hypervisor must answer before anything changes. */
+static int guest_probe(struct dmr_job *job, struct fo_ctx *c)
+{
+	enum dmr_guest_status gs;
+	int r;
+
+	r = dmr_shim_status(c->shim, &gs);
+	if (r < 0) {
+		const char *why = dmr_shim_last_error(c->shim);
+
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the hypervisor (%s) does not answer: %s",
+				  dmr_shim_kind(c->shim), why && *why ? why : strerror(-r));
+		return r;
+	}
+	c->pause_guest = gs == DMR_GUEST_RUNNING;
+	return 0;
+}
+
+static int initiate_job(struct dmr_job *job, void *userdata)
+{
+	struct fo_ctx *c = userdata;
+	uint64_t t0;
+	int r;
+
+	if (guest_probe(job, c) < 0)
+		return -EHOSTUNREACH;
+	r = alloc_ids(c, c->new_ids);
+	if (r == 0)
+		r = intent_begin(c, c->reset ? "initiate-reset" : "initiate", c->point, c->new_ids,
+				 false, DMR_VM_FAILOVER_IN_PROGRESS);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		return r;
+	}
+	dmr_test_hook("initiate:intent");
+	t0 = dmr_now_usec();
+	r = make_overlays(c, c->new_ids);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the overlays: %s", strerror(-r));
+		goto undo_catalog;
+	}
+	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);
+	dmr_job_set_percent(job, 30);
+	dmr_test_hook("initiate:overlays");
+
+	r = swap_tables(job, c, c->new_ids, c->live_ids, "initiate");
+	if (r < 0)
+		goto undo_overlays;
+	dmr_job_set_percent(job, 90);
+	dmr_test_hook("initiate:swapped");
+	r = vm_save_locked(c->reg, c->vm, initiate_done, NULL);
+	if (r < 0) {
+		/* The devices switched; recovery at the next start reads
+		 * them and finishes this.  Report the failure now. */
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "switched, but state not saved: %s",
+				  strerror(-r));
+		return r;
+	}
+	dmr_test_hook("initiate:done");
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	/* The failover is done and stands; a failing hook fails the job. */
+	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
+	if (r < 0)
+		return r;
+	dmr_job_set_percent(job, 100);
+	return 0;
+
+undo_overlays:
+	(void)delete_ids(c, c->new_ids);
+undo_catalog:
+	(void)vm_save_locked(c->reg, c->vm, initiate_undone, NULL);
+	return r;
+}
+
+/* ---- RevertFailover -------------------------------------------------------- */
+
+static void revert_done(struct dmr_vm *vm, void *p)
+{
+	initiate_undone(vm, p);
+}
+
+static void revert_failed(struct dmr_vm *vm, void *p)
+{
+	vm->state = DMR_VM_RECOVERED;
+	vm->intent[0] = '\0';
+	(void)p;
+}
+
+static int revert_job(struct dmr_job *job, void *userdata)
+{
+	struct fo_ctx *c = userdata;
+	int r;
+
+	if (guest_probe(job, c) < 0)
+		return -EHOSTUNREACH;
+	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
+			 DMR_VM_FAILOVER_IN_PROGRESS);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		return r;
+	}
+	dmr_test_hook("revert:intent");
+	r = swap_tables(job, c, c->live_ids, c->old_ids, "revert");
+	if (r < 0) {
+		(void)vm_save_locked(c->reg, c->vm, revert_failed, NULL);
+		return r;
+	}
+	dmr_test_hook("revert:swapped");
+	/* The overlays go only once nothing runs on them. */
+	r = delete_ids(c, c->old_ids);
+	if (r < 0)
+		log_warning("VM %s: overlays not deleted (%s); recovery retries", c->vm, strerror(-r));
+	dmr_test_hook("revert:deleted");
+	r = vm_save_locked(c->reg, c->vm, revert_done, NULL);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "reverted, but state not saved: %s",
+				  strerror(-r));
+		return r;
+	}
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
+/* ---- CommitFailover ---------------------------------------------------------- */
+
+/*
+ * The overlays become the live volumes for good.  The old live volumes go,
+ * and so do the points newer than the failover point: they belong to the
+ * timeline that was abandoned.  The failover point and older ones stay.
+ * Commit changes no dm table (the devices already run on the overlays), so
+ * it is catalog work plus deletes, all idempotent: recovery rolls it
+ * forward.
+ */
+static void commit_done(struct dmr_vm *vm, void *p)
+{
+	/* Classic: the views already are the top layer (commit_layer). */
+	for (size_t i = 0; i < vm->n_disks && !dmr_vm_is_classic(vm); i++)
+		vm->disks[i].thin_id = vm->overlay_ids[i];
+	for (size_t i = vm->n_points; i-- > 0;)
+		if (vm->points[i].id > vm->failover_point)
+			dmr_vm_point_drop(vm, i);
+	free(vm->overlay_ids);
+	vm->overlay_ids = NULL;
+	vm->failover_point = 0;
+	vm->state = DMR_VM_COMMITTED;
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+	(void)p;
+}
+
+/* Thin ids that commit deletes: old live volumes, newer points. */
+static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t **ret, size_t *ret_n)
+{
+	struct dmr_vm *vm;
+	uint32_t *ids;
+	size_t n = 0;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	ids = vm ? calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids)) : NULL;
+	if (ids) {
+		for (size_t i = 0; i < vm->n_disks; i++)
+			if (vm->overlay_ids && vm->disks[i].thin_id != vm->overlay_ids[i])
+				ids[n++] = vm->disks[i].thin_id;
+		for (size_t p = 0; p < vm->n_points; p++)
+			if (vm->points[p].id > vm->failover_point)
+				for (size_t i = 0; i < vm->n_disks; i++)
+					ids[n++] = vm->points[p].thin_ids[i];
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!ids)
+		return vm ? -ENOMEM : -ENOENT;
+	*ret = ids;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * Classic: the views become a layer, the origin of the stable devices and
+ * of later points (agent/backend/classic.h).  Recorded (idempotently) before the
+ * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
+ * the commit intent still set: a crash in between is rolled forward, and
+ * no point is ever taken of an origin whose writes bypass it.
+ */
+static void commit_layer(struct dmr_vm *vm, void *p)
+{
+	struct dmr_layer *nl, *top = vm->n_layers ? &vm->layers[vm->n_layers - 1] : NULL;
+	int *r = p;
+
+	if (!vm->overlay_ids || (top && top->point == vm->failover_point &&
+				 !memcmp(top->ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t))))
+		return;
+	nl = realloc(vm->layers, (vm->n_layers + 1) * sizeof(*nl));
+	if (!nl) {
+		*r = -ENOMEM;
+		return;
+	}
+	vm->layers = nl;
+	nl[vm->n_layers].point = vm->failover_point;
+	nl[vm->n_layers].since = vm->next_point_id;
+	nl[vm->n_layers].ids = malloc(vm->n_disks * sizeof(uint32_t));
+	if (!nl[vm->n_layers].ids) {
+		*r = -ENOMEM;
+		return;
+	}
+	memcpy(nl[vm->n_layers].ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
+	vm->n_layers++;
+}
+
+static int commit_finish(struct fo_ctx *c)
+{
+	struct dmr_registry *reg = c->reg;
+	const char *name = c->vm;
+	_cleanup_free_ uint32_t *ids = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (dmr_vm_is_classic(c->vmp)) {
+		int q = vm_save_locked(reg, name, commit_layer, &r);
+
+		r = r ?: q;
+		dmr_test_hook("commit:layer");
+		/* 0 is the live id: snapshot-origin over the new top layer.
+		 * Same data, so the guest need not pause. */
+		if (r == 0)
+			r = retarget_all(reg, c, c->live_ids);
+		if (r < 0)
+			return r;
+	}
+	r = commit_victims(reg, name, &ids, &n);
+	if (r == 0)
+		r = c->be->remove(reg, c->vmp, n, ids);
+	dmr_test_hook("commit:deleted");
+	if (r == 0)
+		r = vm_save_locked(reg, name, commit_done, NULL);
+	return r;
+}
+
+static int commit_job(struct dmr_job *job, void *userdata)
+{
+	struct fo_ctx *c = userdata;
+	int r;
+
+	r = intent_begin(c, "commit", 0, NULL, false, -1);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		return r;
+	}
+	dmr_test_hook("commit:intent");
+	r = commit_finish(c);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "commit failed (recovery finishes it): %s",
+				  strerror(-r));
+		return r;
+	}
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
+/* ---- TestReplicaSystem / StopTestReplicaSystem ------------------------------- */
+
+static void test_done(struct dmr_vm *vm, void *p)
+{
+	vm->test_failover = true;
+	vm->test_point = vm->intent_point;
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+	(void)p;
+}
+
+static void test_undone(struct dmr_vm *vm, void *p)
+{
+	vm->test_failover = false;
+	vm->test_point = 0;
+	free(vm->test_ids);
+	vm->test_ids = NULL;
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+	(void)p;
+}
+
+static int remove_test_devices(const struct fo_ctx *c)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		int q;
+
+		/* Only the VM's own view (full UUID), never a device that
+		 * merely has its name: that one is an error, left alone. */
+		q = dmr_dm_check_uuid(c->test_names[i], c->test_uuids[i]);
+		if (q == -ENOENT)
+			continue;
+		if (q == 0)
+			q = dmr_dm_remove(c->test_names[i], 20);
+		if (q < 0)
+			r = r ?: q;
+	}
+	return r;
+}
+
+static int test_job(struct dmr_job *job, void *userdata)
+{
+	struct fo_ctx *c = userdata;
+	uint64_t t0;
+	int r;
+
+	r = alloc_ids(c, c->new_ids);
+	if (r == 0)
+		r = intent_begin(c, "test", c->point, c->new_ids, true, -1);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		return r;
+	}
+	dmr_test_hook("test:intent");
+	t0 = dmr_now_usec();
+	r = c->be->views_make(c->reg, c->vmp, c->point, c->new_ids,
+			      (const char (*)[DMR_DM_NAME_SIZE])c->test_names, (const char (*)[DMR_DM_UUID_SIZE])c->test_uuids);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the test views: %s",
+				  strerror(-r));
+		(void)vm_save_locked(c->reg, c->vm, test_undone, NULL);
+		return r;
+	}
+	dmr_job_add_step(job, "views", dmr_now_usec() - t0);
+	r = vm_save_locked(c->reg, c->vm, test_done, NULL);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot save state: %s", strerror(-r));
+		return r;
+	}
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
+	if (r < 0)
+		return r;
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
+static void stop_test_failed(struct dmr_vm *vm, void *p)
+{
+	vm->intent[0] = '\0';
+	(void)p;
+}
+
+static int stop_test_job(struct dmr_job *job, void *userdata)
+{
+	struct fo_ctx *c = userdata;
+	int r;
+
+	r = intent_begin(c, "stop-test", 0, NULL, true, -1);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		return r;
+	}
+	r = remove_test_devices(c);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r),
+				  "cannot remove the test devices (still open?): %s", strerror(-r));
+		(void)vm_save_locked(c->reg, c->vm, stop_test_failed, NULL);
+		return r;
+	}
+	r = delete_ids(c, c->old_ids);
+	if (r == 0)
+		r = vm_save_locked(c->reg, c->vm, test_undone, NULL);
+	if (r < 0)
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot drop the test overlays: %s",
+				  strerror(-r));
+	return r;
+}
+
+/* ---- handlers ------------------------------------------------------------- */
+
+enum fo_method { FO_INITIATE, FO_REVERT, FO_COMMIT, FO_TEST, FO_STOP_TEST };
+
+static const struct {
+	const char *method;
+	dmr_job_fn fn;
+} fo_methods[] = {
+	[FO_INITIATE] = { "InitiateFailover", initiate_job },
+	[FO_REVERT] = { "RevertFailover", revert_job },
+	[FO_COMMIT] = { "CommitFailover", commit_job },
+	[FO_TEST] = { "TestReplicaSystem", test_job },
+	[FO_STOP_TEST] = { "StopTestReplicaSystem", stop_test_job },
+};
+
+/* Is there a VM named NAME-test (caller holds reg->lock)? */
+static bool vm_named_test_of(struct dmr_registry *reg, const char *name)
+{
+	char t[DMR_OBJ_NAME_MAX + sizeof("-test")];
+
+	return snprintf(t, sizeof(t), "%s-test", name) < (int)sizeof(t) && dmr_reg_vm_find(reg, t);
+}
+
+/* Check the VM's state for the method; fill the point; 0 or a WMI code. */
+static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, struct fo_ctx *c)
+{
+	const struct dmr_point *pt;
+
+	switch (m) {
+	case FO_INITIATE:
+	case FO_TEST:
+		if (m == FO_INITIATE && vm->state != DMR_VM_REPLICATING)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s is %s: failover needs it replicating", vm->name,
+					     dmr_vm_state_name(vm->state));
+		if (m == FO_TEST && vm->test_failover)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s has a test failover already", vm->name);
+		if (m == FO_TEST && vm->state == DMR_VM_FAILOVER_IN_PROGRESS)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s is failing over",
+					     vm->name);
+		/* An older agent let a VM be named VM-test: its disks hold the
+		 * /dev/dmrep/VM-test/DISK links the test views would take. */
+		if (m == FO_TEST && vm_named_test_of(call->agent->reg, vm->name))
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s-test exists: its disks are /dev/dmrep/%s-test/*",
+					     vm->name, vm->name);
+		if (!c->point)
+			c->point = latest_valid(vm);
+		if (!c->point)
+			return dmr_call_fail(call, DMR_RC_NOT_FOUND, "VM %s has no valid point", vm->name);
+		pt = dmr_vm_point_find(vm, c->point);
+		if (!pt || pt->pending_tid)
+			return dmr_call_fail(call, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64,
+					     vm->name, c->point);
+		if (!pt->valid)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "point %" PRIu64 " is not valid",
+					     c->point);
+		memcpy(c->point_ids, pt->thin_ids, c->n * sizeof(uint32_t));
+		return 0;
+	case FO_REVERT:
+	case FO_COMMIT:
+		if (vm->state != DMR_VM_RECOVERED || !vm->overlay_ids)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "VM %s is %s: %s needs it recovered", vm->name,
+					     dmr_vm_state_name(vm->state), fo_methods[m].method);
+		return 0;
+	case FO_STOP_TEST:
+		if (!vm->test_failover || !vm->test_ids)
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s has no test failover",
+					     vm->name);
+		memcpy(c->old_ids, vm->test_ids, c->n * sizeof(uint32_t));
+		return 0;
+	}
+	return DMR_RC_FAILED;
+}
+
+static int fo_handler(struct dmr_call *call, enum fo_method m)
+{
+	struct dmr_registry *reg = call->agent->reg;
+	_cleanup_(fo_ctx_freep) struct fo_ctx *c = NULL;
+	const char *name, *guest = "reset";
+	struct dmr_vm *vm;
+	uint64_t id;
+	int rc, r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return dmr_call_fail(call, DMR_RC_NO_SPACE, "out of memory");
+	if ((rc = dmr_ops_vm_name(call, "vm", &name)))
+		return rc;
+	if (m == FO_INITIATE || m == FO_TEST) {
+		if ((rc = dmr_param_u64(call, "point", false, &c->point)))
+			return rc;
+	}
+	if ((rc = dmr_param_string(call, "guest", false, &guest)))
+		return rc;
+	if (!dmr_streq(guest, "reset") && !dmr_streq(guest, "resume"))
+		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "guest must be reset or resume");
+	c->reset = dmr_streq(guest, "reset");
+	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_need_up(call, name)) ||
+	    (rc = dmr_ops_vm_acquire(call, name)))
+		return rc;
+	/* A classic point whose COW store overflowed is never failed over
+	 * to: read the kernel's word on every point first. */
+	if (m == FO_INITIATE || m == FO_TEST)
+		dmr_classic_refresh(reg, name);
+	c->reg = reg;
+	c->vm = strdup(name);
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	r = c->vm ? ctx_fill(c, vm) : -ENOMEM;
+	if (r == 0 && call->agent->hook_dir && !(c->hook_dir = strdup(call->agent->hook_dir)))
+		r = -ENOMEM;
+	/* A deep copy: the job reads it outside the registry lock. */
+	if (r == 0 && vm->network && json_object_deep_copy(vm->network, &c->network, NULL) < 0)
+		r = -ENOMEM;
+	rc = r < 0 ? dmr_call_fail(call, dmr_rc_from_errno(r), "%s", strerror(-r)) :
+		     fo_check(call, m, vm, c);
+	if (rc == 0 && m != FO_COMMIT && m != FO_TEST && m != FO_STOP_TEST) {
+		r = shim_for(vm, &c->shim);
+		if (r < 0)
+			rc = dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "bad hypervisor shim: %s",
+					   strerror(-r));
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (rc) {
+		dmr_vm_busy_release(call->agent, name);
+		return rc;
+	}
+	r = dmr_job_start(call->agent, fo_methods[m].method, name, fo_methods[m].fn, c, fo_ctx_free, &id);
+	if (r < 0) {
+		dmr_vm_busy_release(call->agent, name);
+		return dmr_call_fail(call, dmr_rc_from_errno(r), "cannot start the job: %s", strerror(-r));
+	}
+	c = NULL; /* the job owns it */
+	json_object_object_add(call->reply, "job", json_object_new_int64((int64_t)id));
+	return DMR_RC_JOB_STARTED;
+}
+
+int dmr_h_initiate_failover(struct dmr_call *c)
+{
+	return fo_handler(c, FO_INITIATE);
+}
+
+int dmr_h_revert_failover(struct dmr_call *c)
+{
+	return fo_handler(c, FO_REVERT);
+}
+
+int dmr_h_commit_failover(struct dmr_call *c)
+{
+	return fo_handler(c, FO_COMMIT);
+}
+
+int dmr_h_test_replica(struct dmr_call *c)
+{
+	return fo_handler(c, FO_TEST);
+}
+
+int dmr_h_stop_test(struct dmr_call *c)
+{
+	return fo_handler(c, FO_STOP_TEST);
+}
+
+/* ---- crash recovery --------------------------------------------------------- */
+
+static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	_cleanup_(fo_ctx_freep) struct fo_ctx *c = calloc(1, sizeof(*c));
+	bool switched = false;
+	char intent[16], dm[DMR_DM_NAME_SIZE];
+	int r;
+
+	if (!c || !(c->vm = strdup(vm->name)) || ctx_fill(c, vm) < 0) {
+		log_error("VM %s: out of memory in recovery", vm->name);
+		return;
+	}
+	if (dmr_vm_dm_check(vm, dm) == -EEXIST) {
+		log_error("VM %s: %s is another device (not the VM's UUID): '%s' left unfinished",
+			  vm->name, dm, vm->intent);
+		return;
+	}
+	c->reg = reg;
+	snprintf(intent, sizeof(intent), "%s", vm->intent);
+	/* The guest policy rides on the intent ("initiate-reset"): a swap
+	 * rolled forward must leave the guest as the caller asked. */
+	if (dmr_endswith(intent, "-reset")) {
+		intent[strlen(intent) - strlen("-reset")] = '\0';
+		c->reset = true;
+	}
+	if (vm->test_ids)
+		memcpy(c->new_ids, vm->test_ids, c->n * sizeof(uint32_t));
+
+	/* Whatever the operation, no device of the VM stays suspended or
+	 * with a half-loaded table, and a guest we may have paused runs. */
+	for (size_t i = 0; i < c->n; i++) {
+		struct dmr_dm_info info;
+
+		if (dmr_dm_info(c->names[i], &info) < 0 || !info.exists)
+			continue;
+		if (info.inactive_table)
+			(void)dmr_dm_clear(c->names[i]);
+		if (info.suspended && dmr_dm_resume(c->names[i]) < 0)
+			(void)dmr_dm_resume(c->names[i]);
+	}
+
+	if (dmr_streq(intent, "initiate")) {
+		int on = vm->overlay_ids ? devices_on(reg, c, c->old_ids) : 0;
+
+		if (on == 1) {
+			log_notice("VM %s: failover had switched every disk: finishing it", vm->name);
+			initiate_done(vm, NULL);
+			switched = true;
+		} else {
+			log_notice("VM %s: failover had not switched every disk: rolling back", vm->name);
+			r = retarget_all(reg, c, c->live_ids);
+			if (r < 0)
+				log_error("VM %s: cannot put the disks back on the live volumes: %s",
+					  vm->name, strerror(-r));
+			if (r == 0 && vm->overlay_ids)
+				(void)delete_ids(c, c->old_ids);
+			if (r == 0)
+				initiate_undone(vm, NULL);
+		}
+	} else if (dmr_streq(intent, "revert")) {
+		log_notice("VM %s: finishing the revert", vm->name);
+		r = retarget_all(reg, c, c->live_ids);
+		if (r == 0) {
+			(void)delete_ids(c, c->old_ids);
+			revert_done(vm, NULL);
+			switched = true;
+		} else {
+			log_error("VM %s: revert not finished: %s", vm->name, strerror(-r));
+		}
+	} else if (dmr_streq(intent, "commit")) {
+		log_notice("VM %s: finishing the commit", vm->name);
+		r = commit_finish(c);
+		if (r < 0)
+			log_error("VM %s: commit not finished: %s", vm->name, strerror(-r));
+	} else if (dmr_streq(intent, "test")) {
+		log_notice("VM %s: test failover was interrupted: undoing it", vm->name);
+		(void)remove_test_devices(c);
+		if (vm->test_ids)
+			(void)delete_ids(c, c->new_ids);
+		test_undone(vm, NULL);
+	} else if (dmr_streq(intent, "stop-test")) {
+		log_notice("VM %s: finishing the end of the test failover", vm->name);
+		if (remove_test_devices(c) == 0) {
+			if (vm->test_ids)
+				(void)delete_ids(c, c->new_ids);
+			test_undone(vm, NULL);
+		}
+	} else {
+		log_error("VM %s: unknown intent '%s' left alone", vm->name, intent);
+		return;
+	}
+
+	/* Only initiate and revert pause the guest. */
+	if ((vm->qmp || vm->exec_shim) &&
+	    (dmr_streq(intent, "initiate") || dmr_streq(intent, "revert"))) {
+		struct dmr_shim *s = NULL;
+		enum dmr_guest_status gs;
+
+		/* Only a guest that ran when the operation began was paused by
+		 * it; one the operator had paused stays paused. */
+		if (vm->intent_guest_ran && shim_for(vm, &s) == 0 && dmr_shim_status(s, &gs) == 0 &&
+		    gs == DMR_GUEST_PAUSED) {
+			/* Paused by the interrupted swap: a guest whose disks
+			 * switched under it restarts if the caller asked. */
+			if (switched && c->reset && dmr_shim_reset(s) < 0)
+				log_error("VM %s: cannot reset the guest", vm->name);
+			log_notice("VM %s: resuming the guest", vm->name);
+			if (dmr_shim_resume(s) < 0)
+				log_error("VM %s: cannot resume the guest", vm->name);
+		}
+		dmr_shim_free(s);
+	}
+	if ((r = dmr_reg_vm_save(reg, vm)) < 0)
+		log_error("VM %s: cannot save state after recovery: %s", vm->name, strerror(-r));
+}
+
+void dmr_failover_recover(struct dmr_registry *reg)
+{
+	/* Called once at start, before the server runs and before any job:
+	 * nothing else touches the registry, so no lock is held here (the
+	 * pool deletes below take the registry's locks themselves). */
+	for (size_t i = 0; i < reg->n_vms; i++) {
+		struct dmr_vm *vm = reg->vms[i];
+
+		if (!vm->intent[0])
+			continue;
+		if (vm->down_reason) {
+			log_error("VM %s: operation '%s' left unfinished: the VM is down", vm->name,
+				  vm->intent);
+			continue;
+		}
+		if (!dmr_vm_is_classic(vm) && !reg->pool) {
+			log_error("VM %s: operation '%s' left unfinished: the pool is not active",
+				  vm->name, vm->intent);
+			continue;
+		}
+		recover_vm(reg, vm);
+	}
+}

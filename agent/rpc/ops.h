@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/rpc/ops.h - helpers shared by the method handlers (agent/rpc/ops_*.c).
+ */
+#ifndef DMR_AGENT_OPS_H
+#define DMR_AGENT_OPS_H
+
+#include "agent/rpc/method.h"
+#include "agent/store/registry.h"
+
+/* The pool, or fail the call: 32775 if none was created, 32777 if it
+ * exists but could not be activated. */
+int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
+
+/* What the VM's backend needs: the pool for a thin VM (as
+ * dmr_ops_need_pool), nothing for a classic one; 0 for an unknown VM (the
+ * caller's lookup reports it). */
+int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
+/* Refuse (32777, the reason) work on a VM left down at activation (its
+ * disk's device is not the disk that was added); removing it is allowed. */
+int dmr_ops_need_up(struct dmr_call *c, const char *vm_name);
+
+/* Remove volumes of the VM through its backend (agent/backend/backend.h). */
+int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
+			   const uint32_t *ids);
+
+/* Validate params.<key> as a VM name (32773 on a bad one). */
+int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
+
+/*
+ * Take the VM's busy lock and check it exists: 32774 if busy, 32779 if
+ * absent, 32774 if a device with one of its names is not its own
+ * (dmr_vm_dm_check; the lock is then released).  On 0 the caller owns
+ * the lock.
+ */
+int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
+
+/* Delete thin ids in one pool transaction; logs and returns errno. */
+int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids);
+
+/*
+ * Drop points[idx[0..n)] (indexes newest first; busy lock held, reg->lock
+ * not): out of the catalog first, durably, then their volumes deleted
+ * (with any an earlier call left).  op ("retention", "remove") names the
+ * cause in the log and the test hooks' steps OP:recorded (catalog saved,
+ * volumes still there) and OP:deleted (volumes gone, not yet forgotten).
+ * -DMR_E_NOT_DURABLE: dropped from the catalog, volumes left for later.
+ */
+int dmr_ops_drop_points(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n,
+			const char *op);
+
+/* Apply the VM's retention policy (busy lock held): drop victims. */
+int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped);
+
+/* At start: thaw the filesystems of any guest that an interrupted
+ * application-consistent point left frozen (agent/rpc/ops_point.c). */
+void dmr_ops_thaw_guests(struct dmr_registry *reg);
+
+#endif

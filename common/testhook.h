@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * common/testhook.h - fault injection for the lab, compiled in only when
+ * DMR_TEST_HOOKS is 1 (`make`, the default; `make TEST_HOOKS=0` for a
+ * production build, where every hook is a no-op).  Steps are named
+ * "operation:step", e.g. "initiate:suspended", "point:frozen".
+ *
+ *   DMREP_TEST_CRASH_AT=STEP  dmr_test_hook kills the agent with SIGKILL
+ *   DMREP_TEST_HOLD_AT=STEP   dmr_test_hook holds the operation while the
+ *                             file DMREP_TEST_HOLD_FILE exists (at most
+ *                             300 s), so a test checks what callers see
+ *                             mid-operation and then lets it go on: no
+ *                             race against a clock, however slow the lab
+ *   DMREP_TEST_FAIL_AT=STEP   dmr_test_fail returns -EIO
+ */
+#ifndef DMR_AGENT_TESTHOOK_H
+#define DMR_AGENT_TESTHOOK_H
+
+void dmr_test_hook(const char *step);
+/* 0, or -EIO when DMREP_TEST_FAIL_AT names step. */
+int dmr_test_fail(const char *step);
+
+#endif
