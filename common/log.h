@@ -8,6 +8,8 @@
 #ifndef DMR_COMMON_LOG_H
 #define DMR_COMMON_LOG_H
 
+#include <errno.h>
+
 #include "common/util.h"
 
 enum dmr_log_level {
@@ -39,8 +41,20 @@ void dmr_log_printf(enum dmr_log_level level, const char *file, int line,
 #define log_warning(...) dmr_log(DMR_LOG_WARNING, __VA_ARGS__)
 #define log_error(...) dmr_log(DMR_LOG_ERR, __VA_ARGS__)
 
-/* Log at level and return r (a negative errno), for one-line error returns. */
-#define log_debug_errno(r, ...) ({ log_debug(__VA_ARGS__); (r); })
-#define log_error_errno(r, ...) ({ log_error(__VA_ARGS__); (r); })
+/* Log at level and return r (a negative errno), for one-line error returns.
+ * As in systemd, "%m" in the format prints strerror(-r): errno is set to -r
+ * for the call (and left so). */
+#define log_full_errno(level, r, ...)                                          \
+	({                                                                     \
+		int _e = (r);                                                  \
+		errno = _e < 0 ? -_e : _e;                                     \
+		dmr_log(level, __VA_ARGS__);                                   \
+		_e;                                                            \
+	})
+#define log_debug_errno(r, ...) log_full_errno(DMR_LOG_DEBUG, r, __VA_ARGS__)
+#define log_info_errno(r, ...) log_full_errno(DMR_LOG_INFO, r, __VA_ARGS__)
+#define log_notice_errno(r, ...) log_full_errno(DMR_LOG_NOTICE, r, __VA_ARGS__)
+#define log_warning_errno(r, ...) log_full_errno(DMR_LOG_WARNING, r, __VA_ARGS__)
+#define log_error_errno(r, ...) log_full_errno(DMR_LOG_ERR, r, __VA_ARGS__)
 
 #endif

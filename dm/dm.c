@@ -215,6 +215,13 @@ int dmr_dm_resume(const char *name)
 	return task_run(&s, NULL, NULL);
 }
 
+int dmr_dm_resume_retry(const char *name)
+{
+	int r = dmr_dm_resume(name);
+
+	return r < 0 ? dmr_dm_resume(name) : 0;
+}
+
 int dmr_dm_remove(const char *name, unsigned retries)
 {
 	struct task_spec s = { .type = DM_DEVICE_REMOVE, .what = "remove", .name = name,

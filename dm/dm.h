@@ -71,6 +71,11 @@ int dmr_dm_clear(const char *name);
 int dmr_dm_suspend(const char *name, unsigned flags);
 /* Resume: makes a loaded inactive table live.  Waits for udev. */
 int dmr_dm_resume(const char *name);
+/* Resume, and once more if that fails: a resume that fails after loading
+ * the inactive table leaves the old table live, and a second resume brings
+ * it back (as lvm2 and multipath do).  Used on rollback paths, where the
+ * inactive table has been cleared first. */
+int dmr_dm_resume_retry(const char *name);
 /* Remove; retries up to `retries` times, 100 ms apart, while busy (EBUSY).
  * Never forces (no deferred remove, no error-table replacement). */
 int dmr_dm_remove(const char *name, unsigned retries);

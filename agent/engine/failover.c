@@ -165,9 +165,7 @@ static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const 
 			(void)dmr_dm_clear(c->names[i]);
 		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
 		    c->be->table_shows(reg, live, ids[i])) {
-			if (info.suspended && (q = dmr_dm_resume(c->names[i])) < 0)
-				q = dmr_dm_resume(c->names[i]);
-			if (q < 0)
+			if (info.suspended && (q = dmr_dm_resume_retry(c->names[i])) < 0)
 				r = r ?: q;
 			continue;
 		}
@@ -180,8 +178,7 @@ static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const 
 			q = dmr_dm_resume(c->names[i]);
 		if (q < 0) {
 			(void)dmr_dm_clear(c->names[i]);
-			if (dmr_dm_resume(c->names[i]) < 0)
-				(void)dmr_dm_resume(c->names[i]);
+			(void)dmr_dm_resume_retry(c->names[i]);
 			r = r ?: q;
 		}
 	}
@@ -290,8 +287,8 @@ static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to
 		/* A failed resume leaves the old table live; a second resume
 		 * brings it back.  Then put every switched device back. */
 		for (size_t i = 0; i < c->n; i++)
-			if (res[i] < 0 && dmr_dm_resume(c->names[i]) < 0)
-				(void)dmr_dm_resume(c->names[i]);
+			if (res[i] < 0)
+				(void)dmr_dm_resume_retry(c->names[i]);
 		(void)retarget_all(c->reg, c, back);
 		goto guest;
 	}
@@ -319,9 +316,8 @@ clear:
 		for (size_t i = 0; i < c->n; i++) {
 			struct dmr_dm_info info;
 
-			if (dmr_dm_info(c->names[i], &info) == 0 && info.suspended &&
-			    dmr_dm_resume(c->names[i]) < 0)
-				(void)dmr_dm_resume(c->names[i]);
+			if (dmr_dm_info(c->names[i], &info) == 0 && info.suspended)
+				(void)dmr_dm_resume_retry(c->names[i]);
 		}
 	}
 guest:
@@ -468,14 +464,14 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 		r = intent_begin(c, c->reset ? "initiate-reset" : "initiate", c->point, c->new_ids,
 				 false, DMR_VM_FAILOVER_IN_PROGRESS);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the intent");
 		return r;
 	}
 	dmr_test_hook("initiate:intent");
 	t0 = dmr_now_usec();
 	r = make_overlays(c, c->new_ids);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the overlays: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot make the overlays");
 		goto undo_catalog;
 	}
 	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);
@@ -491,8 +487,7 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	if (r < 0) {
 		/* The devices switched; recovery at the next start reads
 		 * them and finishes this.  Report the failure now. */
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "switched, but state not saved: %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "switched, but state not saved");
 		return r;
 	}
 	dmr_test_hook("initiate:done");
@@ -535,7 +530,7 @@ static int revert_job(struct dmr_job *job, void *userdata)
 	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
 			 DMR_VM_FAILOVER_IN_PROGRESS);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the intent");
 		return r;
 	}
 	dmr_test_hook("revert:intent");
@@ -552,8 +547,7 @@ static int revert_job(struct dmr_job *job, void *userdata)
 	dmr_test_hook("revert:deleted");
 	r = vm_save_locked(c->reg, c->vm, revert_done, NULL);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "reverted, but state not saved: %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "reverted, but state not saved");
 		return r;
 	}
 	dmr_job_set_percent(job, 100);
@@ -682,14 +676,13 @@ static int commit_job(struct dmr_job *job, void *userdata)
 
 	r = intent_begin(c, "commit", 0, NULL, false, -1);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the intent");
 		return r;
 	}
 	dmr_test_hook("commit:intent");
 	r = commit_finish(c);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "commit failed (recovery finishes it): %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "commit failed (recovery finishes it)");
 		return r;
 	}
 	dmr_job_set_percent(job, 100);
@@ -748,7 +741,7 @@ static int test_job(struct dmr_job *job, void *userdata)
 	if (r == 0)
 		r = intent_begin(c, "test", c->point, c->new_ids, true, -1);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the intent");
 		return r;
 	}
 	dmr_test_hook("test:intent");
@@ -756,15 +749,14 @@ static int test_job(struct dmr_job *job, void *userdata)
 	r = c->be->views_make(c->reg, c->vmp, c->point, c->new_ids,
 			      (const char (*)[DMR_DM_NAME_SIZE])c->test_names, (const char (*)[DMR_DM_UUID_SIZE])c->test_uuids);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the test views: %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "cannot make the test views");
 		(void)vm_save_locked(c->reg, c->vm, test_undone, NULL);
 		return r;
 	}
 	dmr_job_add_step(job, "views", dmr_now_usec() - t0);
 	r = vm_save_locked(c->reg, c->vm, test_done, NULL);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot save state: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot save state");
 		return r;
 	}
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
@@ -788,13 +780,12 @@ static int stop_test_job(struct dmr_job *job, void *userdata)
 
 	r = intent_begin(c, "stop-test", 0, NULL, true, -1);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the intent: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the intent");
 		return r;
 	}
 	r = remove_test_devices(c);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r),
-				  "cannot remove the test devices (still open?): %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot remove the test devices (still open?)");
 		(void)vm_save_locked(c->reg, c->vm, stop_test_failed, NULL);
 		return r;
 	}
@@ -802,8 +793,7 @@ static int stop_test_job(struct dmr_job *job, void *userdata)
 	if (r == 0)
 		r = vm_save_locked(c->reg, c->vm, test_undone, NULL);
 	if (r < 0)
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot drop the test overlays: %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "cannot drop the test overlays");
 	return r;
 }
 
@@ -1010,8 +1000,8 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 			continue;
 		if (info.inactive_table)
 			(void)dmr_dm_clear(c->names[i]);
-		if (info.suspended && dmr_dm_resume(c->names[i]) < 0)
-			(void)dmr_dm_resume(c->names[i]);
+		if (info.suspended)
+			(void)dmr_dm_resume_retry(c->names[i]);
 	}
 
 	if (dmr_streq(intent, "initiate")) {

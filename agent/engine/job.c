@@ -10,6 +10,7 @@
  */
 #include "agent/engine/job.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -728,6 +729,20 @@ void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 		dmr_cescape(job->error, sizeof(job->error), raw);
 	}
 	pthread_mutex_unlock(&job->jobs->lock);
+}
+
+int dmr_job_fail(struct dmr_job *job, int negerrno, const char *fmt, ...)
+{
+	char what[sizeof(job->error)];
+	va_list ap;
+
+	assert(job);
+	assert(negerrno < 0);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	dmr_job_set_error(job, dmr_rc_from_errno(negerrno), "%s: %s", what, strerror(-negerrno));
+	return negerrno;
 }
 
 uint64_t dmr_job_id(const struct dmr_job *job)

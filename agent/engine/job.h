@@ -54,6 +54,11 @@ void dmr_job_add_step(struct dmr_job *job, const char *name, uint64_t usec);
 void dmr_job_set_guest_paused(struct dmr_job *job, uint64_t usec);
 void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Record an error from a negative errno: the code from dmr_rc_from_errno,
+ * the description "<fmt>: <strerror>".  Returns negerrno, so that
+ * `return dmr_job_fail(job, r, "cannot record the point");` reads as one. */
+int dmr_job_fail(struct dmr_job *job, int negerrno, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 uint64_t dmr_job_id(const struct dmr_job *job);
 /* Add a field to the job's JSON (e.g. "point": 5); takes ownership of val. */
 void dmr_job_set_result(struct dmr_job *job, const char *key, struct json_object *val);

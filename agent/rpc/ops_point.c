@@ -187,7 +187,7 @@ static int point_job(struct dmr_job *job, void *userdata)
 	if (r < 0) {
 		if (!classic)
 			(void)dmr_reg_txn_end(reg, false, new_tid);
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot record the point: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot record the point");
 		return r;
 	}
 
@@ -253,7 +253,7 @@ drop_pending:
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot make the point: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot make the point");
 		return r;
 	}
 	if (thaw_failed)

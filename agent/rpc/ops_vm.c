@@ -203,14 +203,13 @@ static int add_job(struct dmr_job *job, void *userdata)
 			}
 			r = attach_from_fd(&vm->disks[i], ctx->fds[i]);
 			if (r < 0)
-				dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot attach %s: %s",
-						  vm->disks[i].source, strerror(-r));
+				dmr_job_fail(job, r, "cannot attach %s",
+						  vm->disks[i].source);
 		}
 		if (r == 0) {
 			r = dmr_classic_vm_create(reg, vm);
 			if (r < 0)
-				dmr_job_set_error(job, dmr_rc_from_errno(r),
-						  "cannot make the stable devices: %s", strerror(-r));
+				dmr_job_fail(job, r, "cannot make the stable devices");
 		}
 		if (r < 0) {
 			/* Files made here held nothing: they go too. */
@@ -243,8 +242,7 @@ static int add_job(struct dmr_job *job, void *userdata)
 	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
 		r = -EIO;
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot create thin volumes: %s",
-				  strerror(-r));
+		dmr_job_fail(job, r, "cannot create thin volumes");
 		goto fail;
 	}
 	dmr_job_add_step(job, "create-volumes", dmr_now_usec() - t0);
@@ -259,8 +257,7 @@ static int add_job(struct dmr_job *job, void *userdata)
 		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], vm->disks[i].size_bytes / 512,
 				      false);
 		if (r < 0) {
-			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot activate %s: %s", name,
-					  strerror(-r));
+			dmr_job_fail(job, r, "cannot activate %s", name);
 			goto fail;
 		}
 	}
@@ -283,8 +280,8 @@ static int add_job(struct dmr_job *job, void *userdata)
 		dmr_path_fd_name(ctx->fds[i], src);
 		r = dmr_copy_run(src, dev, d->size_bytes, &opts, import_progress, ctx, &stats);
 		if (r < 0) {
-			dmr_job_set_error(job, dmr_rc_from_errno(r), "import of %s from %s failed: %s",
-					  d->name, d->source, strerror(-r));
+			dmr_job_fail(job, r, "import of %s from %s failed",
+					  d->name, d->source);
 			goto fail;
 		}
 		ctx->done_bytes += d->size_bytes;
@@ -301,7 +298,7 @@ done:
 	r = dmr_reg_vm_save(reg, vm);
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0) {
-		dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot save VM state: %s", strerror(-r));
+		dmr_job_fail(job, r, "cannot save VM state");
 		goto fail;
 	}
 	dmr_job_set_percent(job, 100);

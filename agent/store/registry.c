@@ -1271,8 +1271,7 @@ static void reconcile(struct dmr_registry *reg)
 					   info.inactive_table ? " with a table loaded: clearing it" : "");
 				if (info.inactive_table)
 					(void)dmr_dm_clear(devs[i].name);
-				if (dmr_dm_resume(devs[i].name) < 0)
-					(void)dmr_dm_resume(devs[i].name);
+				(void)dmr_dm_resume_retry(devs[i].name);
 			}
 		}
 		rename_legacy(reg, devs, ndevs);
