@@ -42,7 +42,7 @@ static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 		return -ENOMEM;
 	/* Snapshots of snapshots that are not active: no suspend. */
 	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
-	r = dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->thin_ids, ids, old_tid,
+	r = dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->vol_ids, ids, old_tid,
 				    new_tid, 0, NULL);
 	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
 	for (; r == 0 && names && made < vm->n_disks; made++)

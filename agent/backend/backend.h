@@ -9,7 +9,7 @@
  *             (agent/backend/classic.h); ids are COW store numbers
  *
  * A VM's disks, points and views are named by ids from the registry's
- * allocator (dmr_reg_alloc_thin_ids).  Called with the VM's busy lock held
+ * allocator (dmr_reg_alloc_vol_ids).  Called with the VM's busy lock held
  * and without reg->lock; 0 or a negative errno.  Making points stays in
  * agent/rpc/ops_point.c, since thin points ride on pool transactions.
  */

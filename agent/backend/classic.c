@@ -72,7 +72,7 @@ bool dmr_classic_vm_owns(const struct dmr_vm *vm, const char *name)
 			if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 && dmr_streq(buf, name))
 				return true;
 		for (size_t p = 0; p < vm->n_points; p++)
-			if (dmr_classic_dev_name(vm->points[p].thin_ids[i], buf) == 0 &&
+			if (dmr_classic_dev_name(vm->points[p].vol_ids[i], buf) == 0 &&
 			    dmr_streq(buf, name))
 				return true;
 		for (size_t l = 0; l < vm->n_layers; l++)
@@ -175,7 +175,7 @@ static bool vm_stacks_on(const struct dmr_vm *vm, size_t i, uint32_t maj, uint32
 	    dmr_ident_table_uses(name, maj, min))
 		return true;
 	for (size_t p = 0; p < vm->n_points; p++)
-		if (dmr_classic_dev_name(vm->points[p].thin_ids[i], name) == 0 &&
+		if (dmr_classic_dev_name(vm->points[p].vol_ids[i], name) == 0 &&
 		    dmr_ident_table_uses(name, maj, min))
 			return true;
 	return false;
@@ -291,7 +291,7 @@ static void store_ident_forget(struct dmr_registry *reg, uint32_t id)
  * a store file), -ESTALE with the VM left down, or a negative errno. */
 static int store_check(struct dmr_registry *reg, struct dmr_vm *vm, size_t p, size_t i)
 {
-	uint32_t id = vm->points[p].thin_ids[i];
+	uint32_t id = vm->points[p].vol_ids[i];
 	_cleanup_free_ char *file = NULL, *rec_path = NULL, *buf = NULL, *why = NULL;
 	_cleanup_(dmr_ident_done) struct dmr_ident now = { 0 };
 	struct dmr_ident *rec = NULL;
@@ -571,7 +571,7 @@ static int activate_points_below(struct dmr_registry *reg, struct dmr_vm *vm, si
 			continue;
 		q = point_origin(vm, vm->points[p].id, i, origin);
 		if (q == 0)
-			q = snap_activate(reg, vm->points[p].thin_ids[i], origin,
+			q = snap_activate(reg, vm->points[p].vol_ids[i], origin,
 					  vm->disks[i].size_bytes / 512, true, NULL, NULL);
 		if (q < 0) {
 			log_debug("VM %s: point %" PRIu64 " of %s: %s", vm->name, vm->points[p].id,
@@ -592,7 +592,7 @@ static int view_activate(struct dmr_registry *reg, struct dmr_vm *vm, size_t i, 
 
 	if (!p)
 		return -ENOENT;
-	r = dmr_classic_dev_path(p->thin_ids[i], pdev);
+	r = dmr_classic_dev_path(p->vol_ids[i], pdev);
 	return r < 0 ? r : snap_activate(reg, id, pdev, vm->disks[i].size_bytes / 512, false, name, uuid);
 }
 
@@ -748,7 +748,7 @@ int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm)
 				r = r ?: remove_store_dev(vm->layers[l - 1].ids[i]);
 				l--;
 			}
-			r = r ?: remove_store_dev(vm->points[p].thin_ids[i]);
+			r = r ?: remove_store_dev(vm->points[p].vol_ids[i]);
 		}
 		for (; l > 0; l--)
 			r = r ?: remove_store_dev(vm->layers[l - 1].ids[i]);
@@ -761,7 +761,7 @@ int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm)
 		if (vm->test_ids)
 			r = r ?: destroy_store(reg, vm->test_ids[i]);
 		for (size_t p = 0; p < vm->n_points; p++)
-			r = r ?: destroy_store(reg, vm->points[p].thin_ids[i]);
+			r = r ?: destroy_store(reg, vm->points[p].vol_ids[i]);
 		for (size_t l = 0; l < vm->n_layers; l++)
 			r = r ?: destroy_store(reg, vm->layers[l].ids[i]);
 		/* A loop dmrep put under an image file goes too. */
@@ -816,7 +816,7 @@ int dmr_classic_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 	 * existing ones have not allocated yet. */
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		for (size_t p = 0; p < vm->n_points; p++)
-			add_unallocated(reg, vm->points[p].thin_ids[i], &grow);
+			add_unallocated(reg, vm->points[p].vol_ids[i], &grow);
 		if (vm->overlay_ids)
 			add_unallocated(reg, vm->overlay_ids[i], &grow);
 		if (vm->test_ids)
@@ -956,7 +956,7 @@ int dmr_classic_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 			(void)dmr_classic_dev_name(ids[made], nbuf);
 			dev_uuid(ids[made], ubuf);
 		}
-		if ((r = dmr_classic_dev_path(p->thin_ids[made], pdev)) < 0 ||
+		if ((r = dmr_classic_dev_path(p->vol_ids[made], pdev)) < 0 ||
 		    (r = store_path(reg, ids[made], &file)) < 0 ||
 		    (r = dmr_cow_create(file, vm->cow_size, &cow)) < 0)
 			break;
@@ -1047,7 +1047,7 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 		bad = calloc(np, sizeof(*bad));
 		for (size_t p = 0; pids && ids && pct && bad && p < np; p++) {
 			pids[p] = vm->points[p].pending_tid ? 0 : vm->points[p].id;
-			memcpy(&ids[p * nd], vm->points[p].thin_ids, nd * sizeof(*ids));
+			memcpy(&ids[p * nd], vm->points[p].vol_ids, nd * sizeof(*ids));
 		}
 	}
 	pthread_mutex_unlock(&reg->lock);

@@ -428,7 +428,7 @@ static int alloc_ids(struct fo_ctx *c, uint32_t *ids)
 	int r;
 
 	pthread_mutex_lock(&c->reg->lock);
-	r = dmr_reg_alloc_thin_ids(c->reg, c->n, ids);
+	r = dmr_reg_alloc_vol_ids(c->reg, c->n, ids);
 	pthread_mutex_unlock(&c->reg->lock);
 	return r;
 }
@@ -598,7 +598,7 @@ static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t *
 		for (size_t p = 0; p < vm->n_points; p++)
 			if (vm->points[p].id > vm->failover_point)
 				for (size_t i = 0; i < vm->n_disks; i++)
-					ids[n++] = vm->points[p].thin_ids[i];
+					ids[n++] = vm->points[p].vol_ids[i];
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (!ids)
@@ -855,7 +855,7 @@ static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, 
 		if (!pt->valid)
 			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "point %" PRIu64 " is not valid",
 					     c->point);
-		memcpy(c->point_ids, pt->thin_ids, c->n * sizeof(uint32_t));
+		memcpy(c->point_ids, pt->vol_ids, c->n * sizeof(uint32_t));
 		return 0;
 	case FO_REVERT:
 	case FO_COMMIT:

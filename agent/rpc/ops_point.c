@@ -152,7 +152,7 @@ static int point_job(struct dmr_job *job, void *userdata)
 		dmr_reg_txn_begin(reg, &old_tid, &new_tid);
 	}
 	pthread_mutex_lock(&reg->lock);
-	r = dmr_reg_alloc_thin_ids(reg, n, ids);
+	r = dmr_reg_alloc_vol_ids(reg, n, ids);
 	np = r == 0 ? realloc(vm->points, (vm->n_points + 1) * sizeof(*vm->points)) : NULL;
 	if (r == 0 && !np)
 		r = -ENOMEM;
@@ -166,13 +166,13 @@ static int point_job(struct dmr_job *job, void *userdata)
 		pt->label = strdup(ctx->label ? ctx->label : "");
 		pt->valid = true;
 		pt->pending_tid = new_tid;
-		pt->thin_ids = malloc(n * sizeof(uint32_t));
-		if (!pt->label || !pt->thin_ids) {
+		pt->vol_ids = malloc(n * sizeof(uint32_t));
+		if (!pt->label || !pt->vol_ids) {
 			free(pt->label);
-			free(pt->thin_ids);
+			free(pt->vol_ids);
 			r = -ENOMEM;
 		} else {
-			memcpy(pt->thin_ids, ids, n * sizeof(uint32_t));
+			memcpy(pt->vol_ids, ids, n * sizeof(uint32_t));
 			vm->n_points++;
 			vm->next_point_id++;
 			for (size_t i = 0; i < n; i++) {

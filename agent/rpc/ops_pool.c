@@ -331,7 +331,7 @@ int dmr_h_create_pool(struct dmr_call *c)
 	reg->pool = pool;
 	reg->have_pool = true;
 	reg->tid = 0;
-	reg->next_thin_id = 1;
+	reg->next_vol_id = 1;
 	r = reg->pool_spec.data_path && reg->pool_spec.meta_path ? dmr_reg_pool_save(reg) : -ENOMEM;
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0)

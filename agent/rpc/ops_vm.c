@@ -598,7 +598,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (r == 0) {
 		_cleanup_free_ uint32_t *ids = calloc(n, sizeof(*ids));
 
-		r = ids ? (classic ? 0 : dmr_reg_alloc_thin_ids(reg, n, ids)) : -ENOMEM;
+		r = ids ? (classic ? 0 : dmr_reg_alloc_vol_ids(reg, n, ids)) : -ENOMEM;
 		for (size_t i = 0; r == 0 && i < n; i++)
 			vm->disks[i].thin_id = ids[i];
 	}
@@ -724,7 +724,7 @@ int dmr_h_remove_vm(struct dmr_call *c)
 		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
 			ids[nids++] = vm->disks[i].thin_id;
 			for (size_t p = 0; p < vm->n_points; p++)
-				ids[nids++] = vm->points[p].thin_ids[i];
+				ids[nids++] = vm->points[p].vol_ids[i];
 		}
 	}
 	pthread_mutex_unlock(&reg->lock);

@@ -124,7 +124,7 @@ static int vm_state_parse(const char *s, enum dmr_vm_state *ret)
 static void point_done(struct dmr_point *p)
 {
 	free(p->label);
-	free(p->thin_ids);
+	free(p->vol_ids);
 }
 
 void dmr_vm_free(struct dmr_vm *vm)
@@ -252,7 +252,10 @@ struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks
 	 * point's snapshot read-only with dmsetup to inspect it. */
 	ids = json_object_new_array();
 	for (size_t i = 0; ids && i < n_disks; i++)
-		json_object_array_add(ids, json_object_new_int64(p->thin_ids[i]));
+		json_object_array_add(ids, json_object_new_int64(p->vol_ids[i]));
+	/* "thin_ids" is the historical name (they are COW store numbers on
+	 * a classic VM); "volume_ids" says what they are. */
+	json_object_object_add(o, "volume_ids", json_object_get(ids));
 	json_object_object_add(o, "thin_ids", ids);
 	return o;
 }
@@ -407,7 +410,7 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 		json_object_object_add(jp, "valid", json_object_new_boolean(p->valid));
 		json_object_object_add(jp, "pending_tid", json_object_new_int64((int64_t)p->pending_tid));
 		for (size_t k = 0; k < vm->n_disks; k++)
-			json_object_array_add(ids, json_object_new_int64(p->thin_ids[k]));
+			json_object_array_add(ids, json_object_new_int64(p->vol_ids[k]));
 		json_object_object_add(jp, "thin_ids", ids);
 		json_object_array_add(points, jp);
 	}
@@ -474,7 +477,7 @@ static int get_bool(struct json_object *o, const char *key, bool *ret)
 	return 0;
 }
 
-static int get_thin_id(struct json_object *v, uint32_t *ret)
+static int get_vol_id(struct json_object *v, uint32_t *ret)
 {
 	int64_t x;
 
@@ -511,7 +514,7 @@ static int get_ids_n(struct json_object *o, const char *key, size_t n, size_t ma
 	if (!ids)
 		return -ENOMEM;
 	for (size_t i = 0; i < len; i++)
-		if (get_thin_id(json_object_array_get_idx(a, i), &ids[i]) < 0)
+		if (get_vol_id(json_object_array_get_idx(a, i), &ids[i]) < 0)
 			return bad(key);
 	*ret = DMR_TAKE_PTR(ids);
 	if (ret_n)
@@ -640,7 +643,7 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		    (r = get_u64_max(jd, "size_bytes", DMR_SIZE_MAX, &d->size_bytes)) < 0 ||
 		    (r = get_str(jd, "source", true, &d->source)) < 0)
 			return r;
-		if (!json_object_object_get_ex(jd, "thin_id", &v) || get_thin_id(v, &d->thin_id) < 0)
+		if (!json_object_object_get_ex(jd, "thin_id", &v) || get_vol_id(v, &d->thin_id) < 0)
 			return bad("thin_id");
 		if (dmr_name_obj_valid(d->name, DMR_OBJ_NAME_MAX) < 0)
 			return bad("name");
@@ -681,11 +684,11 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		    !json_object_is_type(ids, json_type_array) ||
 		    json_object_array_length(ids) != vm->n_disks)
 			return bad("thin_ids");
-		p->thin_ids = calloc(vm->n_disks, sizeof(uint32_t));
-		if (!p->thin_ids)
+		p->vol_ids = calloc(vm->n_disks, sizeof(uint32_t));
+		if (!p->vol_ids)
 			return -ENOMEM;
 		for (size_t k = 0; k < vm->n_disks; k++)
-			if (get_thin_id(json_object_array_get_idx(ids, k), &p->thin_ids[k]) < 0)
+			if (get_vol_id(json_object_array_get_idx(ids, k), &p->vol_ids[k]) < 0)
 				return bad("thin_ids");
 		if (p->id >= vm->next_point_id || (i > 0 && p->id <= vm->points[i - 1].id))
 			return bad("id");
@@ -785,7 +788,7 @@ int dmr_reg_pool_save(struct dmr_registry *reg)
 	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
 	json_object_object_add(o, "block_sectors", json_object_new_int64(reg->pool_spec.block_sectors));
 	json_object_object_add(o, "transaction_id", json_object_new_int64((int64_t)reg->tid));
-	json_object_object_add(o, "next_thin_id", json_object_new_int64(reg->next_thin_id));
+	json_object_object_add(o, "next_thin_id", json_object_new_int64(reg->next_vol_id));
 	if (reg->pool_ident[0])
 		json_object_object_add(o, "data_identity", dmr_ident_json(reg->pool_ident[0]));
 	if (reg->pool_ident[1])
@@ -822,7 +825,7 @@ static int pool_load(struct dmr_registry *reg)
 	    next > DMR_THIN_DEV_ID_MAX)
 		goto out;
 	reg->pool_spec.block_sectors = (uint32_t)bs;
-	reg->next_thin_id = (uint32_t)next;
+	reg->next_vol_id = (uint32_t)next;
 	{
 		static const char *const keys[2] = { "data_identity", "meta_identity" };
 		struct json_object *v;
@@ -850,7 +853,7 @@ static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
 	return false;
 }
 
-static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
+static bool vol_id_used(struct dmr_registry *reg, uint32_t id)
 {
 	for (size_t v = 0; v < reg->n_vms; v++) {
 		const struct dmr_vm *vm = reg->vms[v];
@@ -862,7 +865,7 @@ static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 				return true;
 		for (size_t p = 0; p < vm->n_points; p++)
 			for (size_t i = 0; i < vm->n_disks; i++)
-				if (vm->points[p].thin_ids[i] == id)
+				if (vm->points[p].vol_ids[i] == id)
 					return true;
 		for (size_t l = 0; l < vm->n_layers; l++)
 			if (id_in(vm->layers[l].ids, vm->n_disks, id))
@@ -874,18 +877,18 @@ static bool thin_id_used(struct dmr_registry *reg, uint32_t id)
 	return false;
 }
 
-int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids)
+int dmr_reg_alloc_vol_ids(struct dmr_registry *reg, size_t n, uint32_t *ids)
 {
 	/* A monotonic counter that wraps at 2^24 and skips ids in use: ids
 	 * are not reused right after a delete, so a stale reference (a crash
 	 * between a delete and the catalog write) never names a new volume.
 	 * Id 0 is never handed out, so 0 can mean "none" in the catalog. */
-	uint32_t id = reg->next_thin_id ? reg->next_thin_id : 1;
+	uint32_t id = reg->next_vol_id ? reg->next_vol_id : 1;
 
 	for (size_t k = 0; k < n; k++) {
 		uint32_t tries = 0;
 
-		while (thin_id_used(reg, id) || id_in(ids, k, id)) {
+		while (vol_id_used(reg, id) || id_in(ids, k, id)) {
 			id = id >= DMR_THIN_DEV_ID_MAX ? 1 : id + 1;
 			if (++tries >= DMR_THIN_DEV_ID_MAX)
 				return -ENOSPC;
@@ -893,7 +896,7 @@ int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids)
 		ids[k] = id;
 		id = id >= DMR_THIN_DEV_ID_MAX ? 1 : id + 1;
 	}
-	reg->next_thin_id = id;
+	reg->next_vol_id = id;
 	return 0;
 }
 
@@ -982,7 +985,7 @@ int dmr_reg_points_doom(struct dmr_registry *reg, struct dmr_vm *vm, const size_
 
 	for (size_t k = 0; k < n; k++)
 		for (size_t i = 0; i < vm->n_disks; i++)
-			add += vm->points[idx[k]].thin_ids[i] != 0;
+			add += vm->points[idx[k]].vol_ids[i] != 0;
 	d = realloc(vm->doomed, (vm->n_doomed + add + 1) * sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -993,8 +996,8 @@ int dmr_reg_points_doom(struct dmr_registry *reg, struct dmr_vm *vm, const size_
 		const struct dmr_point *p = &vm->points[idx[k]];
 
 		for (size_t i = 0; i < vm->n_disks; i++)
-			if (p->thin_ids[i] && !id_in(vm->doomed, vm->n_doomed, p->thin_ids[i]))
-				vm->doomed[vm->n_doomed++] = p->thin_ids[i];
+			if (p->vol_ids[i] && !id_in(vm->doomed, vm->n_doomed, p->vol_ids[i]))
+				vm->doomed[vm->n_doomed++] = p->vol_ids[i];
 		dmr_vm_point_drop(vm, idx[k]);
 	}
 	return dmr_reg_vm_save(reg, vm);
@@ -1183,7 +1186,7 @@ static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
 			struct dmr_dm_info info;
 			char name[DMR_DM_NAME_SIZE];
 
-			all = all && dmr_classic_dev_name(pt->thin_ids[i], name) == 0 &&
+			all = all && dmr_classic_dev_name(pt->vol_ids[i], name) == 0 &&
 			      dmr_dm_info(name, &info) == 0 && info.exists;
 		}
 		if (all) {
@@ -1193,7 +1196,7 @@ static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
 			continue;
 		}
 		log_notice("VM %s: point %" PRIu64 " was not made; dropping it", vm->name, pt->id);
-		(void)dmr_classic_delete(reg, vm, vm->n_disks, pt->thin_ids);
+		(void)dmr_classic_delete(reg, vm, vm->n_disks, pt->vol_ids);
 		dmr_vm_point_drop(vm, p);
 	}
 	r = dmr_classic_vm_activate(reg, vm);
@@ -1332,7 +1335,7 @@ static void reconcile(struct dmr_registry *reg)
 			log_notice("VM %s: point %" PRIu64 " was not made; dropping it",
 				   vm->name, pt->id);
 			for (size_t i = 0; i < vm->n_disks; i++)
-				(void)dmr_pool_delete_thin(reg->pool, pt->thin_ids[i]);
+				(void)dmr_pool_delete_thin(reg->pool, pt->vol_ids[i]);
 			dmr_vm_point_drop(vm, p);
 		}
 		/* After a reboot the devices are gone: the stable devices come

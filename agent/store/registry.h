@@ -61,8 +61,9 @@ struct dmr_point {
 	uint64_t pending_tid;
 	/* One per disk, in disk order: thin ids (thin backend), or the
 	 * numbers of the points' COW stores (classic backend, from the same
-	 * allocator, so they never collide). */
-	uint32_t *thin_ids;
+	 * allocator, so they never collide).  The state file keeps the
+	 * historical key "thin_ids". */
+	uint32_t *vol_ids;
 	/* Runtime only (classic): highest COW use seen, in percent, and
 	 * whether the warning for it was logged. */
 	unsigned cow_pct;
@@ -163,7 +164,7 @@ struct dmr_registry {
 	struct dmr_ident *pool_ident[2];
 	char *pool_down_reason;
 	uint64_t tid;           /* pool transaction id the catalog matches */
-	uint32_t next_thin_id;
+	uint32_t next_vol_id;
 	size_t n_vms;
 	struct dmr_vm **vms;
 	/* VM state files left out at start: [{"file", "error"}] (vm list). */
@@ -193,8 +194,9 @@ void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
 int dmr_reg_vm_save(struct dmr_registry *reg, const struct dmr_vm *vm);
 int dmr_reg_pool_save(struct dmr_registry *reg);
 
-/* Allocate n thin ids not used by any VM (caller holds reg->lock). */
-int dmr_reg_alloc_thin_ids(struct dmr_registry *reg, size_t n, uint32_t *ids);
+/* Allocate n volume ids (thin ids, or classic COW store numbers: one
+ * counter) not used by any VM (caller holds reg->lock). */
+int dmr_reg_alloc_vol_ids(struct dmr_registry *reg, size_t n, uint32_t *ids);
 
 /* Serialise a pool metadata batch: returns with txn_lock held and
  * *ret_old = current catalog tid, *ret_new = old + 1.  _end releases it;

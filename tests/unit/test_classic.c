@@ -109,7 +109,7 @@ static struct dmr_vm *classic_vm(size_t npoints, uint64_t cow)
 	for (size_t p = 0; p < npoints; p++) {
 		vm->points[p].id = p + 1;
 		vm->points[p].label = strdup("");
-		vm->points[p].thin_ids = calloc(2, sizeof(uint32_t));
+		vm->points[p].vol_ids = calloc(2, sizeof(uint32_t));
 	}
 	return vm;
 }

@@ -58,7 +58,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(back->n_points, 4);
 	assert_true(back->points[1].application);
 	assert_false(back->points[2].valid);
-	assert_int_equal(back->points[3].thin_ids[2], 100 + 3 * 3 + 2);
+	assert_int_equal(back->points[3].vol_ids[2], 100 + 3 * 3 + 2);
 	assert_int_equal(back->overlay_ids[2], 502);
 	assert_int_equal(back->state, DMR_VM_RECOVERED);
 	assert_string_equal(back->qmp, "/run/qemu/web01.qmp");
@@ -197,17 +197,17 @@ static void test_alloc_thin_ids(void **state)
 	reg.vms = calloc(1, sizeof(*reg.vms));
 	reg.vms[0] = vm;
 	reg.n_vms = 1;
-	reg.next_thin_id = 1;
-	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	reg.next_vol_id = 1;
+	assert_int_equal(dmr_reg_alloc_vol_ids(&reg, 2, ids), 0);
 	assert_int_equal(ids[0], 3);
 	assert_int_equal(ids[1], 4);
 	/* Wraps at 2^24 - 1 back to 1, skipping ids in use, never 0. */
-	reg.next_thin_id = DMR_THIN_DEV_ID_MAX;
-	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	reg.next_vol_id = DMR_THIN_DEV_ID_MAX;
+	assert_int_equal(dmr_reg_alloc_vol_ids(&reg, 2, ids), 0);
 	assert_int_equal(ids[0], DMR_THIN_DEV_ID_MAX);
 	assert_int_equal(ids[1], 3);
-	reg.next_thin_id = 99;
-	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 2, ids), 0);
+	reg.next_vol_id = 99;
+	assert_int_equal(dmr_reg_alloc_vol_ids(&reg, 2, ids), 0);
 	assert_int_equal(ids[0], 99);
 	assert_int_equal(ids[1], 102);
 	dmr_vm_free(vm);
@@ -298,10 +298,10 @@ static void test_classic_layer_pins(void **state)
 	reg.vms = calloc(1, sizeof(*reg.vms));
 	reg.vms[0] = vm;
 	reg.n_vms = 1;
-	reg.next_thin_id = 2; /* 2 is free, 3 is the layer's */
-	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 1, ids), 0);
+	reg.next_vol_id = 2; /* 2 is free, 3 is the layer's */
+	assert_int_equal(dmr_reg_alloc_vol_ids(&reg, 1, ids), 0);
 	assert_int_equal(ids[0], 2);
-	assert_int_equal(dmr_reg_alloc_thin_ids(&reg, 1, ids), 0);
+	assert_int_equal(dmr_reg_alloc_vol_ids(&reg, 1, ids), 0);
 	assert_int_equal(ids[0], 4);
 	free(reg.vms);
 	pthread_mutex_destroy(&reg.lock);

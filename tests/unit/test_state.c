@@ -482,7 +482,7 @@ static void test_pool_file_hostile(void **st)
 {
 	struct dmr_agent a = { .state_dir = state_dir };
 	static const char pool[] = "{\"schema\": 1, \"data_path\": 5, \"meta_path\": \"/m\", "
-				   "\"block_sectors\": 128, \"transaction_id\": 0, \"next_thin_id\": 1}";
+				   "\"block_sectors\": 128, \"transaction_id\": 0, \"next_vol_id\": 1}";
 	_cleanup_free_ char *tmpl = template_text(false), *back = NULL;
 	char path[128];
 
@@ -624,8 +624,8 @@ static void test_retention_catalog_first(void **st)
 	assert_int_equal(json_object_array_length(pts), 6);
 	json_object_put(o);
 	/* Their ids are not handed out while their volumes may exist. */
-	reg->next_thin_id = 100;
-	assert_int_equal(dmr_reg_alloc_thin_ids(reg, 1, ids), 0);
+	reg->next_vol_id = 100;
+	assert_int_equal(dmr_reg_alloc_vol_ids(reg, 1, ids), 0);
 	assert_true(ids[0] >= 106);
 
 	/* The next run removes them, then forgets them. */

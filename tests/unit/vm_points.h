@@ -27,9 +27,9 @@ static inline void test_vm_add_points(struct dmr_vm *vm, size_t npoints)
 		vm->points[p].created_usec = 1700000000000000ull + p * 3600000000ull;
 		vm->points[p].label = strdup("x");
 		vm->points[p].valid = true;
-		vm->points[p].thin_ids = calloc(ndisks, sizeof(uint32_t));
+		vm->points[p].vol_ids = calloc(ndisks, sizeof(uint32_t));
 		for (size_t i = 0; i < ndisks; i++)
-			vm->points[p].thin_ids[i] = (uint32_t)(100 + p * ndisks + i);
+			vm->points[p].vol_ids[i] = (uint32_t)(100 + p * ndisks + i);
 	}
 	vm->next_point_id = npoints + 1;
 }
