@@ -1,105 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/backend/backend.h"
 
-#include "agent/backend/classic.h"
-#include "agent/rpc/ops.h"
+#include <assert.h>
+
 #include "common/util.h"
-#include "dm/dm.h"
-#include "snapshots/thin.h"
 
-/* ---- thin ------------------------------------------------------------------ */
-
-static uint32_t thin_live_id(const struct dmr_vm *vm, size_t i)
-{
-	return vm->disks[i].thin_id;
-}
-
-static int thin_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
-			     uint32_t id, struct dmr_table **ret_table)
-{
-	return dmr_thin_table(reg->pool, id, vm->disks[i].size_bytes / 512, ret_table);
-}
-
-static bool thin_table_shows(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id)
-{
-	uint32_t cur;
-
-	return dmr_thin_table_id(reg->pool, t, &cur) == 0 && cur == id;
-}
-
-static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
-			   const uint32_t *ids, const char (*names)[DMR_DM_NAME_SIZE], const char (*uuids)[DMR_DM_UUID_SIZE])
-{
-	const struct dmr_point *p = dmr_vm_point_find((struct dmr_vm *)vm, point);
-	_cleanup_free_ const char **none = calloc(vm->n_disks, sizeof(char *));
-	uint64_t old_tid, new_tid;
-	size_t made = 0;
-	int r;
-
-	if (!p)
-		return -ENOENT;
-	if (!none)
-		return -ENOMEM;
-	/* Snapshots of snapshots that are not active: no suspend. */
-	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
-	r = dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->vol_ids, ids, old_tid,
-				    new_tid, 0, NULL);
-	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
-	for (; r == 0 && names && made < vm->n_disks; made++)
-		r = dmr_thin_activate(reg->pool, names[made], uuids[made], ids[made],
-				      vm->disks[made].size_bytes / 512, false);
-	if (r < 0 && names) {
-		for (size_t i = 0; i < made; i++)
-			if (dmr_dm_check_uuid(names[i], uuids[i]) == 0)
-				(void)dmr_dm_remove(names[i], 20);
-		(void)dmr_ops_delete_thin_ids(reg, vm->n_disks, ids);
-	}
-	return r;
-}
-
-static int thin_remove(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
-		       const uint32_t *ids)
-{
-	return dmr_ops_delete_thin_ids(reg, n, ids);
-}
-
-static const struct dmr_backend thin_backend = {
-	.name = "thin",
-	.live_id = thin_live_id,
-	.stable_table = thin_stable_table,
-	.table_shows = thin_table_shows,
-	.views_make = thin_views_make,
-	.remove = thin_remove,
-};
-
-/* ---- classic --------------------------------------------------------------- */
-
-static uint32_t classic_live_id(const struct dmr_vm *vm, size_t i)
-{
-	return 0;
-}
-
-static int classic_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
-				uint32_t id, struct dmr_table **ret_table)
-{
-	return dmr_classic_stable_table(vm, i, id, ret_table);
-}
-
-static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id)
-{
-	return dmr_classic_table_shows(t, id);
-}
-
-static const struct dmr_backend classic_backend = {
-	.name = "classic",
-	.live_id = classic_live_id,
-	.stable_table = classic_stable_table,
-	.table_shows = classic_table_shows,
-	.views_make = dmr_classic_views_make,
-	.remove = dmr_classic_delete,
-};
-
+/* The one place that reads a VM's backend name (the state file's
+ * "backend"); everything else calls through the table. */
 const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm)
 {
-	return dmr_vm_is_classic(vm) ? &classic_backend : &thin_backend;
+	assert(vm);
+	return dmr_streq(vm->backend, "classic") ? &dmr_backend_classic : &dmr_backend_thin;
 }

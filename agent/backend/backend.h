@@ -40,6 +40,11 @@ struct dmr_backend {
 		      const uint32_t *ids);
 };
 
+/* The two backends (agent/backend/thin.c, agent/backend/classic.c). */
+extern const struct dmr_backend dmr_backend_thin;
+extern const struct dmr_backend dmr_backend_classic;
+
+/* The VM's backend; the only function that reads vm->backend. */
 const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
 
 #endif

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/backend/classic.h"
 
+#include "agent/backend/backend.h"
+
 #include <fcntl.h>
 #include <inttypes.h>
 #include <dirent.h>
@@ -1101,3 +1103,30 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 	}
 	pthread_mutex_unlock(&reg->lock);
 }
+
+/* ---- the backend table ----------------------------------------------------- */
+
+static uint32_t classic_live_id(const struct dmr_vm *vm, size_t i)
+{
+	return 0;
+}
+
+static int classic_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
+				uint32_t id, struct dmr_table **ret_table)
+{
+	return dmr_classic_stable_table(vm, i, id, ret_table);
+}
+
+static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id)
+{
+	return dmr_classic_table_shows(t, id);
+}
+
+const struct dmr_backend dmr_backend_classic = {
+	.name = "classic",
+	.live_id = classic_live_id,
+	.stable_table = classic_stable_table,
+	.table_shows = classic_table_shows,
+	.views_make = dmr_classic_views_make,
+	.remove = dmr_classic_delete,
+};

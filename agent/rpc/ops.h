@@ -35,9 +35,6 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
  */
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
 
-/* Delete thin ids in one pool transaction; logs and returns errno. */
-int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids);
-
 /*
  * Drop points[idx[0..n)] (indexes newest first; busy lock held, reg->lock
  * not): out of the catalog first, durably, then their volumes deleted

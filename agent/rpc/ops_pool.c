@@ -117,21 +117,6 @@ int dmr_ops_vm_acquire(struct dmr_call *c, const char *name)
 	return 0;
 }
 
-int dmr_ops_delete_thin_ids(struct dmr_registry *reg, size_t n, const uint32_t *ids)
-{
-	uint64_t old_tid, new_tid;
-	int r;
-
-	if (n == 0)
-		return 0;
-	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
-	r = dmr_thin_delete_batch(reg->pool, n, ids, old_tid, new_tid);
-	if (r < 0)
-		log_error("cannot delete thin volumes from the pool: %s", strerror(-r));
-	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
-	return r;
-}
-
 int dmr_ops_drop_points(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n,
 			const char *op)
 {

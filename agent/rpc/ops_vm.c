@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 
 #include "agent/core/authz.h"
+#include "agent/backend/backend.h"
 #include "agent/backend/classic.h"
 #include "agent/rpc/handlers.h"
 #include "agent/engine/job.h"
@@ -159,7 +160,7 @@ static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volum
 			(void)dmr_dm_remove(name, 20);
 	}
 	if (volumes_made && ids)
-		(void)dmr_ops_delete_thin_ids(reg, vm->n_disks, ids);
+		(void)dmr_backend_of(vm)->remove(reg, vm, vm->n_disks, ids);
 	pthread_mutex_lock(&reg->lock);
 	(void)dmr_reg_vm_delete(reg, vm->name);
 	pthread_mutex_unlock(&reg->lock);
@@ -779,7 +780,7 @@ int dmr_h_remove_vm(struct dmr_call *c)
 			goto out;
 		}
 	}
-	r = dmr_ops_delete_thin_ids(reg, nids, ids);
+	r = dmr_backend_of(vm)->remove(reg, vm, nids, ids);
 	if (r < 0) {
 		rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the VM's volumes: %s",
 				   strerror(-r));
