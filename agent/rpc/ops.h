@@ -20,10 +20,6 @@ int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
  * disk's device is not the disk that was added); removing it is allowed. */
 int dmr_ops_need_up(struct dmr_call *c, const char *vm_name);
 
-/* Remove volumes of the VM through its backend (agent/backend/backend.h). */
-int dmr_ops_delete_volumes(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
-			   const uint32_t *ids);
-
 /* Validate params.<key> as a VM name (32773 on a bad one). */
 int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
 
@@ -34,20 +30,6 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
  * the lock.
  */
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
-
-/*
- * Drop points[idx[0..n)] (indexes newest first; busy lock held, reg->lock
- * not): out of the catalog first, durably, then their volumes deleted
- * (with any an earlier call left).  op ("retention", "remove") names the
- * cause in the log and the test hooks' steps OP:recorded (catalog saved,
- * volumes still there) and OP:deleted (volumes gone, not yet forgotten).
- * -DMR_E_NOT_DURABLE: dropped from the catalog, volumes left for later.
- */
-int dmr_ops_drop_points(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n,
-			const char *op);
-
-/* Apply the VM's retention policy (busy lock held): drop victims. */
-int dmr_ops_apply_retention(struct dmr_registry *reg, struct dmr_vm *vm, size_t *ret_dropped);
 
 /* At start: thaw the filesystems of any guest that an interrupted
  * application-consistent point left frozen (agent/rpc/ops_point.c). */

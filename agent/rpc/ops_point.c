@@ -2,6 +2,7 @@
 /* CreateReplicationPoint, ListReplicationPoints, DestroyReplicationPoint. */
 #include <inttypes.h>
 
+#include "agent/engine/retention.h"
 #include "agent/backend/classic.h"
 #include "agent/rpc/handlers.h"
 #include "agent/engine/job.h"
@@ -262,7 +263,7 @@ drop_pending:
 				  point_id);
 
 	t0 = dmr_now_usec();
-	r = dmr_ops_apply_retention(reg, vm, &dropped);
+	r = dmr_retention_apply(reg, vm, &dropped);
 	if (r < 0)
 		/* The point exists; retention runs again after the next one. */
 		log_warning("VM %s: retention failed: %s", vm->name, strerror(-r));
@@ -534,7 +535,7 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	}
 	/* The busy lock keeps idx valid. */
 	if (r == 0)
-		r = dmr_ops_drop_points(reg, vm, &idx, 1, "remove");
+		r = dmr_retention_drop_points(reg, vm, &idx, 1, "remove");
 	if (r == -DMR_E_NOT_DURABLE)
 		rc = dmr_call_fail(c, DMR_RC_FAILED, "point %" PRIu64 " removed from the catalog, but "
 				   "the state directory cannot be synced: its volumes are kept until it "

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "agent/engine/retention.h"
 #include "agent/core/authz.h"
 #include "agent/backend/backend.h"
 #include "agent/backend/classic.h"
@@ -829,7 +830,7 @@ int dmr_h_set_retention(struct dmr_call *c)
 	r = dmr_reg_vm_save(reg, vm);
 	pthread_mutex_unlock(&reg->lock);
 	if (r == 0)
-		r = dmr_ops_apply_retention(reg, vm, &dropped);
+		r = dmr_retention_apply(reg, vm, &dropped);
 	dmr_vm_busy_release(c->agent, name);
 	if (r < 0)
 		return dmr_call_fail(c, dmr_rc_from_errno(r), "cannot apply retention: %s", strerror(-r));

@@ -230,7 +230,7 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm);
 
 /* Record points[idx[0..n)] (indexes newest first, as the retention
  * victims come) as dropped: out of the points, their ids into doomed; then
- * save.  The volumes are not touched (dmr_ops_drop_points deletes them).
+ * save.  The volumes are not touched (dmr_retention_drop_points deletes them).
  * Caller holds reg->lock. */
 int dmr_reg_points_doom(struct dmr_registry *reg, struct dmr_vm *vm, const size_t *idx, size_t n);
 /* Forget doomed ids[0..n) (their volumes are gone) and save. */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "agent/engine/retention.h"
 #include "agent/core/agent.h"
 #include "agent/rpc/handlers.h"
 #include "agent/engine/job.h"
@@ -613,7 +614,7 @@ static void test_retention_catalog_first(void **st)
 	/* The delete fails: the points are gone from the catalog, their
 	 * volumes are recorded as still to remove. */
 	delete_fail = 1;
-	assert_int_not_equal(dmr_ops_apply_retention(reg, vm, &dropped), 0);
+	assert_int_not_equal(dmr_retention_apply(reg, vm, &dropped), 0);
 	assert_int_equal(delete_calls, 1);
 	assert_int_equal(vm->n_points, 2);
 	assert_int_equal(vm->n_doomed, 6);
@@ -630,7 +631,7 @@ static void test_retention_catalog_first(void **st)
 
 	/* The next run removes them, then forgets them. */
 	delete_fail = 0;
-	assert_int_equal(dmr_ops_apply_retention(reg, vm, &dropped), 0);
+	assert_int_equal(dmr_retention_apply(reg, vm, &dropped), 0);
 	assert_int_equal(dropped, 0);
 	assert_int_equal(delete_calls, 2);
 	assert_int_equal(n_deleted, 6);
@@ -649,7 +650,7 @@ static void test_retention_catalog_first(void **st)
 	/* One more point over the limit: recorded, then deleted, in one go. */
 	vm->keep_last = 1;
 	n_deleted = 0;
-	assert_int_equal(dmr_ops_apply_retention(reg, vm, &dropped), 0);
+	assert_int_equal(dmr_retention_apply(reg, vm, &dropped), 0);
 	assert_int_equal(dropped, 1);
 	assert_int_equal(n_deleted, 2);
 	assert_int_equal(vm->n_points, 1);
@@ -669,13 +670,13 @@ static void test_retention_not_durable(void **st)
 	assert_int_equal(dmr_reg_vm_insert(reg, vm), 0);
 	assert_int_equal(dmr_reg_vm_save(reg, vm), 0);
 	fail_dir_fsync = true;
-	assert_int_equal(dmr_ops_apply_retention(reg, vm, &dropped), -DMR_E_NOT_DURABLE);
+	assert_int_equal(dmr_retention_apply(reg, vm, &dropped), -DMR_E_NOT_DURABLE);
 	assert_int_equal(delete_calls, 0);
 	assert_int_equal(vm->n_points, 1);
 	assert_int_equal(vm->n_doomed, 2);
 	fail_dir_fsync = false;
 	watch_vm = "n";
-	assert_int_equal(dmr_ops_apply_retention(reg, vm, &dropped), 0);
+	assert_int_equal(dmr_retention_apply(reg, vm, &dropped), 0);
 	assert_int_equal(delete_calls, 1);
 	assert_int_equal(vm->n_doomed, 0);
 	bare_free(reg);
