@@ -10,8 +10,7 @@
  *
  * A VM's disks, points and views are named by ids from the registry's
  * allocator (dmr_reg_alloc_vol_ids).  Called with the VM's busy lock held
- * and without reg->lock; 0 or a negative errno.  Making points stays in
- * agent/rpc/ops_point.c, since thin points ride on pool transactions.
+ * and without reg->lock unless said otherwise; 0 or a negative errno.
  */
 #ifndef DMR_AGENT_BACKEND_H
 #define DMR_AGENT_BACKEND_H
@@ -38,6 +37,53 @@ struct dmr_backend {
 	 * by the caller. */
 	int (*remove)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		      const uint32_t *ids);
+	/* Bracket the making of a point (point_txn_begin, points_make,
+	 * point_txn_end): *ret_new is what the pending point records so that
+	 * recovery can tell whether it was made (thin: the pool transaction
+	 * id it will carry, from dmr_reg_txn_begin; classic: 1, a pending
+	 * classic point is resolved by whether its devices exist).  end is
+	 * called once after every begin, with whether the point was made;
+	 * it ends the pool transaction (thin) or does nothing (classic). */
+	void (*point_txn_begin)(struct dmr_registry *reg, uint64_t *ret_old, uint64_t *ret_new);
+	int (*point_txn_end)(struct dmr_registry *reg, bool done, uint64_t new_tid);
+	/* A consistency group: a point of every disk at once into the new
+	 * ids[] (recorded as pending before), the disks suspended together
+	 * with suspend_flags (DMR_DM_SKIP_LOCKFS when the guest is frozen)
+	 * and *ret_suspend_usec how long.  thin: snapshots in the pool
+	 * transaction old_tid -> new_tid; classic: snapshot targets with
+	 * stores in cow_devs (NULL, or one per disk, NULL entries: a store
+	 * file).  All or nothing: on failure no device or volume of ids[]
+	 * stays (a thin pool transaction not moved). */
+	int (*points_make)(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
+			   const char *const *cow_devs, uint64_t old_tid, uint64_t new_tid,
+			   unsigned suspend_flags, uint64_t *ret_suspend_usec);
+	/* Is there room for one more point, checked before it is recorded:
+	 * thin: the pool is writable and has 1/32 of its data and 1/16 of
+	 * its metadata left; classic: the per-VM cap (-EDQUOT) and the state
+	 * directory's room for the stores not on cow_devs (-ENOSPC).  On
+	 * failure *ret_why (malloc()ed, may stay NULL) says why in one line.
+	 * Reads only (thin: the pool's status). */
+	int (*point_room)(struct dmr_registry *reg, const struct dmr_vm *vm,
+			  const char *const *cow_devs, char **ret_why);
+	/* Check block device path as the COW store of a point's disk
+	 * (errors as dmr_classic_cow_device_check; *ret_what names a found
+	 * signature, may be NULL).  NULL: the backend takes no cow_devices
+	 * (thin: points live in the pool). */
+	int (*cow_device_check)(const struct dmr_vm *vm, const char *path, bool force,
+				char **ret_what);
+	/* Add the backend's fields to point pt's API object o
+	 * (ListReplicationPoints; classic: cow_used_percent).  Called with
+	 * reg->lock held; only adds to o. */
+	void (*point_api_extras)(const struct dmr_vm *vm, const struct dmr_point *pt,
+				 struct json_object *o);
+	/* Is the point held by the backend itself and never removed (classic:
+	 * a committed layer's base)?  Called with or without reg->lock. */
+	bool (*point_pinned)(const struct dmr_vm *vm, uint64_t point);
+	/* Bring what the registry knows of VM vm_name's points up to date
+	 * with the kernel (classic: COW use, invalid points marked not valid
+	 * and saved; thin: nothing).  Takes reg->lock itself; best effort,
+	 * logs what fails. */
+	void (*refresh)(struct dmr_registry *reg, const char *vm_name);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */

@@ -1122,6 +1122,32 @@ static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_table
 	return dmr_classic_table_shows(t, id);
 }
 
+/* No pool transaction: a pending classic point is resolved at start by
+ * whether its devices exist; 1 only marks it pending. */
+static void classic_point_txn_begin(struct dmr_registry *reg, uint64_t *ret_old, uint64_t *ret_new)
+{
+	*ret_old = 0;
+	*ret_new = 1;
+}
+
+static int classic_point_txn_end(struct dmr_registry *reg, bool done, uint64_t new_tid)
+{
+	return 0;
+}
+
+static int classic_points_make(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
+			       const char *const *cow_devs, uint64_t old_tid, uint64_t new_tid,
+			       unsigned suspend_flags, uint64_t *ret_suspend_usec)
+{
+	return dmr_classic_point_make(reg, vm, ids, cow_devs, suspend_flags, ret_suspend_usec);
+}
+
+static void classic_point_api_extras(const struct dmr_vm *vm, const struct dmr_point *pt,
+				     struct json_object *o)
+{
+	json_object_object_add(o, "cow_used_percent", json_object_new_int((int)pt->cow_pct));
+}
+
 const struct dmr_backend dmr_backend_classic = {
 	.name = "classic",
 	.live_id = classic_live_id,
@@ -1129,4 +1155,12 @@ const struct dmr_backend dmr_backend_classic = {
 	.table_shows = classic_table_shows,
 	.views_make = dmr_classic_views_make,
 	.remove = dmr_classic_delete,
+	.point_txn_begin = classic_point_txn_begin,
+	.point_txn_end = classic_point_txn_end,
+	.points_make = classic_points_make,
+	.point_room = dmr_classic_point_room,
+	.cow_device_check = dmr_classic_cow_device_check,
+	.point_api_extras = classic_point_api_extras,
+	.point_pinned = dmr_classic_point_pinned,
+	.refresh = dmr_classic_refresh,
 };

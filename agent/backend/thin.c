@@ -5,6 +5,8 @@
  * every id is a thin id, and every batch of metadata changes is one pool
  * transaction (dmr_reg_txn_begin/_end).
  */
+#include <inttypes.h>
+
 #include "agent/backend/backend.h"
 
 #include "common/log.h"
@@ -82,6 +84,74 @@ static int thin_remove(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 	return thin_delete_ids(reg, n, ids);
 }
 
+/* A point is refused up front when the pool is nearly full: a snapshot
+ * costs nothing at creation, but every later write to the live volume or
+ * the point's overlay then needs fresh blocks, and a pool that runs out
+ * errors I/O (error_if_no_space).  Thresholds: 1/32 of data or 1/16 of
+ * metadata left. */
+static int thin_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
+			   const char *const *cow_devs, char **ret_why)
+{
+	struct dmr_thin_pool_status st;
+	int r = dmr_pool_status(reg->pool, &st);
+
+	if (r < 0) {
+		if (asprintf(ret_why, "cannot read pool status: %s", strerror(-r)) < 0)
+			*ret_why = NULL;
+		return r;
+	}
+	if (st.fail || st.read_only || st.out_of_data_space) {
+		if (asprintf(ret_why, "the pool is %s",
+			     st.fail ? "failed" : st.read_only ? "read-only" : "out of data space") < 0)
+			*ret_why = NULL;
+		return -ENOSPC;
+	}
+	if ((st.total_data_blocks - st.used_data_blocks) * 32 < st.total_data_blocks ||
+	    (st.total_meta_blocks - st.used_meta_blocks) * 16 < st.total_meta_blocks) {
+		if (asprintf(ret_why, "the pool is nearly full (data %" PRIu64 "/%" PRIu64
+			     ", metadata %" PRIu64 "/%" PRIu64 " blocks)",
+			     st.used_data_blocks, st.total_data_blocks, st.used_meta_blocks,
+			     st.total_meta_blocks) < 0)
+			*ret_why = NULL;
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static int thin_points_make(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
+			    const char *const *cow_devs, uint64_t old_tid, uint64_t new_tid,
+			    unsigned suspend_flags, uint64_t *ret_suspend_usec)
+{
+	size_t n = vm->n_disks;
+	_cleanup_free_ uint32_t *origins = calloc(n, sizeof(*origins));
+	_cleanup_free_ const char **names = calloc(n, sizeof(*names));
+	_cleanup_free_ char (*dmnames)[DMR_DM_NAME_SIZE] = calloc(n, sizeof(*dmnames));
+
+	if (!origins || !names || !dmnames)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		origins[i] = vm->disks[i].thin_id;
+		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dmnames[i]);
+		names[i] = dmnames[i];
+	}
+	return dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid,
+				       suspend_flags, ret_suspend_usec);
+}
+
+static void thin_point_api_extras(const struct dmr_vm *vm, const struct dmr_point *pt,
+				  struct json_object *o)
+{
+}
+
+static bool thin_point_pinned(const struct dmr_vm *vm, uint64_t point)
+{
+	return false;
+}
+
+static void thin_refresh(struct dmr_registry *reg, const char *vm_name)
+{
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -89,5 +159,13 @@ const struct dmr_backend dmr_backend_thin = {
 	.table_shows = thin_table_shows,
 	.views_make = thin_views_make,
 	.remove = thin_remove,
+	.point_txn_begin = dmr_reg_txn_begin,
+	.point_txn_end = dmr_reg_txn_end,
+	.points_make = thin_points_make,
+	.point_room = thin_point_room,
+	/* .cow_device_check: none, thin points live in the pool. */
+	.point_api_extras = thin_point_api_extras,
+	.point_pinned = thin_point_pinned,
+	.refresh = thin_refresh,
 };
 

@@ -31,6 +31,7 @@
 #include "agent/store/registry.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "tests/unit/bare_registry.h"
 #include "tests/unit/vm_points.h"
 
 /* ---- mocks ------------------------------------------------------------ */
@@ -138,11 +139,8 @@ static int setup(void **st)
 
 static int teardown(void **st)
 {
-	char cmd[128];
-
 	(void)st;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state_dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_rm_rf(state_dir);
 }
 
 static void write_text(const char *rel, const char *text, size_t len)
@@ -157,36 +155,11 @@ static void write_text(const char *rel, const char *text, size_t len)
 	close(fd);
 }
 
-static struct dmr_vm *make_vm(const char *name, bool classic, size_t ndisks, size_t npoints)
-{
-	struct dmr_vm *vm = calloc(1, sizeof(*vm));
-
-	assert_non_null(vm);
-	vm->name = strdup(name);
-	vm->backend = strdup(classic ? "classic" : "thin");
-	vm->qmp = strdup("/run/qemu/x.qmp");
-	vm->qga = strdup("/run/qemu/x.qga");
-	vm->exec_shim = strdup("/usr/local/bin/shim");
-	vm->n_disks = ndisks;
-	vm->disks = calloc(ndisks, sizeof(*vm->disks));
-	for (size_t i = 0; i < ndisks; i++) {
-		char d[8];
-
-		snprintf(d, sizeof(d), "vd%c", (char)('a' + i));
-		vm->disks[i].name = strdup(d);
-		vm->disks[i].size_bytes = 1 << 20;
-		vm->disks[i].thin_id = classic ? 0 : (uint32_t)(i + 1);
-		vm->disks[i].source = strdup(classic ? "/dev/null" : "/srv/x.img");
-	}
-	test_vm_add_points(vm, npoints);
-	return vm;
-}
-
 /* A thin VM with every optional field set, or a classic one with a
  * committed layer: between them, every field a VM file has. */
 static char *template_text(bool classic)
 {
-	struct dmr_vm *vm = make_vm("t", classic, 2, 3);
+	struct dmr_vm *vm = test_make_vm("t", classic, 2, 3);
 	struct json_object *o;
 	char *text;
 
@@ -572,35 +545,10 @@ static void test_job_records_hostile(void **st)
 
 /* ---- item: retention order, directory fsyncs -------------------------- */
 
-static struct dmr_registry *bare_registry(void)
-{
-	struct dmr_registry *reg = calloc(1, sizeof(*reg));
-	char path[128];
-
-	assert_non_null(reg);
-	pthread_mutex_init(&reg->lock, NULL);
-	pthread_mutex_init(&reg->txn_lock, NULL);
-	reg->state_dir = strdup(state_dir);
-	snprintf(path, sizeof(path), "%s/vms", state_dir);
-	assert_int_equal(dmr_mkdir_p(path, 0700), 0);
-	return reg;
-}
-
-static void bare_free(struct dmr_registry *reg)
-{
-	for (size_t i = 0; i < reg->n_vms; i++)
-		dmr_vm_free(reg->vms[i]);
-	free(reg->vms);
-	free(reg->state_dir);
-	pthread_mutex_destroy(&reg->lock);
-	pthread_mutex_destroy(&reg->txn_lock);
-	free(reg);
-}
-
 static void test_retention_catalog_first(void **st)
 {
-	struct dmr_registry *reg = bare_registry();
-	struct dmr_vm *vm = make_vm("r", false, 2, 5);
+	struct dmr_registry *reg = test_bare_registry(state_dir);
+	struct dmr_vm *vm = test_make_vm("r", false, 2, 5);
 	struct json_object *o, *pts;
 	size_t dropped = 0;
 	uint32_t ids[1];
@@ -655,14 +603,14 @@ static void test_retention_catalog_first(void **st)
 	assert_int_equal(n_deleted, 2);
 	assert_int_equal(vm->n_points, 1);
 	assert_int_equal(vm->points[0].id, 5);
-	bare_free(reg);
+	test_bare_free(reg);
 }
 
 /* A catalog that is written but not durable: the volumes wait. */
 static void test_retention_not_durable(void **st)
 {
-	struct dmr_registry *reg = bare_registry();
-	struct dmr_vm *vm = make_vm("n", false, 1, 3);
+	struct dmr_registry *reg = test_bare_registry(state_dir);
+	struct dmr_vm *vm = test_make_vm("n", false, 1, 3);
 	size_t dropped = 0;
 
 	(void)st;
@@ -679,12 +627,12 @@ static void test_retention_not_durable(void **st)
 	assert_int_equal(dmr_retention_apply(reg, vm, &dropped), 0);
 	assert_int_equal(delete_calls, 1);
 	assert_int_equal(vm->n_doomed, 0);
-	bare_free(reg);
+	test_bare_free(reg);
 }
 
 static void test_atomic_write_and_delete_sync(void **st)
 {
-	struct dmr_registry *reg = bare_registry();
+	struct dmr_registry *reg = test_bare_registry(state_dir);
 	_cleanup_free_ char *back = NULL;
 	char path[128];
 
@@ -700,7 +648,7 @@ static void test_atomic_write_and_delete_sync(void **st)
 	fail_dir_fsync = false;
 
 	/* Removing a VM syncs vms/ after the unlink. */
-	assert_int_equal(dmr_reg_vm_insert(reg, make_vm("gone", false, 1, 0)), 0);
+	assert_int_equal(dmr_reg_vm_insert(reg, test_make_vm("gone", false, 1, 0)), 0);
 	assert_int_equal(dmr_reg_vm_save(reg, reg->vms[0]), 0);
 	dir_fsyncs = 0;
 	assert_int_equal(dmr_reg_vm_delete(reg, "gone"), 0);
@@ -708,19 +656,19 @@ static void test_atomic_write_and_delete_sync(void **st)
 	snprintf(path, sizeof(path), "%s/vms/gone.json", state_dir);
 	assert_int_equal(access(path, F_OK), -1);
 	/* And says so when that sync fails. */
-	assert_int_equal(dmr_reg_vm_insert(reg, make_vm("gone2", false, 1, 0)), 0);
+	assert_int_equal(dmr_reg_vm_insert(reg, test_make_vm("gone2", false, 1, 0)), 0);
 	assert_int_equal(dmr_reg_vm_save(reg, reg->vms[0]), 0);
 	fail_dir_fsync = true;
 	assert_int_equal(dmr_reg_vm_delete(reg, "gone2"), -DMR_E_NOT_DURABLE);
 	assert_int_equal(reg->n_vms, 0);
-	bare_free(reg);
+	test_bare_free(reg);
 }
 
 /* ---- item: numbers at their bounds ------------------------------------ */
 
 static void test_retention_max_age_wraps(void **st)
 {
-	struct dmr_vm *vm = make_vm("w", false, 1, 5);
+	struct dmr_vm *vm = test_make_vm("w", false, 1, 5);
 	uint64_t now = vm->points[4].created_usec + 3600000000ull;
 	_cleanup_free_ size_t *idx = NULL;
 	size_t n = 99;

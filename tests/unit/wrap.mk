@@ -9,3 +9,5 @@ WRAP_test_dm_mock := dm_task_create dm_task_destroy dm_task_run dm_task_get_errn
 # State files, retention order and directory fsyncs over a mocked pool delete
 # and fsync (tests/unit/test_state.c).
 WRAP_test_state := dmr_thin_delete_batch fsync
+# The point job over a mocked pool (tests/unit/test_point.c).
+WRAP_test_point := dmr_thin_snapshot_group dmr_pool_status
