@@ -19,6 +19,10 @@
 #include "agent/store/registry.h"
 #include "dm/table.h"
 
+/* A store that fills (the pool, a classic point's COW store) is warned
+ * about once this full: one mark for every backend and the monitor. */
+#define DMR_BACKEND_WARN_PCT 80u
+
 struct dmr_backend {
 	const char *name;
 	/* The id that means disk i's live volume. */
@@ -38,6 +42,16 @@ struct dmr_backend {
 	 * by the caller. */
 	int (*remove)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		      const uint32_t *ids);
+	/* The monitor's periodic check of the VM's volumes, made also before
+	 * a failover picks its point: read from the kernel what fills between
+	 * calls and record it.  classic: every point's COW use; a point whose
+	 * store overflowed or failed is marked not valid and saved at once
+	 * (it is never failed over to), one past DMR_BACKEND_WARN_PCT is
+	 * warned about once.  thin: nothing (a thin point has no store of
+	 * its own; the pool is the monitor's watch).  By name and without the
+	 * VM's busy lock (the monitor holds none): a VM removed meanwhile is
+	 * not found.  Takes reg->lock itself; never changes a device. */
+	void (*refresh)(struct dmr_registry *reg, const char *vm_name);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */

@@ -1089,7 +1089,7 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 			changed = true;
 		}
 		pt->cow_pct = bad[k] ? 100 : pct[k];
-		if (!bad[k] && pct[k] >= DMR_CLASSIC_COW_WARN_PCT && !pt->cow_warned) {
+		if (!bad[k] && pct[k] >= DMR_BACKEND_WARN_PCT && !pt->cow_warned) {
 			log_warning("VM %s: point %" PRIu64 "'s COW store is %u%% full", vm->name, pt->id,
 				    pct[k]);
 			pt->cow_warned = true;
@@ -1129,4 +1129,5 @@ const struct dmr_backend dmr_backend_classic = {
 	.table_shows = classic_table_shows,
 	.views_make = dmr_classic_views_make,
 	.remove = dmr_classic_delete,
+	.refresh = dmr_classic_refresh,
 };

@@ -82,6 +82,11 @@ static int thin_remove(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 	return thin_delete_ids(reg, n, ids);
 }
 
+static void thin_refresh(struct dmr_registry *reg, const char *vm_name)
+{
+	/* Nothing of a thin VM fills alone: its points share the pool. */
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -89,5 +94,6 @@ const struct dmr_backend dmr_backend_thin = {
 	.table_shows = thin_table_shows,
 	.views_make = thin_views_make,
 	.remove = thin_remove,
+	.refresh = thin_refresh,
 };
 
