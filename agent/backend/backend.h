@@ -61,4 +61,11 @@ extern const struct dmr_backend dmr_backend_classic;
 /* The VM's backend; the only function that reads vm->backend. */
 const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
 
+/* Make every stable device of the VM (disk i's) show id ids[i], whatever
+ * it shows now (through its backend's table_shows and stable_table), and
+ * leave none suspended or with an inactive table.  Not inside a guest
+ * pause: it suspends with a flush.  Goes on past a failing disk; returns
+ * the first error (-ENOENT for a device that does not exist). */
+int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
+
 #endif

@@ -132,45 +132,10 @@ static int vm_save_locked(struct dmr_registry *reg, const char *name,
 
 /* ---- dm helpers ---------------------------------------------------------- */
 
-/* Make every device i run thin id ids[i], whatever it runs now: used for
- * rollback and recovery, outside any guest pause, so plain libdevmapper
- * reload/suspend/resume with flush is right here. */
+/* Every stable device i onto ids[i] (agent/backend/backend.h). */
 static int retarget_all(struct dmr_registry *reg, const struct dmr_failover *c, const uint32_t *ids)
 {
-	int r = 0;
-
-	for (size_t i = 0; i < c->n; i++) {
-		_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
-		struct dmr_dm_info info;
-		int q;
-
-		q = dmr_dm_info(c->names[i], &info);
-		if (q < 0 || !info.exists) {
-			r = r ?: (q < 0 ? q : -ENOENT);
-			continue;
-		}
-		if (info.inactive_table)
-			(void)dmr_dm_clear(c->names[i]);
-		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
-		    c->be->table_shows(reg, live, ids[i])) {
-			if (info.suspended && (q = dmr_dm_resume_retry(c->names[i])) < 0)
-				r = r ?: q;
-			continue;
-		}
-		q = c->be->stable_table(reg, c->vmp, i, ids[i], &want);
-		if (q == 0)
-			q = dmr_dm_load(c->names[i], want, 0);
-		if (q == 0 && !info.suspended)
-			q = dmr_dm_suspend(c->names[i], 0);
-		if (q == 0)
-			q = dmr_dm_resume(c->names[i]);
-		if (q < 0) {
-			(void)dmr_dm_clear(c->names[i]);
-			(void)dmr_dm_resume_retry(c->names[i]);
-			r = r ?: q;
-		}
-	}
-	return r;
+	return dmr_backend_retarget(reg, c->vmp, ids);
 }
 
 /* Which of ids[] the stable devices run: 1 all, 0 none, -1 a mix or
