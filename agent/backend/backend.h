@@ -52,6 +52,18 @@ struct dmr_backend {
 	 * VM's busy lock (the monitor holds none): a VM removed meanwhile is
 	 * not found.  Takes reg->lock itself; never changes a device. */
 	void (*refresh)(struct dmr_registry *reg, const char *vm_name);
+	/* CommitFailover, once its intent is recorded and before the volumes
+	 * it drops are removed: make the overlays the VM runs on
+	 * (vm->overlay_ids) its disks for good.  ret_ids[i] (one per disk)
+	 * gets the id the catalog records as disk i's live volume
+	 * (vm->disks[i].thin_id) with the commit's last save.  thin: nothing
+	 * changes yet, ret_ids are the overlays (the old live volumes are
+	 * removed by the ids the catalog still holds); classic: the overlays
+	 * become a new layer, saved at once, and the stable devices move from
+	 * `linear VIEW` onto it (the live id, snapshot-origin), the guest
+	 * running (same data); ret_ids stay 0.  Idempotent: after a crash
+	 * recovery calls it again; on failure the intent stays for that. */
+	int (*commit)(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */

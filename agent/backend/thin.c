@@ -87,6 +87,15 @@ static void thin_refresh(struct dmr_registry *reg, const char *vm_name)
 	/* Nothing of a thin VM fills alone: its points share the pool. */
 }
 
+static int thin_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids)
+{
+	/* The devices run on the overlays already. */
+	if (!vm->overlay_ids)
+		return -EINVAL;
+	memcpy(ret_ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
+	return 0;
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -95,5 +104,6 @@ const struct dmr_backend dmr_backend_thin = {
 	.views_make = thin_views_make,
 	.remove = thin_remove,
 	.refresh = thin_refresh,
+	.commit = thin_commit,
 };
 

@@ -519,9 +519,12 @@ static int revert_job(struct dmr_job *job, void *userdata)
  */
 static void commit_done(struct dmr_vm *vm, void *p)
 {
-	/* Classic: the views already are the top layer (commit_layer). */
-	for (size_t i = 0; i < vm->n_disks && !dmr_vm_is_classic(vm); i++)
-		vm->disks[i].thin_id = vm->overlay_ids[i];
+	const uint32_t *live = p;
+
+	/* What the backend's commit said the disks' volumes are now (thin:
+	 * the overlays; classic: unchanged, the views are the top layer). */
+	for (size_t i = 0; i < vm->n_disks; i++)
+		vm->disks[i].thin_id = live[i];
 	for (size_t i = vm->n_points; i-- > 0;)
 		if (vm->points[i].id > vm->failover_point)
 			dmr_vm_point_drop(vm, i);
@@ -561,64 +564,25 @@ static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t *
 	return 0;
 }
 
-/*
- * Classic: the views become a layer, the origin of the stable devices and
- * of later points (agent/backend/classic.h).  Recorded (idempotently) before the
- * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
- * the commit intent still set: a crash in between is rolled forward, and
- * no point is ever taken of an origin whose writes bypass it.
- */
-static void commit_layer(struct dmr_vm *vm, void *p)
-{
-	struct dmr_layer *nl, *top = vm->n_layers ? &vm->layers[vm->n_layers - 1] : NULL;
-	int *r = p;
-
-	if (!vm->overlay_ids || (top && top->point == vm->failover_point &&
-				 !memcmp(top->ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t))))
-		return;
-	nl = realloc(vm->layers, (vm->n_layers + 1) * sizeof(*nl));
-	if (!nl) {
-		*r = -ENOMEM;
-		return;
-	}
-	vm->layers = nl;
-	nl[vm->n_layers].point = vm->failover_point;
-	nl[vm->n_layers].since = vm->next_point_id;
-	nl[vm->n_layers].ids = malloc(vm->n_disks * sizeof(uint32_t));
-	if (!nl[vm->n_layers].ids) {
-		*r = -ENOMEM;
-		return;
-	}
-	memcpy(nl[vm->n_layers].ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
-	vm->n_layers++;
-}
-
 static int commit_finish(struct dmr_failover *c)
 {
 	struct dmr_registry *reg = c->reg;
 	const char *name = c->vm;
-	_cleanup_free_ uint32_t *ids = NULL;
+	_cleanup_free_ uint32_t *ids = NULL, *live = calloc(c->n, sizeof(uint32_t));
 	size_t n = 0;
-	int r = 0;
+	int r;
 
-	if (dmr_vm_is_classic(c->vmp)) {
-		int q = vm_save_locked(reg, name, commit_layer, &r);
-
-		r = r ?: q;
-		dmr_test_hook("commit:layer");
-		/* 0 is the live id: snapshot-origin over the new top layer.
-		 * Same data, so the guest need not pause. */
-		if (r == 0)
-			r = retarget_all(reg, c, c->live_ids);
-		if (r < 0)
-			return r;
-	}
+	if (!live)
+		return -ENOMEM;
+	r = c->be->commit(reg, c->vmp, live);
+	if (r < 0)
+		return r;
 	r = commit_victims(reg, name, &ids, &n);
 	if (r == 0)
 		r = c->be->remove(reg, c->vmp, n, ids);
 	dmr_test_hook("commit:deleted");
 	if (r == 0)
-		r = vm_save_locked(reg, name, commit_done, NULL);
+		r = vm_save_locked(reg, name, commit_done, live);
 	return r;
 }
 
