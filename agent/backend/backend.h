@@ -18,6 +18,10 @@
 #include "agent/store/registry.h"
 #include "dm/table.h"
 
+/* A store that fills (the pool, a classic point's COW store) is warned
+ * about once this full: one mark for every backend and the monitor. */
+#define DMR_BACKEND_WARN_PCT 80u
+
 struct dmr_backend {
 	const char *name;
 	/* The id that means disk i's live volume. */
@@ -84,6 +88,18 @@ struct dmr_backend {
 	 * and saved; thin: nothing).  Takes reg->lock itself; best effort,
 	 * logs what fails. */
 	void (*refresh)(struct dmr_registry *reg, const char *vm_name);
+	/* CommitFailover, once its intent is recorded and before the volumes
+	 * it drops are removed: make the overlays the VM runs on
+	 * (vm->overlay_ids) its disks for good.  ret_ids[i] (one per disk)
+	 * gets the id the catalog records as disk i's live volume
+	 * (vm->disks[i].thin_id) with the commit's last save.  thin: nothing
+	 * changes yet, ret_ids are the overlays (the old live volumes are
+	 * removed by the ids the catalog still holds); classic: the overlays
+	 * become a new layer, saved at once, and the stable devices move from
+	 * `linear VIEW` onto it (the live id, snapshot-origin), the guest
+	 * running (same data); ret_ids stay 0.  Idempotent: after a crash
+	 * recovery calls it again; on failure the intent stays for that. */
+	int (*commit)(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */
@@ -92,5 +108,12 @@ extern const struct dmr_backend dmr_backend_classic;
 
 /* The VM's backend; the only function that reads vm->backend. */
 const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
+
+/* Make every stable device of the VM (disk i's) show id ids[i], whatever
+ * it shows now (through its backend's table_shows and stable_table), and
+ * leave none suspended or with an inactive table.  Not inside a guest
+ * pause: it suspends with a flush.  Goes on past a failing disk; returns
+ * the first error (-ENOENT for a device that does not exist). */
+int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
 
 #endif

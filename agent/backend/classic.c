@@ -16,6 +16,7 @@
 #include "agent/core/authz.h"
 #include "common/log.h"
 #include "common/path.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "snapshots/classic.h"
@@ -1089,7 +1090,7 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 			changed = true;
 		}
 		pt->cow_pct = bad[k] ? 100 : pct[k];
-		if (!bad[k] && pct[k] >= DMR_CLASSIC_COW_WARN_PCT && !pt->cow_warned) {
+		if (!bad[k] && pct[k] >= DMR_BACKEND_WARN_PCT && !pt->cow_warned) {
 			log_warning("VM %s: point %" PRIu64 "'s COW store is %u%% full", vm->name, pt->id,
 				    pct[k]);
 			pt->cow_warned = true;
@@ -1102,6 +1103,69 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
 	}
 	pthread_mutex_unlock(&reg->lock);
+}
+
+/* ---- CommitFailover ---------------------------------------------------------- */
+
+/*
+ * Classic: the views become a layer, the origin of the stable devices and
+ * of later points (classic.h).  Recorded (idempotently) before the
+ * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
+ * the commit intent still set: a crash in between is rolled forward, and
+ * no point is ever taken of an origin whose writes bypass it.
+ */
+static void commit_layer(struct dmr_vm *vm, void *p)
+{
+	struct dmr_layer *nl, *top = vm->n_layers ? &vm->layers[vm->n_layers - 1] : NULL;
+	int *r = p;
+
+	if (!vm->overlay_ids || (top && top->point == vm->failover_point &&
+				 !memcmp(top->ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t))))
+		return;
+	nl = realloc(vm->layers, (vm->n_layers + 1) * sizeof(*nl));
+	if (!nl) {
+		*r = -ENOMEM;
+		return;
+	}
+	vm->layers = nl;
+	nl[vm->n_layers].point = vm->failover_point;
+	nl[vm->n_layers].since = vm->next_point_id;
+	nl[vm->n_layers].ids = malloc(vm->n_disks * sizeof(uint32_t));
+	if (!nl[vm->n_layers].ids) {
+		*r = -ENOMEM;
+		return;
+	}
+	memcpy(nl[vm->n_layers].ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
+	vm->n_layers++;
+}
+
+static int classic_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids)
+{
+	/* Zeros: 0 is every disk's live id. */
+	_cleanup_free_ uint32_t *live = calloc(vm->n_disks, sizeof(uint32_t));
+	struct dmr_vm *v;
+	int r = 0, q = -ENOENT;
+
+	if (!live)
+		return -ENOMEM;
+	pthread_mutex_lock(&reg->lock);
+	v = dmr_reg_vm_find(reg, vm->name);
+	if (v) {
+		commit_layer(v, &r);
+		q = dmr_reg_vm_save(reg, v);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	r = r ?: q;
+	dmr_test_hook("commit:layer");
+	/* 0 is the live id: snapshot-origin over the new top layer.
+	 * Same data, so the guest need not pause. */
+	if (r == 0)
+		r = dmr_backend_retarget(reg, vm, live);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		ret_ids[i] = vm->disks[i].thin_id;
+	return 0;
 }
 
 /* ---- the backend table ----------------------------------------------------- */
@@ -1163,4 +1227,5 @@ const struct dmr_backend dmr_backend_classic = {
 	.point_api_extras = classic_point_api_extras,
 	.point_pinned = dmr_classic_point_pinned,
 	.refresh = dmr_classic_refresh,
+	.commit = classic_commit,
 };

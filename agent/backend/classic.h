@@ -31,8 +31,6 @@
 /* A per-VM cap on points: every origin write is copied to each point's
  * store, so write cost grows with the count (README, measured). */
 #define DMR_CLASSIC_MAX_POINTS_DEFAULT 8u
-/* A point whose COW store is this full is warned about. */
-#define DMR_CLASSIC_COW_WARN_PCT 80u
 
 bool dmr_vm_is_classic(const struct dmr_vm *vm);
 
@@ -97,8 +95,8 @@ int dmr_classic_delete(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 bool dmr_classic_point_pinned(const struct dmr_vm *vm, uint64_t point);
 
 /* Read the COW use of every point; mark Invalid/Overflowed points not
- * valid (under reg->lock, saved), warn once past the threshold.
- * Takes reg->lock itself. */
+ * valid (under reg->lock, saved), warn once past DMR_BACKEND_WARN_PCT.
+ * Takes reg->lock itself.  The classic backend's refresh. */
 void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name);
 
 #endif

@@ -150,6 +150,16 @@ static bool thin_point_pinned(const struct dmr_vm *vm, uint64_t point)
 
 static void thin_refresh(struct dmr_registry *reg, const char *vm_name)
 {
+	/* Nothing of a thin VM fills alone: its points share the pool. */
+}
+
+static int thin_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids)
+{
+	/* The devices run on the overlays already. */
+	if (!vm->overlay_ids)
+		return -EINVAL;
+	memcpy(ret_ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
+	return 0;
 }
 
 const struct dmr_backend dmr_backend_thin = {
@@ -167,5 +177,6 @@ const struct dmr_backend dmr_backend_thin = {
 	.point_api_extras = thin_point_api_extras,
 	.point_pinned = thin_point_pinned,
 	.refresh = thin_refresh,
+	.commit = thin_commit,
 };
 

@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/engine/failover.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <signal.h>
 
 #include "agent/backend/backend.h"
 #include "agent/backend/classic.h"
-#include "agent/rpc/handlers.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
-#include "agent/rpc/ops.h"
 #include "common/rc.h"
 #include "common/testhook.h"
 #include "agent/guest/shim.h"
@@ -20,7 +19,8 @@
 
 /* ---- what an operation needs, copied out of the catalog --------------- */
 
-struct fo_ctx {
+struct dmr_failover {
+	enum dmr_failover_op op;
 	struct dmr_registry *reg;
 	const struct dmr_backend *be;
 	/* The VM: its fields are stable while the operation holds the VM's
@@ -36,7 +36,6 @@ struct fo_ctx {
 	char (*test_uuids)[DMR_DM_UUID_SIZE];
 	uint64_t *sectors;
 	uint32_t *live_ids;
-	uint32_t *point_ids;
 	uint32_t *new_ids;       /* overlays being made */
 	uint32_t *old_ids;       /* overlays being dropped */
 	struct dmr_shim *shim;
@@ -46,7 +45,7 @@ struct fo_ctx {
 
 static void fo_ctx_free(void *p)
 {
-	struct fo_ctx *c = p;
+	struct dmr_failover *c = p;
 
 	if (!c)
 		return;
@@ -59,28 +58,18 @@ static void fo_ctx_free(void *p)
 	free(c->test_uuids);
 	free(c->sectors);
 	free(c->live_ids);
-	free(c->point_ids);
 	free(c->new_ids);
 	free(c->old_ids);
 	free(c);
 }
 
-static void fo_ctx_freep(struct fo_ctx **c)
+static void fo_ctx_freep(struct dmr_failover **c)
 {
 	fo_ctx_free(*c);
 }
 
-/* Latest valid point, or 0. Caller holds reg->lock. */
-static uint64_t latest_valid(const struct dmr_vm *vm)
-{
-	for (size_t i = vm->n_points; i-- > 0;)
-		if (vm->points[i].valid && !vm->points[i].pending_tid)
-			return vm->points[i].id;
-	return 0;
-}
-
 /* Fill ctx from the VM (caller holds reg->lock). */
-static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
+static int ctx_fill(struct dmr_failover *c, const struct dmr_vm *vm)
 {
 	size_t n = vm->n_disks;
 
@@ -92,11 +81,10 @@ static int ctx_fill(struct fo_ctx *c, const struct dmr_vm *vm)
 	c->test_uuids = calloc(n, sizeof(*c->test_uuids));
 	c->sectors = calloc(n, sizeof(*c->sectors));
 	c->live_ids = calloc(n, sizeof(*c->live_ids));
-	c->point_ids = calloc(n, sizeof(*c->point_ids));
 	c->new_ids = calloc(n, sizeof(*c->new_ids));
 	c->old_ids = calloc(n, sizeof(*c->old_ids));
 	if (!c->names || !c->test_names || !c->test_uuids || !c->sectors || !c->live_ids ||
-	    !c->point_ids || !c->new_ids || !c->old_ids)
+	    !c->new_ids || !c->old_ids)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		int k;
@@ -144,50 +132,15 @@ static int vm_save_locked(struct dmr_registry *reg, const char *name,
 
 /* ---- dm helpers ---------------------------------------------------------- */
 
-/* Make every device i run thin id ids[i], whatever it runs now: used for
- * rollback and recovery, outside any guest pause, so plain libdevmapper
- * reload/suspend/resume with flush is right here. */
-static int retarget_all(struct dmr_registry *reg, const struct fo_ctx *c, const uint32_t *ids)
+/* Every stable device i onto ids[i] (agent/backend/backend.h). */
+static int retarget_all(struct dmr_registry *reg, const struct dmr_failover *c, const uint32_t *ids)
 {
-	int r = 0;
-
-	for (size_t i = 0; i < c->n; i++) {
-		_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
-		struct dmr_dm_info info;
-		int q;
-
-		q = dmr_dm_info(c->names[i], &info);
-		if (q < 0 || !info.exists) {
-			r = r ?: (q < 0 ? q : -ENOENT);
-			continue;
-		}
-		if (info.inactive_table)
-			(void)dmr_dm_clear(c->names[i]);
-		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
-		    c->be->table_shows(reg, live, ids[i])) {
-			if (info.suspended && (q = dmr_dm_resume_retry(c->names[i])) < 0)
-				r = r ?: q;
-			continue;
-		}
-		q = c->be->stable_table(reg, c->vmp, i, ids[i], &want);
-		if (q == 0)
-			q = dmr_dm_load(c->names[i], want, 0);
-		if (q == 0 && !info.suspended)
-			q = dmr_dm_suspend(c->names[i], 0);
-		if (q == 0)
-			q = dmr_dm_resume(c->names[i]);
-		if (q < 0) {
-			(void)dmr_dm_clear(c->names[i]);
-			(void)dmr_dm_resume_retry(c->names[i]);
-			r = r ?: q;
-		}
-	}
-	return r;
+	return dmr_backend_retarget(reg, c->vmp, ids);
 }
 
 /* Which of ids[] the stable devices run: 1 all, 0 none, -1 a mix or
  * something else. */
-static int devices_on(struct dmr_registry *reg, const struct fo_ctx *c, const uint32_t *ids)
+static int devices_on(struct dmr_registry *reg, const struct dmr_failover *c, const uint32_t *ids)
 {
 	size_t on = 0;
 
@@ -210,7 +163,7 @@ static int devices_on(struct dmr_registry *reg, const struct fo_ctx *c, const ui
  * inactive tables are cleared, every device resumed on its old table, and
  * the guest resumed.  ret_paused gets the guest-paused window.
  */
-static int swap_tables(struct dmr_job *job, struct fo_ctx *c, const uint32_t *to,
+static int swap_tables(struct dmr_job *job, struct dmr_failover *c, const uint32_t *to,
 		       const uint32_t *back, const char *op)
 {
 	_cleanup_free_ int *res = calloc(c->n, sizeof(int));
@@ -340,7 +293,7 @@ guest:
 }
 
 /* Writable views of the operation's point into new ids to[i]. */
-static int make_overlays(struct fo_ctx *c, const uint32_t *to)
+static int make_overlays(struct dmr_failover *c, const uint32_t *to)
 {
 	return c->be->views_make(c->reg, c->vmp, c->point, to, NULL, NULL);
 }
@@ -376,7 +329,7 @@ static void set_intent(struct dmr_vm *vm, void *p)
 
 /* Record the intent before the operation's first change.  guest_ran tells
  * recovery whether a paused guest was paused by us (and so is resumed). */
-static int intent_begin(struct fo_ctx *c, const char *intent, uint64_t point, const uint32_t *ids,
+static int intent_begin(struct dmr_failover *c, const char *intent, uint64_t point, const uint32_t *ids,
 			bool test, int state)
 {
 	struct intent_arg a = { intent, point, NULL, test, c->pause_guest, state };
@@ -417,13 +370,13 @@ static void initiate_undone(struct dmr_vm *vm, void *p)
 	(void)p;
 }
 
-static int delete_ids(struct fo_ctx *c, const uint32_t *ids)
+static int delete_ids(struct dmr_failover *c, const uint32_t *ids)
 {
 	return c->be->remove(c->reg, c->vmp, c->n, ids);
 }
 
 /* Allocate n thin ids under the registry lock. */
-static int alloc_ids(struct fo_ctx *c, uint32_t *ids)
+static int alloc_ids(struct dmr_failover *c, uint32_t *ids)
 {
 	int r;
 
@@ -434,7 +387,7 @@ static int alloc_ids(struct fo_ctx *c, uint32_t *ids)
 }
 
 /* The hypervisor must answer before anything changes. */
-static int guest_probe(struct dmr_job *job, struct fo_ctx *c)
+static int guest_probe(struct dmr_job *job, struct dmr_failover *c)
 {
 	enum dmr_guest_status gs;
 	int r;
@@ -453,7 +406,7 @@ static int guest_probe(struct dmr_job *job, struct fo_ctx *c)
 
 static int initiate_job(struct dmr_job *job, void *userdata)
 {
-	struct fo_ctx *c = userdata;
+	struct dmr_failover *c = userdata;
 	uint64_t t0;
 	int r;
 
@@ -522,7 +475,7 @@ static void revert_failed(struct dmr_vm *vm, void *p)
 
 static int revert_job(struct dmr_job *job, void *userdata)
 {
-	struct fo_ctx *c = userdata;
+	struct dmr_failover *c = userdata;
 	int r;
 
 	if (guest_probe(job, c) < 0)
@@ -566,9 +519,12 @@ static int revert_job(struct dmr_job *job, void *userdata)
  */
 static void commit_done(struct dmr_vm *vm, void *p)
 {
-	/* Classic: the views already are the top layer (commit_layer). */
-	for (size_t i = 0; i < vm->n_disks && !dmr_vm_is_classic(vm); i++)
-		vm->disks[i].thin_id = vm->overlay_ids[i];
+	const uint32_t *live = p;
+
+	/* What the backend's commit said the disks' volumes are now (thin:
+	 * the overlays; classic: unchanged, the views are the top layer). */
+	for (size_t i = 0; i < vm->n_disks; i++)
+		vm->disks[i].thin_id = live[i];
 	for (size_t i = vm->n_points; i-- > 0;)
 		if (vm->points[i].id > vm->failover_point)
 			dmr_vm_point_drop(vm, i);
@@ -608,70 +564,31 @@ static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t *
 	return 0;
 }
 
-/*
- * Classic: the views become a layer, the origin of the stable devices and
- * of later points (agent/backend/classic.h).  Recorded (idempotently) before the
- * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
- * the commit intent still set: a crash in between is rolled forward, and
- * no point is ever taken of an origin whose writes bypass it.
- */
-static void commit_layer(struct dmr_vm *vm, void *p)
-{
-	struct dmr_layer *nl, *top = vm->n_layers ? &vm->layers[vm->n_layers - 1] : NULL;
-	int *r = p;
-
-	if (!vm->overlay_ids || (top && top->point == vm->failover_point &&
-				 !memcmp(top->ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t))))
-		return;
-	nl = realloc(vm->layers, (vm->n_layers + 1) * sizeof(*nl));
-	if (!nl) {
-		*r = -ENOMEM;
-		return;
-	}
-	vm->layers = nl;
-	nl[vm->n_layers].point = vm->failover_point;
-	nl[vm->n_layers].since = vm->next_point_id;
-	nl[vm->n_layers].ids = malloc(vm->n_disks * sizeof(uint32_t));
-	if (!nl[vm->n_layers].ids) {
-		*r = -ENOMEM;
-		return;
-	}
-	memcpy(nl[vm->n_layers].ids, vm->overlay_ids, vm->n_disks * sizeof(uint32_t));
-	vm->n_layers++;
-}
-
-static int commit_finish(struct fo_ctx *c)
+static int commit_finish(struct dmr_failover *c)
 {
 	struct dmr_registry *reg = c->reg;
 	const char *name = c->vm;
-	_cleanup_free_ uint32_t *ids = NULL;
+	_cleanup_free_ uint32_t *ids = NULL, *live = calloc(c->n, sizeof(uint32_t));
 	size_t n = 0;
-	int r = 0;
+	int r;
 
-	if (dmr_vm_is_classic(c->vmp)) {
-		int q = vm_save_locked(reg, name, commit_layer, &r);
-
-		r = r ?: q;
-		dmr_test_hook("commit:layer");
-		/* 0 is the live id: snapshot-origin over the new top layer.
-		 * Same data, so the guest need not pause. */
-		if (r == 0)
-			r = retarget_all(reg, c, c->live_ids);
-		if (r < 0)
-			return r;
-	}
+	if (!live)
+		return -ENOMEM;
+	r = c->be->commit(reg, c->vmp, live);
+	if (r < 0)
+		return r;
 	r = commit_victims(reg, name, &ids, &n);
 	if (r == 0)
 		r = c->be->remove(reg, c->vmp, n, ids);
 	dmr_test_hook("commit:deleted");
 	if (r == 0)
-		r = vm_save_locked(reg, name, commit_done, NULL);
+		r = vm_save_locked(reg, name, commit_done, live);
 	return r;
 }
 
 static int commit_job(struct dmr_job *job, void *userdata)
 {
-	struct fo_ctx *c = userdata;
+	struct dmr_failover *c = userdata;
 	int r;
 
 	r = intent_begin(c, "commit", 0, NULL, false, -1);
@@ -711,7 +628,7 @@ static void test_undone(struct dmr_vm *vm, void *p)
 	(void)p;
 }
 
-static int remove_test_devices(const struct fo_ctx *c)
+static int remove_test_devices(const struct dmr_failover *c)
 {
 	int r = 0;
 
@@ -733,7 +650,7 @@ static int remove_test_devices(const struct fo_ctx *c)
 
 static int test_job(struct dmr_job *job, void *userdata)
 {
-	struct fo_ctx *c = userdata;
+	struct dmr_failover *c = userdata;
 	uint64_t t0;
 	int r;
 
@@ -775,7 +692,7 @@ static void stop_test_failed(struct dmr_vm *vm, void *p)
 
 static int stop_test_job(struct dmr_job *job, void *userdata)
 {
-	struct fo_ctx *c = userdata;
+	struct dmr_failover *c = userdata;
 	int r;
 
 	r = intent_begin(c, "stop-test", 0, NULL, true, -1);
@@ -797,176 +714,82 @@ static int stop_test_job(struct dmr_job *job, void *userdata)
 	return r;
 }
 
-/* ---- handlers ------------------------------------------------------------- */
-
-enum fo_method { FO_INITIATE, FO_REVERT, FO_COMMIT, FO_TEST, FO_STOP_TEST };
+/* ---- the entry point (agent/engine/failover.h) ---------------------------- */
 
 static const struct {
 	const char *method;
 	dmr_job_fn fn;
 } fo_methods[] = {
-	[FO_INITIATE] = { "InitiateFailover", initiate_job },
-	[FO_REVERT] = { "RevertFailover", revert_job },
-	[FO_COMMIT] = { "CommitFailover", commit_job },
-	[FO_TEST] = { "TestReplicaSystem", test_job },
-	[FO_STOP_TEST] = { "StopTestReplicaSystem", stop_test_job },
+	[DMR_FAILOVER_INITIATE] = { "InitiateFailover", initiate_job },
+	[DMR_FAILOVER_REVERT] = { "RevertFailover", revert_job },
+	[DMR_FAILOVER_COMMIT] = { "CommitFailover", commit_job },
+	[DMR_FAILOVER_TEST] = { "TestReplicaSystem", test_job },
+	[DMR_FAILOVER_STOP_TEST] = { "StopTestReplicaSystem", stop_test_job },
 };
 
-/* Is there a VM named NAME-test (caller holds reg->lock)? */
-static bool vm_named_test_of(struct dmr_registry *reg, const char *name)
+const char *dmr_failover_method(enum dmr_failover_op op)
 {
-	char t[DMR_OBJ_NAME_MAX + sizeof("-test")];
-
-	return snprintf(t, sizeof(t), "%s-test", name) < (int)sizeof(t) && dmr_reg_vm_find(reg, t);
+	assert((size_t)op < DMR_ARRAY_SIZE(fo_methods));
+	return fo_methods[op].method;
 }
 
-/* Check the VM's state for the method; fill the point; 0 or a WMI code. */
-static int fo_check(struct dmr_call *call, enum fo_method m, struct dmr_vm *vm, struct fo_ctx *c)
+int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
+		     const char *hook_dir, struct dmr_failover **ret_fo)
 {
-	const struct dmr_point *pt;
+	_cleanup_(fo_ctx_freep) struct dmr_failover *c = NULL;
+	int r;
 
-	switch (m) {
-	case FO_INITIATE:
-	case FO_TEST:
-		if (m == FO_INITIATE && vm->state != DMR_VM_REPLICATING)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
-					     "VM %s is %s: failover needs it replicating", vm->name,
-					     dmr_vm_state_name(vm->state));
-		if (m == FO_TEST && vm->test_failover)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
-					     "VM %s has a test failover already", vm->name);
-		if (m == FO_TEST && vm->state == DMR_VM_FAILOVER_IN_PROGRESS)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s is failing over",
-					     vm->name);
-		/* An older agent let a VM be named VM-test: its disks hold the
-		 * /dev/dmrep/VM-test/DISK links the test views would take. */
-		if (m == FO_TEST && vm_named_test_of(call->agent->reg, vm->name))
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
-					     "VM %s-test exists: its disks are /dev/dmrep/%s-test/*",
-					     vm->name, vm->name);
-		if (!c->point)
-			c->point = latest_valid(vm);
-		if (!c->point)
-			return dmr_call_fail(call, DMR_RC_NOT_FOUND, "VM %s has no valid point", vm->name);
-		pt = dmr_vm_point_find(vm, c->point);
-		if (!pt || pt->pending_tid)
-			return dmr_call_fail(call, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64,
-					     vm->name, c->point);
-		if (!pt->valid)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "point %" PRIu64 " is not valid",
-					     c->point);
-		memcpy(c->point_ids, pt->vol_ids, c->n * sizeof(uint32_t));
-		return 0;
-	case FO_REVERT:
-	case FO_COMMIT:
-		if (vm->state != DMR_VM_RECOVERED || !vm->overlay_ids)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
-					     "VM %s is %s: %s needs it recovered", vm->name,
-					     dmr_vm_state_name(vm->state), fo_methods[m].method);
-		return 0;
-	case FO_STOP_TEST:
-		if (!vm->test_failover || !vm->test_ids)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "VM %s has no test failover",
-					     vm->name);
-		memcpy(c->old_ids, vm->test_ids, c->n * sizeof(uint32_t));
-		return 0;
-	}
-	return DMR_RC_FAILED;
-}
-
-static int fo_handler(struct dmr_call *call, enum fo_method m)
-{
-	struct dmr_registry *reg = call->agent->reg;
-	_cleanup_(fo_ctx_freep) struct fo_ctx *c = NULL;
-	const char *name, *guest = "reset";
-	struct dmr_vm *vm;
-	uint64_t id;
-	int rc, r;
-
+	assert(reg && vm && ret_fo);
+	assert((size_t)op < DMR_ARRAY_SIZE(fo_methods));
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return dmr_call_fail(call, DMR_RC_NO_SPACE, "out of memory");
-	if ((rc = dmr_ops_vm_name(call, "vm", &name)))
-		return rc;
-	if (m == FO_INITIATE || m == FO_TEST) {
-		if ((rc = dmr_param_u64(call, "point", false, &c->point)))
-			return rc;
-	}
-	if ((rc = dmr_param_string(call, "guest", false, &guest)))
-		return rc;
-	if (!dmr_streq(guest, "reset") && !dmr_streq(guest, "resume"))
-		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "guest must be reset or resume");
-	c->reset = dmr_streq(guest, "reset");
-	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_need_up(call, name)) ||
-	    (rc = dmr_ops_vm_acquire(call, name)))
-		return rc;
-	/* A classic point whose COW store overflowed is never failed over
-	 * to: read the kernel's word on every point first. */
-	if (m == FO_INITIATE || m == FO_TEST)
-		dmr_classic_refresh(reg, name);
+		return -ENOMEM;
+	c->op = op;
 	c->reg = reg;
-	c->vm = strdup(name);
-	pthread_mutex_lock(&reg->lock);
-	vm = dmr_reg_vm_find(reg, name);
+	c->vm = strdup(vm->name);
 	r = c->vm ? ctx_fill(c, vm) : -ENOMEM;
-	if (r == 0 && call->agent->hook_dir && !(c->hook_dir = strdup(call->agent->hook_dir)))
+	if (r == 0 && hook_dir && !(c->hook_dir = strdup(hook_dir)))
 		r = -ENOMEM;
 	/* A deep copy: the job reads it outside the registry lock. */
 	if (r == 0 && vm->network && json_object_deep_copy(vm->network, &c->network, NULL) < 0)
 		r = -ENOMEM;
-	rc = r < 0 ? dmr_call_fail(call, dmr_rc_from_errno(r), "%s", strerror(-r)) :
-		     fo_check(call, m, vm, c);
-	if (rc == 0 && m != FO_COMMIT && m != FO_TEST && m != FO_STOP_TEST) {
-		r = shim_for(vm, &c->shim);
-		if (r < 0)
-			rc = dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "bad hypervisor shim: %s",
-					   strerror(-r));
-	}
-	pthread_mutex_unlock(&reg->lock);
-	if (rc) {
-		dmr_vm_busy_release(call->agent, name);
-		return rc;
-	}
-	r = dmr_job_start(call->agent, fo_methods[m].method, name, fo_methods[m].fn, c, fo_ctx_free, &id);
-	if (r < 0) {
-		dmr_vm_busy_release(call->agent, name);
-		return dmr_call_fail(call, dmr_rc_from_errno(r), "cannot start the job: %s", strerror(-r));
-	}
-	c = NULL; /* the job owns it */
-	json_object_object_add(call->reply, "job", json_object_new_int64((int64_t)id));
-	return DMR_RC_JOB_STARTED;
+	if (r < 0)
+		return r;
+	*ret_fo = DMR_TAKE_PTR(c);
+	return 0;
 }
 
-int dmr_h_initiate_failover(struct dmr_call *c)
+int dmr_failover_prepare(struct dmr_failover *c, const struct dmr_vm *vm, uint64_t point,
+			 bool reset)
 {
-	return fo_handler(c, FO_INITIATE);
+	assert(c && vm);
+	c->point = point;
+	c->reset = reset;
+	if (c->op == DMR_FAILOVER_STOP_TEST && vm->test_ids)
+		memcpy(c->old_ids, vm->test_ids, c->n * sizeof(uint32_t));
+	/* Only initiate and revert pause the guest. */
+	if (c->op == DMR_FAILOVER_INITIATE || c->op == DMR_FAILOVER_REVERT)
+		return shim_for(vm, &c->shim);
+	return 0;
 }
 
-int dmr_h_revert_failover(struct dmr_call *c)
+int dmr_failover_start(struct dmr_agent *a, struct dmr_failover *c, uint64_t *ret_id)
 {
-	return fo_handler(c, FO_REVERT);
+	assert(a && c && ret_id);
+	return dmr_job_start(a, fo_methods[c->op].method, c->vm, fo_methods[c->op].fn, c,
+			     fo_ctx_free, ret_id);
 }
 
-int dmr_h_commit_failover(struct dmr_call *c)
+void dmr_failover_free(struct dmr_failover *c)
 {
-	return fo_handler(c, FO_COMMIT);
-}
-
-int dmr_h_test_replica(struct dmr_call *c)
-{
-	return fo_handler(c, FO_TEST);
-}
-
-int dmr_h_stop_test(struct dmr_call *c)
-{
-	return fo_handler(c, FO_STOP_TEST);
+	fo_ctx_free(c);
 }
 
 /* ---- crash recovery --------------------------------------------------------- */
 
 static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 {
-	_cleanup_(fo_ctx_freep) struct fo_ctx *c = calloc(1, sizeof(*c));
+	_cleanup_(fo_ctx_freep) struct dmr_failover *c = calloc(1, sizeof(*c));
 	bool switched = false;
 	char intent[16], dm[DMR_DM_NAME_SIZE];
 	int r;

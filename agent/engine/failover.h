@@ -4,6 +4,9 @@
  * CommitFailover, TestReplicaSystem, StopTestReplicaSystem, and the crash
  * recovery of any of them.
  *
+ * The jobs are started through dmr_failover_new/_prepare/_start by the
+ * method handlers (agent/rpc/ops_failover.c).
+ *
  * Every operation writes an intent into the VM's state file before its
  * first change and clears it after its last; every step is idempotent.  At
  * start, dmr_failover_recover() finds intents and, reading the live dm
@@ -12,7 +15,54 @@
 #ifndef DMR_AGENT_FAILOVER_H
 #define DMR_AGENT_FAILOVER_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/core/agent.h"
 #include "agent/store/registry.h"
+
+/* The operations, each started by one method of the control API. */
+enum dmr_failover_op {
+	DMR_FAILOVER_INITIATE,  /* InitiateFailover */
+	DMR_FAILOVER_REVERT,    /* RevertFailover */
+	DMR_FAILOVER_COMMIT,    /* CommitFailover */
+	DMR_FAILOVER_TEST,      /* TestReplicaSystem */
+	DMR_FAILOVER_STOP_TEST, /* StopTestReplicaSystem */
+};
+
+/* The method's name, which the operation's job carries ("InitiateFailover"). */
+const char *dmr_failover_method(enum dmr_failover_op op);
+
+/*
+ * One operation, from the caller's checks to the end of its job: what the
+ * job needs, copied out of the catalog so that it runs without reg->lock.
+ *
+ * The caller (agent/rpc/ops_failover.c) takes the VM's busy lock
+ * (dmr_vm_busy_acquire), then under reg->lock calls dmr_failover_new(),
+ * checks that the VM's state allows the operation and calls
+ * dmr_failover_prepare(); then, without reg->lock, dmr_failover_start().
+ */
+struct dmr_failover;
+
+/* Copy what operation op on vm needs: its disks' device names and ids, its
+ * network settings, and hook_dir (the failover hooks, agent/guest/hooks.h;
+ * may be NULL).  Caller holds reg->lock.  0 or -ENOMEM (-EINVAL for a name
+ * a state file edited by hand made invalid). */
+int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
+		     const char *hook_dir, struct dmr_failover **ret_fo);
+/* Once the caller has checked the VM's state: the point (INITIATE, TEST: a
+ * valid point that is not pending; 0 otherwise), whether the guest is reset
+ * once its disks switched (INITIATE, REVERT), and for the two operations
+ * that pause the guest its hypervisor shim.  Caller holds reg->lock.  0, or
+ * a negative errno when the VM's shim settings make none. */
+int dmr_failover_prepare(struct dmr_failover *fo, const struct dmr_vm *vm, uint64_t point,
+			 bool reset);
+/* Start the operation's job (reg->lock not held).  On 0 the job owns fo and
+ * the VM's busy lock, and *ret_id is its number; on failure both stay the
+ * caller's. */
+int dmr_failover_start(struct dmr_agent *a, struct dmr_failover *fo, uint64_t *ret_id);
+/* Accepts NULL. */
+void dmr_failover_free(struct dmr_failover *fo);
 
 /* Recover every VM with an intent (called once the pool is up). */
 void dmr_failover_recover(struct dmr_registry *reg);

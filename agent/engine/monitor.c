@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -182,7 +183,22 @@ static void watch_pool_fs(struct dmr_monitor *m)
 	}
 }
 
-static void watch_classic(struct dmr_monitor *m)
+void dmr_monitor_refresh(struct dmr_registry *reg, const char *vm_name)
+{
+	const struct dmr_backend *be = NULL;
+	struct dmr_vm *vm;
+
+	assert(reg && vm_name);
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, vm_name);
+	if (vm)
+		be = dmr_backend_of(vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (be)
+		be->refresh(reg, vm_name);
+}
+
+static void watch_vms(struct dmr_monitor *m)
 {
 	struct dmr_registry *reg = m->agent->reg;
 	char (*names)[DMR_OBJ_NAME_MAX + 1] = NULL;
@@ -192,13 +208,12 @@ static void watch_classic(struct dmr_monitor *m)
 	if (reg->n_vms)
 		names = calloc(reg->n_vms, sizeof(*names));
 	for (size_t v = 0; names && v < reg->n_vms; v++)
-		if (dmr_vm_is_classic(reg->vms[v]) &&
-		    strlen(reg->vms[v]->name) <= DMR_OBJ_NAME_MAX)
+		if (strlen(reg->vms[v]->name) <= DMR_OBJ_NAME_MAX)
 			strcpy(names[n++], reg->vms[v]->name);
 	pthread_mutex_unlock(&reg->lock);
 	/* Each VM by name: one removed meanwhile is simply not found. */
 	for (size_t i = 0; i < n; i++)
-		dmr_classic_refresh(reg, names[i]);
+		dmr_monitor_refresh(reg, names[i]);
 	free(names);
 }
 
@@ -213,7 +228,7 @@ static void *monitor_main(void *p)
 		pthread_mutex_unlock(&m->lock);
 		watch_pool(m);
 		watch_pool_fs(m);
-		watch_classic(m);
+		watch_vms(m);
 		pthread_mutex_lock(&m->lock);
 		at.tv_sec += m->interval_s;
 		while (!m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &at) != ETIMEDOUT)

@@ -5,7 +5,8 @@
  * A thread wakes every --monitor-interval seconds and reads, from the
  * kernel, what runs out silently otherwise: the thin pool's data and
  * metadata use and mode, the free space of the filesystem under the pool's
- * files, and every classic point's COW use.  It logs a
+ * files, and what each VM's backend checks (its refresh: every classic
+ * point's COW use).  It logs a
  * warning when use crosses DMR_MONITOR_WARN_PCT (once, until it drops below
  * DMR_MONITOR_REARM_PCT), an error when the pool leaves read-write mode,
  * and marks a classic point whose snapshot the kernel invalidated as not
@@ -19,11 +20,11 @@
 #include <stdint.h>
 
 #include "agent/core/agent.h"
-#include "agent/backend/classic.h"
+#include "agent/backend/backend.h"
 #include "dm/status.h"
 
 /* One warning mark for every store that fills: the pool and COW stores. */
-#define DMR_MONITOR_WARN_PCT DMR_CLASSIC_COW_WARN_PCT
+#define DMR_MONITOR_WARN_PCT DMR_BACKEND_WARN_PCT
 #define DMR_MONITOR_REARM_PCT 75
 #define DMR_MONITOR_INTERVAL_DEFAULT 30
 
@@ -72,5 +73,10 @@ struct dmr_monitor;
 int dmr_monitor_start(struct dmr_agent *a, unsigned interval_s, struct dmr_monitor **ret_mon);
 /* Stop and join it; accepts NULL. */
 void dmr_monitor_stop(struct dmr_monitor *m);
+
+/* The monitor's check of one VM's volumes, now (its backend's refresh):
+ * a failover reads the kernel's word on every point before it picks one.
+ * Takes reg->lock itself; an unknown VM is nothing to check. */
+void dmr_monitor_refresh(struct dmr_registry *reg, const char *vm_name);
 
 #endif

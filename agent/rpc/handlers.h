@@ -24,13 +24,13 @@ int dmr_h_set_network(struct dmr_call *c);        /* SetFailoverNetworkAdapterSe
 int dmr_h_create_point(struct dmr_call *c);       /* CreateReplicationPoint, mutating */
 int dmr_h_list_points(struct dmr_call *c);        /* ListReplicationPoints */
 int dmr_h_destroy_point(struct dmr_call *c);      /* DestroyReplicationPoint, mutating */
-/* agent/engine/failover.c */
+/* agent/rpc/ops_failover.c */
 int dmr_h_initiate_failover(struct dmr_call *c);  /* InitiateFailover, mutating */
 int dmr_h_revert_failover(struct dmr_call *c);    /* RevertFailover, mutating */
 int dmr_h_commit_failover(struct dmr_call *c);    /* CommitFailover, mutating */
 int dmr_h_test_replica(struct dmr_call *c);       /* TestReplicaSystem, mutating */
 int dmr_h_stop_test(struct dmr_call *c);          /* StopTestReplicaSystem, mutating */
-/* agent/engine/job.c */
+/* agent/rpc/ops_job.c */
 int dmr_h_get_job(struct dmr_call *c);            /* GetJob */
 int dmr_h_list_jobs(struct dmr_call *c);          /* ListJobs */
 
