@@ -36,9 +36,13 @@ allowed() {
 }
 
 pass=0 fail=0
-for f in $(git ls-files 'common/*.[ch]' 'dm/*.[ch]' 'snapshots/*.[ch]' 'agent/*.[ch]' \
-	'agent/*/*.[ch]' 'tools/dmrep.c' 2>/dev/null; [ -d .git ] || find common dm snapshots agent \
-	-name '*.[ch]'); do
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+	files=$(git ls-files 'common/*.[ch]' 'dm/*.[ch]' 'snapshots/*.[ch]' 'agent/*.[ch]' \
+		'agent/*/*.[ch]' 'tools/dmrep.c')
+else
+	files=$(find common dm snapshots agent -name '*.[ch]'; echo tools/dmrep.c)
+fi
+for f in $files; do
 	[ -f "$f" ] || continue
 	dir=$(dirname "$f")
 	case "$f" in agent/*/*/*) dir=${dir%/*} ;; esac
