@@ -32,7 +32,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 	if (r == 0)
 		r = dmr_loop_attach(file, false, ret_dev);
 	if (r < 0) {
-		log_debug("COW store %s: %s", file, strerror(-r));
+		log_debug_errno(r, "COW store %s: %m", file);
 		(void)unlink(file);
 	}
 	return r;
@@ -268,7 +268,7 @@ int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *
 	for (; r == 0 && made < n; made++) {
 		r = dmr_dm_create(names[made], uuids[made], tables[made], DMR_DM_READONLY);
 		if (r < 0)
-			log_debug("snapshot %s: %s", names[made], strerror(-r));
+			log_debug_errno(r, "snapshot %s: %m", names[made]);
 	}
 	if (r < 0) {
 		/* Made ones go while their origins are still quiet. */
@@ -308,7 +308,7 @@ int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
 			continue;
 		q = dmr_dm_remove(names[i], 20);
 		if (q < 0) {
-			log_debug("remove %s: %s", names[i], strerror(-q));
+			log_debug_errno(q, "remove %s: %m", names[i]);
 			r = q;
 		}
 	}
@@ -318,13 +318,9 @@ int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
 
 int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret)
 {
-	_cleanup_table_ struct dmr_table *st = NULL;
+	_cleanup_free_ char *params = NULL;
 	int r;
 
-	r = dmr_dm_status(name, &st);
-	if (r < 0)
-		return r;
-	if (st->count != 1 || !dmr_streq(st->targets[0].type, "snapshot"))
-		return -EPROTO;
-	return dmr_status_parse_snapshot(st->targets[0].params ? st->targets[0].params : "", ret);
+	r = dmr_dm_target_status(name, "snapshot", &params);
+	return r < 0 ? r : dmr_status_parse_snapshot(params, ret);
 }
