@@ -282,6 +282,7 @@ int dmr_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, cap = 0;
 
+	assert(path && ret_buf);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return dmr_negerrno();

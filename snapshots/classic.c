@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/classic.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -16,6 +17,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 {
 	int fd, r = 0;
 
+	assert(file && ret_dev);
 	if (bytes == 0 || bytes % 4096)
 		return -EINVAL;
 	/* O_TRUNC: a file by this name is a leftover the catalog no longer
@@ -40,6 +42,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 
 int dmr_cow_link_device(const char *file, const char *device, char **ret_dev)
 {
+	assert(file && device && ret_dev);
 	/* O_DIRECT: the buffer is aligned like the device wants it. */
 	static const char zero[4096] __attribute__((aligned(4096)));
 	char *dev;
@@ -94,6 +97,7 @@ int dmr_cow_attach(const char *file, char **ret_dev)
 	struct stat st;
 	int r;
 
+	assert(file && ret_dev);
 	if (store_link(file, &target)) {
 		if (stat(target, &st) < 0 || !S_ISBLK(st.st_mode)) {
 			r = stat(target, &st) < 0 ? dmr_negerrno() : -ENOTBLK;
@@ -140,6 +144,7 @@ int dmr_cow_unallocated(const char *file, uint64_t *ret_bytes)
 	struct stat st;
 	uint64_t used;
 
+	assert(file && ret_bytes);
 	/* A device store takes nothing from the state directory. */
 	if (lstat(file, &st) < 0)
 		return dmr_negerrno();

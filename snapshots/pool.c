@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/pool.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ int dmr_pool_file_growth(const char *path, uint64_t new_size, uint64_t *ret_byte
 	struct stat st;
 	char *slash;
 
+	assert(path && ret_bytes && ret_fs_dev);
 	if (stat(path, &st) == 0) {
 		uint64_t have = (uint64_t)st.st_blocks * 512;
 
@@ -329,6 +331,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 	struct dmr_dm_info info;
 	int r;
 
+	assert(spec && ret_pool);
 	if (!spec->data_path || !spec->meta_path || spec->data_path[0] != '/' ||
 	    spec->meta_path[0] != '/' || dmr_streq(spec->data_path, spec->meta_path))
 		return -EINVAL;
@@ -408,6 +411,7 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
 	struct dmr_dm_info info;
 	int r;
 
+	assert(spec && ret_pool);
 	r = pool_new(spec, &pool);
 	if (r < 0)
 		return r;
@@ -488,6 +492,7 @@ int dmr_pool_free_bytes(const struct dmr_pool *pool, uint64_t *ret_bytes)
 	struct dmr_thin_pool_status st;
 	int r;
 
+	assert(pool && ret_bytes);
 	r = dmr_pool_status(pool, &st);
 	if (r < 0)
 		return r;
