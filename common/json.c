@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "common/json.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <limits.h>
 
@@ -12,6 +13,7 @@ int dmr_json_parse_object(const char *buf, size_t len, struct json_object **ret_
 	struct json_object *o;
 	size_t end;
 
+	assert(ret_obj);
 	if (len > INT_MAX)
 		return -EBADMSG;
 	if (!dmr_utf8_valid(buf, len))

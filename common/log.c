@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "common/log.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <strings.h>
@@ -32,6 +33,7 @@ int dmr_log_parse_level(const char *s, enum dmr_log_level *ret_level)
 		[DMR_LOG_DEBUG] = "debug",
 	};
 
+	assert(ret_level);
 	if (!s)
 		return -EINVAL;
 	for (int i = DMR_LOG_ERR; i <= DMR_LOG_DEBUG; i++) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "common/path.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -24,6 +25,7 @@ int dmr_path_fd_resolved(int fd, char **ret_resolved)
 	ssize_t n;
 	char *s;
 
+	assert(ret_resolved);
 	dmr_path_fd_name(fd, name);
 	n = readlink(name, buf, sizeof(buf));
 	if (n < 0)
@@ -75,6 +77,7 @@ int dmr_path_open(const char *path, int flags, int *ret_fd, char **ret_resolved)
 	char *resolved = NULL;
 	int r;
 
+	assert(ret_fd);
 	if (!path || path[0] != '/' || strlen(path) >= PATH_MAX)
 		return -EINVAL;
 	fd = open(path, flags | O_CLOEXEC);
@@ -152,6 +155,7 @@ int dmr_path_canonical_dir(const char *dir, char **ret_dir)
 	struct stat st;
 	char *s;
 
+	assert(ret_dir);
 	if (!dir || dir[0] != '/')
 		return -EINVAL;
 	s = realpath(dir, NULL);

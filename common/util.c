@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "common/util.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -8,21 +9,30 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* The unsigned decimal s starts with (no sign, no blank before it); *ret_end
+ * after its digits. */
+static int parse_leading_u64(const char *s, unsigned long long *ret, char **ret_end)
+{
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, ret_end, 10);
+	return errno == ERANGE ? -ERANGE : 0;
+}
+
 int dmr_parse_u64(const char *s, uint64_t *ret)
 {
 	unsigned long long v;
 	char *end;
+	int r;
 
-	if (!s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	if (*end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
+	assert(ret);
+	r = parse_leading_u64(s, &v, &end);
+	if (r == 0 && *end)
+		r = -EINVAL; /* a suffix: dmr_parse_size's */
+	if (r == 0)
+		*ret = v;
+	return r;
 }
 
 int dmr_parse_size(const char *s, uint64_t *ret_bytes)
@@ -38,13 +48,12 @@ int dmr_parse_size(const char *s, uint64_t *ret_bytes)
 	};
 	unsigned long long v;
 	char *end;
+	int r;
 
-	if (!s || !isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
+	assert(ret_bytes);
+	r = parse_leading_u64(s, &v, &end);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < DMR_ARRAY_SIZE(units); i++) {
 		if (strcasecmp(end, units[i].suffix) != 0)
 			continue;
@@ -273,6 +282,7 @@ int dmr_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, cap = 0;
 
+	assert(path && ret_buf);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return dmr_negerrno();

@@ -32,6 +32,14 @@ static inline void dmr_freep(void *p)
 }
 #define _cleanup_free_ _cleanup_(dmr_freep)
 
+/* For a type's free function func (NULL-safe): funcp, what a _cleanup_
+ * attribute calls (systemd's DEFINE_TRIVIAL_CLEANUP_FUNC). */
+#define DMR_DEFINE_FREEP(type, func)                                           \
+	static inline void func##p(type *p)                                    \
+	{                                                                      \
+		func(*p);                                                      \
+	}
+
 static inline void dmr_closep(int *fd)
 {
 	int saved = errno;

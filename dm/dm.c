@@ -8,6 +8,7 @@
  */
 #include "dm/dm.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <libdevmapper.h>
 #include <pthread.h>
@@ -126,7 +127,7 @@ static int task_run(const struct task_spec *s, collect_fn collect, void *userdat
 	}
 	if (!dm_task_run(dmt)) {
 		r = task_errno(dmt);
-		log_debug("dm %s %s: %s", s->what, s->name ? s->name : "", strerror(-r));
+		log_debug_errno(r, "dm %s %s: %m", s->what, s->name ? s->name : "");
 		goto out;
 	}
 	log_debug("dm %s %s: ok", s->what, s->name ? s->name : "");
@@ -348,33 +349,52 @@ static int collect_table(struct dm_task *dmt, void *userdata)
 	return 0;
 }
 
+/* A task whose answer is one line per target (table, status). */
+static int task_lines(struct task_spec *s, struct dmr_table **ret)
+{
+	struct dmr_table *t = NULL;
+	int r;
+
+	if (dmr_name_dm_valid(s->name) < 0 || !ret)
+		return -EINVAL;
+	r = task_run(s, collect_table, &t);
+	if (r == 0)
+		*ret = t;
+	return r;
+}
+
 int dmr_dm_table(const char *name, bool inactive, struct dmr_table **ret_table)
 {
 	struct task_spec s = { .type = DM_DEVICE_TABLE, .what = "table", .name = name,
 			       .inactive = inactive };
-	struct dmr_table *t = NULL;
-	int r;
 
-	if (dmr_name_dm_valid(name) < 0 || !ret_table)
-		return -EINVAL;
-	r = task_run(&s, collect_table, &t);
-	if (r == 0)
-		*ret_table = t;
-	return r;
+	return task_lines(&s, ret_table);
 }
 
 int dmr_dm_status(const char *name, struct dmr_table **ret_status)
 {
 	struct task_spec s = { .type = DM_DEVICE_STATUS, .what = "status", .name = name };
-	struct dmr_table *t = NULL;
+
+	return task_lines(&s, ret_status);
+}
+
+int dmr_dm_target_status(const char *name, const char *type, char **ret_params)
+{
+	_cleanup_table_ struct dmr_table *st = NULL;
+	char *p;
 	int r;
 
-	if (dmr_name_dm_valid(name) < 0 || !ret_status)
-		return -EINVAL;
-	r = task_run(&s, collect_table, &t);
-	if (r == 0)
-		*ret_status = t;
-	return r;
+	assert(type && ret_params);
+	r = dmr_dm_status(name, &st);
+	if (r < 0)
+		return r;
+	if (st->count != 1 || !dmr_streq(st->targets[0].type, type))
+		return -EPROTO;
+	p = strdup(st->targets[0].params ? st->targets[0].params : "");
+	if (!p)
+		return -ENOMEM;
+	*ret_params = p;
+	return 0;
 }
 
 static int collect_message(struct dm_task *dmt, void *userdata)

@@ -97,6 +97,9 @@ int dmr_dm_check_uuid(const char *name, const char *uuid);
 /* Live (or, with inactive, the inactive) table, and status lines. */
 int dmr_dm_table(const char *name, bool inactive, struct dmr_table **ret_table);
 int dmr_dm_status(const char *name, struct dmr_table **ret_status);
+/* The status of name's single target, which must be of type (else
+ * -EPROTO): its params ("" if none), a new string. */
+int dmr_dm_target_status(const char *name, const char *type, char **ret_params);
 
 /* Send a target message (e.g. "create_snap 3 1" to a thin pool).  The
  * response, if the target gives one, is returned in *ret_response (may be

@@ -38,7 +38,7 @@ int dmr_dm_ctl_open(struct dmr_dm_ctl **ret_ctl)
 	if (ctl->fd < 0) {
 		int r = -errno;
 
-		log_debug("dm ctl: open /dev/mapper/control: %s", strerror(-r));
+		log_debug_errno(r, "dm ctl: open /dev/mapper/control: %m");
 		free(ctl);
 		return r;
 	}

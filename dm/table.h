@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/util.h"
+
 #define DMR_TARGET_TYPE_MAX 16 /* DM_MAX_TYPE_NAME */
 
 struct dmr_target {
@@ -29,11 +31,8 @@ struct dmr_table {
 
 struct dmr_table *dmr_table_new(void);
 void dmr_table_free(struct dmr_table *t);
-static inline void dmr_table_freep(struct dmr_table **t)
-{
-	dmr_table_free(*t);
-}
-#define _cleanup_table_ __attribute__((cleanup(dmr_table_freep)))
+DMR_DEFINE_FREEP(struct dmr_table *, dmr_table_free)
+#define _cleanup_table_ _cleanup_(dmr_table_freep)
 
 /* Append a target after the last one (start = sum of lengths so far). */
 int dmr_table_append(struct dmr_table *t, uint64_t length, const char *type,

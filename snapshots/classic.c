@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/classic.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -16,6 +17,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 {
 	int fd, r = 0;
 
+	assert(file && ret_dev);
 	if (bytes == 0 || bytes % 4096)
 		return -EINVAL;
 	/* O_TRUNC: a file by this name is a leftover the catalog no longer
@@ -32,7 +34,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 	if (r == 0)
 		r = dmr_loop_attach(file, false, ret_dev);
 	if (r < 0) {
-		log_debug("COW store %s: %s", file, strerror(-r));
+		log_debug_errno(r, "COW store %s: %m", file);
 		(void)unlink(file);
 	}
 	return r;
@@ -40,6 +42,7 @@ int dmr_cow_create(const char *file, uint64_t bytes, char **ret_dev)
 
 int dmr_cow_link_device(const char *file, const char *device, char **ret_dev)
 {
+	assert(file && device && ret_dev);
 	/* O_DIRECT: the buffer is aligned like the device wants it. */
 	static const char zero[4096] __attribute__((aligned(4096)));
 	char *dev;
@@ -94,6 +97,7 @@ int dmr_cow_attach(const char *file, char **ret_dev)
 	struct stat st;
 	int r;
 
+	assert(file && ret_dev);
 	if (store_link(file, &target)) {
 		if (stat(target, &st) < 0 || !S_ISBLK(st.st_mode)) {
 			r = stat(target, &st) < 0 ? dmr_negerrno() : -ENOTBLK;
@@ -140,6 +144,7 @@ int dmr_cow_unallocated(const char *file, uint64_t *ret_bytes)
 	struct stat st;
 	uint64_t used;
 
+	assert(file && ret_bytes);
 	/* A device store takes nothing from the state directory. */
 	if (lstat(file, &st) < 0)
 		return dmr_negerrno();
@@ -268,7 +273,7 @@ int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *
 	for (; r == 0 && made < n; made++) {
 		r = dmr_dm_create(names[made], uuids[made], tables[made], DMR_DM_READONLY);
 		if (r < 0)
-			log_debug("snapshot %s: %s", names[made], strerror(-r));
+			log_debug_errno(r, "snapshot %s: %m", names[made]);
 	}
 	if (r < 0) {
 		/* Made ones go while their origins are still quiet. */
@@ -308,7 +313,7 @@ int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
 			continue;
 		q = dmr_dm_remove(names[i], 20);
 		if (q < 0) {
-			log_debug("remove %s: %s", names[i], strerror(-q));
+			log_debug_errno(q, "remove %s: %m", names[i]);
 			r = q;
 		}
 	}
@@ -318,13 +323,9 @@ int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
 
 int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret)
 {
-	_cleanup_table_ struct dmr_table *st = NULL;
+	_cleanup_free_ char *params = NULL;
 	int r;
 
-	r = dmr_dm_status(name, &st);
-	if (r < 0)
-		return r;
-	if (st->count != 1 || !dmr_streq(st->targets[0].type, "snapshot"))
-		return -EPROTO;
-	return dmr_status_parse_snapshot(st->targets[0].params ? st->targets[0].params : "", ret);
+	r = dmr_dm_target_status(name, "snapshot", &params);
+	return r < 0 ? r : dmr_status_parse_snapshot(params, ret);
 }

@@ -374,8 +374,8 @@ static int complete(struct copier *c, struct io_event *ev, bool go_on)
 	}
 	r = was == SLOT_READ ? read_done(c, s, res) : write_done(c, s, res);
 	if (r < 0) {
-		log_debug("copy: %s at %" PRIu64 " failed: %s", was == SLOT_READ ? "read" : "write",
-			  s->off, strerror(-r));
+		log_debug_errno(r, "copy: %s at %" PRIu64 " failed: %m",
+				was == SLOT_READ ? "read" : "write", s->off);
 		/* Every failing path leaves the slot neither in flight
 		 * nor parked: it is ours again. */
 		slot_put(c, s);
@@ -423,8 +423,8 @@ static int pump(struct copier *c)
 		if (n < 0) {
 			/* Cannot learn which buffers are back: they must
 			 * never be freed (see dmr_copy_run). */
-			log_debug("copy: io_getevents failed with %u in flight: %s", c->inflight,
-				  strerror(-n));
+			log_debug_errno(n, "copy: io_getevents failed with %u in flight: %m",
+					c->inflight);
 			c->reap_failed = true;
 			return err ? err : n;
 		}
@@ -616,7 +616,7 @@ int dmr_copy_run(const char *src, const char *dst, uint64_t length,
 		r = dmr_negerrno();
 	copier_done(&c);
 	if (r < 0) {
-		log_debug("copy: %s -> %s failed: %s", src, dst, strerror(-r));
+		log_debug_errno(r, "copy: %s -> %s failed: %m", src, dst);
 		return r;
 	}
 	if (progress) {

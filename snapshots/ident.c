@@ -234,6 +234,7 @@ int dmr_ident_describe(const struct dmr_ident *id, char **ret)
 {
 	int n;
 
+	assert(id && ret);
 	if (!id->is_block)
 		n = asprintf(ret, "a regular file (inode %" PRIu64 ", %" PRIu64 " bytes)", id->inode,
 			     id->size_bytes);
@@ -339,6 +340,7 @@ int dmr_ident_copy(const struct dmr_ident *src, struct dmr_ident *ret)
 {
 	_cleanup_(ident_donep) struct dmr_ident id = *src;
 
+	assert(ret);
 	id.loop_file = id.dm_uuid = id.wwid = id.serial = NULL;
 	id.by_id = NULL;
 	id.n_by_id = 0;

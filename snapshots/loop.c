@@ -254,8 +254,8 @@ static int attach_one(const char *dev, int filefd, const char *file, bool read_o
 		/* Either the backing filesystem refuses direct I/O (newer
 		 * kernels reject the flag instead of dropping it) or the
 		 * kernel predates LOOP_CONFIGURE: try without it first. */
-		log_debug("loop: LOOP_CONFIGURE with direct I/O on %s: %s; retrying without",
-			  dev, strerror(-r));
+		log_debug_errno(r, "loop: LOOP_CONFIGURE with direct I/O on %s: %m; retrying without",
+				dev);
 		r = configure(loopfd, filefd, file, read_only, false);
 		if (r == -EINVAL || r == -ENOTTY) {
 			log_debug("loop: LOOP_CONFIGURE unsupported on %s; using LOOP_SET_FD", dev);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/pool.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ int dmr_pool_file_growth(const char *path, uint64_t new_size, uint64_t *ret_byte
 	struct stat st;
 	char *slash;
 
+	assert(path && ret_bytes && ret_fs_dev);
 	if (stat(path, &st) == 0) {
 		uint64_t have = (uint64_t)st.st_blocks * 512;
 
@@ -278,15 +280,58 @@ static int check_backing(const char *path, bool force, char **ret_what)
 	return 0;
 }
 
+/* A pool object with its own copy of spec, nothing attached. */
+static int pool_new(const struct dmr_pool_spec *spec, struct dmr_pool **ret)
+{
+	_cleanup_(pool_freep) struct dmr_pool *pool = NULL;
+	int r;
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	r = spec_copy(spec, &pool->spec);
+	if (r < 0)
+		return r;
+	*ret = DMR_TAKE_PTR(pool);
+	return 0;
+}
+
+/* Attach the pool's data, then its metadata backing (a loop device for a
+ * file).  If the metadata fails the data stays attached: backing_detach()
+ * of both undoes whatever was attached. */
+static int pool_attach(struct dmr_pool *pool)
+{
+	int r;
+
+	r = backing_attach(pool->spec.data_path, pool->data_dev, sizeof(pool->data_dev),
+			   &pool->data_is_loop, &pool->data_sectors);
+	if (r < 0)
+		return r;
+	return backing_attach(pool->spec.meta_path, pool->meta_dev, sizeof(pool->meta_dev),
+			      &pool->meta_is_loop, &pool->meta_sectors);
+}
+
+/* Make the pool's device over the attached backing. */
+static int pool_load(struct dmr_pool *pool)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	int r;
+
+	r = pool_table(pool, &t);
+	if (r < 0)
+		return r;
+	return dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
+}
+
 int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		    struct dmr_pool **ret_pool, char **ret_what)
 {
 	_cleanup_(pool_freep) struct dmr_pool *pool = NULL;
-	_cleanup_table_ struct dmr_table *t = NULL;
 	bool made_data = false, made_meta = false;
 	struct dmr_dm_info info;
 	int r;
 
+	assert(spec && ret_pool);
 	if (!spec->data_path || !spec->meta_path || spec->data_path[0] != '/' ||
 	    spec->meta_path[0] != '/' || dmr_streq(spec->data_path, spec->meta_path))
 		return -EINVAL;
@@ -296,10 +341,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 	if (info.exists)
 		return -EBUSY;
 
-	pool = calloc(1, sizeof(*pool));
-	if (!pool)
-		return -ENOMEM;
-	r = spec_copy(spec, &pool->spec);
+	r = pool_new(spec, &pool);
 	if (r < 0)
 		return r;
 
@@ -330,14 +372,9 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 	     (!made_meta && (r = allocate_existing(spec->meta_path)) < 0)))
 		goto fail;
 
-	r = backing_attach(spec->data_path, pool->data_dev, sizeof(pool->data_dev),
-			   &pool->data_is_loop, &pool->data_sectors);
+	r = pool_attach(pool);
 	if (r < 0)
-		goto fail;
-	r = backing_attach(spec->meta_path, pool->meta_dev, sizeof(pool->meta_dev),
-			   &pool->meta_is_loop, &pool->meta_sectors);
-	if (r < 0)
-		goto fail_data;
+		goto fail_meta;
 	if (pool->meta_sectors < 4096) { /* 2 MiB: the kernel's minimum is less,
 					    but a pool that small is useless */
 		r = -EINVAL;
@@ -346,10 +383,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 	r = zero_header(pool->meta_dev);
 	if (r < 0)
 		goto fail_meta;
-	r = pool_table(pool, &t);
-	if (r < 0)
-		goto fail_meta;
-	r = dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
+	r = pool_load(pool);
 	if (r < 0)
 		goto fail_meta;
 	r = pool_fill_devno(pool);
@@ -362,7 +396,6 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 
 fail_meta:
 	backing_detach(pool->meta_dev, pool->meta_is_loop);
-fail_data:
 	backing_detach(pool->data_dev, pool->data_is_loop);
 fail:
 	if (made_meta)
@@ -375,32 +408,21 @@ fail:
 int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_pool)
 {
 	_cleanup_(pool_freep) struct dmr_pool *pool = NULL;
-	_cleanup_table_ struct dmr_table *t = NULL;
 	struct dmr_dm_info info;
 	int r;
 
-	pool = calloc(1, sizeof(*pool));
-	if (!pool)
-		return -ENOMEM;
-	r = spec_copy(spec, &pool->spec);
+	assert(spec && ret_pool);
+	r = pool_new(spec, &pool);
 	if (r < 0)
 		return r;
-	r = backing_attach(spec->data_path, pool->data_dev, sizeof(pool->data_dev),
-			   &pool->data_is_loop, &pool->data_sectors);
-	if (r < 0)
-		return r;
-	r = backing_attach(spec->meta_path, pool->meta_dev, sizeof(pool->meta_dev),
-			   &pool->meta_is_loop, &pool->meta_sectors);
+	r = pool_attach(pool);
 	if (r < 0)
 		return r;
 	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
 	if (r < 0)
 		return r;
 	if (!info.exists) {
-		r = pool_table(pool, &t);
-		if (r < 0)
-			return r;
-		r = dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
+		r = pool_load(pool);
 		if (r < 0)
 			return r;
 	}
@@ -413,15 +435,11 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
 
 int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret)
 {
-	_cleanup_table_ struct dmr_table *st = NULL;
+	_cleanup_free_ char *params = NULL;
 	int r;
 
-	r = dmr_dm_status(DMR_POOL_DM_NAME, &st);
-	if (r < 0)
-		return r;
-	if (st->count != 1 || !dmr_streq(st->targets[0].type, "thin-pool"))
-		return -EPROTO;
-	return dmr_status_parse_thin_pool(st->targets[0].params, ret);
+	r = dmr_dm_target_status(DMR_POOL_DM_NAME, "thin-pool", &params);
+	return r < 0 ? r : dmr_status_parse_thin_pool(params, ret);
 }
 
 void dmr_pool_devno(const struct dmr_pool *pool, char buf[32])
@@ -474,6 +492,7 @@ int dmr_pool_free_bytes(const struct dmr_pool *pool, uint64_t *ret_bytes)
 	struct dmr_thin_pool_status st;
 	int r;
 
+	assert(pool && ret_bytes);
 	r = dmr_pool_status(pool, &st);
 	if (r < 0)
 		return r;

@@ -211,7 +211,7 @@ int dmr_probe_signatures(const char *path, char **ret_what)
 		break;
 	default:
 		r = dmr_negerrno();
-		log_debug("probe: libblkid failed on %s: %s", path, strerror(-r));
+		log_debug_errno(r, "probe: libblkid failed on %s: %m", path);
 		return r;
 	}
 	log_debug("probe: %s: %s", path, what ? what : "no signature");

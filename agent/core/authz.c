@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/core/authz.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,7 @@ int dmr_authz_add_dir(struct dmr_authz *az, enum dmr_authz_dir_kind kind, const 
 
 void dmr_authz_clear(struct dmr_authz *az)
 {
+	assert(az);
 	for (size_t k = 0; k < DMR_AUTHZ_KINDS; k++) {
 		for (size_t i = 0; i < az->n[k]; i++)
 			free(az->dirs[k][i]);
@@ -53,27 +55,22 @@ enum dmr_peer_class dmr_authz_peer(uid_t uid, bool privileged)
 	return privileged ? DMR_PEER_MEMBER : DMR_PEER_OTHER;
 }
 
-static int deny(char *why, size_t len, const char *fmt, ...) _printf_(3, 4);
-static int deny(char *why, size_t len, const char *fmt, ...)
+/* Say why in why[len], return r. */
+static int explain(int r, char *why, size_t len, const char *fmt, ...) _printf_(4, 5);
+static int explain(int r, char *why, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, len, fmt, ap);
 	va_end(ap);
-	return DMR_RC_ACCESS_DENIED;
+	return r;
 }
 
-static int refuse(char *why, size_t len, const char *fmt, ...) _printf_(3, 4);
-static int refuse(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-	return -EACCES;
-}
+/* A method or parameter the peer's class may not use: the WMI code. */
+#define deny(why, len, ...) explain(DMR_RC_ACCESS_DENIED, why, len, __VA_ARGS__)
+/* A path or command that is not acceptable: -EACCES. */
+#define refuse(why, len, ...) explain(-EACCES, why, len, __VA_ARGS__)
 
 /* root's word is taken as given: its paths and commands are not judged. */
 static int dup_as_given(const char *s, char **ret)
@@ -112,6 +109,7 @@ int dmr_authz_method(const struct dmr_authz *az, enum dmr_peer_class peer, const
 {
 	bool listed = false;
 
+	assert(az && method && why);
 	if (peer == DMR_PEER_ROOT || !mutating)
 		return 0;
 	if (peer != DMR_PEER_MEMBER)
@@ -162,6 +160,7 @@ int dmr_authz_disk_open(const struct dmr_authz *az, enum dmr_peer_class peer, co
 	struct stat st;
 	int r;
 
+	assert(az && ret_fd && why);
 	r = dmr_path_open(path, flags, &fd, &resolved);
 	if (r < 0)
 		return r;
@@ -193,6 +192,7 @@ int dmr_authz_source_open(const struct dmr_authz *az, const char *path, int flag
 	struct stat st;
 	int r;
 
+	assert(az && ret_fd);
 	r = dmr_path_open(path, flags, &fd, &resolved);
 	if (r < 0)
 		return r;
@@ -217,6 +217,7 @@ int dmr_authz_disk_new_ok(const struct dmr_authz *az, enum dmr_peer_class peer, 
 	char *slash, *s;
 	int r;
 
+	assert(az && ret_path && why);
 	if (!path || path[0] != '/' || !(parent = strdup(path)))
 		return -EINVAL;
 	if (peer == DMR_PEER_ROOT)
@@ -243,6 +244,7 @@ int dmr_authz_disk_create(const struct dmr_authz *az, enum dmr_peer_class peer, 
 	size_t n = peer == DMR_PEER_ROOT ? 0 : az->n[DMR_AUTHZ_IMAGE];
 	int r;
 
+	assert(az && ret_fd && why);
 	if (peer != DMR_PEER_ROOT && n == 0)
 		return refuse(why, len, "%s: creating disks is root-only (no --image-dir)", path);
 	r = dmr_path_create(path, O_RDWR, 0600, dirs(az, DMR_AUTHZ_IMAGE), n, ret_fd, ret_resolved);
@@ -259,6 +261,7 @@ int dmr_authz_socket(const struct dmr_authz *az, enum dmr_peer_class peer, const
 	struct stat st;
 	int r;
 
+	assert(az && ret_path && why);
 	if (peer == DMR_PEER_ROOT)
 		return dup_as_given(path, ret_path);
 	r = dmr_path_open(path, O_PATH, &fd, &resolved);
@@ -281,6 +284,7 @@ int dmr_authz_socket_open(const struct dmr_authz *az, const char *path, int *ret
 	_cleanup_close_ int fd = -1;
 	int r;
 
+	assert(az && ret_fd);
 	r = dmr_path_open(path, O_PATH, &fd, &resolved);
 	if (r < 0)
 		return r;
@@ -315,6 +319,7 @@ int dmr_authz_shim(const struct dmr_authz *az, enum dmr_peer_class peer, const c
 	char *s;
 	int r;
 
+	assert(az && ret_command && why);
 	if (peer == DMR_PEER_ROOT)
 		return dup_as_given(command, ret_command);
 	while (*command && isspace((unsigned char)*command))

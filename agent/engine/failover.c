@@ -7,6 +7,7 @@
 
 #include "agent/backend/backend.h"
 #include "agent/backend/classic.h"
+#include "agent/engine/job_hooks.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
 #include "common/rc.h"
@@ -446,7 +447,7 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	dmr_test_hook("initiate:done");
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
 	/* The failover is done and stands; a failing hook fails the job. */
-	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
+	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
 	if (r < 0)
 		return r;
 	dmr_job_set_percent(job, 100);
@@ -677,7 +678,7 @@ static int test_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
-	r = dmr_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
+	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
 	if (r < 0)
 		return r;
 	dmr_job_set_percent(job, 100);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/guest/hooks.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/rc.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -108,6 +108,22 @@ static int build_env(struct env *e, const char *vm, uint64_t point, bool test,
 	return 0;
 }
 
+/* Longer than any error a job keeps (engine/job.c): the report loses
+ * nothing. */
+#define ERROR_MAX 1024
+
+__attribute__((format(printf, 2, 3))) static void report_error(const struct dmr_hooks_report *rep,
+							       const char *fmt, ...)
+{
+	char msg[ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rep->error(rep->userdata, msg);
+}
+
 static bool name_ok(const char *n)
 {
 	if (!*n)
@@ -192,8 +208,8 @@ static int run_one(const char *path, char *const *envp)
 	return 128 + WTERMSIG(status);
 }
 
-int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t point, bool test,
-		  struct json_object *network)
+int dmr_hooks_run(const struct dmr_hooks_report *rep, const char *dir, const char *vm,
+		  uint64_t point, bool test, struct json_object *network)
 {
 	struct env env = { .n = 0 };
 	char *names[HOOKS_MAX];
@@ -204,20 +220,21 @@ int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t
 	struct dirent *de;
 	int r = 0;
 
+	assert(rep && rep->step && rep->results && rep->error);
 	if (!dir)
 		return 0;
+	assert(vm);
 	d = opendir(dir);
 	if (!d) {
 		if (errno == ENOENT)
 			return 0; /* no hooks configured */
 		r = -errno;
-		dmr_job_set_error(job, DMR_RC_FAILED, "hook directory %s: %s", dir, strerror(-r));
+		report_error(rep, "hook directory %s: %s", dir, strerror(-r));
 		return r;
 	}
 	if (fstat(dirfd(d), &st) < 0 || !safe(&st)) {
 		closedir(d);
-		dmr_job_set_error(job, DMR_RC_FAILED,
-				  "hook directory %s is not root's alone: no hook was run", dir);
+		report_error(rep, "hook directory %s is not root's alone: no hook was run", dir);
 		return -EPERM;
 	}
 	while ((de = readdir(d)) && n < HOOKS_MAX) {
@@ -226,8 +243,8 @@ int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t
 			continue;
 		if (!safe(&st)) {
 			r = -EPERM;
-			dmr_job_set_error(job, DMR_RC_FAILED, "hook %s/%s is not root's alone: no hook was run",
-					  dir, de->d_name);
+			report_error(rep, "hook %s/%s is not root's alone: no hook was run", dir,
+				     de->d_name);
 			break;
 		}
 		if (!(names[n] = strdup(de->d_name))) {
@@ -241,8 +258,7 @@ int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t
 		qsort(names, n, sizeof(*names), cmp_str);
 		r = build_env(&env, vm, point, test, network);
 		if (r < 0)
-			dmr_job_set_error(job, DMR_RC_FAILED, "cannot prepare the hooks' environment: %s",
-					  strerror(-r));
+			report_error(rep, "cannot prepare the hooks' environment: %s", strerror(-r));
 	}
 	results = json_object_new_array();
 	for (size_t i = 0; r == 0 && i < n; i++) {
@@ -261,7 +277,7 @@ int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t
 		x = run_one(path, env.v);
 		dt = dmr_now_usec() - t0;
 		snprintf(step, sizeof(step), "hook:%s", names[i]);
-		dmr_job_add_step(job, step, dt);
+		rep->step(rep->userdata, step, dt);
 		json_object_object_add(o, "name", json_object_new_string(names[i]));
 		json_object_object_add(o, "exit_status", x >= 0 ? json_object_new_int(x) : NULL);
 		json_object_object_add(o, "usec", json_object_new_int64((int64_t)dt));
@@ -269,19 +285,19 @@ int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t
 		log_info("VM %s: hook %s: %s %d in %" PRIu64 " ms", vm, names[i],
 			 x >= 0 ? "exit" : "error", x, dt / 1000);
 		if (x == -ETIMEDOUT) {
-			dmr_job_set_error(job, DMR_RC_FAILED, "failover hook %s ran past %d s and was killed",
-					  names[i], DMR_HOOK_TIMEOUT_SEC);
+			report_error(rep, "failover hook %s ran past %d s and was killed", names[i],
+				     DMR_HOOK_TIMEOUT_SEC);
 			r = -ETIMEDOUT;
 		} else if (x < 0) {
-			dmr_job_set_error(job, DMR_RC_FAILED, "failover hook %s: %s", names[i], strerror(-x));
+			report_error(rep, "failover hook %s: %s", names[i], strerror(-x));
 			r = x;
 		} else if (x != 0) {
-			dmr_job_set_error(job, DMR_RC_FAILED, "failover hook %s exited %d", names[i], x);
+			report_error(rep, "failover hook %s exited %d", names[i], x);
 			r = -EIO;
 		}
 	}
 	if (results)
-		dmr_job_set_result(job, "hooks", results);
+		rep->results(rep->userdata, results);
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	env_free(&env);

@@ -18,11 +18,15 @@
  * [A-Za-z0-9_-], in name order, stdin /dev/null, output to the agent's log,
  * no other descriptor of the agent's (all above stderr are closed).
  * The directory and every hook must be owned by root and writable by no one
- * else (they run as root); otherwise none runs and the job fails.  Each
- * hook's exit status and duration go into the job (result "hooks" and a
- * "hook:NAME" step).  A hook that exits non-zero, or runs past 60 s (then
- * it is killed), fails the job with 32768 naming it; the hooks after it
- * do not run.  The failover itself stands: revert it if it must not.
+ * else (they run as root); otherwise none runs and the run fails.  Each
+ * hook's exit status and duration are reported (the failover's job records
+ * them as its result "hooks" and a "hook:NAME" step: agent/engine/job_hooks.h).
+ * A hook that exits non-zero, or runs past 60 s (then it is killed), fails
+ * the run with an error naming it (the job's 32768); the hooks after it do
+ * not run.  The failover itself stands: revert it if it must not.
+ *
+ * Called by the failover engine, through agent/engine/job_hooks.h; this
+ * module knows nothing of jobs.
  */
 #ifndef DMR_AGENT_HOOKS_H
 #define DMR_AGENT_HOOKS_H
@@ -31,14 +35,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/engine/job.h"
-
 #define DMR_HOOK_DIR_DEFAULT "/etc/dmrep/failover.d"
 #define DMR_HOOK_TIMEOUT_SEC 60
 
-/* 0 if every hook succeeded (or there is none), else a negative errno
- * with the job's error set.  network may be NULL. */
-int dmr_hooks_run(struct dmr_job *job, const char *dir, const char *vm, uint64_t point, bool test,
-		  struct json_object *network);
+/* Where a run reports to, on the caller's thread.  Every member but
+ * userdata must be set. */
+struct dmr_hooks_report {
+	void *userdata;
+	/* A hook ended: step is "hook:NAME", usec how long it ran. */
+	void (*step)(void *userdata, const char *step, uint64_t usec);
+	/* Once, after the hooks ran, unless the directory is missing or
+	 * refused: [{"name", "exit_status" (null if it could not run),
+	 * "usec"}]; the callee takes the reference. */
+	void (*results)(void *userdata, struct json_object *results);
+	/* Why the run fails, one line; at most once per run. */
+	void (*error)(void *userdata, const char *message);
+};
+
+/* 0 if every hook succeeded (or there is none, or dir is NULL), else a
+ * negative errno, with the reason reported through report->error (a
+ * failed allocation may report none).  network may be NULL. */
+int dmr_hooks_run(const struct dmr_hooks_report *report, const char *dir, const char *vm,
+		  uint64_t point, bool test, struct json_object *network);
 
 #endif

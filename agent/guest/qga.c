@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/guest/qga.h"
 
-#include <ctype.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <sys/random.h>
 
@@ -15,23 +15,12 @@
 
 struct dmr_qga {
 	struct dmr_jsonl *chan;
-	struct json_tokener *tok;
 	bool synced;
 	uint64_t rand_state;
 	bool has_error;
 	char error_desc[1024];
 	char cmd[256];
 };
-
-static bool is_qga_name(const char *s)
-{
-	if (!s || !s[0])
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-			return false;
-	return true;
-}
 
 /* A sync id: positive and within 31 bits, which every agent's int
  * parsing takes; random so that a stale reply to an abandoned sync (ours
@@ -60,7 +49,7 @@ static int qga_sync(struct dmr_qga *g, uint64_t deadline)
 		return -EINVAL;
 	r = dmr_jsonl_send(g->chan, g->cmd, (size_t)n, deadline);
 	if (r < 0)
-		return log_debug_errno(r, "qga: sending guest-sync-delimited: %s", strerror(-r));
+		return log_debug_errno(r, "qga: sending guest-sync-delimited: %m");
 
 	for (;;) {
 		struct json_object *o = NULL, *v;
@@ -72,14 +61,14 @@ static int qga_sync(struct dmr_qga *g, uint64_t deadline)
 		if (r >= 0)
 			r = dmr_jsonl_read_line(g->chan, deadline, &line, &len);
 		if (r < 0)
-			return log_debug_errno(r, "qga: guest-sync-delimited: %s", strerror(-r));
+			return log_debug_errno(r, "qga: guest-sync-delimited: %m");
 		/* Several sentinels in a row: the reply follows the last. */
 		ff = memrchr(line, QGA_SENTINEL, len);
 		if (ff) {
 			len -= (size_t)(ff + 1 - line);
 			line = ff + 1;
 		}
-		if (dmr_json_parse_line(g->tok, line, len, &o) < 0) {
+		if (dmr_jsonl_parse_line(g->chan, line, len, &o) < 0) {
 			log_debug("qga: skipping garbage after a sentinel: %.120s", line);
 			continue;
 		}
@@ -102,7 +91,7 @@ static int qga_exec(struct dmr_qga *g, const char *command, struct json_object *
 	size_t len;
 	int r, n;
 
-	if (!is_qga_name(command) || (arguments && !json_object_is_type(arguments, json_type_object)))
+	if (!dmr_qapi_name_valid(command) || (arguments && !json_object_is_type(arguments, json_type_object)))
 		return -EINVAL;
 	g->has_error = false;
 	g->error_desc[0] = '\0';
@@ -136,7 +125,7 @@ static int qga_exec(struct dmr_qga *g, const char *command, struct json_object *
 	g->synced = false;
 	r = dmr_jsonl_send(g->chan, msg, len, deadline);
 	if (r < 0)
-		return log_debug_errno(r, "qga: sending %s: %s", command, strerror(-r));
+		return log_debug_errno(r, "qga: sending %s: %m", command);
 
 	for (;;) {
 		struct json_object *o = NULL, *v;
@@ -145,10 +134,10 @@ static int qga_exec(struct dmr_qga *g, const char *command, struct json_object *
 
 		r = dmr_jsonl_read_line(g->chan, deadline, &line, &llen);
 		if (r < 0)
-			return log_debug_errno(r, "qga: %s: %s", command, strerror(-r));
+			return log_debug_errno(r, "qga: %s: %m", command);
 		if (strspn(line, " \t") == llen)
 			continue;
-		r = dmr_json_parse_line(g->tok, line, llen, &o);
+		r = dmr_jsonl_parse_line(g->chan, line, llen, &o);
 		if (r < 0)
 			return log_debug_errno(r, "qga: %s: not a JSON object: %.120s", command, line);
 		if (json_object_object_get_ex(o, "error", &v)) {
@@ -179,12 +168,19 @@ static int qga_exec(struct dmr_qga *g, const char *command, struct json_object *
 	}
 }
 
+void dmr_qga_free(struct dmr_qga *g)
+{
+	dmr_jsonl_free(g ? g->chan : NULL);
+	free(g);
+}
+
 int dmr_qga_connect(const char *path, int timeout_ms, struct dmr_qga **ret_qga)
 {
 	uint64_t deadline = dmr_deadline_from_ms(timeout_ms);
-	struct dmr_qga *g;
+	_cleanup_qga_ struct dmr_qga *g = NULL;
 	int r;
 
+	assert(ret_qga);
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -195,48 +191,32 @@ int dmr_qga_connect(const char *path, int timeout_ms, struct dmr_qga **ret_qga)
 		g->rand_state = dmr_now_usec() ^ ((uint64_t)getpid() << 32);
 	if (!g->rand_state)
 		g->rand_state = 0x9e3779b97f4a7c15ull;
-	g->tok = json_tokener_new_ex(64);
-	if (!g->tok) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	json_tokener_set_flags(g->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	r = dmr_jsonl_connect(path, deadline, &g->chan);
 	if (r < 0)
-		goto fail;
+		return r;
 	r = qga_sync(g, deadline);
 	if (r < 0)
-		goto fail;
-	*ret_qga = g;
+		return r;
+	*ret_qga = DMR_TAKE_PTR(g);
 	return 0;
-fail:
-	dmr_qga_free(g);
-	return r;
-}
-
-void dmr_qga_free(struct dmr_qga *g)
-{
-	if (!g)
-		return;
-	dmr_jsonl_free(g->chan);
-	if (g->tok)
-		json_tokener_free(g->tok);
-	free(g);
 }
 
 int dmr_qga_sync(struct dmr_qga *g, int timeout_ms)
 {
+	assert(g);
 	return qga_sync(g, dmr_deadline_from_ms(timeout_ms));
 }
 
 int dmr_qga_execute(struct dmr_qga *g, const char *command, struct json_object *arguments,
 		    int timeout_ms, struct json_object **ret_return)
 {
+	assert(g);
 	return qga_exec(g, command, arguments, dmr_deadline_from_ms(timeout_ms), ret_return);
 }
 
 const char *dmr_qga_last_error(const struct dmr_qga *g)
 {
+	assert(g);
 	return g->has_error ? g->error_desc : NULL;
 }
 
@@ -279,6 +259,7 @@ int dmr_qga_fsfreeze_status(struct dmr_qga *g, int timeout_ms, bool *ret_frozen)
 	const char *s;
 	int r;
 
+	assert(g && ret_frozen);
 	r = dmr_qga_execute(g, "guest-fsfreeze-status", NULL, timeout_ms, &ret);
 	if (r < 0)
 		return r;

@@ -39,18 +39,16 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 
+#include "common/util.h"
+
 struct dmr_qga;
 
 /* Connect to the agent's socket and resynchronise, within timeout_ms
  * (negative: no timeout). */
 int dmr_qga_connect(const char *path, int timeout_ms, struct dmr_qga **ret_qga);
 void dmr_qga_free(struct dmr_qga *g);
-
-static inline void dmr_qga_freep(struct dmr_qga **g)
-{
-	dmr_qga_free(*g);
-}
-#define _cleanup_qga_ __attribute__((cleanup(dmr_qga_freep)))
+DMR_DEFINE_FREEP(struct dmr_qga *, dmr_qga_free)
+#define _cleanup_qga_ _cleanup_(dmr_qga_freep)
 
 /* Resynchronise now (guest-sync-delimited with a fresh random id). */
 int dmr_qga_sync(struct dmr_qga *g, int timeout_ms);

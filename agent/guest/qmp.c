@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/guest/qmp.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +22,7 @@
 struct dmr_jsonl {
 	int fd;
 	bool dead;
+	struct json_tokener *tok; /* the lines' parser */
 	char *buf;
 	size_t cap;
 	size_t start;   /* first byte not yet handed out */
@@ -82,14 +84,32 @@ static bool errno_is_unreachable(int e)
 	       e == ECONNABORTED || e == EHOSTUNREACH;
 }
 
+/* The negative errno r as the caller sees it. */
+static int unreachable_or(int r)
+{
+	return errno_is_unreachable(-r) ? -EHOSTUNREACH : r;
+}
+
+bool dmr_qapi_name_valid(const char *s)
+{
+	if (!s || !s[0])
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+	return true;
+}
+
 int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **ret_chan)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_close_ int fd = -1, pfd = -1;
 	_cleanup_free_ char *buf = NULL;
+	struct json_tokener *tok;
 	struct dmr_jsonl *c;
 	int r;
 
+	assert(ret_chan);
 	if (!path || !path[0])
 		return -EINVAL;
 	/* Resolved and judged once (agent/core/authz.h), then reached through
@@ -97,9 +117,11 @@ int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **re
 	 * connected to. */
 	r = dmr_authz_socket_open(dmr_authz_conf(), path, &pfd);
 	if (r < 0) {
-		log_debug("jsonl: %s: %s", path, r == -EACCES ?
-			  "no longer resolves inside a --socket-dir" : strerror(-r));
-		return errno_is_unreachable(-r) ? -EHOSTUNREACH : r;
+		if (r == -EACCES)
+			log_debug("jsonl: %s: no longer resolves inside a --socket-dir", path);
+		else
+			log_debug_errno(r, "jsonl: %s: %m", path);
+		return unreachable_or(r);
 	}
 	dmr_path_fd_name(pfd, sa.sun_path);
 
@@ -135,16 +157,20 @@ int dmr_jsonl_connect(const char *path, uint64_t deadline, struct dmr_jsonl **re
 			if (r == 0)
 				break;
 		}
-		log_debug("jsonl: connect %s: %s", path, strerror(r));
-		return errno_is_unreachable(r) ? -EHOSTUNREACH : -r;
+		return unreachable_or(log_debug_errno(-r, "jsonl: connect %s: %m", path));
 	}
 
 	buf = malloc(JSONL_INITIAL_BUF);
+	tok = json_tokener_new_ex(64);
 	c = calloc(1, sizeof(*c));
-	if (!buf || !c) {
+	if (!buf || !tok || !c) {
+		if (tok)
+			json_tokener_free(tok);
 		free(c);
 		return -ENOMEM;
 	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	c->tok = tok;
 	c->buf = DMR_TAKE_PTR(buf);
 	c->cap = JSONL_INITIAL_BUF;
 	c->fd = DMR_TAKE_FD(fd);
@@ -158,6 +184,7 @@ void dmr_jsonl_free(struct dmr_jsonl *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	json_tokener_free(c->tok);
 	free(c->buf);
 	free(c);
 }
@@ -168,11 +195,26 @@ static int chan_fail(struct dmr_jsonl *c, int r)
 	return r;
 }
 
+/* After a send or recv (op) that failed with errno: 0 when it is worth
+ * trying again (interrupted, or the socket became ready for events), else
+ * the error, with the channel dead unless the deadline passed. */
+static int chan_retry(struct dmr_jsonl *c, const char *op, short events, uint64_t deadline)
+{
+	int e = errno;
+
+	if (e == EINTR)
+		return 0;
+	if (e != EAGAIN)
+		return chan_fail(c, unreachable_or(log_debug_errno(-e, "jsonl: %s: %m", op)));
+	return wait_fd(c->fd, events, deadline);
+}
+
 int dmr_jsonl_send(struct dmr_jsonl *c, const void *buf, size_t len, uint64_t deadline)
 {
 	const char *p = buf;
 	int r;
 
+	assert(c && (buf || len == 0));
 	if (c->dead)
 		return -EHOSTUNREACH;
 	while (len > 0) {
@@ -183,14 +225,7 @@ int dmr_jsonl_send(struct dmr_jsonl *c, const void *buf, size_t len, uint64_t de
 			len -= (size_t)k;
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN) {
-			r = errno;
-			log_debug("jsonl: send: %s", strerror(r));
-			return chan_fail(c, errno_is_unreachable(r) ? -EHOSTUNREACH : -r);
-		}
-		r = wait_fd(c->fd, POLLOUT, deadline);
+		r = chan_retry(c, "send", POLLOUT, deadline);
 		if (r < 0)
 			return r;
 	}
@@ -233,14 +268,7 @@ static int chan_fill(struct dmr_jsonl *c, uint64_t deadline)
 			log_debug("jsonl: peer closed the connection");
 			return chan_fail(c, -EHOSTUNREACH);
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN) {
-			r = errno;
-			log_debug("jsonl: recv: %s", strerror(r));
-			return chan_fail(c, errno_is_unreachable(r) ? -EHOSTUNREACH : -r);
-		}
-		r = wait_fd(c->fd, POLLIN, deadline);
+		r = chan_retry(c, "recv", POLLIN, deadline);
 		if (r < 0)
 			return r;
 	}
@@ -250,6 +278,7 @@ int dmr_jsonl_read_line(struct dmr_jsonl *c, uint64_t deadline, char **ret_line,
 {
 	int r;
 
+	assert(c && ret_line && ret_len);
 	if (c->dead)
 		return -EHOSTUNREACH;
 	for (;;) {
@@ -283,6 +312,7 @@ int dmr_jsonl_skip_past(struct dmr_jsonl *c, unsigned char sentinel, uint64_t de
 {
 	int r;
 
+	assert(c);
 	if (c->dead)
 		return -EHOSTUNREACH;
 	for (;;) {
@@ -302,12 +332,15 @@ int dmr_jsonl_skip_past(struct dmr_jsonl *c, unsigned char sentinel, uint64_t de
 	}
 }
 
-int dmr_json_parse_line(struct json_tokener *tok, const char *line, size_t len,
-			struct json_object **ret_obj)
+int dmr_jsonl_parse_line(struct dmr_jsonl *c, const char *line, size_t len,
+			 struct json_object **ret_obj)
 {
+	struct json_tokener *tok;
 	struct json_object *o;
 	size_t end;
 
+	assert(c && line && ret_obj);
+	tok = c->tok;
 	/* What the hypervisor or the guest sends reaches logs and job
 	 * errors: UTF-8 or nothing (json-c's own check, set on every
 	 * tokener here, lets overlong forms through). */
@@ -338,7 +371,6 @@ int dmr_json_parse_line(struct json_tokener *tok, const char *line, size_t len,
 
 struct dmr_qmp {
 	struct dmr_jsonl *chan;
-	struct json_tokener *tok;
 	uint64_t next_id;
 	int timeout_ms;
 	int version[3];
@@ -349,16 +381,6 @@ struct dmr_qmp {
 	unsigned n_events;
 	char cmd[256]; /* a command without arguments, formatted in place */
 };
-
-static bool is_qmp_name(const char *s)
-{
-	if (!s || !s[0])
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-			return false;
-	return true;
-}
 
 /* Text from the hypervisor, kept for logs and job errors: escaped, cut
  * on a character boundary. */
@@ -408,7 +430,7 @@ static int qmp_read_reply(struct dmr_qmp *q, uint64_t id, uint64_t deadline,
 			return r;
 		if (strspn(line, " \t") == len)
 			continue;
-		r = dmr_json_parse_line(q->tok, line, len, &o);
+		r = dmr_jsonl_parse_line(q->chan, line, len, &o);
 		if (r < 0)
 			return log_debug_errno(qmp_drop(q, r), "qmp: not a JSON object: %.120s", line);
 		if (json_object_object_get_ex(o, "event", &ev)) {
@@ -477,7 +499,7 @@ static int qmp_exec(struct dmr_qmp *q, const char *command, struct json_object *
 	uint64_t id;
 	int r, n;
 
-	if (!is_qmp_name(command))
+	if (!dmr_qapi_name_valid(command))
 		return -EINVAL;
 	q->has_error = false;
 	q->error_class[0] = q->error_desc[0] = '\0';
@@ -523,11 +545,11 @@ static int qmp_exec(struct dmr_qmp *q, const char *command, struct json_object *
 		r = dmr_jsonl_send(q->chan, line, len, deadline);
 	}
 	if (r < 0)
-		return log_debug_errno(r, "qmp: sending %s: %s", command, strerror(-r));
+		return log_debug_errno(r, "qmp: sending %s: %m", command);
 
 	r = qmp_read_reply(q, id, deadline, &reply);
 	if (r < 0)
-		return log_debug_errno(r, "qmp: %s: %s", command, strerror(-r));
+		return log_debug_errno(r, "qmp: %s: %m", command);
 	if (ret_return)
 		*ret_return = reply;
 	else
@@ -548,63 +570,51 @@ static void parse_version(struct dmr_qmp *q, struct json_object *greeting)
 			q->version[i] = json_object_get_int(v);
 }
 
+void dmr_qmp_free(struct dmr_qmp *q)
+{
+	dmr_jsonl_free(q ? q->chan : NULL);
+	free(q);
+}
+
 int dmr_qmp_connect(const char *path, int timeout_ms, struct dmr_qmp **ret_qmp)
 {
+	_cleanup_qmp_ struct dmr_qmp *q = NULL;
 	uint64_t deadline = dmr_deadline_from_ms(timeout_ms);
 	struct json_object *greeting = NULL;
-	struct dmr_qmp *q;
 	int r;
 
+	assert(ret_qmp);
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
 	q->next_id = 1;
 	q->timeout_ms = timeout_ms;
-	q->tok = json_tokener_new_ex(64);
-	if (!q->tok) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	json_tokener_set_flags(q->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	r = dmr_jsonl_connect(path, deadline, &q->chan);
 	if (r < 0)
-		goto fail;
+		return r;
 	r = qmp_read_reply(q, 0, deadline, &greeting);
-	if (r < 0) {
-		log_debug("qmp: %s: no greeting: %s", path, strerror(-r));
-		goto fail;
-	}
+	if (r < 0)
+		return log_debug_errno(r, "qmp: %s: no greeting: %m", path);
 	parse_version(q, greeting);
 	json_object_put(greeting);
 	r = qmp_exec(q, "qmp_capabilities", NULL, deadline, NULL);
 	if (r < 0)
-		goto fail;
+		return r;
 	log_debug("qmp: connected to %s (QEMU %d.%d.%d)", path, q->version[0], q->version[1],
 		  q->version[2]);
-	*ret_qmp = q;
+	*ret_qmp = DMR_TAKE_PTR(q);
 	return 0;
-fail:
-	dmr_qmp_free(q);
-	return r;
-}
-
-void dmr_qmp_free(struct dmr_qmp *q)
-{
-	if (!q)
-		return;
-	dmr_jsonl_free(q->chan);
-	if (q->tok)
-		json_tokener_free(q->tok);
-	free(q);
 }
 
 void dmr_qmp_set_timeout(struct dmr_qmp *q, int timeout_ms)
 {
+	assert(q);
 	q->timeout_ms = timeout_ms;
 }
 
 void dmr_qmp_version(const struct dmr_qmp *q, int *ret_major, int *ret_minor, int *ret_micro)
 {
+	assert(q && ret_major && ret_minor && ret_micro);
 	*ret_major = q->version[0];
 	*ret_minor = q->version[1];
 	*ret_micro = q->version[2];
@@ -613,6 +623,7 @@ void dmr_qmp_version(const struct dmr_qmp *q, int *ret_major, int *ret_minor, in
 int dmr_qmp_execute(struct dmr_qmp *q, const char *command, struct json_object *arguments,
 		    int timeout_ms, struct json_object **ret_return)
 {
+	assert(q);
 	if (arguments && !json_object_is_type(arguments, json_type_object))
 		return -EINVAL;
 	return qmp_exec(q, command, arguments, dmr_deadline_from_ms(timeout_ms), ret_return);
@@ -620,21 +631,25 @@ int dmr_qmp_execute(struct dmr_qmp *q, const char *command, struct json_object *
 
 const char *dmr_qmp_last_error(const struct dmr_qmp *q)
 {
+	assert(q);
 	return q->has_error ? q->error_desc : NULL;
 }
 
 const char *dmr_qmp_last_error_class(const struct dmr_qmp *q)
 {
+	assert(q);
 	return q->has_error ? q->error_class : NULL;
 }
 
 const char *dmr_qmp_last_event(const struct dmr_qmp *q)
 {
+	assert(q);
 	return q->n_events > 0 ? q->last_event : NULL;
 }
 
 unsigned dmr_qmp_event_count(const struct dmr_qmp *q)
 {
+	assert(q);
 	return q->n_events;
 }
 
@@ -689,6 +704,7 @@ int dmr_qmp_hmp(struct dmr_qmp *q, const char *command_line, char **ret_output)
 	char *s;
 	int r;
 
+	assert(q && ret_output);
 	if (!command_line)
 		return -EINVAL;
 	args = json_object_new_object();

@@ -51,6 +51,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/util.h"
+
 /* ---- JSON-lines transport over a Unix stream socket ---------------------
  * Shared by the QMP and QGA clients: connect with a deadline, send all of a
  * buffer, read newline-terminated lines (split across reads or several per
@@ -86,11 +88,16 @@ int dmr_jsonl_read_line(struct dmr_jsonl *c, uint64_t deadline, char **ret_line,
 /* Discard input up to and including the next byte equal to sentinel. */
 int dmr_jsonl_skip_past(struct dmr_jsonl *c, unsigned char sentinel, uint64_t deadline);
 
-/* Parse one line as a JSON object with tok (reset here).  -EPROTO unless
- * the whole line is exactly one JSON object (whitespace around it is
- * fine).  *ret_obj is a new reference. */
-int dmr_json_parse_line(struct json_tokener *tok, const char *line, size_t len,
-			struct json_object **ret_obj);
+/* Parse one line (read from c, or any text) as a JSON object with the
+ * channel's strict parser.  -EPROTO unless the whole line is exactly one
+ * JSON object (whitespace around it is fine) in valid UTF-8.  *ret_obj is
+ * a new reference. */
+int dmr_jsonl_parse_line(struct dmr_jsonl *c, const char *line, size_t len,
+			 struct json_object **ret_obj);
+
+/* Whether s is a command name QMP and the guest agent take (QAPI: letters,
+ * digits, '-' and '_'; not empty). */
+bool dmr_qapi_name_valid(const char *s);
 
 /* ---- QMP ---------------------------------------------------------------- */
 
@@ -103,12 +110,8 @@ struct dmr_qmp;
  */
 int dmr_qmp_connect(const char *path, int timeout_ms, struct dmr_qmp **ret_qmp);
 void dmr_qmp_free(struct dmr_qmp *q);
-
-static inline void dmr_qmp_freep(struct dmr_qmp **q)
-{
-	dmr_qmp_free(*q);
-}
-#define _cleanup_qmp_ __attribute__((cleanup(dmr_qmp_freep)))
+DMR_DEFINE_FREEP(struct dmr_qmp *, dmr_qmp_free)
+#define _cleanup_qmp_ _cleanup_(dmr_qmp_freep)
 
 /* Timeout of the convenience calls (stop, cont, ...); negative: none. */
 void dmr_qmp_set_timeout(struct dmr_qmp *q, int timeout_ms);

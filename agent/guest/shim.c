@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/guest/shim.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -155,12 +156,24 @@ oom:
 	return -ENOMEM;
 }
 
+void dmr_shim_free(struct dmr_shim *s)
+{
+	if (!s)
+		return;
+	dmr_qmp_free(s->qmp);
+	free_argv(s->argv, s->verb_slot);
+	free(s->target);
+	free(s->vm);
+	free(s);
+}
+
 int dmr_shim_new(const char *kind, const char *target, const char *vm, struct dmr_shim **ret)
 {
-	struct dmr_shim *s;
+	_cleanup_shim_ struct dmr_shim *s = NULL;
 	enum shim_kind k;
 	int r;
 
+	assert(ret);
 	if (dmr_streq(kind, "qmp"))
 		k = SHIM_QMP;
 	else if (dmr_streq(kind, "exec"))
@@ -178,41 +191,24 @@ int dmr_shim_new(const char *kind, const char *target, const char *vm, struct dm
 	s->kind = k;
 	s->timeout_ms = DMR_SHIM_TIMEOUT_MS;
 	s->vm = strdup(vm);
-	if (!s->vm) {
-		r = -ENOMEM;
-		goto fail;
-	}
+	if (!s->vm)
+		return -ENOMEM;
 	if (k == SHIM_QMP) {
 		s->target = strdup(target);
-		if (!s->target) {
-			r = -ENOMEM;
-			goto fail;
-		}
+		if (!s->target)
+			return -ENOMEM;
 	} else if (k == SHIM_EXEC) {
 		r = split_command(target, vm, &s->argv, &s->verb_slot);
 		if (r < 0)
-			goto fail;
+			return r;
 	}
-	*ret = s;
+	*ret = DMR_TAKE_PTR(s);
 	return 0;
-fail:
-	dmr_shim_free(s);
-	return r;
-}
-
-void dmr_shim_free(struct dmr_shim *s)
-{
-	if (!s)
-		return;
-	dmr_qmp_free(s->qmp);
-	free_argv(s->argv, s->verb_slot);
-	free(s->target);
-	free(s->vm);
-	free(s);
 }
 
 int dmr_shim_set_timeout(struct dmr_shim *s, int timeout_ms)
 {
+	assert(s);
 	if (timeout_ms <= 0)
 		return -EINVAL;
 	s->timeout_ms = timeout_ms;
@@ -223,11 +219,13 @@ int dmr_shim_set_timeout(struct dmr_shim *s, int timeout_ms)
 
 const char *dmr_shim_kind(const struct dmr_shim *s)
 {
+	assert(s);
 	return kind_names[s->kind];
 }
 
 const char *dmr_shim_last_error(const struct dmr_shim *s)
 {
+	assert(s);
 	return s->error;
 }
 
@@ -504,6 +502,7 @@ static int run_verb(struct dmr_shim *s, const char *qmp_command, const char *ver
 {
 	char out[64];
 
+	assert(s);
 	s->error[0] = '\0';
 	switch (s->kind) {
 	case SHIM_QMP:
@@ -518,6 +517,7 @@ static int run_verb(struct dmr_shim *s, const char *qmp_command, const char *ver
 
 int dmr_shim_status(struct dmr_shim *s, enum dmr_guest_status *ret_status)
 {
+	assert(s && ret_status);
 	s->error[0] = '\0';
 	switch (s->kind) {
 	case SHIM_QMP:

@@ -47,6 +47,8 @@
 #ifndef DMR_AGENT_SHIM_H
 #define DMR_AGENT_SHIM_H
 
+#include "common/util.h"
+
 enum dmr_guest_status {
 	DMR_GUEST_UNKNOWN,     /* the hypervisor said something else, e.g. a
 				* migration is under way */
@@ -70,12 +72,8 @@ struct dmr_shim;
  * Nothing is connected or run here. */
 int dmr_shim_new(const char *kind, const char *target, const char *vm, struct dmr_shim **ret);
 void dmr_shim_free(struct dmr_shim *s);
-
-static inline void dmr_shim_freep(struct dmr_shim **s)
-{
-	dmr_shim_free(*s);
-}
-#define _cleanup_shim_ __attribute__((cleanup(dmr_shim_freep)))
+DMR_DEFINE_FREEP(struct dmr_shim *, dmr_shim_free)
+#define _cleanup_shim_ _cleanup_(dmr_shim_freep)
 
 /* The timeout of each later operation (and, capped at
  * DMR_SHIM_CONNECT_TIMEOUT_MS, of a QMP connect); must be positive. */

@@ -254,6 +254,22 @@ static int socket_dir_prepare(const struct dmr_agent *a, const char *dir)
 	return 0;
 }
 
+/* Close and free what dmr_server_open made; the socket file stays (a
+ * failed open must not unlink a socket it did not bind). */
+static void server_release(struct dmr_server *s)
+{
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->done_fd >= 0)
+		close(s->done_fd);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s->path);
+	free(s);
+}
+
 int dmr_server_open(struct dmr_agent *a, struct dmr_server **ret_server)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -332,21 +348,13 @@ int dmr_server_open(struct dmr_agent *a, struct dmr_server **ret_server)
 	*ret_server = s;
 	return 0;
 fail:
-	if (s->lfd >= 0)
-		close(s->lfd);
-	if (s->epfd >= 0)
-		close(s->epfd);
-	if (s->done_fd >= 0)
-		close(s->done_fd);
-	pthread_cond_destroy(&s->cond);
-	pthread_mutex_destroy(&s->lock);
-	free(s->path);
-	free(s);
+	server_release(s);
 	return r;
 }
 
 void dmr_server_set_methods(struct dmr_server *s, const struct dmr_method *methods)
 {
+	assert(s);
 	s->methods = methods ? methods : dmr_methods;
 }
 
@@ -356,18 +364,9 @@ void dmr_server_free(struct dmr_server *s)
 		return;
 	while (s->n_clients)
 		client_free(s, s->clients[0]);
-	if (s->lfd >= 0)
-		close(s->lfd);
-	if (s->epfd >= 0)
-		close(s->epfd);
-	if (s->done_fd >= 0)
-		close(s->done_fd);
-	pthread_cond_destroy(&s->cond);
-	pthread_mutex_destroy(&s->lock);
 	if (s->path)
 		(void)unlink(s->path);
-	free(s->path);
-	free(s);
+	server_release(s);
 }
 
 /* Watch for input only while the client may send a request (not busy, not
@@ -802,11 +801,11 @@ static void accept_clients(struct dmr_server *s)
 
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warning("accept: %s", strerror(errno));
+				log_warning_errno(dmr_negerrno(), "accept: %m");
 			return;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-			log_warning("refusing a client: %s", strerror(errno));
+			log_warning_errno(dmr_negerrno(), "refusing a client: %m");
 			close(fd);
 			continue;
 		}
@@ -1014,6 +1013,7 @@ int dmr_server_run(struct dmr_server *s, int stop_fd)
 	uint64_t polled = 0;
 	int r;
 
+	assert(s);
 	if (stop_fd >= 0) {
 		ev.data.ptr = &stop_tag;
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0)

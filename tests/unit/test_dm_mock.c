@@ -26,6 +26,7 @@ static struct {
 	int n_fail;
 	int exists; /* for DM_DEVICE_INFO */
 	const char *uuid; /* the device's UUID (NULL: "LVM-notours") */
+	const char *target_type, *target_params; /* the one target (NULL: zero, "") */
 } fake;
 
 struct dm_task {
@@ -209,8 +210,8 @@ void *__wrap_dm_get_next_target(struct dm_task *t, void *next, uint64_t *start, 
 	(void)next;
 	*start = 0;
 	*length = 8;
-	*type = (char *)"zero";
-	*params = (char *)"";
+	*type = (char *)(fake.target_type ? fake.target_type : "zero");
+	*params = (char *)(fake.target_params ? fake.target_params : "");
 	return NULL;
 }
 
@@ -381,6 +382,31 @@ static void test_table_untouched_on_failure(void **state)
 	assert_int_equal(dmr_dm_table("x", false, NULL), -EINVAL);
 }
 
+/* One target's status (what snapshots/pool.c and classic.c parse): its
+ * params if the type is the one expected, else -EPROTO; nothing returned
+ * on failure. */
+static void test_target_status(void **state)
+{
+	char *sentinel = (char *)0x1, *p = sentinel;
+
+	(void)state;
+	fake.target_type = "snapshot";
+	fake.target_params = "16/1024 8";
+	assert_int_equal(dmr_dm_target_status("x", "snapshot", &p), 0);
+	assert_string_equal(p, "16/1024 8");
+	free(p);
+	p = sentinel;
+	assert_int_equal(dmr_dm_target_status("x", "thin-pool", &p), -EPROTO);
+	assert_ptr_equal(p, sentinel);
+	fake.fail_errno[0] = ENXIO;
+	fake.n_fail = 1;
+	assert_int_equal(dmr_dm_target_status("x", "snapshot", &p), -ENOENT);
+	assert_ptr_equal(p, sentinel);
+	assert_int_equal(dmr_dm_target_status("bad/name", "snapshot", &p), -EINVAL);
+	assert_ptr_equal(p, sentinel);
+	assert_int_equal(fake.created, fake.destroyed);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -393,6 +419,7 @@ int main(void)
 		cmocka_unit_test_setup(test_info_and_owned, reset),
 		cmocka_unit_test_setup(test_check_uuid, reset),
 		cmocka_unit_test_setup(test_table_untouched_on_failure, reset),
+		cmocka_unit_test_setup(test_target_status, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

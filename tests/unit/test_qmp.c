@@ -429,10 +429,27 @@ static void test_large_reply(void **state)
 	assert_int_equal(fake_finish(&f, 0), 0);
 }
 
+/* The command-name rule QMP and the guest agent share (guest/qmp.c). */
+static void test_qapi_name(void **state)
+{
+	(void)state;
+	assert_true(dmr_qapi_name_valid("query-status"));
+	assert_true(dmr_qapi_name_valid("qmp_capabilities"));
+	assert_true(dmr_qapi_name_valid("guest-fsfreeze-freeze"));
+	assert_true(dmr_qapi_name_valid("x"));
+	assert_false(dmr_qapi_name_valid(NULL));
+	assert_false(dmr_qapi_name_valid(""));
+	assert_false(dmr_qapi_name_valid("guest ping"));
+	assert_false(dmr_qapi_name_valid("bad\"name"));
+	assert_false(dmr_qapi_name_valid("a.b"));
+	assert_false(dmr_qapi_name_valid("stop\n"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_negotiation_and_status),
+		cmocka_unit_test(test_qapi_name),
 		cmocka_unit_test(test_events_skipped),
 		cmocka_unit_test(test_split_reply),
 		cmocka_unit_test(test_several_per_write),
