@@ -47,6 +47,7 @@ static struct {
 	size_t n;
 	uint64_t pool_tid;
 	int delete_batch_errno; /* dmr_thin_delete_batch fails with it */
+	int remove_errno;       /* dmr_dm_remove fails with it */
 	char calls[4096];       /* "op arg;" in order */
 } k;
 
@@ -233,6 +234,8 @@ int __wrap_dmr_dm_remove(const char *name, unsigned retries)
 
 	if (!d)
 		return -ENXIO;
+	if (k.remove_errno)
+		return -k.remove_errno;
 	call("remove %s", name);
 	*d = k.dev[--k.n];
 	return 0;
@@ -599,6 +602,20 @@ static void test_initiate_back(void **st)
 	json_object_put(f);
 }
 
+/* Crashed before the swap: no disk had switched; the overlays go. */
+static void test_initiate_back_unswitched(void **st)
+{
+	struct dmr_vm *vm;
+
+	vm_write(vm_initiating());
+	stable_on(1, 2);
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_REPLICATING);
+	assert_null(vm->overlay_ids);
+	assert_string_equal(vm->intent, "");
+	calls_are("delete 7;delete 8;");
+}
+
 /* ---- RevertFailover (always finished) ---------------------------------- */
 
 static struct json_object *vm_reverting(void)
@@ -809,6 +826,23 @@ static void test_stop_test_kept(void **st)
 	json_object_put(f);
 }
 
+/* A view is still open (cannot be removed): the end of the test is not
+ * finished, its volumes stay, the intent stays. */
+static void test_stop_test_busy(void **st)
+{
+	struct dmr_vm *vm;
+
+	vm_write(vm_testing(true));
+	stable_on(1, 2);
+	dev_add(T0, TU0, 9);
+	k.remove_errno = EBUSY;
+	vm = recover_ok(0);
+	assert_true(vm->test_failover);
+	assert_non_null(vm->test_ids);
+	assert_string_equal(vm->intent, "stop-test");
+	calls_are("");
+}
+
 /* ---- reconcile: reboot, interrupted add, dropped points ------------------ */
 
 /* After a reboot nothing is up: a recovered VM's disks come back on their
@@ -898,6 +932,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_point_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiate_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiate_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_initiate_back_unswitched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revert_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revert_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_forward, setup, teardown),
@@ -906,6 +941,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_test_back_early, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_test_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_test_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stop_test_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot_bring_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_suspended_cleared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_undone, setup, teardown),
