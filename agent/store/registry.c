@@ -24,7 +24,8 @@
  * store's (dmrep-pool, dmrep-snap-N: no ':').  lvm2's doubled '-' would
  * need up to 2 * 2 * DMR_OBJ_NAME_MAX bytes; this needs no escaping.
  * Older agents named them "dmrep-VM-DISK" and "dmrep-VM-test-DISK": the
- * UUIDs (unchanged) find those at start, and reconcile() renames them.
+ * UUIDs (unchanged) find those at start, and recovery renames them
+ * (agent/engine/recovery.c).
  */
 #define DISK_NAME_FMT "dmrep-%s:%s"
 #define TEST_NAME_FMT "dmrep-%s:test:%s"

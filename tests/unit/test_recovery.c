@@ -133,6 +133,14 @@ int __wrap_dmr_dm_check_uuid(const char *name, const char *uuid)
 	return !d ? -ENOENT : dmr_streq(d->uuid, uuid) ? 0 : -EEXIST;
 }
 
+int __wrap_dmr_dm_owned(const char *name);
+int __wrap_dmr_dm_owned(const char *name)
+{
+	struct fdev *d = dev_find(name);
+
+	return !d ? -ENOENT : strncmp(d->uuid, DMR_UUID_PREFIX, 6) == 0 ? 0 : -EPERM;
+}
+
 int __wrap_dmr_dm_list(const char *prefix, struct dmr_dm_entry **ret, size_t *ret_n);
 int __wrap_dmr_dm_list(const char *prefix, struct dmr_dm_entry **ret, size_t *ret_n)
 {
@@ -925,6 +933,99 @@ static void test_legacy_renamed(void **st)
 	assert_non_null(dev_find(D0));
 }
 
+/* ---- the classic backend ------------------------------------------------ */
+
+/* Classic vm1: disks in place on sources that are not there (so no loop
+ * or stable device is made: activation reports them and goes on). */
+static struct json_object *vm_classic(void)
+{
+	struct json_object *o = vm_base(), *disks;
+
+	set_str(o, "backend", "classic");
+	set_u64(o, "cow_size", 8 << 20);
+	set_u64(o, "max_points", 8);
+	assert_true(json_object_object_get_ex(o, "disks", &disks));
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *d = json_object_array_get_idx(disks, i);
+
+		set_u64(d, "thin_id", 0);
+		set_str(d, "source", i ? "/nonexistent/d1" : "/nonexistent/d0");
+	}
+	json_object_object_add(o, "points", json_object_new_array());
+	return o;
+}
+
+/* Every store device of the pending point exists: it was made. */
+static void test_classic_point_forward(void **st)
+{
+	struct json_object *o = vm_classic(), *f;
+	struct dmr_vm *vm;
+
+	add_pending_point(o, 2, 1, 5, 6);
+	vm_write(o);
+	dev_add("dmrep-snap-5", "DMREP-snap-5", 0);
+	dev_add("dmrep-snap-6", "DMREP-snap-6", 0);
+	vm = recover_ok(0);
+	assert_int_equal(vm->n_points, 1);
+	assert_int_equal(vm->points[0].id, 2);
+	assert_int_equal(vm->points[0].pending_tid, 0);
+	calls_are("");
+	f = state_file();
+	assert_int_equal(file_points(f), 1);
+	json_object_put(f);
+}
+
+/* One is missing: the point goes, and the device that was made with it. */
+static void test_classic_point_back(void **st)
+{
+	struct json_object *o = vm_classic(), *f;
+	struct dmr_vm *vm;
+
+	add_pending_point(o, 2, 1, 5, 6);
+	vm_write(o);
+	dev_add("dmrep-snap-5", "DMREP-snap-5", 0);
+	vm = recover_ok(0);
+	assert_int_equal(vm->n_points, 0);
+	calls_are("remove dmrep-snap-5;");
+	assert_null(dev_find("dmrep-snap-5"));
+	f = state_file();
+	assert_int_equal(file_points(f), 0);
+	json_object_put(f);
+}
+
+/* A classic add a crash interrupted: the VM's devices go, its disks (in
+ * place) are untouched, the record goes. */
+static void test_classic_add_undone(void **st)
+{
+	struct json_object *o = vm_classic();
+	char path[128];
+
+	set_bool(o, "importing", true);
+	vm_write(o);
+	dev_add(D0, U0, 0);
+	assert_null(recover(0));
+	calls_are("remove " D0 ";");
+	snprintf(path, sizeof(path), "%s/vms/vm1.json", state_dir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* Dropped points' stores go (devices first), and are forgotten. */
+static void test_classic_doomed_removed(void **st)
+{
+	struct json_object *o = vm_classic(), *f;
+	struct dmr_vm *vm;
+
+	json_object_object_add(o, "doomed_ids", ids(11, 12));
+	vm_write(o);
+	dev_add("dmrep-snap-11", "DMREP-snap-11", 0);
+	vm = recover_ok(0);
+	assert_int_equal(vm->n_doomed, 0);
+	calls_are("remove dmrep-snap-11;");
+	f = state_file();
+	assert_true(file_null(f, "doomed_ids"));
+	json_object_put(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -947,6 +1048,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_import_undone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_doomed_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_renamed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_point_forward, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_point_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_add_undone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_doomed_removed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
