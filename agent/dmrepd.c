@@ -21,7 +21,7 @@
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
 #include "agent/engine/monitor.h"
-#include "agent/rpc/ops.h"
+#include "agent/engine/recovery.h"
 #include "agent/store/registry.h"
 #include "agent/rpc/server.h"
 #include "common/log.h"
@@ -270,14 +270,15 @@ int main(int argc, char **argv)
 		log_error("jobs in %s/jobs: %s", state, strerror(-r));
 		goto out;
 	}
-	/* The catalog, the pool, and the recovery of interrupted operations,
-	 * before anyone can call in. */
+	/* The catalog, then the pool and the recovery of interrupted
+	 * operations, before anyone can call in. */
 	r = dmr_registry_open(&a);
+	if (r == 0)
+		r = dmr_recovery_run(&a);
 	if (r < 0) {
 		log_error("state in %s: %s", state, strerror(-r));
 		goto out_jobs;
 	}
-	dmr_ops_thaw_guests(a.reg);
 	r = dmr_server_open(&a, &srv);
 	if (r < 0) {
 		log_error("socket %s: %s%s", sock, strerror(-r),

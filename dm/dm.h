@@ -31,8 +31,6 @@
 #include "dm/name.h"
 #include "dm/table.h"
 
-#define DMR_UUID_PREFIX "DMREP-"
-
 /* Flags for dmr_dm_create / dmr_dm_load. */
 #define DMR_DM_READONLY (1u << 0)
 /* Flags for dmr_dm_suspend. */

@@ -24,6 +24,10 @@
 /* VM and disk names: short enough that "dmrep-VM:test:DISK" and the UUIDs
  * built from them fit the kernel's limits (agent/store/registry.c asserts it). */
 #define DMR_OBJ_NAME_MAX 48
+/* Every device dmrep makes has a UUID with this prefix. */
+#define DMR_UUID_PREFIX "DMREP-"
+/* The thin target's device ids are 24 bits. */
+#define DMR_THIN_DEV_ID_MAX ((1u << 24) - 1)
 
 int dmr_name_dm_valid(const char *name);   /* 0 or -EINVAL */
 int dmr_name_uuid_valid(const char *uuid); /* 0 or -EINVAL */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/util.h"
+#include "dm/name.h"
 
 #define DMR_TARGET_TYPE_MAX 16 /* DM_MAX_TYPE_NAME */
 
@@ -79,7 +80,5 @@ int dmr_table_add_flakey(struct dmr_table *t, uint64_t length,
 			 unsigned down_sec, const char *mode);
 int dmr_table_add_delay(struct dmr_table *t, uint64_t length,
 			const char *dev, uint64_t offset, unsigned delay_ms);
-
-#define DMR_THIN_DEV_ID_MAX ((1u << 24) - 1)
 
 #endif

@@ -100,6 +100,44 @@ struct dmr_backend {
 	 * running (same data); ret_ids stay 0.  Idempotent: after a crash
 	 * recovery calls it again; on failure the intent stays for that. */
 	int (*commit)(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids);
+
+	/* Is dm device `name` one of the VM's own: its stable devices, its
+	 * test views, and the devices of its points, views and layers where
+	 * the backend has such?  Names only, no dm call: recovery asks it of
+	 * every DMREP- device it finds.  Caller keeps vm (reg->lock or the
+	 * VM's busy lock). */
+	bool (*owns)(const struct dmr_vm *vm, const char *name);
+
+	/* The rest is crash and reboot recovery's (agent/engine/recovery.c):
+	 * called once at start, before the server and any job, so with no
+	 * lock held; each logs its own failures (the agent goes on).
+	 *
+	 * needs_pool: the VM's storage lives in the agent's pool (thin):
+	 * nothing of it is reconciled or recovered while the pool is down. */
+	bool needs_pool;
+	/* A creation (AddVirtualSystem) that a crash interrupted
+	 * (vm->importing), undone: every device and volume made for the VM
+	 * removed, best effort; its sources are untouched (thin copies them,
+	 * classic uses them in place).  The caller deletes the record. */
+	void (*discard)(struct dmr_registry *reg, struct dmr_vm *vm);
+	/* Remove the volumes of vm->doomed (points the catalog dropped before
+	 * a crash) and take the removed ones out of it (missing ones count as
+	 * removed; classic: all or none).  True if vm->doomed changed (the
+	 * caller saves). */
+	bool (*doomed_remove)(struct dmr_registry *reg, struct dmr_vm *vm);
+	/* Settle point p, left pending (p->pending_tid) by a crash while it
+	 * was made: 1 if it was made (thin: the pool's transaction id
+	 * pool_tid reached pending_tid; classic: every one of its devices
+	 * exists), else 0 once whatever volumes of it exist are removed
+	 * (best effort).  The catalog is the caller's to update. */
+	int (*settle)(struct dmr_registry *reg, const struct dmr_vm *vm,
+		      const struct dmr_point *p, uint64_t pool_tid);
+	/* After a reboot: bring up every device the catalog names that is
+	 * not active (stable devices on what the VM runs on, the views of a
+	 * finished test failover, classic stores in dependency order), left
+	 * alone where a device of that name is not the VM's.  Idempotent;
+	 * 0 or the first error (each logged). */
+	int (*reconcile)(struct dmr_registry *reg, struct dmr_vm *vm);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */
@@ -115,5 +153,11 @@ const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
  * pause: it suspends with a flush.  Goes on past a failing disk; returns
  * the first error (-ENOENT for a device that does not exist). */
 int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
+
+/* Is every device that carries one of the VM's names the VM's own (full
+ * UUID)?  0 if so (absent ones are fine); -EEXIST if one is another
+ * device, its name in ret_name: nothing of it may be removed, reloaded
+ * or suspended.  Busy lock held, reg->lock not (dm calls). */
+int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE]);
 
 #endif

@@ -1212,6 +1212,54 @@ static void classic_point_api_extras(const struct dmr_vm *vm, const struct dmr_p
 	json_object_object_add(o, "cow_used_percent", json_object_new_int((int)pt->cow_pct));
 }
 
+/* ---- recovery at start (agent/engine/recovery.c) ------------------------ */
+
+static void classic_discard(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	/* The disks were used in place and are untouched. */
+	log_notice("VM %s: creation was interrupted; removing it", vm->name);
+	(void)dmr_classic_vm_teardown(reg, vm);
+}
+
+static bool classic_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	/* Their stores go now (dmr_classic_delete skips missing ones). */
+	log_notice("VM %s: removing %zu COW store(s) of dropped points", vm->name,
+		   vm->n_doomed);
+	if (dmr_classic_delete(reg, vm, vm->n_doomed, vm->doomed) < 0)
+		return false;
+	vm->n_doomed = 0;
+	return true;
+}
+
+/* A pending point is kept if every one of its devices exists. */
+static int classic_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
+			  const struct dmr_point *p, uint64_t pool_tid)
+{
+	bool all = true;
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		struct dmr_dm_info info;
+		char name[DMR_DM_NAME_SIZE];
+
+		all = all && dmr_classic_dev_name(p->vol_ids[i], name) == 0 &&
+		      dmr_dm_info(name, &info) == 0 && info.exists;
+	}
+	if (all)
+		return 1;
+	(void)dmr_classic_delete(reg, vm, vm->n_disks, p->vol_ids);
+	return 0;
+}
+
+static int classic_reconcile(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	int r = dmr_classic_vm_activate(reg, vm);
+
+	if (r < 0)
+		log_error("VM %s: not every device could be activated: %s", vm->name, strerror(-r));
+	return r;
+}
+
 const struct dmr_backend dmr_backend_classic = {
 	.name = "classic",
 	.live_id = classic_live_id,
@@ -1228,4 +1276,10 @@ const struct dmr_backend dmr_backend_classic = {
 	.point_pinned = dmr_classic_point_pinned,
 	.refresh = dmr_classic_refresh,
 	.commit = classic_commit,
+	.owns = dmr_classic_vm_owns,
+	.needs_pool = false,
+	.discard = classic_discard,
+	.doomed_remove = classic_doomed_remove,
+	.settle = classic_settle,
+	.reconcile = classic_reconcile,
 };

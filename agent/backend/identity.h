@@ -1,28 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * agent/backend/identity.h - disk identities (snapshots/ident.h) in state files and
- * replies: one JSON object per disk or pool device,
- *   {"kind": "block"|"file", "size_bytes": N, "inode": N,
- *    "loop_file": "...", "loop_inode": N, "dm_uuid": "...", "wwid": "...",
- *    "serial": "...", "partition": N, "partition_start": N,
- *    "by_id": ["..."], "devno": "MAJ:MIN"}
- * with absent keys for what the device does not have.  devno is what the
- * device was called when recorded, for the operator; it is never compared.
+ * agent/backend/identity.h - disk identities checked against the devices:
+ * the pool's paths before it is activated, a table naming a device.  Their
+ * JSON, in state files and replies, is the store's (agent/store/ident_json.h).
  */
 #ifndef DMR_AGENT_IDENTITY_H
 #define DMR_AGENT_IDENTITY_H
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/store/ident_json.h"
 #include "snapshots/ident.h"
-
-struct json_object *dmr_ident_json(const struct dmr_ident *id);
-/* Parse one (bounded, validated: a state file is not trusted blindly).
- * *ret is a new malloc()ed identity; -EBADMSG on anything malformed. */
-int dmr_ident_from_json(struct json_object *o, struct dmr_ident **ret);
-
 
 struct dmr_registry;
 

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "dm/dm.h"
+#include "snapshots/pool.h"
 #include "snapshots/thin.h"
 
 /* Delete thin ids in one pool transaction (0 ids: nothing). */
@@ -162,6 +163,115 @@ static int thin_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uint32
 	return 0;
 }
 
+/* A thin VM's only devices are its stable devices and, while a test
+ * failover has views, those; points and views are volumes, not devices. */
+static bool thin_owns(const struct dmr_vm *vm, const char *name)
+{
+	char buf[DMR_DM_NAME_SIZE];
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+		    dmr_streq(buf, name))
+			return true;
+		if (vm->test_ids && dmr_vm_test_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+		    dmr_streq(buf, name))
+			return true;
+	}
+	return false;
+}
+
+static void vm_remove_devices(const struct dmr_vm *vm)
+{
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
+		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
+			continue;
+		if (dmr_dm_check_uuid(name, uuid) == 0)
+			(void)dmr_dm_remove(name, 10);
+	}
+}
+
+static void thin_discard(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	/* An import copies from a source that is still there: undo it
+	 * whole, the user adds the VM again. */
+	log_notice("VM %s: import was interrupted; removing it", vm->name);
+	vm_remove_devices(vm);
+	for (size_t i = 0; i < vm->n_disks; i++)
+		(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
+}
+
+static bool thin_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	/* Deleting one that is gone already is no error. */
+	size_t left = 0, n = vm->n_doomed;
+
+	log_notice("VM %s: removing %zu volume(s) of dropped points", vm->name, vm->n_doomed);
+	for (size_t i = 0; i < vm->n_doomed; i++)
+		if (dmr_pool_delete_thin(reg->pool, vm->doomed[i]) < 0)
+			vm->doomed[left++] = vm->doomed[i];
+	vm->n_doomed = left;
+	return left != n;
+}
+
+/* The pool's transaction id proves the snapshots exist: it moves with the
+ * batch that made them. */
+static int thin_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
+		       const struct dmr_point *p, uint64_t pool_tid)
+{
+	if (pool_tid >= p->pending_tid)
+		return 1;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		(void)dmr_pool_delete_thin(reg->pool, p->vol_ids[i]);
+	return 0;
+}
+
+/* After a reboot: activate thin id as name/uuid unless it is there. */
+static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
+			  const char *uuid, uint32_t id, uint64_t bytes)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	if (dmr_dm_info(name, &info) < 0)
+		return;
+	if (info.exists && !dmr_streq(info.uuid, uuid))
+		log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
+			  vm->name, name, info.uuid);
+	if (info.exists)
+		return;
+	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
+	if (r < 0)
+		log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-r));
+}
+
+static int thin_reconcile(struct dmr_registry *reg, struct dmr_vm *vm)
+{
+	/* After a reboot the devices are gone: the stable devices come
+	 * back on the live volumes, or on the overlays of a recovered
+	 * VM; a finished test failover's views on theirs, as the user
+	 * left them (one with an operation in flight is for failover
+	 * recovery). */
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const char *disk = vm->disks[i].name;
+		uint64_t bytes = vm->disks[i].size_bytes;
+		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+
+		if (dmr_vm_disk_dm_name(vm->name, disk, name) == 0 &&
+		    dmr_vm_disk_dm_uuid(vm->name, disk, uuid) == 0)
+			thin_bring_up(reg, vm, name, uuid,
+				      vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
+				      vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
+		if (vm->test_failover && vm->test_ids && !vm->intent[0] &&
+		    dmr_vm_test_dm_name(vm->name, disk, name) == 0 &&
+		    dmr_vm_test_dm_uuid(vm->name, disk, uuid) == 0)
+			thin_bring_up(reg, vm, name, uuid, vm->test_ids[i], bytes);
+	}
+	return 0;
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -178,5 +288,11 @@ const struct dmr_backend dmr_backend_thin = {
 	.point_pinned = thin_point_pinned,
 	.refresh = thin_refresh,
 	.commit = thin_commit,
+	.owns = thin_owns,
+	.needs_pool = true,
+	.discard = thin_discard,
+	.doomed_remove = thin_doomed_remove,
+	.settle = thin_settle,
+	.reconcile = thin_reconcile,
 };
 

@@ -786,143 +786,79 @@ void dmr_failover_free(struct dmr_failover *c)
 	fo_ctx_free(c);
 }
 
-/* ---- crash recovery --------------------------------------------------------- */
+/* ---- steps for crash recovery (agent/engine/recovery.c) ------------------- */
 
-static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
+int dmr_failover_ctx_recovery(struct dmr_registry *reg, const struct dmr_vm *vm, bool reset,
+			      struct dmr_failover **ret)
 {
 	_cleanup_(fo_ctx_freep) struct dmr_failover *c = calloc(1, sizeof(*c));
-	bool switched = false;
-	char intent[16], dm[DMR_DM_NAME_SIZE];
 	int r;
 
-	if (!c || !(c->vm = strdup(vm->name)) || ctx_fill(c, vm) < 0) {
-		log_error("VM %s: out of memory in recovery", vm->name);
-		return;
-	}
-	if (dmr_vm_dm_check(vm, dm) == -EEXIST) {
-		log_error("VM %s: %s is another device (not the VM's UUID): '%s' left unfinished",
-			  vm->name, dm, vm->intent);
-		return;
-	}
+	assert(reg && vm && ret);
+	if (!c || !(c->vm = strdup(vm->name)))
+		return -ENOMEM;
+	r = ctx_fill(c, vm);
+	if (r < 0)
+		return r;
 	c->reg = reg;
-	snprintf(intent, sizeof(intent), "%s", vm->intent);
-	/* The guest policy rides on the intent ("initiate-reset"): a swap
-	 * rolled forward must leave the guest as the caller asked. */
-	if (dmr_endswith(intent, "-reset")) {
-		intent[strlen(intent) - strlen("-reset")] = '\0';
-		c->reset = true;
-	}
+	c->reset = reset;
 	if (vm->test_ids)
 		memcpy(c->new_ids, vm->test_ids, c->n * sizeof(uint32_t));
-
-	/* Whatever the operation, no device of the VM stays suspended or
-	 * with a half-loaded table, and a guest we may have paused runs. */
-	for (size_t i = 0; i < c->n; i++) {
-		struct dmr_dm_info info;
-
-		if (dmr_dm_info(c->names[i], &info) < 0 || !info.exists)
-			continue;
-		if (info.inactive_table)
-			(void)dmr_dm_clear(c->names[i]);
-		if (info.suspended)
-			(void)dmr_dm_resume_retry(c->names[i]);
-	}
-
-	if (dmr_streq(intent, "initiate")) {
-		int on = vm->overlay_ids ? devices_on(reg, c, c->old_ids) : 0;
-
-		if (on == 1) {
-			log_notice("VM %s: failover had switched every disk: finishing it", vm->name);
-			initiate_done(vm, NULL);
-			switched = true;
-		} else {
-			log_notice("VM %s: failover had not switched every disk: rolling back", vm->name);
-			r = retarget_all(reg, c, c->live_ids);
-			if (r < 0)
-				log_error("VM %s: cannot put the disks back on the live volumes: %s",
-					  vm->name, strerror(-r));
-			if (r == 0 && vm->overlay_ids)
-				(void)delete_ids(c, c->old_ids);
-			if (r == 0)
-				initiate_undone(vm, NULL);
-		}
-	} else if (dmr_streq(intent, "revert")) {
-		log_notice("VM %s: finishing the revert", vm->name);
-		r = retarget_all(reg, c, c->live_ids);
-		if (r == 0) {
-			(void)delete_ids(c, c->old_ids);
-			revert_done(vm, NULL);
-			switched = true;
-		} else {
-			log_error("VM %s: revert not finished: %s", vm->name, strerror(-r));
-		}
-	} else if (dmr_streq(intent, "commit")) {
-		log_notice("VM %s: finishing the commit", vm->name);
-		r = commit_finish(c);
-		if (r < 0)
-			log_error("VM %s: commit not finished: %s", vm->name, strerror(-r));
-	} else if (dmr_streq(intent, "test")) {
-		log_notice("VM %s: test failover was interrupted: undoing it", vm->name);
-		(void)remove_test_devices(c);
-		if (vm->test_ids)
-			(void)delete_ids(c, c->new_ids);
-		test_undone(vm, NULL);
-	} else if (dmr_streq(intent, "stop-test")) {
-		log_notice("VM %s: finishing the end of the test failover", vm->name);
-		if (remove_test_devices(c) == 0) {
-			if (vm->test_ids)
-				(void)delete_ids(c, c->new_ids);
-			test_undone(vm, NULL);
-		}
-	} else {
-		log_error("VM %s: unknown intent '%s' left alone", vm->name, intent);
-		return;
-	}
-
-	/* Only initiate and revert pause the guest. */
-	if ((vm->qmp || vm->exec_shim) &&
-	    (dmr_streq(intent, "initiate") || dmr_streq(intent, "revert"))) {
-		struct dmr_shim *s = NULL;
-		enum dmr_guest_status gs;
-
-		/* Only a guest that ran when the operation began was paused by
-		 * it; one the operator had paused stays paused. */
-		if (vm->intent_guest_ran && shim_for(vm, &s) == 0 && dmr_shim_status(s, &gs) == 0 &&
-		    gs == DMR_GUEST_PAUSED) {
-			/* Paused by the interrupted swap: a guest whose disks
-			 * switched under it restarts if the caller asked. */
-			if (switched && c->reset && dmr_shim_reset(s) < 0)
-				log_error("VM %s: cannot reset the guest", vm->name);
-			log_notice("VM %s: resuming the guest", vm->name);
-			if (dmr_shim_resume(s) < 0)
-				log_error("VM %s: cannot resume the guest", vm->name);
-		}
-		dmr_shim_free(s);
-	}
-	if ((r = dmr_reg_vm_save(reg, vm)) < 0)
-		log_error("VM %s: cannot save state after recovery: %s", vm->name, strerror(-r));
+	*ret = DMR_TAKE_PTR(c);
+	return 0;
 }
 
-void dmr_failover_recover(struct dmr_registry *reg)
+int dmr_failover_on_overlays(const struct dmr_failover *c)
 {
-	/* Called once at start, before the server runs and before any job:
-	 * nothing else touches the registry, so no lock is held here (the
-	 * pool deletes below take the registry's locks themselves). */
-	for (size_t i = 0; i < reg->n_vms; i++) {
-		struct dmr_vm *vm = reg->vms[i];
+	return devices_on(c->reg, c, c->old_ids);
+}
 
-		if (!vm->intent[0])
-			continue;
-		if (vm->down_reason) {
-			log_error("VM %s: operation '%s' left unfinished: the VM is down", vm->name,
-				  vm->intent);
-			continue;
-		}
-		if (!dmr_vm_is_classic(vm) && !reg->pool) {
-			log_error("VM %s: operation '%s' left unfinished: the pool is not active",
-				  vm->name, vm->intent);
-			continue;
-		}
-		recover_vm(reg, vm);
-	}
+int dmr_failover_retarget_live(const struct dmr_failover *c)
+{
+	return retarget_all(c->reg, c, c->live_ids);
+}
+
+int dmr_failover_delete_overlays(struct dmr_failover *c)
+{
+	return delete_ids(c, c->old_ids);
+}
+
+int dmr_failover_delete_test_views(struct dmr_failover *c)
+{
+	return delete_ids(c, c->new_ids);
+}
+
+int dmr_failover_remove_test_devices(const struct dmr_failover *c)
+{
+	return remove_test_devices(c);
+}
+
+int dmr_failover_commit_finish(struct dmr_failover *c)
+{
+	return commit_finish(c);
+}
+
+void dmr_failover_initiate_done(struct dmr_vm *vm)
+{
+	initiate_done(vm, NULL);
+}
+
+void dmr_failover_initiate_undone(struct dmr_vm *vm)
+{
+	initiate_undone(vm, NULL);
+}
+
+void dmr_failover_revert_done(struct dmr_vm *vm)
+{
+	revert_done(vm, NULL);
+}
+
+void dmr_failover_test_undone(struct dmr_vm *vm)
+{
+	test_undone(vm, NULL);
+}
+
+int dmr_failover_shim(const struct dmr_vm *vm, struct dmr_shim **ret)
+{
+	return shim_for(vm, ret);
 }

@@ -9,8 +9,8 @@
  *
  * Every operation writes an intent into the VM's state file before its
  * first change and clears it after its last; every step is idempotent.  At
- * start, dmr_failover_recover() finds intents and, reading the live dm
- * tables as the truth, rolls each operation forward or back.
+ * start, recovery (agent/engine/recovery.h) finds intents and, reading the
+ * live dm tables as the truth, rolls each operation forward or back.
  */
 #ifndef DMR_AGENT_FAILOVER_H
 #define DMR_AGENT_FAILOVER_H
@@ -64,7 +64,35 @@ int dmr_failover_start(struct dmr_agent *a, struct dmr_failover *fo, uint64_t *r
 /* Accepts NULL. */
 void dmr_failover_free(struct dmr_failover *fo);
 
-/* Recover every VM with an intent (called once the pool is up). */
-void dmr_failover_recover(struct dmr_registry *reg);
+
+struct dmr_shim;
+
+/*
+ * For crash recovery (agent/engine/recovery.c), which reads the live dm
+ * tables and decides whether an interrupted operation is rolled forward or
+ * back: the context the operation's job had (guest policy reset, the test
+ * views' ids from the catalog), and the operation's own idempotent steps.
+ * Called at start, before any job, with no lock held.
+ */
+int dmr_failover_ctx_recovery(struct dmr_registry *reg, const struct dmr_vm *vm, bool reset,
+			      struct dmr_failover **ret);
+/* Which the stable devices run: 1 every disk its overlay, 0 none, -1 a mix. */
+int dmr_failover_on_overlays(const struct dmr_failover *c);
+/* Every stable device back on its live volume (reload, suspend, resume). */
+int dmr_failover_retarget_live(const struct dmr_failover *c);
+/* Remove the overlays (vm->overlay_ids) / the test views' volumes. */
+int dmr_failover_delete_overlays(struct dmr_failover *c);
+int dmr_failover_delete_test_views(struct dmr_failover *c);
+/* Remove the test views' devices (only the VM's own, full UUID). */
+int dmr_failover_remove_test_devices(const struct dmr_failover *c);
+/* CommitFailover's work after its intent: layer (classic), deletes, catalog. */
+int dmr_failover_commit_finish(struct dmr_failover *c);
+/* The catalog as a finished or undone operation leaves it (no save). */
+void dmr_failover_initiate_done(struct dmr_vm *vm);
+void dmr_failover_initiate_undone(struct dmr_vm *vm);
+void dmr_failover_revert_done(struct dmr_vm *vm);
+void dmr_failover_test_undone(struct dmr_vm *vm);
+/* The VM's hypervisor shim (qmp, exec, or none). */
+int dmr_failover_shim(const struct dmr_vm *vm, struct dmr_shim **ret);
 
 #endif

@@ -31,8 +31,4 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
  */
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);
 
-/* At start: thaw the filesystems of any guest that an interrupted
- * application-consistent point left frozen (agent/rpc/ops_point.c). */
-void dmr_ops_thaw_guests(struct dmr_registry *reg);
-
 #endif

@@ -264,38 +264,3 @@ out:
 	dmr_vm_busy_release(c->agent, name);
 	return rc;
 }
-
-void dmr_ops_thaw_guests(struct dmr_registry *reg)
-{
-	for (size_t i = 0;; i++) {
-		_cleanup_free_ char *path = NULL, *name = NULL;
-		struct dmr_qga *g = NULL;
-		bool frozen = false;
-		int r;
-
-		pthread_mutex_lock(&reg->lock);
-		if (i >= reg->n_vms) {
-			pthread_mutex_unlock(&reg->lock);
-			return;
-		}
-		if (reg->vms[i]->qga) {
-			path = strdup(reg->vms[i]->qga);
-			name = strdup(reg->vms[i]->name);
-		}
-		pthread_mutex_unlock(&reg->lock);
-		if (!path || !name)
-			continue;
-		/* A guest that is not running has nothing frozen. */
-		r = dmr_qga_connect(path, DMR_QGA_CONNECT_MS / 2, &g);
-		if (r < 0) {
-			log_debug("VM %s: guest agent not reachable at start: %s", name, strerror(-r));
-			continue;
-		}
-		r = dmr_qga_fsfreeze_status(g, DMR_QGA_CONNECT_MS, &frozen);
-		if (r == 0 && frozen) {
-			log_notice("VM %s: the guest's filesystems were left frozen: thawing them", name);
-			(void)dmr_point_guest_thaw(g, name);
-		}
-		dmr_qga_free(g);
-	}
-}

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/store/registry.h"
-#include "agent/engine/failover.h"
-#include "agent/backend/classic.h"
-#include "agent/backend/identity.h"
+#include "agent/store/ident_json.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -11,9 +9,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "dm/dm.h"
 #include "dm/name.h"
-#include "snapshots/thin.h"
 
 #define STATE_FILE_MAX (16u << 20)
 
@@ -28,7 +24,8 @@
  * store's (dmrep-pool, dmrep-snap-N: no ':').  lvm2's doubled '-' would
  * need up to 2 * 2 * DMR_OBJ_NAME_MAX bytes; this needs no escaping.
  * Older agents named them "dmrep-VM-DISK" and "dmrep-VM-test-DISK": the
- * UUIDs (unchanged) find those at start, and reconcile() renames them.
+ * UUIDs (unchanged) find those at start, and recovery renames them
+ * (agent/engine/recovery.c).
  */
 #define DISK_NAME_FMT "dmrep-%s:%s"
 #define TEST_NAME_FMT "dmrep-%s:test:%s"
@@ -74,28 +71,6 @@ int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_S
 int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_SIZE])
 {
 	return dm_id(buf, DMR_DM_UUID_MAX + 1, TEST_UUID_FMT, vm, disk);
-}
-
-int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE])
-{
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[2][DMR_DM_NAME_SIZE], uuid[2][DMR_DM_UUID_SIZE];
-		int r;
-
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name[0])) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid[0])) < 0 ||
-		    (r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name[1])) < 0 ||
-		    (r = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid[1])) < 0)
-			return r;
-		for (size_t k = 0; k < 2; k++) {
-			r = dmr_dm_check_uuid(name[k], uuid[k]);
-			if (r == -EEXIST)
-				memcpy(ret_name, name[k], sizeof(name[k]));
-			if (r < 0 && r != -ENOENT)
-				return r;
-		}
-	}
-	return 0;
 }
 
 const char *dmr_vm_state_name(enum dmr_vm_state s)
@@ -1094,307 +1069,6 @@ static int vms_load(struct dmr_registry *reg)
 	return 0;
 }
 
-static void vm_remove_devices(const struct dmr_vm *vm)
-{
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-
-		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
-		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
-			continue;
-		if (dmr_dm_check_uuid(name, uuid) == 0)
-			(void)dmr_dm_remove(name, 10);
-	}
-}
-
-/* An older agent named a VM's devices dmrep-VM-DISK and dmrep-VM-test-DISK
- * (ambiguous: VM a-b's disk c and VM a's disk b-c were one name).  The
- * UUIDs never changed and the kernel keeps them unique, so the UUID finds
- * each device, whatever its name; it is renamed to today's name, open or
- * not (a rename changes neither the device nor /dev/dmrep/VM/DISK).  A
- * name taken by another device leaves it alone, under its old name. */
-static void rename_legacy(struct dmr_registry *reg, struct dmr_dm_entry *devs, size_t ndevs)
-{
-	for (size_t v = 0; v < reg->n_vms; v++) {
-		const struct dmr_vm *vm = reg->vms[v];
-
-		for (size_t i = 0; i < vm->n_disks; i++)
-			for (int test = 0; test < 2; test++) {
-				char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-				const char *d = vm->disks[i].name;
-				int r;
-
-				if ((test ? dmr_vm_test_dm_name(vm->name, d, name) :
-					    dmr_vm_disk_dm_name(vm->name, d, name)) < 0 ||
-				    (test ? dmr_vm_test_dm_uuid(vm->name, d, uuid) :
-					    dmr_vm_disk_dm_uuid(vm->name, d, uuid)) < 0)
-					continue;
-				for (size_t k = 0; k < ndevs; k++) {
-					if (!dmr_streq(devs[k].uuid, uuid) ||
-					    dmr_streq(devs[k].name, name))
-						continue;
-					r = dmr_dm_rename(devs[k].name, name);
-					if (r < 0) {
-						log_error("VM %s: cannot rename %s (%s) to %s: %s; left alone",
-							  vm->name, devs[k].name, uuid, name, strerror(-r));
-						break;
-					}
-					log_notice("VM %s: renamed %s to %s (an older dmrep's name)",
-						   vm->name, devs[k].name, name);
-					snprintf(devs[k].name, sizeof(devs[k].name), "%s", name);
-					break;
-				}
-			}
-	}
-}
-
-/* Classic: an interrupted AddVirtualSystem is undone (the disks were
- * used in place and are untouched); a pending point is kept if every one
- * of its devices exists, else removed; then everything is activated.
- * Returns -ENOENT when the VM was dropped. */
-static int reconcile_classic(struct dmr_registry *reg, struct dmr_vm *vm)
-{
-	bool changed = false;
-	int r;
-
-	if (vm->importing) {
-		log_notice("VM %s: creation was interrupted; removing it", vm->name);
-		(void)dmr_classic_vm_teardown(reg, vm);
-		(void)dmr_reg_vm_delete(reg, vm->name);
-		return -ENOENT;
-	}
-	if (vm->n_doomed) {
-		/* Points dropped from the catalog before a crash: their
-		 * stores go now (dmr_classic_delete skips missing ones). */
-		log_notice("VM %s: removing %zu COW store(s) of dropped points", vm->name,
-			   vm->n_doomed);
-		if (dmr_classic_delete(reg, vm, vm->n_doomed, vm->doomed) == 0) {
-			vm->n_doomed = 0;
-			changed = true;
-		}
-	}
-	for (size_t p = 0; p < vm->n_points;) {
-		struct dmr_point *pt = &vm->points[p];
-		bool all = true;
-
-		if (!pt->pending_tid) {
-			p++;
-			continue;
-		}
-		changed = true;
-		for (size_t i = 0; i < vm->n_disks; i++) {
-			struct dmr_dm_info info;
-			char name[DMR_DM_NAME_SIZE];
-
-			all = all && dmr_classic_dev_name(pt->vol_ids[i], name) == 0 &&
-			      dmr_dm_info(name, &info) == 0 && info.exists;
-		}
-		if (all) {
-			log_notice("VM %s: point %" PRIu64 " was made; keeping it", vm->name, pt->id);
-			pt->pending_tid = 0;
-			p++;
-			continue;
-		}
-		log_notice("VM %s: point %" PRIu64 " was not made; dropping it", vm->name, pt->id);
-		(void)dmr_classic_delete(reg, vm, vm->n_disks, pt->vol_ids);
-		dmr_vm_point_drop(vm, p);
-	}
-	r = dmr_classic_vm_activate(reg, vm);
-	if (r < 0)
-		log_error("VM %s: not every device could be activated: %s", vm->name, strerror(-r));
-	if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
-		log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
-	return 0;
-}
-
-static bool classic_device_known(struct dmr_registry *reg, const char *name)
-{
-	for (size_t v = 0; v < reg->n_vms; v++)
-		if (dmr_vm_is_classic(reg->vms[v]) && dmr_classic_vm_owns(reg->vms[v], name))
-			return true;
-	return false;
-}
-
-/* After a reboot: activate thin id as name/uuid unless it is there. */
-static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
-			  const char *uuid, uint32_t id, uint64_t bytes)
-{
-	struct dmr_dm_info info;
-	int r;
-
-	if (dmr_dm_info(name, &info) < 0)
-		return;
-	if (info.exists && !dmr_streq(info.uuid, uuid))
-		log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
-			  vm->name, name, info.uuid);
-	if (info.exists)
-		return;
-	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
-	if (r < 0)
-		log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-r));
-}
-
-/* Finish or undo what a crash interrupted, reading the kernel as the
- * truth: a point whose transaction the pool reports happened is kept, one
- * whose transaction did not is dropped with whatever snapshots it made. */
-static void reconcile(struct dmr_registry *reg)
-{
-	struct dmr_thin_pool_status st;
-	_cleanup_free_ struct dmr_dm_entry *devs = NULL;
-	size_t ndevs = 0;
-	bool thin_ok = false;
-	uint64_t k = reg->tid;
-	int r;
-
-	/* Thin VMs need the pool; classic ones are reconciled regardless. */
-	if (reg->pool) {
-		r = dmr_pool_status(reg->pool, &st);
-		if (r < 0)
-			log_error("pool status unreadable (%s): thin VMs not reconciled", strerror(-r));
-		thin_ok = r == 0;
-	}
-	if (thin_ok)
-		k = st.transaction_id;
-	if (k != reg->tid)
-		log_notice("pool transaction id %" PRIu64 ", catalog %" PRIu64 ": reconciling",
-			   k, reg->tid);
-
-	/* A crash inside a snapshot group leaves volumes suspended. */
-	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &ndevs) == 0) {
-		for (size_t i = 0; i < ndevs; i++) {
-			struct dmr_dm_info info;
-
-			if (dmr_dm_info(devs[i].name, &info) == 0 && info.exists && info.suspended) {
-				/* A table swap cut short: drop its inactive table
-				 * first, so the resume brings back the old one and
-				 * failover recovery decides from a consistent view
-				 * (a blind resume would finish the swap of some
-				 * disks only). */
-				log_notice("resuming %s, left suspended%s", devs[i].name,
-					   info.inactive_table ? " with a table loaded: clearing it" : "");
-				if (info.inactive_table)
-					(void)dmr_dm_clear(devs[i].name);
-				(void)dmr_dm_resume_retry(devs[i].name);
-			}
-		}
-		rename_legacy(reg, devs, ndevs);
-	}
-
-	for (size_t v = 0; v < reg->n_vms;) {
-		struct dmr_vm *vm = reg->vms[v];
-		bool changed = false;
-
-		if (dmr_vm_is_classic(vm)) {
-			if (reconcile_classic(reg, vm) == 0)
-				v++;
-			continue;
-		}
-		if (!thin_ok) {
-			v++;
-			continue;
-		}
-		if (vm->importing) {
-			/* An import copies from a source that is still
-			 * there: undo it whole, the user adds the VM again. */
-			log_notice("VM %s: import was interrupted; removing it", vm->name);
-			vm_remove_devices(vm);
-			for (size_t i = 0; i < vm->n_disks; i++)
-				(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
-			(void)dmr_reg_vm_delete(reg, vm->name);
-			continue;
-		}
-		if (vm->n_doomed) {
-			/* Points dropped from the catalog before a crash:
-			 * their volumes go now (deleting one that is gone
-			 * already is no error). */
-			size_t left = 0;
-
-			log_notice("VM %s: removing %zu volume(s) of dropped points", vm->name,
-				   vm->n_doomed);
-			for (size_t i = 0; i < vm->n_doomed; i++)
-				if (dmr_pool_delete_thin(reg->pool, vm->doomed[i]) < 0)
-					vm->doomed[left++] = vm->doomed[i];
-			changed = changed || left != vm->n_doomed;
-			vm->n_doomed = left;
-		}
-		for (size_t p = 0; p < vm->n_points;) {
-			struct dmr_point *pt = &vm->points[p];
-
-			if (!pt->pending_tid) {
-				p++;
-				continue;
-			}
-			changed = true;
-			if (k >= pt->pending_tid) {
-				log_notice("VM %s: point %" PRIu64 " was made; keeping it",
-					   vm->name, pt->id);
-				pt->pending_tid = 0;
-				p++;
-				continue;
-			}
-			log_notice("VM %s: point %" PRIu64 " was not made; dropping it",
-				   vm->name, pt->id);
-			for (size_t i = 0; i < vm->n_disks; i++)
-				(void)dmr_pool_delete_thin(reg->pool, pt->vol_ids[i]);
-			dmr_vm_point_drop(vm, p);
-		}
-		/* After a reboot the devices are gone: the stable devices come
-		 * back on the live volumes, or on the overlays of a recovered
-		 * VM; a finished test failover's views on theirs, as the user
-		 * left them (one with an operation in flight is for failover
-		 * recovery). */
-		for (size_t i = 0; i < vm->n_disks; i++) {
-			const char *disk = vm->disks[i].name;
-			uint64_t bytes = vm->disks[i].size_bytes;
-			char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-
-			if (dmr_vm_disk_dm_name(vm->name, disk, name) == 0 &&
-			    dmr_vm_disk_dm_uuid(vm->name, disk, uuid) == 0)
-				thin_bring_up(reg, vm, name, uuid,
-					      vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
-					      vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
-			if (vm->test_failover && vm->test_ids && !vm->intent[0] &&
-			    dmr_vm_test_dm_name(vm->name, disk, name) == 0 &&
-			    dmr_vm_test_dm_uuid(vm->name, disk, uuid) == 0)
-				thin_bring_up(reg, vm, name, uuid, vm->test_ids[i], bytes);
-		}
-		if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
-			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
-		v++;
-	}
-	if (thin_ok && k != reg->tid) {
-		if (k < reg->tid)
-			log_warning("pool transaction id %" PRIu64 " is behind the catalog's %" PRIu64
-				    ": the pool lost metadata (power loss before a commit?)",
-				    k, reg->tid);
-		reg->tid = k;
-		if ((r = dmr_reg_pool_save(reg)) < 0)
-			log_error("cannot save pool state: %s", strerror(-r));
-	}
-
-	/* Report (never remove) DMREP- devices the catalog does not know. */
-	for (size_t i = 0; i < ndevs; i++) {
-		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME) ||
-			     classic_device_known(reg, devs[i].name);
-
-		for (size_t v = 0; !known && v < reg->n_vms; v++)
-			for (size_t d = 0; !known && d < reg->vms[v]->n_disks; d++) {
-				char name[DMR_DM_NAME_SIZE];
-
-				if (dmr_vm_disk_dm_name(reg->vms[v]->name,
-							reg->vms[v]->disks[d].name, name) == 0)
-					known = dmr_streq(name, devs[i].name);
-				if (!known && reg->vms[v]->test_ids &&
-				    dmr_vm_test_dm_name(reg->vms[v]->name,
-							reg->vms[v]->disks[d].name, name) == 0)
-					known = dmr_streq(name, devs[i].name);
-			}
-		if (!known)
-			log_warning("orphan device %s (%s): not in the catalog, left alone",
-				    devs[i].name, devs[i].uuid);
-	}
-}
-
 int dmr_registry_open(struct dmr_agent *a)
 {
 	struct dmr_registry *reg;
@@ -1436,33 +1110,6 @@ int dmr_registry_open(struct dmr_agent *a)
 	r = vms_load(reg);
 	if (r < 0)
 		return log_error_errno(r, "cannot read VM state: %s", strerror(-r));
-	if (!reg->have_pool) {
-		size_t thin = 0;
-
-		for (size_t i = 0; i < reg->n_vms; i++)
-			thin += !dmr_vm_is_classic(reg->vms[i]);
-		if (thin)
-			log_error("%zu thin VM(s) in the catalog but no pool: create or restore pool.json",
-				  thin);
-	} else if (reg->pool_unreadable) {
-		/* Said where pool.json was read: neither activated nor
-		 * rewritten, so nothing of the bad file is taken for true. */
-	} else if ((r = dmr_reg_pool_ident_check(reg)) < 0) {
-		/* Never activate a pool over a device that is not its own:
-		 * the kernel would write its metadata there. */
-		log_error("pool left down: %s", reg->pool_down_reason ? reg->pool_down_reason :
-			  strerror(-r));
-	} else if ((r = dmr_pool_activate(&reg->pool_spec, &reg->pool)) < 0) {
-		/* Stay up so status can be read; storage methods answer
-		 * "not available" until the pool is back. */
-		log_error("cannot activate the pool (%s on %s, %s): %s", DMR_POOL_DM_NAME,
-			  reg->pool_spec.data_path, reg->pool_spec.meta_path, strerror(-r));
-	} else if (dmr_reg_pool_ident_learn(reg) && (r = dmr_reg_pool_save(reg)) < 0) {
-		log_error("cannot save pool state: %s", strerror(-r));
-	}
-	reconcile(reg);
-	dmr_failover_recover(reg);
-	log_info("catalog: %zu VM(s), pool transaction id %" PRIu64, reg->n_vms, reg->tid);
 	return 0;
 }
 

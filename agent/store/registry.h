@@ -171,6 +171,10 @@ struct dmr_registry {
 	struct json_object *unloadable;
 };
 
+/* Load the catalog: the state directory made if needed, pool.json and every
+ * VM file read (bad ones left out, see above).  No device is touched: the
+ * pool's activation and the recovery of what a crash left are
+ * dmr_recovery_run()'s (agent/engine/recovery.h), next. */
 int dmr_registry_open(struct dmr_agent *a);
 void dmr_registry_close(struct dmr_agent *a);
 
@@ -213,12 +217,6 @@ int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_S
 int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_SIZE]);
 int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_SIZE]);
 int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_SIZE]);
-/* Is every device that carries one of the VM's names the VM's own (full
- * UUID)?  0 if so (absent ones are fine); -EEXIST if one is another
- * device, its name in ret_name: nothing of it may be removed, reloaded
- * or suspended.  Busy lock held, reg->lock not (dm calls). */
-int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE]);
-
 /* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
 struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks);

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/engine/recovery.h - what the agent does at start, after a crash or
+ * a reboot, between loading the catalog (dmr_registry_open) and opening
+ * the socket: the pool activated (checked to be on its own devices first),
+ * the devices reconciled with the catalog (reading the kernel as the
+ * truth: volumes of dropped points removed, pending points kept or
+ * dropped, interrupted creations undone, devices brought back up after a
+ * reboot, older dmreps' names renamed, orphans reported), every
+ * interrupted failover operation rolled forward or back from its intent,
+ * and guests an interrupted point left frozen thawed.
+ *
+ * Called by dmrepd.c once, before the server and any job: nothing else
+ * touches the catalog meanwhile, so no lock is held.  Each VM's backend
+ * does its own device work (agent/backend/backend.h).
+ */
+#ifndef DMR_AGENT_RECOVERY_H
+#define DMR_AGENT_RECOVERY_H
+
+#include "agent/core/agent.h"
+
+/* Everything above, in that order.  Failures are logged and leave the
+ * VM (or the pool) as it was found; the agent serves what it can.
+ * 0 (or -ENOMEM). */
+int dmr_recovery_run(struct dmr_agent *a);
+
+#endif
