@@ -6,7 +6,6 @@
 #include <signal.h>
 
 #include "agent/backend/backend.h"
-#include "agent/backend/classic.h"
 #include "agent/engine/job_hooks.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
