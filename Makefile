@@ -46,7 +46,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan unit lab lab-image demo bench install clean
+.PHONY: all deps check check-asan layers unit lab lab-image demo bench install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -91,6 +91,10 @@ $(BUILD)/tests/unit/test_client.o: CFLAGS += -DDMR_CLIENT_BIN='"$(BUILD)/bin/dmr
 
 deps:
 	@tools/deps.sh
+
+# The include order of docs/architecture.md (also run by make check).
+layers:
+	@tests/layers.sh && tests/layers.sh --self-test
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)

@@ -1,6 +1,7 @@
 #!/bin/bash
-# `make check` (and `make check-asan`): unit tests, then the lab suite on
-# real device-mapper.  The last line counts both: `N passed, N failed`.  A
+# `make check` (and `make check-asan`): the layer check (tests/layers.sh),
+# unit tests, then the lab suite on real device-mapper.  The last line counts
+# all three: `N passed, N failed`.  A
 # lab that cannot boot is a failure, never a skip.
 set -u
 cd "$(dirname "$0")/.."
@@ -13,6 +14,15 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 	export LAB_SANITIZE=1
 fi
 
+tests/layers.sh | grep -v '^ok' | tee "$log"
+layers_rc=${PIPESTATUS[0]}
+tests/layers.sh --self-test | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || layers_rc=1
+read -r yp yf < <(sed -n 's/^layers\(-self-test\)\{0,1\}: \([0-9]*\) passed, \([0-9]*\) failed$/\2 \3/p' "$log" |
+	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
+[ "$layers_rc" -eq 0 ] || [ "$yf" -gt 0 ] || yf=1
+
+: >"$log"
 tests/run-unit.sh "$@" | tee "$log"
 unit_rc=${PIPESTATUS[0]}
 read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
@@ -31,5 +41,5 @@ elif [ "$lab_rc" -ne 0 ] && [ "${lf:-0}" -eq 0 ]; then
 	lf=1
 fi
 up=${up:-0} uf=${uf:-1}
-echo "$((up + lp)) passed, $((uf + lf)) failed"
-[ "$unit_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$((uf + lf))" -eq 0 ]
+echo "$((yp + up + lp)) passed, $((yf + uf + lf)) failed"
+[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$((yf + uf + lf))" -eq 0 ]

@@ -13,9 +13,38 @@
 # the store.  The client (tools/dmrep.c) uses only common/.
 #
 # Prints one TAP line per checked file and `layers: N passed, N failed`;
-# exits non-zero on any violation.
+# exits non-zero on any violation.  `tests/layers.sh DIR` checks the tree
+# in DIR (default: this checkout); `tests/layers.sh --self-test` checks that
+# a planted upward include is caught (make check runs both).
 set -u
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --self-test ]; then
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	mkdir -p "$tmp/tests"
+	cp tests/layers.sh "$tmp/tests/"
+	for d in common dm snapshots agent tools; do cp -r "$d" "$tmp/"; done
+	rm -rf "$tmp/tools/lab" "$tmp/tools/bench"
+	if ! "$tmp/tests/layers.sh" "$tmp" >/dev/null; then
+		echo "not ok - layers self-test: the tree as it is does not pass"
+		echo "layers-self-test: 0 passed, 1 failed"
+		exit 1
+	fi
+	# A store that calls dm, and dm that knows of the agent: both caught.
+	sed -i '0,/^#include "/s//#include "dm\/dm.h"\n#include "/' "$tmp/agent/store/registry.c"
+	sed -i '0,/^#include "/s//#include "agent\/rpc\/server.h"\n#include "/' "$tmp/dm/table.c"
+	out=$("$tmp/tests/layers.sh" "$tmp")
+	if [ $? -ne 0 ] && grep -q 'registry.c.*dm/dm.h' <<<"$out" && grep -q 'dm/table.c.*agent/rpc/server.h' <<<"$out"; then
+		echo "ok - layers self-test: planted upward includes are caught"
+		echo "layers-self-test: 1 passed, 0 failed"
+		exit 0
+	fi
+	echo "not ok - layers self-test: a planted upward include was not reported"
+	echo "layers-self-test: 0 passed, 1 failed"
+	exit 1
+fi
+[ -n "${1:-}" ] && cd "$1"
 
 # What a folder may include, besides its own folder.
 allowed() {
@@ -36,7 +65,7 @@ allowed() {
 }
 
 pass=0 fail=0
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+if [ -z "${1:-}" ] && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	files=$(git ls-files 'common/*.[ch]' 'dm/*.[ch]' 'snapshots/*.[ch]' 'agent/*.[ch]' \
 		'agent/*/*.[ch]' 'tools/dmrep.c')
 else
