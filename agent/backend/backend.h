@@ -38,6 +38,12 @@ struct dmr_backend {
 	 * by the caller. */
 	int (*remove)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		      const uint32_t *ids);
+	/* Is dm device `name` one of the VM's own: its stable devices, its
+	 * test views, and the devices of its points, views and layers where
+	 * the backend has such?  Names only, no dm call: recovery asks it of
+	 * every DMREP- device it finds.  Caller keeps vm (reg->lock or the
+	 * VM's busy lock). */
+	bool (*owns)(const struct dmr_vm *vm, const char *name);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */

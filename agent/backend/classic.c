@@ -1129,4 +1129,5 @@ const struct dmr_backend dmr_backend_classic = {
 	.table_shows = classic_table_shows,
 	.views_make = dmr_classic_views_make,
 	.remove = dmr_classic_delete,
+	.owns = dmr_classic_vm_owns,
 };

@@ -82,6 +82,23 @@ static int thin_remove(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 	return thin_delete_ids(reg, n, ids);
 }
 
+/* A thin VM's only devices are its stable devices and, while a test
+ * failover has views, those; points and views are volumes, not devices. */
+static bool thin_owns(const struct dmr_vm *vm, const char *name)
+{
+	char buf[DMR_DM_NAME_SIZE];
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+		    dmr_streq(buf, name))
+			return true;
+		if (vm->test_ids && dmr_vm_test_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
+		    dmr_streq(buf, name))
+			return true;
+	}
+	return false;
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -89,5 +106,6 @@ const struct dmr_backend dmr_backend_thin = {
 	.table_shows = thin_table_shows,
 	.views_make = thin_views_make,
 	.remove = thin_remove,
+	.owns = thin_owns,
 };
 

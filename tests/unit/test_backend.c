@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests: the backend table's operations that need no device: which
+ * dm devices a VM owns (recovery's orphan report asks it of every DMREP-
+ * device) for both backends. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+
+#include "agent/backend/backend.h"
+#include "common/util.h"
+
+static struct dmr_vm *vm_new(const char *backend, size_t npoints)
+{
+	struct dmr_vm *vm = calloc(1, sizeof(*vm));
+
+	assert_non_null(vm);
+	vm->name = strdup("db");
+	vm->backend = strdup(backend);
+	vm->n_disks = 2;
+	vm->disks = calloc(2, sizeof(*vm->disks));
+	vm->disks[0].name = strdup("vda");
+	vm->disks[1].name = strdup("vdb");
+	vm->disks[0].thin_id = 1;
+	vm->disks[1].thin_id = 2;
+	vm->state = DMR_VM_REPLICATING;
+	vm->n_points = npoints;
+	vm->points = calloc(npoints + 1, sizeof(*vm->points));
+	for (size_t p = 0; p < npoints; p++) {
+		vm->points[p].id = p + 1;
+		vm->points[p].label = strdup("");
+		vm->points[p].vol_ids = calloc(2, sizeof(uint32_t));
+		vm->points[p].vol_ids[0] = 10 + 2 * (uint32_t)p;
+		vm->points[p].vol_ids[1] = 11 + 2 * (uint32_t)p;
+	}
+	return vm;
+}
+
+static void test_owns(void **state)
+{
+	struct dmr_vm *vm = vm_new("thin", 1);
+	const struct dmr_backend *b = dmr_backend_of(vm);
+
+	(void)state;
+	assert_ptr_equal(b, &dmr_backend_thin);
+	assert_true(b->owns(vm, "dmrep-db:vda"));
+	assert_true(b->owns(vm, "dmrep-db:vdb"));
+	assert_false(b->owns(vm, "dmrep-db:vdc"));
+	assert_false(b->owns(vm, "dmrep-db2:vda"));
+	assert_false(b->owns(vm, "dmrep-pool"));
+	/* A thin point is a volume, never a device of its own. */
+	assert_false(b->owns(vm, "dmrep-snap-10"));
+	/* Test views only while a test failover has them. */
+	assert_false(b->owns(vm, "dmrep-db:test:vda"));
+	vm->test_ids = calloc(2, sizeof(uint32_t));
+	assert_true(b->owns(vm, "dmrep-db:test:vda"));
+	dmr_vm_free(vm);
+
+	vm = vm_new("classic", 2);
+	b = dmr_backend_of(vm);
+	assert_ptr_equal(b, &dmr_backend_classic);
+	assert_true(b->owns(vm, "dmrep-db:vda"));
+	assert_true(b->owns(vm, "dmrep-db:test:vdb"));
+	/* Every point's store device, of every disk. */
+	assert_true(b->owns(vm, "dmrep-snap-10"));
+	assert_true(b->owns(vm, "dmrep-snap-13"));
+	assert_false(b->owns(vm, "dmrep-snap-14"));
+	assert_false(b->owns(vm, "dmrep-other:vda"));
+	dmr_vm_free(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_owns),
+	};
+
+	return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
+}
