@@ -16,6 +16,7 @@
 #include "agent/core/authz.h"
 #include "common/log.h"
 #include "common/path.h"
+#include "common/rc.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "snapshots/classic.h"
@@ -1122,6 +1123,81 @@ static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_table
 	return dmr_classic_table_shows(t, id);
 }
 
+/* A committed classic VM's data lives in its layers' COW stores, not on
+ * its disks: removing them loses it, so only when told to. */
+static int classic_may_remove(const struct dmr_vm *vm, bool force, char **ret_why)
+{
+	size_t layers = vm->n_layers;
+
+	if (layers == 0 || force)
+		return 0;
+	if (asprintf(ret_why, "VM %s's committed data lives in %zu layer%s of COW stores, not on "
+		     "its disks: copy each /dev/dmrep/%s/DISK out, then vm remove --force",
+		     vm->name, layers, layers == 1 ? "" : "s", vm->name) < 0)
+		*ret_why = NULL;
+	return -DMR_E_STATE;
+}
+
+/* A classic disk on an image file: its loop over the descriptor the
+ * handler judged, not over whatever the path names by now. */
+static int attach_from_fd(struct dmr_disk *d, int fd)
+{
+	char name[DMR_PATH_FD_NAME_MAX];
+	struct stat st;
+	char *dev = NULL;
+	int r;
+
+	if (d->base_dev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0; /* a block device: the source is a root-given device path */
+	dmr_path_fd_name(fd, name);
+	r = dmr_loop_find(name, &dev);
+	if (r == -ENOENT)
+		r = dmr_loop_attach(name, false, &dev);
+	if (r < 0)
+		return r;
+	d->base_dev = dev;
+	return 0;
+}
+
+static int classic_create(struct dmr_registry *reg, struct dmr_vm *vm, const int *fds,
+			  const struct dmr_backend_report *rep)
+{
+	uint64_t t0 = dmr_now_usec();
+	char what[512];
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+		r = attach_from_fd(&vm->disks[i], fds[i]);
+		if (r < 0) {
+			snprintf(what, sizeof(what), "cannot attach %s", vm->disks[i].source);
+			rep->fail(rep->userdata, r, what);
+		}
+	}
+	if (r == 0) {
+		r = dmr_classic_vm_create(reg, vm);
+		if (r < 0)
+			rep->fail(rep->userdata, r, "cannot make the stable devices");
+	}
+	if (r < 0) {
+		/* In place: only our devices go; the disks are untouched. */
+		(void)dmr_classic_vm_teardown(reg, vm);
+		return r;
+	}
+	rep->step(rep->userdata, "activate", dmr_now_usec() - t0);
+	return 0;
+}
+
+static int classic_teardown(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why)
+{
+	int r = dmr_classic_vm_teardown(reg, vm);
+
+	if (r < 0 && ret_why &&
+	    asprintf(ret_why, "cannot remove VM %s's devices%s: %s", vm->name,
+		     r == -EBUSY ? " (is the VM running?)" : "", strerror(-r)) < 0)
+		*ret_why = NULL;
+	return r;
+}
+
 const struct dmr_backend dmr_backend_classic = {
 	.name = "classic",
 	.live_id = classic_live_id,
@@ -1130,4 +1206,9 @@ const struct dmr_backend dmr_backend_classic = {
 	.views_make = dmr_classic_views_make,
 	.remove = dmr_classic_delete,
 	.owns = dmr_classic_vm_owns,
+	.needs_pool = false,
+	.may_remove = classic_may_remove,
+	.create = classic_create,
+	.activate = dmr_classic_vm_activate,
+	.teardown = classic_teardown,
 };

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests: the backend table's operations that need no device: which
  * dm devices a VM owns (recovery's orphan report asks it of every DMREP-
- * device) for both backends. */
+ * device), whether it needs the pool, whether it may be removed, for both
+ * backends. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 
 #include "agent/backend/backend.h"
+#include "common/rc.h"
 #include "common/util.h"
 
 static struct dmr_vm *vm_new(const char *backend, size_t npoints)
@@ -70,10 +72,47 @@ static void test_owns(void **state)
 	dmr_vm_free(vm);
 }
 
+static void test_needs_pool(void **state)
+{
+	(void)state;
+	assert_true(dmr_backend_thin.needs_pool);
+	assert_false(dmr_backend_classic.needs_pool);
+}
+
+static void test_may_remove(void **state)
+{
+	struct dmr_vm *vm = vm_new("thin", 1);
+	char *why = NULL;
+
+	(void)state;
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), 0);
+	assert_null(why);
+	dmr_vm_free(vm);
+
+	vm = vm_new("classic", 1);
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), 0);
+	assert_null(why);
+	/* Committed: its data is in the layers' stores, only with --force. */
+	vm->n_layers = 2;
+	vm->layers = calloc(2, sizeof(*vm->layers));
+	vm->layers[0].ids = calloc(2, sizeof(uint32_t));
+	vm->layers[1].ids = calloc(2, sizeof(uint32_t));
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), -DMR_E_STATE);
+	assert_string_equal(why, "VM db's committed data lives in 2 layers of COW stores, not on "
+			    "its disks: copy each /dev/dmrep/db/DISK out, then vm remove --force");
+	free(why);
+	why = NULL;
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, true, &why), 0);
+	assert_null(why);
+	dmr_vm_free(vm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_owns),
+		cmocka_unit_test(test_needs_pool),
+		cmocka_unit_test(test_may_remove),
 	};
 
 	return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
