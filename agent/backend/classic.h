@@ -28,9 +28,6 @@
 #include "agent/store/registry.h"
 #include "dm/table.h"
 
-/* A per-VM cap on points: every origin write is copied to each point's
- * store, so write cost grows with the count (README, measured). */
-#define DMR_CLASSIC_MAX_POINTS_DEFAULT 8u
 /* A point whose COW store is this full is warned about. */
 #define DMR_CLASSIC_COW_WARN_PCT 80u
 

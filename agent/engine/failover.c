@@ -9,6 +9,7 @@
 #include "agent/rpc/handlers.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
+#include "agent/engine/vm.h"
 #include "agent/rpc/ops.h"
 #include "common/rc.h"
 #include "common/testhook.h"

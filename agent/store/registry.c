@@ -76,28 +76,6 @@ int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_S
 	return dm_id(buf, DMR_DM_UUID_MAX + 1, TEST_UUID_FMT, vm, disk);
 }
 
-int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE])
-{
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[2][DMR_DM_NAME_SIZE], uuid[2][DMR_DM_UUID_SIZE];
-		int r;
-
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name[0])) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid[0])) < 0 ||
-		    (r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name[1])) < 0 ||
-		    (r = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid[1])) < 0)
-			return r;
-		for (size_t k = 0; k < 2; k++) {
-			r = dmr_dm_check_uuid(name[k], uuid[k]);
-			if (r == -EEXIST)
-				memcpy(ret_name, name[k], sizeof(name[k]));
-			if (r < 0 && r != -ENOENT)
-				return r;
-		}
-	}
-	return 0;
-}
-
 const char *dmr_vm_state_name(enum dmr_vm_state s)
 {
 	switch (s) {
