@@ -12,6 +12,7 @@
 #include "agent/backend/backend.h"
 #include "common/rc.h"
 #include "common/util.h"
+#include "vm_points.h"
 
 static struct dmr_vm *vm_new(const char *backend, size_t npoints)
 {
@@ -27,15 +28,7 @@ static struct dmr_vm *vm_new(const char *backend, size_t npoints)
 	vm->disks[0].thin_id = 1;
 	vm->disks[1].thin_id = 2;
 	vm->state = DMR_VM_REPLICATING;
-	vm->n_points = npoints;
-	vm->points = calloc(npoints + 1, sizeof(*vm->points));
-	for (size_t p = 0; p < npoints; p++) {
-		vm->points[p].id = p + 1;
-		vm->points[p].label = strdup("");
-		vm->points[p].vol_ids = calloc(2, sizeof(uint32_t));
-		vm->points[p].vol_ids[0] = 10 + 2 * (uint32_t)p;
-		vm->points[p].vol_ids[1] = 11 + 2 * (uint32_t)p;
-	}
+	test_vm_add_points(vm, npoints);
 	return vm;
 }
 
@@ -52,7 +45,7 @@ static void test_owns(void **state)
 	assert_false(b->owns(vm, "dmrep-db2:vda"));
 	assert_false(b->owns(vm, "dmrep-pool"));
 	/* A thin point is a volume, never a device of its own. */
-	assert_false(b->owns(vm, "dmrep-snap-10"));
+	assert_false(b->owns(vm, "dmrep-snap-100"));
 	/* Test views only while a test failover has them. */
 	assert_false(b->owns(vm, "dmrep-db:test:vda"));
 	vm->test_ids = calloc(2, sizeof(uint32_t));
@@ -65,9 +58,9 @@ static void test_owns(void **state)
 	assert_true(b->owns(vm, "dmrep-db:vda"));
 	assert_true(b->owns(vm, "dmrep-db:test:vdb"));
 	/* Every point's store device, of every disk. */
-	assert_true(b->owns(vm, "dmrep-snap-10"));
-	assert_true(b->owns(vm, "dmrep-snap-13"));
-	assert_false(b->owns(vm, "dmrep-snap-14"));
+	assert_true(b->owns(vm, "dmrep-snap-100"));
+	assert_true(b->owns(vm, "dmrep-snap-103"));
+	assert_false(b->owns(vm, "dmrep-snap-104"));
 	assert_false(b->owns(vm, "dmrep-other:vda"));
 	dmr_vm_free(vm);
 }
