@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* CreatePool, GetPoolStatus and the helpers every storage handler shares. */
+/* CreatePool, GetPoolStatus (their work is agent/engine/pool.c's) and the
+ * helpers every storage handler shares. */
 #include "agent/rpc/handlers.h"
 #include "agent/engine/job.h"
 #include "agent/engine/pool.h"

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* AddVirtualSystem, GetVirtualSystem, ListVirtualSystems,
- * RemoveVirtualSystem, SetRetentionPolicy. */
+ * RemoveVirtualSystem, SetRetentionPolicy: the handlers.  The add job and
+ * the removal's device work are agent/engine/vm.c's. */
 #include <inttypes.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include "agent/engine/retention.h"
 #include "agent/core/authz.h"
