@@ -63,25 +63,3 @@ int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, cons
 	}
 	return r;
 }
-
-int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE])
-{
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[2][DMR_DM_NAME_SIZE], uuid[2][DMR_DM_UUID_SIZE];
-		int r;
-
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name[0])) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid[0])) < 0 ||
-		    (r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name[1])) < 0 ||
-		    (r = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, uuid[1])) < 0)
-			return r;
-		for (size_t k = 0; k < 2; k++) {
-			r = dmr_dm_check_uuid(name[k], uuid[k]);
-			if (r == -EEXIST)
-				memcpy(ret_name, name[k], sizeof(name[k]));
-			if (r < 0 && r != -ENOENT)
-				return r;
-		}
-	}
-	return 0;
-}

@@ -22,6 +22,18 @@
  * about once this full: one mark for every backend and the monitor. */
 #define DMR_BACKEND_WARN_PCT 80u
 
+/* What an operation run inside a job tells the job as it goes (the
+ * engine fills it in from its job; a backend never sees one). */
+struct dmr_backend_report {
+	void *userdata;
+	/* A step done, named as the job's "steps" list shows it. */
+	void (*step)(void *userdata, const char *name, uint64_t usec);
+	/* Bytes imported so far, over every disk. */
+	void (*imported)(void *userdata, uint64_t bytes);
+	/* Why it failed: recorded as dmr_job_fail(job, negerrno, "%s", what). */
+	void (*fail)(void *userdata, int negerrno, const char *what);
+};
+
 struct dmr_backend {
 	const char *name;
 	/* The id that means disk i's live volume. */
@@ -108,14 +120,16 @@ struct dmr_backend {
 	 * VM's busy lock). */
 	bool (*owns)(const struct dmr_vm *vm, const char *name);
 
-	/* The rest is crash and reboot recovery's (agent/engine/recovery.c):
-	 * called once at start, before the server and any job, so with no
-	 * lock held; each logs its own failures (the agent goes on).
-	 *
-	 * needs_pool: the VM's storage lives in the agent's pool (thin):
-	 * nothing of it is reconciled or recovered while the pool is down. */
+	/* The VM's storage lives in the agent's pool (thin):
+	 * nothing of it is reconciled or recovered while the pool is down,
+	 * and work on it is refused while the pool is absent or down. */
 	bool needs_pool;
-	/* A creation (AddVirtualSystem) that a crash interrupted
+	/* discard, doomed_remove and settle are crash and reboot recovery's
+	 * (agent/engine/recovery.c): called once at start, before the server
+	 * and any job, so with no lock held; each logs its own failures (the
+	 * agent goes on).
+	 *
+	 * discard: a creation (AddVirtualSystem) that a crash interrupted
 	 * (vm->importing), undone: every device and volume made for the VM
 	 * removed, best effort; its sources are untouched (thin copies them,
 	 * classic uses them in place).  The caller deletes the record. */
@@ -132,12 +146,35 @@ struct dmr_backend {
 	 * (best effort).  The catalog is the caller's to update. */
 	int (*settle)(struct dmr_registry *reg, const struct dmr_vm *vm,
 		      const struct dmr_point *p, uint64_t pool_tid);
-	/* After a reboot: bring up every device the catalog names that is
-	 * not active (stable devices on what the VM runs on, the views of a
-	 * finished test failover, classic stores in dependency order), left
-	 * alone where a device of that name is not the VM's.  Idempotent;
-	 * 0 or the first error (each logged). */
-	int (*reconcile)(struct dmr_registry *reg, struct dmr_vm *vm);
+	/* May RemoveVirtualSystem remove the VM (force: the user's --force)?
+	 * 0, or -DMR_E_STATE and *ret_why (malloc()ed) saying why not and
+	 * what to do first.  Caller holds reg->lock; no dm call. */
+	int (*may_remove)(const struct dmr_vm *vm, bool force, char **ret_why);
+	/* AddVirtualSystem's disks, for a VM recorded as importing: fds[i]
+	 * is disk i's source as the handler opened and judged it (-1: a new
+	 * empty disk); thin: volumes in the pool (one transaction, the VM's
+	 * import_tid saved first), the stable devices, each source copied
+	 * in; classic: loops over image files, the stable devices on the
+	 * disks in place.  Steps, progress and the failure go to rep.  All
+	 * or nothing: on failure no device or volume it made is left.
+	 * Busy lock held, not reg->lock. */
+	int (*create)(struct dmr_registry *reg, struct dmr_vm *vm, const int *fds,
+		      const struct dmr_backend_report *rep);
+	/* Bring the VM's devices up as the catalog has them (at start, after
+	 * a reboot): each one that is not there is activated; one that is,
+	 * is left as it is; one under its name with another UUID is left
+	 * alone (-EEXIST).  Goes on past a failure (each is logged) and
+	 * returns the first.  Idempotent.  Busy lock held (or recovery,
+	 * before the server runs), not reg->lock. */
+	int (*activate)(struct dmr_registry *reg, struct dmr_vm *vm);
+	/* Take the VM's devices down: thin, its stable devices (the volumes
+	 * stay: ->remove deletes them); classic, every device of it, its COW
+	 * stores destroyed and its base loops detached (the disks stay).
+	 * Stops at the first device it cannot remove: -EEXIST (another
+	 * UUID), -EBUSY (open: the VM runs) or the errno, and *ret_why
+	 * (malloc()ed; ret_why may be NULL) says so; what went before stays
+	 * gone.  Busy lock held, not reg->lock. */
+	int (*teardown)(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */
@@ -153,11 +190,5 @@ const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
  * pause: it suspends with a flush.  Goes on past a failing disk; returns
  * the first error (-ENOENT for a device that does not exist). */
 int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
-
-/* Is every device that carries one of the VM's names the VM's own (full
- * UUID)?  0 if so (absent ones are fine); -EEXIST if one is another
- * device, its name in ret_name: nothing of it may be removed, reloaded
- * or suspended.  Busy lock held, reg->lock not (dm calls). */
-int dmr_vm_dm_check(const struct dmr_vm *vm, char ret_name[DMR_DM_NAME_SIZE]);
 
 #endif

@@ -16,6 +16,7 @@
 #include "agent/core/authz.h"
 #include "common/log.h"
 #include "common/path.h"
+#include "common/rc.h"
 #include "common/testhook.h"
 #include "common/util.h"
 #include "dm/dm.h"
@@ -1251,12 +1252,87 @@ static int classic_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
 	return 0;
 }
 
-static int classic_reconcile(struct dmr_registry *reg, struct dmr_vm *vm)
+static int classic_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 {
 	int r = dmr_classic_vm_activate(reg, vm);
 
 	if (r < 0)
 		log_error("VM %s: not every device could be activated: %s", vm->name, strerror(-r));
+	return r;
+}
+
+/* A committed classic VM's data lives in its layers' COW stores, not on
+ * its disks: removing them loses it, so only when told to. */
+static int classic_may_remove(const struct dmr_vm *vm, bool force, char **ret_why)
+{
+	size_t layers = vm->n_layers;
+
+	if (layers == 0 || force)
+		return 0;
+	if (asprintf(ret_why, "VM %s's committed data lives in %zu layer%s of COW stores, not on "
+		     "its disks: copy each /dev/dmrep/%s/DISK out, then vm remove --force",
+		     vm->name, layers, layers == 1 ? "" : "s", vm->name) < 0)
+		*ret_why = NULL;
+	return -DMR_E_STATE;
+}
+
+/* A classic disk on an image file: its loop over the descriptor the
+ * handler judged, not over whatever the path names by now. */
+static int attach_from_fd(struct dmr_disk *d, int fd)
+{
+	char name[DMR_PATH_FD_NAME_MAX];
+	struct stat st;
+	char *dev = NULL;
+	int r;
+
+	if (d->base_dev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0; /* a block device: the source is a root-given device path */
+	dmr_path_fd_name(fd, name);
+	r = dmr_loop_find(name, &dev);
+	if (r == -ENOENT)
+		r = dmr_loop_attach(name, false, &dev);
+	if (r < 0)
+		return r;
+	d->base_dev = dev;
+	return 0;
+}
+
+static int classic_create(struct dmr_registry *reg, struct dmr_vm *vm, const int *fds,
+			  const struct dmr_backend_report *rep)
+{
+	uint64_t t0 = dmr_now_usec();
+	char what[512];
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+		r = attach_from_fd(&vm->disks[i], fds[i]);
+		if (r < 0) {
+			snprintf(what, sizeof(what), "cannot attach %s", vm->disks[i].source);
+			rep->fail(rep->userdata, r, what);
+		}
+	}
+	if (r == 0) {
+		r = dmr_classic_vm_create(reg, vm);
+		if (r < 0)
+			rep->fail(rep->userdata, r, "cannot make the stable devices");
+	}
+	if (r < 0) {
+		/* In place: only our devices go; the disks are untouched. */
+		(void)dmr_classic_vm_teardown(reg, vm);
+		return r;
+	}
+	rep->step(rep->userdata, "activate", dmr_now_usec() - t0);
+	return 0;
+}
+
+static int classic_teardown(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why)
+{
+	int r = dmr_classic_vm_teardown(reg, vm);
+
+	if (r < 0 && ret_why &&
+	    asprintf(ret_why, "cannot remove VM %s's devices%s: %s", vm->name,
+		     r == -EBUSY ? " (is the VM running?)" : "", strerror(-r)) < 0)
+		*ret_why = NULL;
 	return r;
 }
 
@@ -1281,5 +1357,8 @@ const struct dmr_backend dmr_backend_classic = {
 	.discard = classic_discard,
 	.doomed_remove = classic_doomed_remove,
 	.settle = classic_settle,
-	.reconcile = classic_reconcile,
+	.may_remove = classic_may_remove,
+	.create = classic_create,
+	.activate = classic_activate,
+	.teardown = classic_teardown,
 };

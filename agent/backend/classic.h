@@ -28,9 +28,6 @@
 #include "agent/store/registry.h"
 #include "dm/table.h"
 
-/* A per-VM cap on points: every origin write is copied to each point's
- * store, so write cost grows with the count (README, measured). */
-#define DMR_CLASSIC_MAX_POINTS_DEFAULT 8u
 
 bool dmr_vm_is_classic(const struct dmr_vm *vm);
 

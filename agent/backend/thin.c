@@ -5,13 +5,16 @@
  * every id is a thin id, and every batch of metadata changes is one pool
  * transaction (dmr_reg_txn_begin/_end).
  */
-#include <inttypes.h>
-
 #include "agent/backend/backend.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
+
 #include "common/log.h"
+#include "common/path.h"
 #include "common/util.h"
 #include "dm/dm.h"
+#include "snapshots/copy.h"
 #include "snapshots/pool.h"
 #include "snapshots/thin.h"
 
@@ -228,48 +231,218 @@ static int thin_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
 	return 0;
 }
 
-/* After a reboot: activate thin id as name/uuid unless it is there. */
-static void thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
-			  const char *uuid, uint32_t id, uint64_t bytes)
+/* A thin VM's data is in its volumes, which remove deletes: always. */
+static int thin_may_remove(const struct dmr_vm *vm, bool force, char **ret_why)
+{
+	return 0;
+}
+
+static void report_fail(const struct dmr_backend_report *rep, int r, const char *fmt, ...)
+	_printf_(3, 4);
+static void report_fail(const struct dmr_backend_report *rep, int r, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	rep->fail(rep->userdata, r, what);
+}
+
+static void why_set(char **why, const char *fmt, ...) _printf_(2, 3);
+static void why_set(char **why, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(why, fmt, ap) < 0)
+		*why = NULL;
+	va_end(ap);
+}
+
+struct import_progress {
+	const struct dmr_backend_report *rep;
+	uint64_t done_bytes; /* of finished disks */
+};
+
+static int import_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	struct import_progress *p = userdata;
+
+	p->rep->imported(p->rep->userdata, p->done_bytes + done);
+	return 0;
+}
+
+static int thin_teardown(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why)
+{
+	_cleanup_free_ char *why = NULL;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+		char dm[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+		struct dmr_dm_info info;
+
+		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dm) < 0 ||
+		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0 ||
+		    dmr_dm_info(dm, &info) < 0 || !info.exists)
+			continue;
+		/* Only this VM's own device: one with its name and another
+		 * UUID (another VM's, an older agent's) is left alone. */
+		if (!dmr_streq(info.uuid, uuid)) {
+			r = -EEXIST;
+			why_set(&why, "%s is not VM %s's device (another UUID)", dm, vm->name);
+			break;
+		}
+		/* Open after the retries (udev's blkid lets go; a running VM
+		 * does not): the removal stops before anything else goes. */
+		r = dmr_dm_remove(dm, 20);
+		if (r == -EBUSY)
+			why_set(&why, "%s is open (is the VM running?)", dm);
+		else if (r < 0)
+			why_set(&why, "cannot remove %s: %s", dm, strerror(-r));
+	}
+	if (r < 0 && ret_why)
+		*ret_why = DMR_TAKE_PTR(why);
+	return r;
+}
+
+static int thin_create(struct dmr_registry *reg, struct dmr_vm *vm, const int *fds,
+		       const struct dmr_backend_report *rep)
+{
+	struct import_progress progress = { .rep = rep };
+	_cleanup_free_ uint32_t *ids = NULL;
+	uint64_t old_tid, new_tid, t0;
+	bool volumes_made = false;
+	int r;
+
+	ids = calloc(vm->n_disks, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		ids[i] = vm->disks[i].thin_id;
+
+	t0 = dmr_now_usec();
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	pthread_mutex_lock(&reg->lock);
+	vm->import_tid = new_tid;
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r == 0)
+		r = dmr_thin_create_batch(reg->pool, vm->n_disks, ids, old_tid, new_tid);
+	volumes_made = r == 0;
+	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
+		r = -EIO;
+	if (r < 0) {
+		report_fail(rep, r, "cannot create thin volumes");
+		goto fail;
+	}
+	rep->step(rep->userdata, "create-volumes", dmr_now_usec() - t0);
+
+	t0 = dmr_now_usec();
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0)
+			goto fail;
+		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], vm->disks[i].size_bytes / 512,
+				      false);
+		if (r < 0) {
+			report_fail(rep, r, "cannot activate %s", name);
+			goto fail;
+		}
+	}
+	rep->step(rep->userdata, "activate", dmr_now_usec() - t0);
+
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const struct dmr_disk *d = &vm->disks[i];
+		struct dmr_copy_opts opts = { .queue_depth = 32, .block_size = 1u << 20,
+					      .skip_zero = true };
+		struct dmr_copy_stats stats;
+		char name[DMR_DM_NAME_SIZE], dev[DMR_DM_PATH_SIZE], step[128], src[DMR_PATH_FD_NAME_MAX];
+
+		if (!d->source || fds[i] < 0)
+			continue;
+		t0 = dmr_now_usec();
+		(void)dmr_vm_disk_dm_name(vm->name, d->name, name);
+		snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
+		/* The source the handler opened and judged, reopened through
+		 * its descriptor (O_DIRECT needs an open of its own). */
+		dmr_path_fd_name(fds[i], src);
+		r = dmr_copy_run(src, dev, d->size_bytes, &opts, import_progress, &progress, &stats);
+		if (r < 0) {
+			report_fail(rep, r, "import of %s from %s failed",
+					  d->name, d->source);
+			goto fail;
+		}
+		progress.done_bytes += d->size_bytes;
+		snprintf(step, sizeof(step), "import-%s", d->name);
+		rep->step(rep->userdata, step, dmr_now_usec() - t0);
+		log_info("VM %s: imported %s: %" PRIu64 " bytes written, %" PRIu64 " zero bytes skipped",
+			 vm->name, d->name, stats.bytes_written, stats.bytes_skipped);
+	}
+	return 0;
+
+fail:
+	/* The import source was only read, so nothing is lost. */
+	(void)thin_teardown(reg, vm, NULL);
+	if (volumes_made)
+		(void)thin_delete_ids(reg, vm->n_disks, ids);
+	return r < 0 ? r : -EIO;
+}
+
+/* Activate thin id as name/uuid unless it is there. */
+static int thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
+			 const char *uuid, uint32_t id, uint64_t bytes)
 {
 	struct dmr_dm_info info;
 	int r;
 
-	if (dmr_dm_info(name, &info) < 0)
-		return;
-	if (info.exists && !dmr_streq(info.uuid, uuid))
+	if ((r = dmr_dm_info(name, &info)) < 0)
+		return r;
+	if (info.exists && !dmr_streq(info.uuid, uuid)) {
 		log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
 			  vm->name, name, info.uuid);
+		return -EEXIST;
+	}
 	if (info.exists)
-		return;
+		return 0;
 	r = dmr_thin_activate(reg->pool, name, uuid, id, bytes / 512, false);
 	if (r < 0)
 		log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-r));
+	return r;
 }
 
-static int thin_reconcile(struct dmr_registry *reg, struct dmr_vm *vm)
+/* The stable devices come back on the live volumes, or on the overlays of
+ * a recovered VM; a finished test failover's views on theirs, as the user
+ * left them (one with an operation in flight is for failover recovery). */
+static int thin_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 {
-	/* After a reboot the devices are gone: the stable devices come
-	 * back on the live volumes, or on the overlays of a recovered
-	 * VM; a finished test failover's views on theirs, as the user
-	 * left them (one with an operation in flight is for failover
-	 * recovery). */
+	int r = 0;
+
+	if (!reg->pool)
+		return -ENODEV;
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		const char *disk = vm->disks[i].name;
 		uint64_t bytes = vm->disks[i].size_bytes;
 		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+		int q;
 
-		if (dmr_vm_disk_dm_name(vm->name, disk, name) == 0 &&
-		    dmr_vm_disk_dm_uuid(vm->name, disk, uuid) == 0)
-			thin_bring_up(reg, vm, name, uuid,
-				      vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
-				      vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
-		if (vm->test_failover && vm->test_ids && !vm->intent[0] &&
-		    dmr_vm_test_dm_name(vm->name, disk, name) == 0 &&
-		    dmr_vm_test_dm_uuid(vm->name, disk, uuid) == 0)
-			thin_bring_up(reg, vm, name, uuid, vm->test_ids[i], bytes);
+		q = dmr_vm_disk_dm_name(vm->name, disk, name);
+		q = q ?: dmr_vm_disk_dm_uuid(vm->name, disk, uuid);
+		q = q ?: thin_bring_up(reg, vm, name, uuid,
+				       vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
+				       vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
+		r = r ?: q;
+		if (!vm->test_failover || !vm->test_ids || vm->intent[0])
+			continue;
+		q = dmr_vm_test_dm_name(vm->name, disk, name);
+		q = q ?: dmr_vm_test_dm_uuid(vm->name, disk, uuid);
+		q = q ?: thin_bring_up(reg, vm, name, uuid, vm->test_ids[i], bytes);
+		r = r ?: q;
 	}
-	return 0;
+	return r;
 }
 
 const struct dmr_backend dmr_backend_thin = {
@@ -293,6 +466,9 @@ const struct dmr_backend dmr_backend_thin = {
 	.discard = thin_discard,
 	.doomed_remove = thin_doomed_remove,
 	.settle = thin_settle,
-	.reconcile = thin_reconcile,
+	.may_remove = thin_may_remove,
+	.create = thin_create,
+	.activate = thin_activate,
+	.teardown = thin_teardown,
 };
 

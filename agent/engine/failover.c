@@ -9,6 +9,7 @@
 #include "agent/engine/job_hooks.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
+#include "agent/engine/vm.h"
 #include "common/rc.h"
 #include "common/testhook.h"
 #include "agent/guest/shim.h"

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <inttypes.h>
 
+#include "agent/engine/vm.h"
 #include "agent/backend/backend.h"
 #include "agent/backend/identity.h"
 #include "agent/engine/failover.h"
@@ -125,7 +126,7 @@ static int reconcile_vm(struct dmr_registry *reg, struct dmr_vm *vm, uint64_t po
 		log_notice("VM %s: point %" PRIu64 " was not made; dropping it", vm->name, pt->id);
 		dmr_vm_point_drop(vm, p);
 	}
-	(void)be->reconcile(reg, vm);
+	(void)be->activate(reg, vm);
 	if (changed && (r = dmr_reg_vm_save(reg, vm)) < 0)
 		log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
 	return 0;

@@ -12,9 +12,9 @@
  * exists but could not be activated. */
 int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
 
-/* What the VM's backend needs: the pool for a thin VM (as
- * dmr_ops_need_pool), nothing for a classic one; 0 for an unknown VM (the
- * caller's lookup reports it). */
+/* What the VM's backend needs: the pool if its storage lives there (as
+ * dmr_ops_need_pool; dmr_vm_needs_pool, agent/engine/vm.h), else nothing;
+ * 0 for an unknown VM (the caller's lookup reports it). */
 int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
 /* Refuse (32777, the reason) work on a VM left down at activation (its
  * disk's device is not the disk that was added); removing it is allowed. */
@@ -26,7 +26,7 @@ int dmr_ops_vm_name(struct dmr_call *c, const char *key, const char **ret_name);
 /*
  * Take the VM's busy lock and check it exists: 32774 if busy, 32779 if
  * absent, 32774 if a device with one of its names is not its own
- * (dmr_vm_dm_check; the lock is then released).  On 0 the caller owns
+ * (dmr_vm_dm_check, agent/engine/vm.h; the lock is then released).  On 0 the caller owns
  * the lock.
  */
 int dmr_ops_vm_acquire(struct dmr_call *c, const char *name);

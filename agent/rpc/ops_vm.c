@@ -1,316 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* AddVirtualSystem, GetVirtualSystem, ListVirtualSystems,
- * RemoveVirtualSystem, SetRetentionPolicy. */
+ * RemoveVirtualSystem, SetRetentionPolicy: the handlers.  The add job and
+ * the removal's device work are agent/engine/vm.c's. */
 #include <inttypes.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 
 #include "agent/engine/retention.h"
 #include "agent/core/authz.h"
-#include "agent/backend/backend.h"
-#include "agent/backend/classic.h"
 #include "agent/rpc/handlers.h"
 #include "agent/engine/job.h"
+#include "agent/engine/vm.h"
 #include "agent/rpc/ops.h"
 #include "common/rc.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "common/util.h"
-#include "dm/dm.h"
 #include "dm/name.h"
-#include "snapshots/copy.h"
-#include "snapshots/loop.h"
-#include "snapshots/probe.h"
-#include "snapshots/thin.h"
-
-/* Is path a dm device whose UUID is ours (a stable, point or pool device)?
- * Importing one of those into the pool would copy dmrep into itself. */
-static bool path_is_dmrep_device(const char *path)
-{
-	_cleanup_free_ struct dmr_dm_entry *devs = NULL;
-	size_t n = 0;
-	struct stat st;
-
-	if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode))
-		return false;
-	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &n) < 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (devs[i].major == major(st.st_rdev) && devs[i].minor == minor(st.st_rdev))
-			return true;
-	return false;
-}
-
-struct add_ctx {
-	struct dmr_registry *reg;
-	char *vm;
-	uint64_t total_bytes; /* of all imports, for percent_complete */
-	uint64_t done_bytes;  /* of finished disks */
-	struct dmr_job *job;
-	enum dmr_peer_class peer; /* who asked: the rules new files follow */
-	/* Per disk, the source as opened and judged by the handler (-1: a new
-	 * disk): the job uses these, never the path again. */
-	size_t n_fds;
-	int *fds;
-};
-
-static void close_fds(int *fds, size_t n)
-{
-	for (size_t i = 0; fds && i < n; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	free(fds);
-}
-
-static void add_ctx_free(void *p)
-{
-	struct add_ctx *ctx = p;
-
-	close_fds(ctx->fds, ctx->n_fds);
-	free(ctx->vm);
-	free(ctx);
-}
-
-static int import_progress(uint64_t done, uint64_t total, void *userdata)
-{
-	struct add_ctx *ctx = userdata;
-
-	if (ctx->total_bytes)
-		dmr_job_set_percent(ctx->job, (unsigned)((ctx->done_bytes + done) * 99 / ctx->total_bytes));
-	return 0;
-}
-
-/* Remove a file this job created, if the path still names it. */
-static void unlink_made(const char *path, int fd)
-{
-	struct stat a, b;
-
-	if (fd >= 0 && fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
-	    a.st_ino == b.st_ino)
-		(void)unlink(path);
-}
-
-/* A new, empty image file for a classic disk, sparse: created inside the
- * caller's --image-dir (agent/core/authz.h), O_EXCL|O_NOFOLLOW; *ret_fd holds it. */
-static int create_image(enum dmr_peer_class peer, const char *path, uint64_t size, int *ret_fd,
-			char *why, size_t len)
-{
-	_cleanup_close_ int fd = -1;
-	int r;
-
-	r = dmr_authz_disk_create(dmr_authz_conf(), peer, path, &fd, NULL, why, len);
-	if (r < 0)
-		return r;
-	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
-		r = dmr_negerrno();
-		unlink_made(path, fd);
-		return r;
-	}
-	*ret_fd = DMR_TAKE_FD(fd);
-	return 0;
-}
-
-/* A classic disk on an image file: its loop over the descriptor the
- * handler judged, not over whatever the path names by now. */
-static int attach_from_fd(struct dmr_disk *d, int fd)
-{
-	char name[DMR_PATH_FD_NAME_MAX];
-	struct stat st;
-	char *dev = NULL;
-	int r;
-
-	if (d->base_dev || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return 0; /* a block device: the source is a root-given device path */
-	dmr_path_fd_name(fd, name);
-	r = dmr_loop_find(name, &dev);
-	if (r == -ENOENT)
-		r = dmr_loop_attach(name, false, &dev);
-	if (r < 0)
-		return r;
-	d->base_dev = dev;
-	return 0;
-}
-
-/* Undo a VM whose creation failed or was interrupted: devices, volumes,
- * catalog entry.  The import source was only read, so nothing is lost. */
-static void add_rollback(struct dmr_registry *reg, struct dmr_vm *vm, bool volumes_made)
-{
-	_cleanup_free_ uint32_t *ids = calloc(vm->n_disks, sizeof(uint32_t));
-
-	if (dmr_vm_is_classic(vm)) {
-		/* In place: only our devices go; the disks are untouched. */
-		(void)dmr_classic_vm_teardown(reg, vm);
-		pthread_mutex_lock(&reg->lock);
-		(void)dmr_reg_vm_delete(reg, vm->name);
-		pthread_mutex_unlock(&reg->lock);
-		return;
-	}
-
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-
-		if (ids)
-			ids[i] = vm->disks[i].thin_id;
-		/* Only this VM's own device: one with its name and another
-		 * UUID (another VM's, an older agent's) is left alone. */
-		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) < 0 ||
-		    dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid) < 0)
-			continue;
-		if (dmr_dm_check_uuid(name, uuid) == 0)
-			(void)dmr_dm_remove(name, 20);
-	}
-	if (volumes_made && ids)
-		(void)dmr_backend_of(vm)->remove(reg, vm, vm->n_disks, ids);
-	pthread_mutex_lock(&reg->lock);
-	(void)dmr_reg_vm_delete(reg, vm->name);
-	pthread_mutex_unlock(&reg->lock);
-}
-
-static int add_job(struct dmr_job *job, void *userdata)
-{
-	struct add_ctx *ctx = userdata;
-	struct dmr_registry *reg = ctx->reg;
-	_cleanup_free_ uint32_t *ids = NULL;
-	struct dmr_vm *vm;
-	uint64_t old_tid, new_tid, t0;
-	bool volumes_made = false;
-	int r;
-
-	ctx->job = job;
-	pthread_mutex_lock(&reg->lock);
-	vm = dmr_reg_vm_find(reg, ctx->vm);
-	pthread_mutex_unlock(&reg->lock);
-	if (!vm)
-		return -ENOENT;
-	if (dmr_vm_is_classic(vm)) {
-		_cleanup_free_ bool *made = calloc(vm->n_disks, sizeof(bool));
-
-		t0 = dmr_now_usec();
-		r = made ? 0 : -ENOMEM;
-		/* NAME=PATH:SIZE with no PATH yet: the disk is a new file. */
-		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
-			char why[256] = "";
-
-			if (ctx->fds[i] < 0) {
-				r = create_image(ctx->peer, vm->disks[i].source, vm->disks[i].size_bytes,
-						 &ctx->fds[i], why, sizeof(why));
-				made[i] = r == 0;
-				if (r < 0) {
-					dmr_job_set_error(job, r == -EACCES ? DMR_RC_ACCESS_DENIED :
-							  dmr_rc_from_errno(r), "cannot create %s: %s",
-							  vm->disks[i].source, why[0] ? why : strerror(-r));
-					break;
-				}
-			}
-			r = attach_from_fd(&vm->disks[i], ctx->fds[i]);
-			if (r < 0)
-				dmr_job_fail(job, r, "cannot attach %s",
-						  vm->disks[i].source);
-		}
-		if (r == 0) {
-			r = dmr_classic_vm_create(reg, vm);
-			if (r < 0)
-				dmr_job_fail(job, r, "cannot make the stable devices");
-		}
-		if (r < 0) {
-			/* Files made here held nothing: they go too. */
-			(void)dmr_classic_vm_teardown(reg, vm);
-			for (size_t i = 0; made && i < vm->n_disks; i++)
-				if (made[i])
-					unlink_made(vm->disks[i].source, ctx->fds[i]);
-			goto fail;
-		}
-		dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
-		goto done;
-	}
-	ids = calloc(vm->n_disks, sizeof(*ids));
-	if (!ids) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < vm->n_disks; i++)
-		ids[i] = vm->disks[i].thin_id;
-
-	t0 = dmr_now_usec();
-	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
-	pthread_mutex_lock(&reg->lock);
-	vm->import_tid = new_tid;
-	r = dmr_reg_vm_save(reg, vm);
-	pthread_mutex_unlock(&reg->lock);
-	if (r == 0)
-		r = dmr_thin_create_batch(reg->pool, vm->n_disks, ids, old_tid, new_tid);
-	volumes_made = r == 0;
-	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
-		r = -EIO;
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot create thin volumes");
-		goto fail;
-	}
-	dmr_job_add_step(job, "create-volumes", dmr_now_usec() - t0);
-
-	t0 = dmr_now_usec();
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0)
-			goto fail;
-		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], vm->disks[i].size_bytes / 512,
-				      false);
-		if (r < 0) {
-			dmr_job_fail(job, r, "cannot activate %s", name);
-			goto fail;
-		}
-	}
-	dmr_job_add_step(job, "activate", dmr_now_usec() - t0);
-
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		const struct dmr_disk *d = &vm->disks[i];
-		struct dmr_copy_opts opts = { .queue_depth = 32, .block_size = 1u << 20,
-					      .skip_zero = true };
-		struct dmr_copy_stats stats;
-		char name[DMR_DM_NAME_SIZE], dev[DMR_DM_PATH_SIZE], step[128], src[DMR_PATH_FD_NAME_MAX];
-
-		if (!d->source || ctx->fds[i] < 0)
-			continue;
-		t0 = dmr_now_usec();
-		(void)dmr_vm_disk_dm_name(vm->name, d->name, name);
-		snprintf(dev, sizeof(dev), "/dev/mapper/%s", name);
-		/* The source the handler opened and judged, reopened through
-		 * its descriptor (O_DIRECT needs an open of its own). */
-		dmr_path_fd_name(ctx->fds[i], src);
-		r = dmr_copy_run(src, dev, d->size_bytes, &opts, import_progress, ctx, &stats);
-		if (r < 0) {
-			dmr_job_fail(job, r, "import of %s from %s failed",
-					  d->name, d->source);
-			goto fail;
-		}
-		ctx->done_bytes += d->size_bytes;
-		snprintf(step, sizeof(step), "import-%s", d->name);
-		dmr_job_add_step(job, step, dmr_now_usec() - t0);
-		log_info("VM %s: imported %s: %" PRIu64 " bytes written, %" PRIu64 " zero bytes skipped",
-			 vm->name, d->name, stats.bytes_written, stats.bytes_skipped);
-	}
-
-done:
-	pthread_mutex_lock(&reg->lock);
-	vm->importing = false;
-	vm->import_tid = 0;
-	r = dmr_reg_vm_save(reg, vm);
-	pthread_mutex_unlock(&reg->lock);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot save VM state");
-		goto fail;
-	}
-	dmr_job_set_percent(job, 100);
-	dmr_job_set_result(job, "vm", json_object_new_string(vm->name));
-	return 0;
-
-fail:
-	add_rollback(reg, vm, volumes_made);
-	return r < 0 ? r : -EIO;
-}
+#include "snapshots/pool.h"
 
 static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
 		      bool classic, uint64_t *import_bytes, int *ret_fd)
@@ -321,7 +28,7 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 	char fdname[DMR_PATH_FD_NAME_MAX], why[256] = "";
 	struct json_object *v;
 	const char *name, *path;
-	bool is_block = false;
+	struct dmr_vm_source src = { 0 };
 	uint64_t size = 0, want = 0;
 	int r;
 
@@ -361,9 +68,8 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 				     "disk %s: cannot open %s: %s", name, path, strerror(-r));
 	if (r == 0) {
 		dmr_path_fd_name(fd, fdname);
-		r = dmr_probe_path_kind(fdname, &is_block, &size);
-		if (r < 0)
-			r = -EINVAL;
+		r = dmr_vm_source_probe(fdname, &src);
+		size = src.size;
 	}
 	if (r == -ENOENT) {
 		_cleanup_free_ char *newpath = NULL;
@@ -401,10 +107,10 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s has size %" PRIu64 ", not a non-zero multiple of 512 "
 					     "up to %llu", name, path, size, DMR_SIZE_MAX);
-		if (path_is_dmrep_device(fdname))
+		if (src.dmrep_own)
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: %s is a device dmrep itself owns", name, path);
-		if (dmr_probe_in_use(fdname) == -EBUSY)
+		if (src.in_use)
 			return dmr_call_fail(c, DMR_RC_IN_USE, "disk %s: %s is in use", name, path);
 		d->size_bytes = size;
 		/* Root's path as given (/dev/vg0/lv outlives a reboot, dm-3
@@ -414,7 +120,7 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 		/* A sparse file needs only its allocated blocks; a device
 		 * may be full. */
-		*import_bytes += is_block ? size :
+		*import_bytes += src.is_block ? size :
 				 (fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : size);
 	}
 	if (classic && !d->source)
@@ -451,7 +157,6 @@ int dmr_h_add_vm(struct dmr_call *c)
 	struct dmr_registry *reg = c->agent->reg;
 	_cleanup_(vm_freep) struct dmr_vm *vm = NULL;
 	struct json_object *disks;
-	struct add_ctx *ctx;
 	enum dmr_peer_class peer = dmr_authz_peer(c->uid, c->privileged);
 	_cleanup_free_ char *qmp_path = NULL, *qga_path = NULL, *shim_cmd = NULL;
 	char why[256] = "";
@@ -525,7 +230,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (!vm || !fds || !(vm->disks = calloc(n, sizeof(*vm->disks))) ||
 	    !(vm->points = calloc(1, sizeof(*vm->points))) || !(vm->name = strdup(name)) ||
 	    !(vm->backend = strdup(backend))) {
-		close_fds(fds, n);
+		dmr_vm_fds_close(fds, n);
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 	}
 	vm->qmp = DMR_TAKE_PTR(qmp_path);
@@ -558,7 +263,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 		}
 	}
 	for (size_t i = 0; classic && i < n; i++) {
-		uint64_t d = cow ? cow : dmr_classic_default_cow(vm->disks[i].size_bytes);
+		uint64_t d = cow ? cow : dmr_vm_default_cow(vm->disks[i].size_bytes);
 
 		if (d > vm->cow_size)
 			vm->cow_size = d;
@@ -622,22 +327,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	}
 	vm = NULL; /* the registry owns it now */
 
-	ctx = calloc(1, sizeof(*ctx));
-	if (ctx && !(ctx->vm = strdup(name))) {
-		free(ctx);
-		ctx = NULL;
-	}
-	r = ctx ? 0 : -ENOMEM;
-	if (!ctx)
-		close_fds(fds, n);
-	if (ctx) {
-		ctx->reg = reg;
-		ctx->total_bytes = import_bytes;
-		ctx->peer = peer;
-		ctx->fds = fds;
-		ctx->n_fds = n;
-		r = dmr_job_start(c->agent, "AddVirtualSystem", name, add_job, ctx, add_ctx_free, &id);
-	}
+	r = dmr_vm_add_start(c->agent, name, peer, DMR_TAKE_PTR(fds), n, import_bytes, &id);
 	if (r < 0) {
 		pthread_mutex_lock(&reg->lock);
 		(void)dmr_reg_vm_delete(reg, name);
@@ -649,7 +339,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	json_object_object_add(c->reply, "vm", json_object_new_string(name));
 	return DMR_RC_JOB_STARTED;
 fail_fds:
-	close_fds(fds, n);
+	dmr_vm_fds_close(fds, n);
 	return rc;
 }
 
@@ -701,10 +391,9 @@ int dmr_h_list_vms(struct dmr_call *c)
 int dmr_h_remove_vm(struct dmr_call *c)
 {
 	struct dmr_registry *reg = c->agent->reg;
-	_cleanup_free_ uint32_t *ids = NULL;
+	_cleanup_free_ char *why = NULL;
 	struct dmr_vm *vm;
 	const char *name;
-	size_t nids = 0, layers = 0;
 	bool force;
 	int rc, r = 0;
 
@@ -715,79 +404,22 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	vm = dmr_reg_vm_find(reg, name);
 	if ((vm->state != DMR_VM_REPLICATING && vm->state != DMR_VM_COMMITTED) || vm->test_failover)
 		r = -DMR_E_STATE;
-	/* A committed classic VM's data lives in its layers' COW stores, not
-	 * on its disks: removing them loses it, so only when told to. */
-	else if (dmr_vm_is_classic(vm) && vm->n_layers > 0 && !force)
-		layers = vm->n_layers;
-	if (r == 0) {
-		ids = calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids));
-		if (!ids)
-			r = -ENOMEM;
-		for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
-			ids[nids++] = vm->disks[i].thin_id;
-			for (size_t p = 0; p < vm->n_points; p++)
-				ids[nids++] = vm->points[p].vol_ids[i];
-		}
-	}
+	else
+		r = dmr_vm_may_remove(vm, force, &why);
 	pthread_mutex_unlock(&reg->lock);
-	if (r == -DMR_E_STATE) {
+	if (r == -DMR_E_STATE && !why) {
 		rc = dmr_call_fail(c, DMR_RC_INVALID_STATE,
 				   "VM %s is %s%s: revert, commit or stop the test first", name,
 				   dmr_vm_state_name(vm->state), vm->test_failover ? " (test failover)" : "");
 		goto out;
 	}
-	if (layers > 0) {
-		rc = dmr_call_fail(c, DMR_RC_INVALID_STATE,
-				   "VM %s's committed data lives in %zu layer%s of COW stores, not on its "
-				   "disks: copy each /dev/dmrep/%s/DISK out, then vm remove --force",
-				   name, layers, layers == 1 ? "" : "s", name);
-		goto out;
-	}
+	if (r == 0)
+		r = dmr_vm_destroy(reg, vm, &why);
 	if (r < 0) {
-		rc = dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+		rc = why ? dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why) :
+			   dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 		goto out;
 	}
-	if (dmr_vm_is_classic(vm)) {
-		r = dmr_classic_vm_teardown(reg, vm);
-		if (r < 0) {
-			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove VM %s's devices%s: %s",
-					   name, r == -EBUSY ? " (is the VM running?)" : "", strerror(-r));
-			goto out;
-		}
-		goto forget;
-	}
-	/* Devices first: one that is open (the VM still runs) stops the
-	 * removal before any volume is deleted. */
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char dm[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-		struct dmr_dm_info info;
-
-		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dm);
-		(void)dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid);
-		if (dmr_dm_info(dm, &info) < 0 || !info.exists)
-			continue;
-		if (!dmr_streq(info.uuid, uuid)) {
-			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is not VM %s's device (another UUID)",
-					   dm, name);
-			goto out;
-		}
-		if (info.open_count > 0) {
-			rc = dmr_call_fail(c, DMR_RC_IN_USE, "%s is open (is the VM running?)", dm);
-			goto out;
-		}
-		r = dmr_dm_remove(dm, 5);
-		if (r < 0) {
-			rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot remove %s: %s", dm, strerror(-r));
-			goto out;
-		}
-	}
-	r = dmr_backend_of(vm)->remove(reg, vm, nids, ids);
-	if (r < 0) {
-		rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot delete the VM's volumes: %s",
-				   strerror(-r));
-		goto out;
-	}
-forget:
 	pthread_mutex_lock(&reg->lock);
 	r = dmr_reg_vm_delete(reg, name);
 	pthread_mutex_unlock(&reg->lock);

@@ -42,6 +42,9 @@
 #define DMR_SECONDS_MAX (100ull * 366 * 86400)
 #define DMR_KEEP_LAST_MAX 1000000ull
 #define DMR_CLASSIC_MAX_POINTS_MAX 64u
+/* A per-VM cap on points: every origin write is copied to each point's
+ * store, so write cost grows with the count (README, measured). */
+#define DMR_CLASSIC_MAX_POINTS_DEFAULT 8u
 
 enum dmr_vm_state {
 	DMR_VM_REPLICATING,
@@ -217,6 +220,9 @@ int dmr_vm_disk_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_S
 int dmr_vm_disk_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_SIZE]);
 int dmr_vm_test_dm_name(const char *vm, const char *disk, char buf[DMR_DM_NAME_SIZE]);
 int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_SIZE]);
+/* Whether those devices are the VM's own: dmr_vm_dm_check
+ * (agent/engine/vm.h). */
+
 /* JSON shapes of CONTRACT.md (new references). Caller holds reg->lock. */
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
 struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks);

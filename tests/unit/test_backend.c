@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests: the backend table's operations that need no device: which
+ * dm devices a VM owns (recovery's orphan report asks it of every DMREP-
+ * device), whether it needs the pool, whether it may be removed, for both
+ * backends. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdlib.h>
+
+#include "agent/backend/backend.h"
+#include "common/rc.h"
+#include "common/util.h"
+#include "vm_points.h"
+
+static struct dmr_vm *vm_new(const char *backend, size_t npoints)
+{
+	struct dmr_vm *vm = calloc(1, sizeof(*vm));
+
+	assert_non_null(vm);
+	vm->name = strdup("db");
+	vm->backend = strdup(backend);
+	vm->n_disks = 2;
+	vm->disks = calloc(2, sizeof(*vm->disks));
+	vm->disks[0].name = strdup("vda");
+	vm->disks[1].name = strdup("vdb");
+	vm->disks[0].thin_id = 1;
+	vm->disks[1].thin_id = 2;
+	vm->state = DMR_VM_REPLICATING;
+	test_vm_add_points(vm, npoints);
+	return vm;
+}
+
+static void test_owns(void **state)
+{
+	struct dmr_vm *vm = vm_new("thin", 1);
+	const struct dmr_backend *b = dmr_backend_of(vm);
+
+	(void)state;
+	assert_ptr_equal(b, &dmr_backend_thin);
+	assert_true(b->owns(vm, "dmrep-db:vda"));
+	assert_true(b->owns(vm, "dmrep-db:vdb"));
+	assert_false(b->owns(vm, "dmrep-db:vdc"));
+	assert_false(b->owns(vm, "dmrep-db2:vda"));
+	assert_false(b->owns(vm, "dmrep-pool"));
+	/* A thin point is a volume, never a device of its own. */
+	assert_false(b->owns(vm, "dmrep-snap-100"));
+	/* Test views only while a test failover has them. */
+	assert_false(b->owns(vm, "dmrep-db:test:vda"));
+	vm->test_ids = calloc(2, sizeof(uint32_t));
+	assert_true(b->owns(vm, "dmrep-db:test:vda"));
+	dmr_vm_free(vm);
+
+	vm = vm_new("classic", 2);
+	b = dmr_backend_of(vm);
+	assert_ptr_equal(b, &dmr_backend_classic);
+	assert_true(b->owns(vm, "dmrep-db:vda"));
+	assert_true(b->owns(vm, "dmrep-db:test:vdb"));
+	/* Every point's store device, of every disk. */
+	assert_true(b->owns(vm, "dmrep-snap-100"));
+	assert_true(b->owns(vm, "dmrep-snap-103"));
+	assert_false(b->owns(vm, "dmrep-snap-104"));
+	assert_false(b->owns(vm, "dmrep-other:vda"));
+	dmr_vm_free(vm);
+}
+
+static void test_needs_pool(void **state)
+{
+	(void)state;
+	assert_true(dmr_backend_thin.needs_pool);
+	assert_false(dmr_backend_classic.needs_pool);
+}
+
+static void test_may_remove(void **state)
+{
+	struct dmr_vm *vm = vm_new("thin", 1);
+	char *why = NULL;
+
+	(void)state;
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), 0);
+	assert_null(why);
+	dmr_vm_free(vm);
+
+	vm = vm_new("classic", 1);
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), 0);
+	assert_null(why);
+	/* Committed: its data is in the layers' stores, only with --force. */
+	vm->n_layers = 2;
+	vm->layers = calloc(2, sizeof(*vm->layers));
+	vm->layers[0].ids = calloc(2, sizeof(uint32_t));
+	vm->layers[1].ids = calloc(2, sizeof(uint32_t));
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, false, &why), -DMR_E_STATE);
+	assert_string_equal(why, "VM db's committed data lives in 2 layers of COW stores, not on "
+			    "its disks: copy each /dev/dmrep/db/DISK out, then vm remove --force");
+	free(why);
+	why = NULL;
+	assert_int_equal(dmr_backend_of(vm)->may_remove(vm, true, &why), 0);
+	assert_null(why);
+	dmr_vm_free(vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_owns),
+		cmocka_unit_test(test_needs_pool),
+		cmocka_unit_test(test_may_remove),
+	};
+
+	return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
+}
