@@ -18,6 +18,16 @@ const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm)
 	return dmr_streq(vm->backend, "classic") ? &dmr_backend_classic : &dmr_backend_thin;
 }
 
+const struct dmr_backend *dmr_backend_named(const char *name)
+{
+	assert(name);
+	if (dmr_streq(name, dmr_backend_thin.name))
+		return &dmr_backend_thin;
+	if (dmr_streq(name, dmr_backend_classic.name))
+		return &dmr_backend_classic;
+	return NULL;
+}
+
 /* Used for rollback, recovery and a classic commit, outside any guest
  * pause, so plain libdevmapper reload/suspend/resume with flush is right
  * here. */

@@ -175,6 +175,27 @@ struct dmr_backend {
 	 * (malloc()ed; ret_why may be NULL) says so; what went before stays
 	 * gone.  Busy lock held, not reg->lock. */
 	int (*teardown)(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why);
+
+	/* AddVirtualSystem's questions, asked of a backend by its name
+	 * before any VM has it (dmr_backend_named).
+	 *
+	 * in_place: the disks live on their sources (classic): each source
+	 * is opened read-write, a disk that does not exist yet becomes an
+	 * image file at its path, two disks may not be one file or device,
+	 * and the VM takes cow_size and max_points.  Else (thin) the sources
+	 * are only read, copied into new volumes. */
+	bool in_place;
+	/* add_room: how many bytes an import may write into *ret_free (thin:
+	 * the pool's free data bytes; classic: UINT64_MAX, nothing is
+	 * copied).  Reads only; the caller has checked needs_pool's pool is
+	 * up.  -errno if it cannot tell, *ret_free untouched. */
+	int (*add_room)(struct dmr_registry *reg, uint64_t *ret_free);
+	/* add_ids: the volume ids of a new VM's n disks into ret_ids[0..n),
+	 * which the caller has zeroed (thin: n new ids from
+	 * dmr_reg_alloc_vol_ids; classic: nothing written, a disk in place
+	 * has no volume).  reg->lock held; on failure ret_ids is not to be
+	 * used. */
+	int (*add_ids)(struct dmr_registry *reg, size_t n, uint32_t *ret_ids);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */
@@ -183,6 +204,10 @@ extern const struct dmr_backend dmr_backend_classic;
 
 /* The VM's backend; the only function that reads vm->backend. */
 const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
+
+/* The backend named name ("thin", "classic"), NULL for any other name:
+ * AddVirtualSystem's, before there is a VM to ask dmr_backend_of. */
+const struct dmr_backend *dmr_backend_named(const char *name);
 
 /* Make every stable device of the VM (disk i's) show id ids[i], whatever
  * it shows now (through its backend's table_shows and stable_table), and

@@ -3,6 +3,7 @@
 
 #include "agent/backend/backend.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <dirent.h>
@@ -1336,6 +1337,21 @@ static int classic_teardown(struct dmr_registry *reg, struct dmr_vm *vm, char **
 	return r;
 }
 
+/* Nothing is copied: the disks stay where they are. */
+static int classic_add_room(struct dmr_registry *reg, uint64_t *ret_free)
+{
+	assert(reg && ret_free);
+	*ret_free = UINT64_MAX;
+	return 0;
+}
+
+/* A disk in place has no volume: its ids stay 0. */
+static int classic_add_ids(struct dmr_registry *reg, size_t n, uint32_t *ret_ids)
+{
+	assert(reg && (n == 0 || ret_ids));
+	return 0;
+}
+
 const struct dmr_backend dmr_backend_classic = {
 	.name = "classic",
 	.live_id = classic_live_id,
@@ -1361,4 +1377,7 @@ const struct dmr_backend dmr_backend_classic = {
 	.create = classic_create,
 	.activate = classic_activate,
 	.teardown = classic_teardown,
+	.in_place = true,
+	.add_room = classic_add_room,
+	.add_ids = classic_add_ids,
 };

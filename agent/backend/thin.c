@@ -7,6 +7,7 @@
  */
 #include "agent/backend/backend.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 
@@ -445,6 +446,19 @@ static int thin_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 	return r;
 }
 
+static int thin_add_room(struct dmr_registry *reg, uint64_t *ret_free)
+{
+	assert(reg && ret_free);
+	if (!reg->pool)
+		return -ENODEV;
+	return dmr_pool_free_bytes(reg->pool, ret_free);
+}
+
+static int thin_add_ids(struct dmr_registry *reg, size_t n, uint32_t *ret_ids)
+{
+	return dmr_reg_alloc_vol_ids(reg, n, ret_ids);
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -470,5 +484,8 @@ const struct dmr_backend dmr_backend_thin = {
 	.create = thin_create,
 	.activate = thin_activate,
 	.teardown = thin_teardown,
+	.in_place = false,
+	.add_room = thin_add_room,
+	.add_ids = thin_add_ids,
 };
 

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests: the backend table's operations that need no device: which
  * dm devices a VM owns (recovery's orphan report asks it of every DMREP-
- * device), whether it needs the pool, whether it may be removed, for both
- * backends. */
+ * device), whether it needs the pool, whether it may be removed, what
+ * AddVirtualSystem asks of a backend by its name, for both backends. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "agent/backend/backend.h"
@@ -100,12 +102,57 @@ static void test_may_remove(void **state)
 	dmr_vm_free(vm);
 }
 
+static void test_named(void **state)
+{
+	(void)state;
+	assert_ptr_equal(dmr_backend_named("thin"), &dmr_backend_thin);
+	assert_ptr_equal(dmr_backend_named("classic"), &dmr_backend_classic);
+	assert_null(dmr_backend_named("Thin"));
+	assert_null(dmr_backend_named("lvm"));
+	assert_null(dmr_backend_named(""));
+}
+
+/* AddVirtualSystem's add-time questions: classic disks live on their
+ * sources (read-write, new image files, no shared file, cow_size), thin
+ * ones are copied into the pool's volumes, checked against its room. */
+static void test_add(void **state)
+{
+	struct dmr_registry reg = { 0 };
+	uint32_t ids[3] = { 0 };
+	uint64_t room = 7;
+
+	(void)state;
+	assert_false(dmr_backend_thin.in_place);
+	assert_true(dmr_backend_classic.in_place);
+
+	/* Nothing is copied in place: no bound. */
+	assert_int_equal(dmr_backend_classic.add_room(&reg, &room), 0);
+	assert_true(room == UINT64_MAX);
+	/* No pool up: thin cannot tell, and says so. */
+	room = 7;
+	assert_int_equal(dmr_backend_thin.add_room(&reg, &room), -ENODEV);
+	assert_true(room == 7);
+
+	/* A disk in place has no volume. */
+	assert_int_equal(dmr_backend_classic.add_ids(&reg, 3, ids), 0);
+	assert_int_equal(ids[0] | ids[1] | ids[2], 0);
+	/* Thin: one new id per disk, never 0, all different. */
+	reg.next_vol_id = 5;
+	assert_int_equal(dmr_backend_thin.add_ids(&reg, 3, ids), 0);
+	assert_int_equal(ids[0], 5);
+	assert_int_equal(ids[1], 6);
+	assert_int_equal(ids[2], 7);
+	assert_int_equal(reg.next_vol_id, 8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_owns),
 		cmocka_unit_test(test_needs_pool),
 		cmocka_unit_test(test_may_remove),
+		cmocka_unit_test(test_named),
+		cmocka_unit_test(test_add),
 	};
 
 	return cmocka_run_group_tests_name("backend", tests, NULL, NULL);
