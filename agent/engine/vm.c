@@ -51,6 +51,36 @@ int dmr_vm_may_remove(const struct dmr_vm *vm, bool force, char **ret_why)
 	return dmr_backend_of(vm)->may_remove(vm, force, ret_why);
 }
 
+const struct dmr_backend *dmr_vm_backend_named(const char *name)
+{
+	return dmr_backend_named(name);
+}
+
+bool dmr_vm_backend_in_place(const struct dmr_backend *b)
+{
+	assert(b);
+	return b->in_place;
+}
+
+bool dmr_vm_backend_needs_pool(const struct dmr_backend *b)
+{
+	assert(b);
+	return b->needs_pool;
+}
+
+int dmr_vm_add_room(struct dmr_registry *reg, const struct dmr_backend *b, uint64_t *ret_free)
+{
+	assert(reg && b && ret_free);
+	return b->add_room(reg, ret_free);
+}
+
+int dmr_vm_add_ids(struct dmr_registry *reg, const struct dmr_backend *b, size_t n,
+		   uint32_t *ret_ids)
+{
+	assert(reg && b && (n == 0 || ret_ids));
+	return b->add_ids(reg, n, ret_ids);
+}
+
 uint64_t dmr_vm_default_cow(uint64_t disk_bytes)
 {
 	return dmr_classic_default_cow(disk_bytes);

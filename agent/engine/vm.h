@@ -33,6 +33,25 @@ bool dmr_vm_needs_pool(const struct dmr_vm *vm);
  * *ret_why (malloc()ed) saying why not.  Caller holds reg->lock. */
 int dmr_vm_may_remove(const struct dmr_vm *vm, bool force, char **ret_why);
 
+/* AddVirtualSystem's questions of a backend, by its name, before any VM
+ * has it (the table is agent/backend/backend.h's; a handler only holds
+ * the pointer).  NULL for a name no backend has. */
+struct dmr_backend;
+const struct dmr_backend *dmr_vm_backend_named(const char *name);
+/* Do its disks live on their sources: opened read-write, a new disk an
+ * image file at its path, no two disks one file, cow_size and max_points
+ * taken (the backend's in_place)? */
+bool dmr_vm_backend_in_place(const struct dmr_backend *b);
+/* Does its storage live in the agent's pool? */
+bool dmr_vm_backend_needs_pool(const struct dmr_backend *b);
+/* The bytes an import may write (the backend's add_room: the pool's free
+ * bytes, or UINT64_MAX where nothing is copied); -errno if unknown. */
+int dmr_vm_add_room(struct dmr_registry *reg, const struct dmr_backend *b, uint64_t *ret_free);
+/* A new VM's disks' volume ids into the zeroed ret_ids[0..n) (the
+ * backend's add_ids).  reg->lock held. */
+int dmr_vm_add_ids(struct dmr_registry *reg, const struct dmr_backend *b, size_t n,
+		   uint32_t *ret_ids);
+
 /* A classic disk's default COW store size (a quarter, at least 8 MiB). */
 uint64_t dmr_vm_default_cow(uint64_t disk_bytes);
 

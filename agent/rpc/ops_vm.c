@@ -17,10 +17,9 @@
 #include "common/path.h"
 #include "common/util.h"
 #include "dm/name.h"
-#include "snapshots/pool.h"
 
 static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_disk *d,
-		      bool classic, uint64_t *import_bytes, int *ret_fd)
+		      bool in_place, uint64_t *import_bytes, int *ret_fd)
 {
 	enum dmr_peer_class peer = dmr_authz_peer(c->uid, c->privileged);
 	_cleanup_free_ char *resolved = NULL;
@@ -59,7 +58,7 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 	/* Opened once, here: every check below and the job's import or loop
 	 * use this descriptor (agent/core/authz.h), not the path. */
 	r = dmr_authz_disk_open(dmr_authz_conf(), peer, path,
-				(classic ? O_RDWR : O_RDONLY) | O_NONBLOCK, &fd, &resolved, why,
+				(in_place ? O_RDWR : O_RDONLY) | O_NONBLOCK, &fd, &resolved, why,
 				sizeof(why));
 	if (r == -EACCES && why[0])
 		return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "disk %s: %s", name, why);
@@ -88,8 +87,8 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 			return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 					     "disk %s: size must be a multiple of 512", name);
 		d->size_bytes = want;
-		if (classic) {
-			/* Classic disks live in place: the new disk will be a
+		if (in_place) {
+			/* Disks in place (classic): the new disk will be a
 			 * file (made by the job, once everything is checked). */
 			d->source = DMR_TAKE_PTR(newpath);
 		}
@@ -123,7 +122,7 @@ static int parse_disk(struct dmr_call *c, struct json_object *jd, struct dmr_dis
 		*import_bytes += src.is_block ? size :
 				 (fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : size);
 	}
-	if (classic && !d->source)
+	if (in_place && !d->source)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 	d->name = strdup(name);
 	if (!d->name)
@@ -167,7 +166,8 @@ int dmr_h_add_vm(struct dmr_call *c)
 	uint64_t max_points = DMR_CLASSIC_MAX_POINTS_DEFAULT;
 	char dm[DMR_DM_NAME_SIZE];
 	struct dmr_pool *pool = NULL;
-	bool classic;
+	const struct dmr_backend *be;
+	bool in_place;
 	size_t n;
 	int rc, r;
 
@@ -189,14 +189,15 @@ int dmr_h_add_vm(struct dmr_call *c)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "invalid VM name %s: a name ending in -test is a test failover's",
 				     name);
-	if (!dmr_streq(backend, "thin") && !dmr_streq(backend, "classic"))
+	be = dmr_vm_backend_named(backend);
+	if (!be)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "backend must be thin or classic");
-	classic = dmr_streq(backend, "classic");
-	if (!classic && (json_object_object_get_ex(c->params, "cow_size", NULL) ||
+	in_place = dmr_vm_backend_in_place(be);
+	if (!in_place && (json_object_object_get_ex(c->params, "cow_size", NULL) ||
 			 json_object_object_get_ex(c->params, "max_points", NULL)))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "cow_size and max_points are for the classic backend");
-	if (cow % 4096 || (classic && cow && cow < (1u << 20)))
+	if (cow % 4096 || (in_place && cow && cow < (1u << 20)))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "cow_size must be a multiple of 4096 and at least 1 MiB");
 	if ((qmp && qmp[0] != '/') || (qga && qga[0] != '/'))
@@ -205,7 +206,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (n == 0 || n > DMR_VM_DISKS_MAX)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM needs 1 to %d disks",
 				     DMR_VM_DISKS_MAX);
-	if (!classic && (rc = dmr_ops_need_pool(c, &pool)))
+	if (dmr_vm_backend_needs_pool(be) && (rc = dmr_ops_need_pool(c, &pool)))
 		return rc;
 	/* What root will connect to or run for this VM, judged now by the
 	 * caller's rules (agent/core/authz.h); a member's is stored resolved. */
@@ -243,7 +244,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	vm->importing = true;
 	vm->max_points = max_points;
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], classic,
+		if ((rc = parse_disk(c, json_object_array_get_idx(disks, i), &vm->disks[i], in_place,
 				     &import_bytes, &fds[i])))
 			goto fail_fds;
 		for (size_t k = 0; k < i; k++) {
@@ -253,7 +254,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 				goto fail_fds;
 			}
 			/* In place, one device cannot be two disks. */
-			if (classic && same_file(vm->disks[k].source, fds[k], vm->disks[i].source,
+			if (in_place && same_file(vm->disks[k].source, fds[k], vm->disks[i].source,
 						 fds[i])) {
 				rc = dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 						   "disks %s and %s are the same device",
@@ -262,7 +263,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 			}
 		}
 	}
-	for (size_t i = 0; classic && i < n; i++) {
+	for (size_t i = 0; in_place && i < n; i++) {
 		uint64_t d = cow ? cow : dmr_vm_default_cow(vm->disks[i].size_bytes);
 
 		if (d > vm->cow_size)
@@ -270,12 +271,12 @@ int dmr_h_add_vm(struct dmr_call *c)
 	}
 	/* Refuse before anything is written: the import would run the
 	 * pool out of space half-way (and the pool errors, not queues). */
-	r = classic ? 0 : dmr_pool_free_bytes(pool, &free_bytes);
+	r = dmr_vm_add_room(reg, be, &free_bytes);
 	if (r < 0) {
 		rc = dmr_call_fail(c, dmr_rc_from_errno(r), "cannot read pool usage: %s", strerror(-r));
 		goto fail_fds;
 	}
-	if (!classic && import_bytes > free_bytes) {
+	if (import_bytes > free_bytes) {
 		rc = dmr_call_fail(c, DMR_RC_NO_SPACE,
 				   "the pool has %" PRIu64 " bytes free, the import needs up to %" PRIu64,
 				   free_bytes, import_bytes);
@@ -305,7 +306,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	if (r == 0) {
 		_cleanup_free_ uint32_t *ids = calloc(n, sizeof(*ids));
 
-		r = ids ? (classic ? 0 : dmr_reg_alloc_vol_ids(reg, n, ids)) : -ENOMEM;
+		r = ids ? dmr_vm_add_ids(reg, be, n, ids) : -ENOMEM;
 		for (size_t i = 0; r == 0 && i < n; i++)
 			vm->disks[i].thin_id = ids[i];
 	}
