@@ -34,12 +34,7 @@ agent_start() {
 	cat "$W/dmrepd.log" >&2
 	return 1
 }
-agent_stop() {
-	[ -n "${AGENT_PID:-}" ] || return 0
-	kill -TERM "$AGENT_PID" 2>/dev/null
-	wait "$AGENT_PID" 2>/dev/null
-	AGENT_PID=
-}
+agent_stop() { stop_pid AGENT_PID; }
 agent_restart() {
 	agent_stop
 	agent_start || not_ok "agent restarts"

@@ -3,6 +3,8 @@
 # inittest.sh), in the style of lvm2's test/lib/aux.sh.
 #
 #   wait_until SECONDS CMD...      CMD succeeds within SECONDS (polled 5/s)
+#   stop_pid VAR [SIGNAL]          signal (TERM) the process whose pid is in
+#                                  VAR, reap it, empty VAR
 #   prepare_pool DATA META [DESC]  a pool on $W/pool.data and $W/pool.meta of
 #                                  those sizes: `ok - DESC` (pool create)
 #   vm_is JQ                       $VM's vm show satisfies JQ
@@ -23,6 +25,14 @@ wait_until() {
 		sleep 0.2
 	done
 	return 1
+}
+
+stop_pid() {
+	local pid=${!1:-}
+	[ -n "$pid" ] || return 0
+	kill "-${2:-TERM}" "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	printf -v "$1" '%s' ''
 }
 
 prepare_pool() {

@@ -153,7 +153,7 @@ lab_force_clean() {
 		for m in "${n[@]}"; do dmsetup remove --force "$m" >/dev/null 2>&1; done
 	fi
 	for n in $(lab_new_loops | awk '{ print $1 }'); do losetup -d "$n" 2>/dev/null; done
-	udevadm settle >/dev/null 2>&1
+	udevadm settle --timeout=10 >/dev/null 2>&1
 }
 
 # lab_teardown (the EXIT trap).

@@ -52,12 +52,7 @@ start_qemu() {
 	sed 's/^/# qemu: /' "$W/qemu.err"
 	return 1
 }
-stop_qemu() {
-	[ -n "$QEMU_PID" ] || return 0
-	kill -KILL "$QEMU_PID" 2>/dev/null
-	wait "$QEMU_PID" 2>/dev/null
-	QEMU_PID=
-}
+stop_qemu() { stop_pid QEMU_PID KILL; }
 
 qga_start() {
 	QGA=${QGA:-$W/qga.sock}
@@ -73,9 +68,4 @@ qga_down() {
 	[ -n "$QGA_PID" ] && lq --qga "$QGA" thaw >/dev/null
 	qga_stop
 }
-qga_stop() {
-	[ -n "$QGA_PID" ] || return 0
-	kill "-${1:-TERM}" "$QGA_PID" 2>/dev/null
-	wait "$QGA_PID" 2>/dev/null
-	QGA_PID=
-}
+qga_stop() { stop_pid QGA_PID "${1:-TERM}"; }
