@@ -93,12 +93,13 @@ fi
 mkdir -p "$W/scratch"
 truncate -s 1M "$W/outside.img"
 child() {
-	local name=$1 body=$2
+	local name=$1 body=$2 t0=$SECONDS
 	shift 2
 	printf '%s\n' '#!/bin/bash' 'set -u' ". '$LAB_LIB/inittest.sh'" 'lab_setup' "$body" 'summary' >"$W/$name.sh"
 	env -u CI -u LAB_CI LAB_SCRATCH="$W/scratch" OUT="$W" "$@" bash "$W/$name.sh" >"$W/$name.out" 2>&1
 	crc=$?
 	sed "s/^/# $name: /" "$W/$name.out"
+	diag "$name: exit $crc after $((SECONDS - t0)) s"
 }
 child clean 'ok "a check"'
 is "a clean child test passes" 0 "$crc"
