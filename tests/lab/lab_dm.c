@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * lab_dm - dm/ on the lab's real kernel (run by tests/lab/run-all).
+ * lab_dm - dm/ on the lab's real kernel (run by tests/lab/t-01-dm.sh).
  *
  * Device operations through dm/dm.c (create, load, clear, suspend, resume,
  * info, owned, table, status, message, rename, list, remove with retries),
@@ -33,31 +33,15 @@
 #include "dm/name.h"
 #include "dm/status.h"
 #include "snapshots/loop.h"
+#include "lib/tap.h"
 
 #define NDEV 16
 #define DEV_SECTORS 2048 /* 1 MiB per device */
 
-static unsigned n_pass, n_fail;
 static char prefix[32];
 static char work[512];
 static char *loops[8];
 static size_t n_loops;
-
-__attribute__((format(printf, 2, 3))) static void check(bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf(cond ? "ok - " : "not ok - ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (cond)
-		n_pass++;
-	else
-		n_fail++;
-}
 
 static void name_of(char *buf, size_t len, const char *what)
 {

@@ -27,44 +27,16 @@
 #include "snapshots/copy.h"
 #include "snapshots/loop.h"
 #include "snapshots/probe.h"
+#include "lib/tap.h"
 
 #define MiB (1024u * 1024u)
 #define KiB 1024u
 #define MAX_LOOPS 16
 
-static unsigned n_pass, n_fail;
 static char work[512];
 static char mnt[600];
 static bool mounted;
 static char *loops[MAX_LOOPS];
-
-static void _printf_(2, 3) check(bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s - ", cond ? "ok" : "not ok");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (cond)
-		n_pass++;
-	else
-		n_fail++;
-}
-
-static void _printf_(1, 2) diag(const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("# ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
 
 static void path_in(char *buf, size_t len, const char *name)
 {

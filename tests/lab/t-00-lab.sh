@@ -3,9 +3,12 @@
 # there, udevd runs with the project's rules, a linear device over a loop
 # device on $LAB_SCRATCH gets its /dev/mapper node from udev, carries data
 # written with O_DIRECT, survives suspend/resume and is removed cleanly; a
-# thin pool (crc32c loaded first) comes up.
+# thin pool (crc32c loaded first) comes up.  And the lab library's own
+# promises: its teardown fails a test that leaves a DMREP- or dmrt* device, a
+# loop device or a mount behind, and cleans them up; a skip is a skip, and
+# under CI=true a failure.
 set -u
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 lab_setup
 
 # --- the kernel -------------------------------------------------------
@@ -82,3 +85,66 @@ else
 	not_ok "dmsetup create thin-pool"
 	dmesg | tail -n 5 | sed 's/^/# /'
 fi
+
+# --- the library: the teardown and skip (child tests) -------------------------------
+# child NAME BODY [ENV...]: a lab test of BODY run under env ENV; its output
+# in $W/NAME.out (shown as comments: its lines are not ours to count), its
+# status in $crc.
+mkdir -p "$W/scratch"
+truncate -s 1M "$W/outside.img"
+child() {
+	local name=$1 body=$2 t0=$SECONDS
+	shift 2
+	printf '%s\n' '#!/bin/bash' 'set -u' ". '$LAB_LIB/inittest.sh'" 'lab_setup' "$body" 'summary' >"$W/$name.sh"
+	env -u CI -u LAB_CI LAB_SCRATCH="$W/scratch" OUT="$W" "$@" bash "$W/$name.sh" >"$W/$name.out" 2>&1
+	crc=$?
+	sed "s/^/# $name: /" "$W/$name.out"
+	diag "$name: exit $crc after $((SECONDS - t0)) s"
+}
+child clean 'ok "a check"'
+is "a clean child test passes" 0 "$crc"
+check "its teardown says so, counted" grep -qx 'ok - teardown: nothing left behind' "$W/clean.out"
+check "and its counts line is last" test "$(tail -n1 "$W/clean.out")" = "# 2 passed, 0 failed, 0 skipped"
+
+child dmrep 'dmsetup create "${T}left" -u "DMREP-labtest-$$-left" --table "0 8 zero"; ok "made a device"'
+check "a child that leaves a DMREP- device fails" test "$crc" != 0
+check "its teardown fails it, in a counted line" grep -qx 'not ok - teardown: nothing left behind (1 left)' "$W/dmrep.out"
+check "naming the device" grep -q '^#   left behind: dm device dmrt[0-9]*-left (DMREP-labtest-' "$W/dmrep.out"
+check "its counts line has the failure" test "$(tail -n1 "$W/dmrep.out")" = "# 1 passed, 1 failed, 0 skipped"
+is "and it is gone afterwards" "" "$(dmsetup info -c --noheadings -o uuid 2>/dev/null | grep '^DMREP-labtest-')"
+
+child uuid 'dmsetup create "dmrep-left$$" -u "DMREP-disk-left$$" --table "0 8 zero"
+udevadm settle
+dmsetup suspend "dmrep-left$$"'
+check "a DMREP- UUID without the prefix, suspended: reported" grep -q '^#   left behind: dm device dmrep-left[0-9]* (DMREP-disk-left' "$W/uuid.out"
+check "that child fails" test "$crc" != 0
+is "and that device is gone too" "" "$(dmsetup info -c --noheadings -o uuid 2>/dev/null | grep '^DMREP-disk-left')"
+
+child loop 'losetup -f --show "$OUT/outside.img" >/dev/null'
+check "a child that leaves a loop device (over a file outside its \$W) fails" test "$crc" != 0
+check "its teardown names the loop" grep -q "^#   left behind: loop device /dev/loop[0-9]* $W/outside.img" "$W/loop.out"
+is "and it is detached afterwards" "" "$(losetup -j "$W/outside.img" -n -O NAME)"
+
+child mount 'mkdir "$W/m" && mount -t tmpfs lab-selftest "$W/m"'
+check "a child that leaves a mount fails" test "$crc" != 0
+check "its teardown names the mount" grep -q "^#   left behind: mount $W/scratch/dmrt.*/m\$" "$W/mount.out"
+check "and it is unmounted afterwards" sh -c "! grep -q ' lab-selftest ' /proc/self/mountinfo"
+
+child cleaned 'mkdir "$W/m" && mount -t tmpfs lab-selftest "$W/m" && lab_cleanup "umount $W/m"
+dmsetup create "${T}gone" --table "0 8 zero"; lab_cleanup "dmsetup remove ${T}gone"
+make_loop x.img 1M >/dev/null'
+is "a child that undoes what it made (lab_cleanup, make_loop) passes" 0 "$crc"
+
+child skip 'skip "an optional check" "nosuchtool is not installed"'
+is "a child with a skip passes" 0 "$crc"
+check "the skip is a TAP skip" grep -qx 'ok - an optional check # SKIP nosuchtool is not installed' "$W/skip.out"
+check "counted apart, not as a pass" test "$(tail -n1 "$W/skip.out")" = "# 1 passed, 0 failed, 1 skipped"
+child skip-ci 'skip "an optional check" "nosuchtool is not installed"' CI=true
+check "under CI=true a skip fails the test" test "$crc" != 0
+check "in a counted not ok line" grep -q '^not ok - an optional check (skipped: nosuchtool is not installed; under CI=true a skip fails)$' "$W/skip-ci.out"
+child need-ci 'lab_need nosuchtool-$$' LAB_CI=true
+check "lab_need of a missing tool under LAB_CI=true fails too" grep -q '^not ok - need-ci.sh (skipped: nosuchtool-[0-9]* is not installed' "$W/need-ci.out"
+check "with a non-zero status" test "$crc" != 0
+child need 'lab_need nosuchtool-$$'
+check "lab_need of a missing tool: the test is one skip" eval '[ "$crc" = 0 ] && grep -q "^ok - need.sh # SKIP nosuchtool-[0-9]* is not installed" "$W/need.out"'
+summary

@@ -5,7 +5,7 @@
 # a restarted agent, bad names and paths, authorization, a pool too small,
 # connection limits and idle clients (dmrepd --max-clients-per-uid, --idle-timeout).
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
 agent_setup
 
@@ -16,8 +16,7 @@ expect_rc "pool create on a file with ext4 is refused" 32773 "$out"
 check "the refusal names the signature" grep -q ext4 <<<"$out"
 check "nothing was left behind by the refusal" test ! -e "$W/m0.img" -a ! -b /dev/mapper/dmrep-pool
 
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 1G --meta "$W/pool.meta" --meta-size 16M)
-expect_rc "pool create on new sparse files" 0 "$out"
+prepare_pool 1G 16M "pool create on new sparse files"
 check "pool device is a block device" test -b /dev/mapper/dmrep-pool
 out=$(dmrep --json pool status)
 check "pool status shows data use" jq -e '.data_total_blocks > 0 and .data_used_blocks == 0 and .mode == "rw"' <<<"$out"
@@ -141,9 +140,8 @@ check "the stable disk is scanned: udev knows its ext4" \
 out=$(dmrep --json point create "${VM}e")
 expect_rc "a point of the disk with ext4" 0 "$out"
 pid=$(dmrep --json point list "${VM}e" | jq -r '.[0].thin_ids[0]')
-pdev="dmrt$$-scan"
-dmsetup create "$pdev" --readonly -u "DMREP-labtest-$$-scan" --table \
-	"0 131072 thin $(dmsetup info -c --noheadings -o major,minor --separator : dmrep-pool) $pid"
+pdev=${T}scan
+thin_view scan "$pid" 131072
 udevadm settle
 props=$(udevadm info -q property -n "/dev/mapper/$pdev" 2>/dev/null)
 check "an internal DMREP- device gets DM_NOSCAN=1" grep -qx 'DM_NOSCAN=1' <<<"$props"

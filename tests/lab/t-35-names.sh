@@ -8,21 +8,10 @@
 # (same UUIDs, same state files) are renamed when the agent starts, open or
 # not, for a thin VM, its test view and a classic VM.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
-
-# bytes HEX: 16 KiB of that byte; put DEV HEX writes it at 32 KiB; has DEV
-# HEX checks it is there (O_DIRECT both ways).
-bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
-uuid_of() { dmsetup info -c --noheadings -o uuid "$1" 2>/dev/null; }
-is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
-job_ok() { jq -e '.job_state == 7 and .error_code == 0' <<<"$1" >/dev/null; }
-same_dev() { test "$(readlink -f "$1")" = "$(readlink -f "$2")"; }
+. "$(dirname "$0")/lib/inittest.sh"
 
 agent_setup
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 512M --meta "$W/pool.meta" --meta-size 8M)
-expect_rc "pool create" 0 "$out"
+prepare_pool 512M 8M
 
 # --- VM a-b with disk c, then VM a with disk b-c ----------------------------------
 A=$VM-b        # VM "a-b" (disk c): the old name was dmrep-$VM-b-c

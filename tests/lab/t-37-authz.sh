@@ -7,7 +7,7 @@
 # link to another VM's monitor after it was accepted is never connected to;
 # root may do everything.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
 agent_setup
 agent_stop
@@ -18,7 +18,7 @@ groupadd "$G" && useradd -M -N -g nogroup -G "$G" -s /bin/false "$U" ||
 GID=$(getent group "$G" | cut -d: -f3)
 UID_M=$(id -u "$U")
 cleanup_users() { userdel "$U" 2>/dev/null; groupdel "$G" 2>/dev/null; rm -f "/etc/$G-nologin"; }
-trap 'agent_teardown; cleanup_users' EXIT
+lab_cleanup cleanup_users
 as_member() { setpriv --reuid="$UID_M" --regid=65534 --groups="$GID" -- "$@"; }
 mdrep() { as_member dmrep --socket "$SOCK" --json "$@"; }
 # expect_denied DESC JSON RULE: the agent (not the socket's mode) refused

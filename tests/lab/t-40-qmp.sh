@@ -4,62 +4,17 @@
 # real qemu-ga listening on a Unix socket on the lab's own kernel.
 # Driven through build/bin/lab_qmp.  TAP lines on stdout; exit 0 iff all ok.
 set -u
+. "$(dirname "$0")/lib/inittest.sh"
 
-T_PASS=0
-T_FAIL=0
-ok() { T_PASS=$((T_PASS + 1)); echo "ok - $*"; }
-not_ok() { T_FAIL=$((T_FAIL + 1)); echo "not ok - $*"; }
-# is DESC WANT GOT
-is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
-# check DESC CMD...: ok if CMD succeeds.
-check() {
-	local desc=$1
-	shift
-	if "$@" >/dev/null 2>&1; then ok "$desc"; else not_ok "$desc"; fi
-}
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-LAB_QMP=${LAB_QMP:-$(command -v lab_qmp || echo "$ROOT/${BUILD:-build}/bin/lab_qmp")}
-W=$(mktemp -d "${LAB_SCRATCH:-/tmp}/qmp.XXXXXX")
-QEMU_PID=
-QGA_PID=
 HOLD_PID=
-
-cleanup() {
-	local p
-	for p in $HOLD_PID $QGA_PID $QEMU_PID; do
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-
-# wait_for PATH SECONDS: until PATH is a socket.
-wait_for() {
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -S "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-lq() { "$LAB_QMP" "$@" 2>>"$W/lab_qmp.err"; }
-
-if [ ! -x "$LAB_QMP" ]; then
-	not_ok "lab_qmp is built ($LAB_QMP)"
-	exit 1
-fi
+lab_need qemu-system-x86_64 qemu-ga
+lab_need_qmp
+lab_setup
+lab_cleanup 'kill -KILL $HOLD_PID; wait $HOLD_PID'
 
 # --- QMP: a nested QEMU ------------------------------------------------
-QMP=$W/qmp.sock
-qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
-	-qmp "unix:$QMP,server=on,wait=off" 2>"$W/qemu.err" &
-QEMU_PID=$!
-if wait_for "$QMP" 60; then ok "nested QEMU is up with a QMP socket"; else
+if start_qemu; then ok "nested QEMU is up with a QMP socket"; else
 	not_ok "nested QEMU is up with a QMP socket"
-	sed 's/^/# /' "$W/qemu.err"
 	exit 1
 fi
 
@@ -123,9 +78,7 @@ fi
 is "status after the rounds: running" "running running" "$(lq "$QMP" status)"
 
 # A dead hypervisor: the socket file stays, nobody listens.
-kill -KILL "$QEMU_PID"
-wait "$QEMU_PID" 2>/dev/null
-QEMU_PID=
+stop_qemu
 "$LAB_QMP" "$QMP" status >/dev/null 2>"$W/dead.err"
 rc=$?
 if [ $rc -ne 0 ] && grep -q "No route to host" "$W/dead.err"; then
@@ -144,13 +97,9 @@ fi
 # Freezing is blocked: here the "guest" is the lab itself, and freezing its
 # filesystems would freeze this test.  A blocked RPC also gives a real
 # error reply to check.
-QGA=$W/qga.sock
-qemu-ga -m unix-listen -p "$QGA" -f "$W/qga.pid" -t "$W" \
-	-b guest-fsfreeze-freeze,guest-fsfreeze-freeze-list 2>"$W/qga.err" &
-QGA_PID=$!
-if wait_for "$QGA" 30; then ok "qemu-ga listens on a Unix socket"; else
+if qga_start -b guest-fsfreeze-freeze,guest-fsfreeze-freeze-list; then ok "qemu-ga listens on a Unix socket"; else
 	not_ok "qemu-ga listens on a Unix socket"
-	sed 's/^/# /' "$W/qga.err"
+	sed 's/^/# /' "$W/qga.log"
 	exit 1
 fi
 check "guest-sync-delimited" lq --qga "$QGA" sync
@@ -178,9 +127,7 @@ wait "$HOLD_PID" 2>/dev/null
 HOLD_PID=
 check "qemu-ga serves the next client once the first is gone" lq --qga "$QGA" sync
 
-kill -KILL "$QGA_PID"
-wait "$QGA_PID" 2>/dev/null
-QGA_PID=
+qga_stop KILL
 "$LAB_QMP" --qga "$QGA" sync >/dev/null 2>"$W/dead.err"
 if [ $? -ne 0 ] && grep -q "No route to host" "$W/dead.err"; then
 	ok "a killed qemu-ga is unreachable (EHOSTUNREACH)"
@@ -191,5 +138,4 @@ fi
 if [ -s "$W/lab_qmp.err" ]; then
 	sed 's/^/# lab_qmp: /' "$W/lab_qmp.err"
 fi
-echo "# $T_PASS passed, $T_FAIL failed"
-[ "$T_FAIL" -eq 0 ]
+summary

@@ -7,19 +7,10 @@
 # failover, the refusals, a dead hypervisor, and injected faults in the swap:
 # all disks switch or none does.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-LAB_QMP=${LAB_QMP:-$(command -v lab_qmp || echo "$ROOT/${BUILD:-build}/bin/lab_qmp")}
 DISKS="vda vdb vdc"
-QEMU_PID=
 
-# bytes HEX: 16 KiB of that byte.
-bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-# put DEV HEX: write it at 32 KiB, O_DIRECT.
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
 # has_buffered HEX: the same for vdb through the host page cache.  The
 # page cache belongs to the block device, and fd 8 keeps it open (so do
 # QEMU's descriptors): every buffered reader shares what is cached there.
@@ -28,22 +19,13 @@ has_buffered() {
 }
 # hex byte of disk k in phase P (a, b, c).
 pat() { printf '%s%d' "$1" "$2"; }
-# all_have PHASE: every disk has its pattern of PHASE.
-all_have() {
-	local k=0 d
-	for d in $DISKS; do
-		has "/dev/dmrep/$VM/$d" "$(pat "$1" $k)" || return 1
-		k=$((k + 1))
-	done
-}
-lq() { "$LAB_QMP" "$QMP" "$@" 2>>"$W/lab_qmp.err"; }
 # qemu_io DRIVE CMD: run a qemu-io command inside QEMU (HMP) and print what
 # it said.  qemu-io writes to QEMU's stdout, not to the monitor: QEMU runs
 # line-buffered into $W/qemu.out and the new part of that file is the answer.
 qemu_io() {
 	local before
 	before=$(stat -c %s "$W/qemu.out")
-	lq hmp "qemu-io $1 \"$2\"" >/dev/null || return 1
+	qmp hmp "qemu-io $1 \"$2\"" >/dev/null || return 1
 	tail -c +$((before + 1)) "$W/qemu.out"
 }
 # guest_has DRIVE HEX: QEMU itself reads that pattern.
@@ -54,76 +36,32 @@ guest_has() {
 }
 guest_put() { qemu_io "$1" "write -P 0x$2 32768 16384" | grep -q "wrote 16384/16384"; }
 targets() { dmrep --json vm show "$VM" | jq -c '[.disks[].target] | unique'; }
-job_ok() { jq -e '.job_state == 7 and .error_code == 0' <<<"$1" >/dev/null; }
-no_suspended_or_inactive() {
-	! dmsetup info -c --noheadings -o uuid,attr --separator ' ' 2>/dev/null |
-		awk '$1 ~ /^DMREP-/ && (substr($2, 3, 1) == "s" || substr($2, 5, 1) == "i") { bad = 1 } END { exit !bad }'
-}
-# thin_count: thin devices in the pool's metadata, read from a metadata
-# snapshot of the live pool (thin_ls), not from dmrep's own catalog.
-thin_count() {
-	local meta n
-	meta=$(losetup -j "$W/pool.meta" -O NAME -n | head -n1)
-	dmsetup message dmrep-pool 0 reserve_metadata_snap || return 1
-	n=$(thin_ls --metadata-snap --no-headers -o DEV "$meta" | wc -l)
-	dmsetup message dmrep-pool 0 release_metadata_snap
-	echo "$n"
-}
-
-start_qemu() {
-	QMP=$W/qmp.sock
-	rm -f "$QMP"
-	: >"$W/qemu.out"
-	stdbuf -oL qemu-system-x86_64 -accel tcg -machine q35 -m 128 -nodefaults -display none \
-		-qmp "unix:$QMP,server=on,wait=off" \
-		-drive "file=/dev/dmrep/$VM/vda,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
-		-drive "file=/dev/dmrep/$VM/vdb,format=raw,if=none,id=d1" -device virtio-blk-pci,drive=d1 \
-		-drive "file=/dev/dmrep/$VM/vdc,format=raw,if=none,id=d2,cache=none" \
-		-device virtio-blk-pci,drive=d2 >>"$W/qemu.out" 2>"$W/qemu.err" &
-	QEMU_PID=$!
-	for _ in $(seq 600); do
-		[ -S "$QMP" ] && lq status >/dev/null && return 0
-		sleep 0.1
-	done
-	sed 's/^/# qemu: /' "$W/qemu.err"
-	return 1
-}
-stop_qemu() {
-	[ -n "$QEMU_PID" ] || return 0
-	kill -KILL "$QEMU_PID" 2>/dev/null
-	wait "$QEMU_PID" 2>/dev/null
-	QEMU_PID=
-}
+# The writer and the buffered holder go before QEMU (the library stops it).
 teardown() {
 	[ -n "${WRITER:-}" ] && { touch "$W/writer.stop"; wait "$WRITER" 2>/dev/null; }
 	exec 8<&- 2>/dev/null
-	stop_qemu
-	agent_teardown
 }
 
-if [ ! -x "$LAB_QMP" ]; then
-	not_ok "lab_qmp is built ($LAB_QMP)"
-	exit 1
-fi
+lab_need qemu-system-x86_64 thin_ls
+lab_need_qmp
 agent_setup
-trap teardown EXIT
 bytes a0 >"$W/pat.a0"
 W_QMP=$W/qmp.sock
 
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 1G --meta "$W/pool.meta" --meta-size 16M)
-expect_rc "pool create" 0 "$out"
+prepare_pool 1G 16M
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:32M" --disk vdb="$W/vdb.img:32M" \
 	--disk vdc="$W/vdc.img:32M" --qmp "$W_QMP")
 expect_rc "vm add with three disks and a QMP socket" 0 "$out"
-k=0
-for d in $DISKS; do put "/dev/dmrep/$VM/$d" "$(pat a $k)"; k=$((k + 1)); done
+put_all a
 out=$(dmrep --json point create "$VM" --label before)
 expect_rc "point 1 (pattern a)" 0 "$out"
-k=0
-for d in $DISKS; do put "/dev/dmrep/$VM/$d" "$(pat b $k)"; k=$((k + 1)); done
+put_all b
 check "the live disks hold pattern b" all_have b
 
-if start_qemu; then ok "a nested QEMU runs with the three stable devices"; else
+if start_qemu "/dev/dmrep/$VM/vda" "/dev/dmrep/$VM/vdb" "/dev/dmrep/$VM/vdc,cache=none"; then
+	lab_cleanup teardown
+	ok "a nested QEMU runs with the three stable devices"
+else
 	not_ok "a nested QEMU runs with the three stable devices"
 	exit 1
 fi
@@ -182,7 +120,7 @@ for f in /proc/"$QEMU_PID"/fd/*; do
 done
 fd_has_a0() { [ -n "$qfd" ] && dd if="$qfd" bs=4096 skip=8 count=4 status=none | cmp -s - "$W/pat.a0"; }
 check "QEMU's own descriptor of vda (${qfd:-none found}) reads pattern a" fd_has_a0
-check "the guest runs after the failover" sh -c "$LAB_QMP '$QMP' status | grep -q '^running'"
+check "the guest runs after the failover" guest_running
 check "no DMREP- device is suspended or has an inactive table" no_suspended_or_inactive
 out=$(dmrep --json failover start "$VM" --wait)
 expect_rc "failover of a recovered VM: invalid state" 32775 "$out"
@@ -237,7 +175,7 @@ for step in initiate:preload:1 initiate:suspended; do
 	check "fault at $step: the VM is replicating, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
 	check "fault at $step: every disk still reads the live data" all_have b
 	check "fault at $step: nothing suspended, no inactive table left" no_suspended_or_inactive
-	check "fault at $step: the guest runs" sh -c "$LAB_QMP '$QMP' status | grep -q '^running'"
+	check "fault at $step: the guest runs" guest_running
 done
 agent_restart
 check "the failed failovers left no overlay behind (thin devices: $used)" test "$(thin_count)" = "$used"

@@ -9,21 +9,10 @@
 # own devices as orphans.  Under systemd (Type=notify) it reports READY=1
 # only once all that is back: lab_notify plays systemd and looks then.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LAB_NOTIFY=${LAB_NOTIFY:-$(command -v lab_notify || echo "$ROOT/${BUILD:-build}/bin/lab_notify")}
 
-# bytes HEX: 16 KiB of that byte.
-bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-# put DEV HEX: write it at 32 KiB, O_DIRECT.
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
-# both HEX_A HEX_B: vda has A and vdb has B, through the stable devices.
-both() { has "/dev/dmrep/$VM/vda" "$1" && has "/dev/dmrep/$VM/vdb" "$2"; }
-job_ok() { jq -e '.job_state == 7 and .error_code == 0' <<<"$1" >/dev/null; }
-vm_is() { dmrep --json vm show "$VM" | jq -e "$1" >/dev/null; }
 orphans() { grep -c "orphan device" "$W/dmrepd.log"; }
 
 simulate_reboot() {
@@ -36,8 +25,7 @@ simulate_reboot() {
 }
 
 agent_setup
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 512M --meta "$W/pool.meta" --meta-size 16M)
-expect_rc "pool create" 0 "$out"
+prepare_pool 512M 16M
 truncate -s 16M "$W/vda.img" "$W/vdb.img"
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img" --disk vdb="$W/vdb.img")
 expect_rc "vm add, two disks" 0 "$out"

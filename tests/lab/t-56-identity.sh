@@ -15,16 +15,8 @@
 # is checked likewise.  A pool made on block devices by path is left down
 # when they come back swapped.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-# bytes HEX: 16 KiB of that byte.
-bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-# put DEV HEX: write it at 32 KiB, O_DIRECT.
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
-diag() { echo "# $*"; }
-is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
 backing() { losetup -n -O BACK-FILE "$1" 2>/dev/null; }
 devno() { printf '%d:%d' "0x$(stat -c %t "$1")" "0x$(stat -c %T "$1")"; }
 # stacked_on DEV: names of dm devices whose table uses DEV, but the pool.
@@ -32,14 +24,6 @@ stacked_on() {
 	local d
 	d=$(devno "$1")
 	dmsetup table 2>/dev/null | awk -v d="$d" '$1 != "dmrep-pool:" { for (i = 4; i <= NF; i++) if ($i == d) print $1 }'
-}
-# power_loss: the agent is killed outright, then nothing of it is left in
-# the kernel (lab_reboot).
-power_loss() {
-	kill -KILL "$AGENT_PID" 2>/dev/null
-	wait "$AGENT_PID" 2>/dev/null
-	AGENT_PID=
-	lab_reboot
 }
 # guest_writes VM: what a guest started on /dev/dmrep/VM/vda does.
 guest_writes() {

@@ -11,16 +11,8 @@
 # catalog lists exists in the pool and the pool holds no other: never a
 # listed point without its volume, no volume left behind.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-# The thin ids the pool holds, sorted.
-pool_ids() {
-	local meta
-	meta=$(losetup -j "$W/pool.meta" -O NAME -n | head -n1)
-	dmsetup message dmrep-pool 0 reserve_metadata_snap || return 1
-	thin_ls --metadata-snap --no-headers -o DEV "$meta" | tr -d ' ' | sort -n
-	dmsetup message dmrep-pool 0 release_metadata_snap
-}
 # The thin ids the catalog lists for the VM: disks and points, sorted.
 catalog_ids() {
 	{
@@ -37,24 +29,10 @@ agree() {
 		grep -v ' debug: ' "$W/dmrepd.log" | tail -15 | sed 's/^/# log: /'
 	fi
 }
-wait_killed() {
-	for _ in $(seq 600); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$AGENT_PID" 2>/dev/null; then
-		not_ok "$1: the agent was killed at the step"
-		agent_stop
-		return
-	fi
-	wait "$AGENT_PID" 2>/dev/null
-	rc=$?
-	AGENT_PID=
-	if [ "$rc" = 137 ]; then ok "$1: the agent was killed at the step (SIGKILL)"; else
-		not_ok "$1: the agent was killed at the step (exit $rc)"
-	fi
-}
 
+lab_need thin_ls socat
 agent_setup
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 256M --meta "$W/pool.meta" --meta-size 8M)
-expect_rc "pool create" 0 "$out"
+prepare_pool 256M 8M
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:8M" --disk vdb="$W/vdb.img:8M")
 expect_rc "vm add" 0 "$out"
 out=$(dmrep --json vm retention "$VM" --keep-last 2)
@@ -74,7 +52,7 @@ for step in retention:recorded retention:deleted remove:recorded remove:deleted;
 	0 | 32777) ok "$step: the operation ran into the crash" ;;
 	*) not_ok "$step: the operation ran into the crash (${out:0:200})" ;;
 	esac
-	wait_killed "$step"
+	agent_killed_at "$step"
 	agent_start || { not_ok "$step: the agent restarts after the crash"; continue; }
 	agree "$step"
 	after=$(dmrep --json point list "$VM" | jq -c '[.[].id]')

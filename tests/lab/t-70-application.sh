@@ -13,51 +13,25 @@
 # it when it starts again.
 set -u
 export LAB_SCRATCH=/tmp
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-LAB_QMP=${LAB_QMP:-$(command -v lab_qmp || echo "$ROOT/${BUILD:-build}/bin/lab_qmp")}
-QGA_PID=
-
-qga_start() {
-	rm -f "$QGA"
-	qemu-ga -m unix-listen -p "$QGA" -f "$W/qga.pid" -t "$W" 2>>"$W/qga.log" &
-	QGA_PID=$!
-	for _ in $(seq 100); do
-		[ -S "$QGA" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-qga_stop() {
-	[ -n "$QGA_PID" ] || return 0
-	kill -TERM "$QGA_PID" 2>/dev/null
-	wait "$QGA_PID" 2>/dev/null
-	QGA_PID=
-}
 guest_status() { "$LAB_QMP" --qga "$QGA" fsfreeze-status 2>/dev/null; }
+# After the library's qga_down (registered later, run first: it thaws).
 teardown() {
-	# Whatever happened, never leave the lab's filesystems frozen.
-	[ -n "$QGA_PID" ] && "$LAB_QMP" --qga "$QGA" thaw >/dev/null 2>&1
 	fsfreeze --unfreeze "$MNT" >/dev/null 2>&1
 	mountpoint -q "$MNT" && umount "$MNT"
-	qga_stop
-	agent_teardown
 }
 npoints() { dmrep --json point list "$VM" | jq length; }
 
-if [ ! -x "$LAB_QMP" ] || ! command -v qemu-ga >/dev/null; then
-	not_ok "lab_qmp and qemu-ga are available"
-	exit 1
-fi
+lab_need qemu-ga e2fsck debugfs
+lab_need_qmp
 agent_setup
-trap teardown EXIT
+lab_cleanup teardown
 QGA=$W/qga.sock
 MNT=$W/mnt
 mkdir -p "$MNT"
 
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 256M --meta "$W/pool.meta" --meta-size 8M)
-expect_rc "pool create on tmpfs" 0 "$out"
+prepare_pool 256M 8M "pool create on tmpfs"
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:64M" --qga "$QGA")
 expect_rc "vm add with a guest agent socket" 0 "$out"
 out=$(dmrep --json vm add "${VM}n" --disk vda="$W/n.img:16M")
@@ -116,9 +90,8 @@ check "the guest is thawed" test "$(guest_status)" = thawed
 
 # The point's filesystem is clean: frozen means the journal was committed.
 tid=$(jq -r --argjson p "$pid" 'map(select(.id == $p))[0].thin_ids[0]' <<<"$pts")
-pdev=dmrt$$-app
-dmsetup create "$pdev" --readonly -u "DMREP-labtest-$$-app" --table \
-	"0 131072 thin $(dmsetup info -c --noheadings -o major,minor --separator : dmrep-pool) $tid"
+pdev=${T}app
+thin_view app "$tid" 131072
 check "e2fsck -n finds the point's filesystem clean" e2fsck -n -f "/dev/mapper/$pdev"
 check "the point holds the file written before it" \
 	sh -c "debugfs -R 'cat /before.txt' '/dev/mapper/$pdev' 2>/dev/null | grep -qx before"
@@ -139,11 +112,9 @@ check "no point was added" test "$(npoints)" = "$n0"
 agent_stop
 DMREP_TEST_CRASH_AT=point:frozen agent_start || not_ok "agent starts with a crash while frozen"
 dmrep --json point create "$VM" --consistency application >/dev/null 2>&1
-for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$AGENT_PID" 2>/dev/null; then not_ok "the agent died while the guest was frozen"; agent_stop; else
-	wait "$AGENT_PID" 2>/dev/null
-	AGENT_PID=
-	ok "the agent died while the guest was frozen"
+if agent_exited 10; then ok "the agent died while the guest was frozen"; else
+	not_ok "the agent died while the guest was frozen"
+	agent_stop
 fi
 check "the guest is left frozen by the crash" test "$(guest_status)" = frozen
 agent_start || not_ok "the agent starts again"

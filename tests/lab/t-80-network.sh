@@ -7,20 +7,19 @@
 # environment, records each hook in the job, and a failing hook fails the
 # job while the failover stands.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
 HOOKS=/tmp/dmrep-hooks$$
 mkdir -p "$HOOKS"
 chmod 0755 "$HOOKS"
 export DMREPD_ARGS="--hook-dir $HOOKS"
 agent_setup
-trap 'rm -rf "$HOOKS"; agent_teardown' EXIT
+lab_cleanup 'rm -rf "$HOOKS"'
 OUT=$W/hook-env
 # has_line FILE LINE: FILE has exactly that line.
 has_line() { grep -qxF -- "$2" "$1"; }
 
-out=$(dmrep --json pool create --data "$W/pool.data" --data-size 256M --meta "$W/pool.meta" --meta-size 8M)
-expect_rc "pool create" 0 "$out"
+prepare_pool 256M 8M
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:16M")
 expect_rc "vm add" 0 "$out"
 out=$(dmrep --json point create "$VM")

@@ -10,22 +10,13 @@
 # per-VM cap (32778), an agent restart, a simulated reboot (every device
 # and loop gone) and a crash in the middle of a commit.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-# bytes HEX: 16 KiB of that byte.
-bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-# put DEV HEX: write it at 32 KiB, O_DIRECT.
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-# has DEV HEX: the 16 KiB at 32 KiB hold that byte (O_DIRECT read).
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
-# both HEX_A HEX_B: vda has A and vdb has B, through the stable devices.
-both() { has "/dev/dmrep/$VM/vda" "$1" && has "/dev/dmrep/$VM/vdb" "$2"; }
 # snapdev POINT DISKINDEX: the point's dm device.
 snapdev() {
 	echo "/dev/mapper/dmrep-snap-$(dmrep --json point list "$VM" |
 		jq -r --argjson p "$1" --argjson i "$2" '.[] | select(.id == $p) | .thin_ids[$i]')"
 }
-is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (want '$2', got '$3')"; fi; }
 table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
 wait_job() { dmrep --json job wait "$(jq -r .job <<<"$1")" --timeout 120; }
 # simulate_reboot: a reboot (lab_reboot), after which the host's own block
@@ -160,9 +151,7 @@ put "/dev/dmrep/$VM/vda" a5
 agent_stop
 DMREP_TEST_CRASH_AT=commit:layer agent_start || not_ok "agent starts with the crash hook"
 out=$(dmrep --json failover commit "$VM")
-for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-check "the agent died at commit:layer" eval '! kill -0 "$AGENT_PID" 2>/dev/null'
-AGENT_PID=
+check "the agent died at commit:layer" agent_exited 10
 agent_start || not_ok "agent restarts after the crash"
 check "recovery finished the commit" jq -e '.state == "committed"' <<<"$(dmrep --json vm show "$VM")"
 is "the stable device is on the new layer" snapshot-origin "$(table_type "dmrep-$VM:vda")"
@@ -192,9 +181,7 @@ check "the invalid mark survives a restart" jq -e '.[0].valid == false' <<<"$(dm
 agent_stop
 DMREP_TEST_CRASH_AT=point:made agent_start || not_ok "agent starts with the crash hook"
 dmrep --json point create "$V2" >/dev/null 2>&1
-for _ in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-check "the agent died at point:made" eval '! kill -0 "$AGENT_PID" 2>/dev/null'
-AGENT_PID=
+check "the agent died at point:made" agent_exited 10
 agent_start || not_ok "agent restarts after the crash"
 list=$(dmrep --json point list "$V2")
 check "the point made before the crash is kept, valid" jq -e 'length == 2 and .[1].id == 2 and .[1].valid' <<<"$list"
@@ -301,25 +288,15 @@ k_ensure() {
 for step in initiate:intent initiate:overlays initiate:preload initiate:paused initiate:suspended \
 	initiate:resumed initiate:swapped initiate:done revert:intent revert:preload revert:suspended \
 	revert:resumed revert:swapped revert:deleted test:intent commit:intent commit:layer commit:deleted; do
-	case $step in
-	initiate:* | test:*) pre=replicating ;;
-	*) pre=recovered ;;
-	esac
-	case $step in
-	initiate:*) cmd=(failover start "$V5" --point 1 --guest resume) ;;
-	revert:*) cmd=(failover revert "$V5") ;;
-	test:*) cmd=(failover start "$V5" --test --point 1) ;;
-	commit:*) cmd=(failover commit "$V5") ;;
-	esac
-	k_ensure "$pre" || { not_ok "$step: $V5 can be brought to $pre"; continue; }
+	failover_step "$step" "$V5"
+	k_ensure "$STEP_PRE" || { not_ok "$step: $V5 can be brought to $STEP_PRE"; continue; }
 	live_a=$(dmrep --json vm show "$V5" | jq -r .state)
 	agent_stop
 	DMREP_TEST_CRASH_AT=$step agent_start || { not_ok "$step: agent starts with the hook"; continue; }
-	dmrep --json "${cmd[@]}" >/dev/null 2>&1
-	for _ in $(seq 300); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$AGENT_PID" 2>/dev/null; then not_ok "$step: the agent was killed at the step"; agent_stop; else
-		AGENT_PID=
-		ok "$step: the agent was killed at the step"
+	dmrep --json "${STEP_CMD[@]}" >/dev/null 2>&1
+	if agent_exited 30; then ok "$step: the agent was killed at the step"; else
+		not_ok "$step: the agent was killed at the step"
+		agent_stop
 	fi
 	agent_start || { not_ok "$step: the agent restarts"; continue; }
 	show=$(dmrep --json vm show "$V5")

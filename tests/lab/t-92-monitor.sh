@@ -7,26 +7,8 @@
 # waits for the agent's own log or state file; no request that would read
 # the status for it (point list, failover) is made before.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-# wait_log REGEX: the agent's log has a line matching it within 30 s.
-wait_log() {
-	local _
-	for _ in $(seq 150); do
-		grep -qE "$1" "$W/dmrepd.log" && return 0
-		sleep 0.2
-	done
-	return 1
-}
-# wait_state VM JQ: the VM's state file satisfies JQ within 30 s.
-wait_state() {
-	local _
-	for _ in $(seq 150); do
-		jq -e "$2" "$STATE/vms/$1.json" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
-}
 # fill DEV MIB SEEK_MIB: write MIB MiB of random data at SEEK_MIB, O_DIRECT.
 fill() { head -c "$2M" /dev/urandom | dd of="$1" bs=1M seek="$3" oflag=direct conv=notrunc status=none; }
 
@@ -47,12 +29,12 @@ check "the state file says point 1 is valid" wait_state "$CV" '.points[0].valid 
 head -c $((7 * 256 * 1024)) /dev/urandom |
 	dd of="/dev/dmrep/$CV/vda" bs=256K oflag=direct conv=notrunc status=none
 check "unasked, the agent warns that point 1's COW store is past 80 %" \
-	wait_log "VM $CV: point 1's COW store is (8[0-9]|9[0-9])% full"
+	agent_wait_log "VM $CV: point 1's COW store is (8[0-9]|9[0-9])% full"
 check "the point is still valid" jq -e '.points[0].valid == true' "$STATE/vms/$CV.json"
 fill "/dev/dmrep/$CV/vda" 2 4
 check "unasked, the agent marks the overflowed point invalid in its state file" \
 	wait_state "$CV" '.points[0].valid == false'
-check "and logs it" wait_log "VM $CV: point 1 is invalid"
+check "and logs it" agent_wait_log "VM $CV: point 1 is invalid"
 out=$(dmrep --json failover start "$CV" --point 1 --guest resume 2>/dev/null)
 expect_rc "failover to it is refused (32775)" 32775 "$out"
 
@@ -64,10 +46,10 @@ expect_rc "a thin disk larger than the pool" 0 "$out"
 check "no pool warning while it is nearly empty" eval '! grep -q "pool data is" "$W/dmrepd.log"'
 fill "/dev/dmrep/$VM/vda" 54 0
 check "unasked, the agent warns that the pool's data is past 80 %" \
-	wait_log "pool data is (8[0-9]|9[0-9])% full"
+	agent_wait_log "pool data is (8[0-9]|9[0-9])% full"
 sleep 3 # three more rounds of the monitor
 check "one warning, not one a round" test "$(grep -c "pool data is" "$W/dmrepd.log")" = 1
 fill "/dev/dmrep/$VM/vda" 16 60 2>/dev/null
 check "pool status says out_of_data_space" test "$(dmrep --json pool status | jq -r .mode)" = out_of_data_space
-check "unasked, the agent says the pool is out of data space" wait_log "pool is out of data space"
+check "unasked, the agent says the pool is out of data space" agent_wait_log "pool is out of data space"
 summary

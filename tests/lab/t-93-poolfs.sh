@@ -8,35 +8,20 @@
 # the reply says what happens when the filesystem fills, and the space
 # monitor warns at once, unasked, and only once.
 set -u
-. "$(dirname "$0")/agent-lib.sh"
+. "$(dirname "$0")/lib/inittest.sh"
 
-# wait_log REGEX: the agent's log has a line matching it within 30 s.
-wait_log() {
-	local _
-	for _ in $(seq 150); do
-		grep -qE "$1" "$W/dmrepd.log" && return 0
-		sleep 0.2
-	done
-	return 1
-}
-diag() { echo "# $*"; }
 allocated() { echo $(($(stat -c '%b * %B' "$1"))); }
 size_of() { stat -c %s "$1"; }
 # new_agent: the agent on a fresh state directory, the pool's files gone.
 new_agent() {
-	agent_stop
-	remove_dmrep_devices
-	detach_w_loops
+	lab_reboot
 	rm -rf "$STATE" "$FS"/pool.*
 	agent_start || not_ok "the agent starts again"
 }
+# The pool's loops are over files in $FS: they go before the unmount.
 fs_teardown() {
-	agent_stop
-	remove_dmrep_devices
-	losetup -l -n -O NAME,BACK-FILE 2>/dev/null | awk -v f="$FS/" 'index($2, f) == 1 { print $1 }' |
-		xargs -r -n1 losetup -d
-	umount "$FS" 2>/dev/null
-	agent_teardown
+	lab_reboot
+	umount "$FS"
 }
 
 DMREPD_ARGS="--monitor-interval 1"
@@ -46,7 +31,7 @@ FS=$W/fs
 mkdir -p "$FS"
 truncate -s 160M "$W/fs.img"
 mkfs.ext4 -q -F "$W/fs.img" >/dev/null 2>&1
-trap fs_teardown EXIT
+lab_cleanup fs_teardown
 check "a 160 MiB ext4 mounted in the scratch directory" mount -o loop "$W/fs.img" "$FS"
 diag "free: $(df -B1M --output=avail "$FS" | tail -1) MiB"
 
@@ -79,7 +64,7 @@ check "the reply says what happens when the filesystem fills" \
 check "the data file is sparse" test "$(allocated "$FS/pool.data")" -lt $((16 << 20))
 check "the log says so too" grep -q "sparse pool: the filesystem of $FS/pool.data" "$W/dmrepd.log"
 check "unasked, the monitor warns that the filesystem cannot hold the pool's files" \
-	wait_log "the filesystem of $FS/pool.data has [0-9]+ MiB free, less than the [0-9]+ MiB"
+	agent_wait_log "the filesystem of $FS/pool.data has [0-9]+ MiB free, less than the [0-9]+ MiB"
 sleep 3 # three more rounds
 check "one warning, not one a round" test "$(grep -c "less than the" "$W/dmrepd.log")" = 1
 check "dmrep pool create --help documents --sparse" sh -c "dmrep pool create --help | grep -q -- --sparse"
