@@ -194,6 +194,7 @@ void dmr_monitor_refresh(struct dmr_registry *reg, const char *vm_name)
 	if (vm)
 		be = dmr_backend_of(vm);
 	pthread_mutex_unlock(&reg->lock);
+	/* By name: the backend finds the VM again under its own lock. */
 	if (be)
 		be->refresh(reg, vm_name);
 }
