@@ -63,10 +63,7 @@ static void fo_ctx_free(void *p)
 	free(c);
 }
 
-static void fo_ctx_freep(struct dmr_failover **c)
-{
-	fo_ctx_free(*c);
-}
+DMR_DEFINE_FREEP(struct dmr_failover *, fo_ctx_free)
 
 /* Fill ctx from the VM (caller holds reg->lock). */
 static int ctx_fill(struct dmr_failover *c, const struct dmr_vm *vm)
