@@ -324,6 +324,13 @@ static void set_intent(struct dmr_vm *vm, void *p)
 		vm->state = (enum dmr_vm_state)a->state;
 }
 
+/* The operation the intent named is over (done or undone). */
+static void intent_clear(struct dmr_vm *vm)
+{
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+}
+
 /* Record the intent before the operation's first change.  guest_ran tells
  * recovery whether a paused guest was paused by us (and so is resumed). */
 static int intent_begin(struct dmr_failover *c, const char *intent, uint64_t point, const uint32_t *ids,
@@ -345,14 +352,27 @@ static int intent_begin(struct dmr_failover *c, const char *intent, uint64_t poi
 	return r;
 }
 
+/* The (test) failover stands: its point is the job's result, and the
+ * failover hooks run now; a failing hook fails the job. */
+static int stands(struct dmr_job *job, const struct dmr_failover *c, bool test)
+{
+	int r;
+
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, test, c->network);
+	if (r < 0)
+		return r;
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
 /* ---- InitiateFailover ---------------------------------------------------- */
 
 static void initiate_done(struct dmr_vm *vm, void *p)
 {
 	vm->state = DMR_VM_RECOVERED;
 	vm->failover_point = vm->intent_point;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -362,8 +382,7 @@ static void initiate_undone(struct dmr_vm *vm, void *p)
 	free(vm->overlay_ids);
 	vm->overlay_ids = NULL;
 	vm->failover_point = 0;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -441,13 +460,8 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_test_hook("initiate:done");
-	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
-	/* The failover is done and stands; a failing hook fails the job. */
-	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
-	if (r < 0)
-		return r;
-	dmr_job_set_percent(job, 100);
-	return 0;
+	/* The failover is done and stands. */
+	return stands(job, c, false);
 
 undo_overlays:
 	(void)delete_ids(c, c->new_ids);
@@ -529,8 +543,7 @@ static void commit_done(struct dmr_vm *vm, void *p)
 	vm->overlay_ids = NULL;
 	vm->failover_point = 0;
 	vm->state = DMR_VM_COMMITTED;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -609,8 +622,7 @@ static void test_done(struct dmr_vm *vm, void *p)
 {
 	vm->test_failover = true;
 	vm->test_point = vm->intent_point;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -620,8 +632,7 @@ static void test_undone(struct dmr_vm *vm, void *p)
 	vm->test_point = 0;
 	free(vm->test_ids);
 	vm->test_ids = NULL;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -673,12 +684,7 @@ static int test_job(struct dmr_job *job, void *userdata)
 		dmr_job_fail(job, r, "cannot save state");
 		return r;
 	}
-	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
-	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
-	if (r < 0)
-		return r;
-	dmr_job_set_percent(job, 100);
-	return 0;
+	return stands(job, c, true);
 }
 
 static void stop_test_failed(struct dmr_vm *vm, void *p)
