@@ -432,10 +432,8 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	if (r == 0)
 		r = intent_begin(c, c->reset ? "initiate-reset" : "initiate", c->point, c->new_ids,
 				 false, DMR_VM_FAILOVER_IN_PROGRESS);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("initiate:intent");
 	t0 = dmr_now_usec();
 	r = make_overlays(c, c->new_ids);
@@ -493,10 +491,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
 		return -EHOSTUNREACH;
 	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
 			 DMR_VM_FAILOVER_IN_PROGRESS);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("revert:intent");
 	r = swap_tables(job, c, c->live_ids, c->old_ids, "revert");
 	if (r < 0) {
@@ -510,10 +506,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
 		log_warning("VM %s: overlays not deleted (%s); recovery retries", c->vm, strerror(-r));
 	dmr_test_hook("revert:deleted");
 	r = vm_save_locked(c->reg, c->vm, revert_done, NULL);
-	if (r < 0) {
-		dmr_job_fail(job, r, "reverted, but state not saved");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "reverted, but state not saved");
 	dmr_job_set_percent(job, 100);
 	return 0;
 }
@@ -602,16 +596,12 @@ static int commit_job(struct dmr_job *job, void *userdata)
 	int r;
 
 	r = intent_begin(c, "commit", 0, NULL, false, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("commit:intent");
 	r = commit_finish(c);
-	if (r < 0) {
-		dmr_job_fail(job, r, "commit failed (recovery finishes it)");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "commit failed (recovery finishes it)");
 	dmr_job_set_percent(job, 100);
 	return 0;
 }
@@ -665,10 +655,8 @@ static int test_job(struct dmr_job *job, void *userdata)
 	r = alloc_ids(c, c->new_ids);
 	if (r == 0)
 		r = intent_begin(c, "test", c->point, c->new_ids, true, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("test:intent");
 	t0 = dmr_now_usec();
 	r = c->be->views_make(c->reg, c->vmp, c->point, c->new_ids,
@@ -680,10 +668,8 @@ static int test_job(struct dmr_job *job, void *userdata)
 	}
 	dmr_job_add_step(job, "views", dmr_now_usec() - t0);
 	r = vm_save_locked(c->reg, c->vm, test_done, NULL);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot save state");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot save state");
 	return stands(job, c, true);
 }
 
@@ -699,10 +685,8 @@ static int stop_test_job(struct dmr_job *job, void *userdata)
 	int r;
 
 	r = intent_begin(c, "stop-test", 0, NULL, true, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	r = remove_test_devices(c);
 	if (r < 0) {
 		dmr_job_fail(job, r, "cannot remove the test devices (still open?)");
