@@ -60,6 +60,14 @@ static inline void dmr_fclosep(FILE **f)
 }
 #define _cleanup_fclose_ _cleanup_(dmr_fclosep)
 
+/* Free the n strings of v (NULL entries fine), then v. */
+static inline void dmr_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 /* Hand a cleanup-owned pointer to someone else: the local becomes NULL. */
 #define DMR_TAKE_PTR(p)                                                        \
 	({                                                                     \

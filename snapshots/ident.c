@@ -27,9 +27,7 @@ void dmr_ident_done(struct dmr_ident *id)
 	free(id->dm_uuid);
 	free(id->wwid);
 	free(id->serial);
-	for (size_t i = 0; i < id->n_by_id; i++)
-		free(id->by_id[i]);
-	free(id->by_id);
+	dmr_strv_free(id->by_id, id->n_by_id);
 	*id = (struct dmr_ident){ 0 };
 }
 

@@ -64,10 +64,7 @@ static void fo_ctx_free(void *p)
 	free(c);
 }
 
-static void fo_ctx_freep(struct dmr_failover **c)
-{
-	fo_ctx_free(*c);
-}
+DMR_DEFINE_FREEP(struct dmr_failover *, fo_ctx_free)
 
 /* Fill ctx from the VM (caller holds reg->lock). */
 static int ctx_fill(struct dmr_failover *c, const struct dmr_vm *vm)
@@ -328,6 +325,13 @@ static void set_intent(struct dmr_vm *vm, void *p)
 		vm->state = (enum dmr_vm_state)a->state;
 }
 
+/* The operation the intent named is over (done or undone). */
+static void intent_clear(struct dmr_vm *vm)
+{
+	vm->intent[0] = '\0';
+	vm->intent_point = 0;
+}
+
 /* Record the intent before the operation's first change.  guest_ran tells
  * recovery whether a paused guest was paused by us (and so is resumed). */
 static int intent_begin(struct dmr_failover *c, const char *intent, uint64_t point, const uint32_t *ids,
@@ -349,14 +353,27 @@ static int intent_begin(struct dmr_failover *c, const char *intent, uint64_t poi
 	return r;
 }
 
+/* The (test) failover stands: its point is the job's result, and the
+ * failover hooks run now; a failing hook fails the job. */
+static int stands(struct dmr_job *job, const struct dmr_failover *c, bool test)
+{
+	int r;
+
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
+	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, test, c->network);
+	if (r < 0)
+		return r;
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
 /* ---- InitiateFailover ---------------------------------------------------- */
 
 static void initiate_done(struct dmr_vm *vm, void *p)
 {
 	vm->state = DMR_VM_RECOVERED;
 	vm->failover_point = vm->intent_point;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -366,8 +383,7 @@ static void initiate_undone(struct dmr_vm *vm, void *p)
 	free(vm->overlay_ids);
 	vm->overlay_ids = NULL;
 	vm->failover_point = 0;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -417,10 +433,8 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	if (r == 0)
 		r = intent_begin(c, c->reset ? "initiate-reset" : "initiate", c->point, c->new_ids,
 				 false, DMR_VM_FAILOVER_IN_PROGRESS);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("initiate:intent");
 	t0 = dmr_now_usec();
 	r = make_overlays(c, c->new_ids);
@@ -445,13 +459,8 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_test_hook("initiate:done");
-	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
-	/* The failover is done and stands; a failing hook fails the job. */
-	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, false, c->network);
-	if (r < 0)
-		return r;
-	dmr_job_set_percent(job, 100);
-	return 0;
+	/* The failover is done and stands. */
+	return stands(job, c, false);
 
 undo_overlays:
 	(void)delete_ids(c, c->new_ids);
@@ -483,10 +492,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
 		return -EHOSTUNREACH;
 	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
 			 DMR_VM_FAILOVER_IN_PROGRESS);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("revert:intent");
 	r = swap_tables(job, c, c->live_ids, c->old_ids, "revert");
 	if (r < 0) {
@@ -500,10 +507,8 @@ static int revert_job(struct dmr_job *job, void *userdata)
 		log_warning("VM %s: overlays not deleted (%s); recovery retries", c->vm, strerror(-r));
 	dmr_test_hook("revert:deleted");
 	r = vm_save_locked(c->reg, c->vm, revert_done, NULL);
-	if (r < 0) {
-		dmr_job_fail(job, r, "reverted, but state not saved");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "reverted, but state not saved");
 	dmr_job_set_percent(job, 100);
 	return 0;
 }
@@ -533,8 +538,7 @@ static void commit_done(struct dmr_vm *vm, void *p)
 	vm->overlay_ids = NULL;
 	vm->failover_point = 0;
 	vm->state = DMR_VM_COMMITTED;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -593,16 +597,12 @@ static int commit_job(struct dmr_job *job, void *userdata)
 	int r;
 
 	r = intent_begin(c, "commit", 0, NULL, false, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("commit:intent");
 	r = commit_finish(c);
-	if (r < 0) {
-		dmr_job_fail(job, r, "commit failed (recovery finishes it)");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "commit failed (recovery finishes it)");
 	dmr_job_set_percent(job, 100);
 	return 0;
 }
@@ -613,8 +613,7 @@ static void test_done(struct dmr_vm *vm, void *p)
 {
 	vm->test_failover = true;
 	vm->test_point = vm->intent_point;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -624,8 +623,7 @@ static void test_undone(struct dmr_vm *vm, void *p)
 	vm->test_point = 0;
 	free(vm->test_ids);
 	vm->test_ids = NULL;
-	vm->intent[0] = '\0';
-	vm->intent_point = 0;
+	intent_clear(vm);
 	(void)p;
 }
 
@@ -658,10 +656,8 @@ static int test_job(struct dmr_job *job, void *userdata)
 	r = alloc_ids(c, c->new_ids);
 	if (r == 0)
 		r = intent_begin(c, "test", c->point, c->new_ids, true, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	dmr_test_hook("test:intent");
 	t0 = dmr_now_usec();
 	r = c->be->views_make(c->reg, c->vmp, c->point, c->new_ids,
@@ -673,16 +669,9 @@ static int test_job(struct dmr_job *job, void *userdata)
 	}
 	dmr_job_add_step(job, "views", dmr_now_usec() - t0);
 	r = vm_save_locked(c->reg, c->vm, test_done, NULL);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot save state");
-		return r;
-	}
-	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)c->point));
-	r = dmr_job_hooks_run(job, c->hook_dir, c->vm, c->point, true, c->network);
 	if (r < 0)
-		return r;
-	dmr_job_set_percent(job, 100);
-	return 0;
+		return dmr_job_fail(job, r, "cannot save state");
+	return stands(job, c, true);
 }
 
 static void stop_test_failed(struct dmr_vm *vm, void *p)
@@ -697,10 +686,8 @@ static int stop_test_job(struct dmr_job *job, void *userdata)
 	int r;
 
 	r = intent_begin(c, "stop-test", 0, NULL, true, -1);
-	if (r < 0) {
-		dmr_job_fail(job, r, "cannot record the intent");
-		return r;
-	}
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
 	r = remove_test_devices(c);
 	if (r < 0) {
 		dmr_job_fail(job, r, "cannot remove the test devices (still open?)");

@@ -375,9 +375,7 @@ static void jobs_free(struct dmr_jobs *js)
 		return;
 	for (size_t i = 0; i < js->n; i++)
 		job_free(js->list[i]);
-	for (size_t i = 0; i < js->n_busy; i++)
-		free(js->busy[i]);
-	free(js->busy);
+	dmr_strv_free(js->busy, js->n_busy);
 	free(js->list);
 	free(js->dir);
 	pthread_mutex_destroy(&js->lock);

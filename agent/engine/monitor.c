@@ -11,6 +11,7 @@
 #include "agent/engine/monitor.h"
 #include "agent/store/registry.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/util.h"
 #include "dm/name.h"
 #include "snapshots/pool.h"
@@ -194,6 +195,7 @@ void dmr_monitor_refresh(struct dmr_registry *reg, const char *vm_name)
 	if (vm)
 		be = dmr_backend_of(vm);
 	pthread_mutex_unlock(&reg->lock);
+	/* By name: the backend finds the VM again under its own lock. */
 	if (be)
 		be->refresh(reg, vm_name);
 }
@@ -272,10 +274,7 @@ void dmr_monitor_stop(struct dmr_monitor *m)
 {
 	if (!m)
 		return;
-	pthread_mutex_lock(&m->lock);
-	m->stop = true;
-	pthread_cond_signal(&m->cond);
-	pthread_mutex_unlock(&m->lock);
+	dmr_threads_stop(&m->lock, &m->cond, &m->stop);
 	pthread_join(m->thread, NULL);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);

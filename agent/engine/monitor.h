@@ -75,8 +75,9 @@ int dmr_monitor_start(struct dmr_agent *a, unsigned interval_s, struct dmr_monit
 void dmr_monitor_stop(struct dmr_monitor *m);
 
 /* The monitor's check of one VM's volumes, now (its backend's refresh):
- * a failover reads the kernel's word on every point before it picks one.
- * Takes reg->lock itself; an unknown VM is nothing to check. */
+ * a failover reads the kernel's word on every point before it picks one,
+ * ListReplicationPoints before it lists them.  No busy lock needed; takes
+ * reg->lock itself; an unknown VM is nothing to check. */
 void dmr_monitor_refresh(struct dmr_registry *reg, const char *vm_name);
 
 #endif

@@ -282,22 +282,6 @@ int dmr_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 	return dmr_backend_of(vm)->point_room(reg, vm, cow_devs, ret_why);
 }
 
-void dmr_point_refresh(struct dmr_registry *reg, const char *vm_name)
-{
-	const struct dmr_backend *be = NULL;
-	struct dmr_vm *vm;
-
-	assert(reg && vm_name);
-	pthread_mutex_lock(&reg->lock);
-	vm = dmr_reg_vm_find(reg, vm_name);
-	if (vm)
-		be = dmr_backend_of(vm);
-	pthread_mutex_unlock(&reg->lock);
-	/* By name: the backend finds the VM again under its own lock. */
-	if (be)
-		be->refresh(reg, vm_name);
-}
-
 void dmr_point_api_extras(const struct dmr_vm *vm, const struct dmr_point *pt,
 			  struct json_object *o)
 {

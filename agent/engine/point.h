@@ -49,9 +49,6 @@ int dmr_point_cow_device_check(const struct dmr_vm *vm, const char *path, bool f
  * failure *ret_why (malloc()ed, may stay NULL) says why. */
 int dmr_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 		   const char *const *cow_devs, char **ret_why);
-/* Bring VM vm_name's points up to date with the kernel before they are
- * listed (no busy lock needed; takes reg->lock itself). */
-void dmr_point_refresh(struct dmr_registry *reg, const char *vm_name);
 /* Add the backend's fields to point pt's API object o (reg->lock held). */
 void dmr_point_api_extras(const struct dmr_vm *vm, const struct dmr_point *pt,
 			  struct json_object *o);

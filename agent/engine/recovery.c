@@ -8,6 +8,7 @@
 #include "agent/backend/backend.h"
 #include "agent/backend/identity.h"
 #include "agent/engine/failover.h"
+#include "agent/engine/point.h"
 #include "agent/guest/qga.h"
 #include "agent/guest/shim.h"
 #include "agent/store/registry.h"
@@ -18,7 +19,6 @@
 
 /* The guest agent at start: a guest that is not running does not answer. */
 #define QGA_CONNECT_MS 5000
-#define QGA_THAW_MS 10000
 
 /* ---- the pool ---------------------------------------------------------- */
 
@@ -389,13 +389,7 @@ static void thaw_guests(struct dmr_registry *reg)
 		r = dmr_qga_fsfreeze_status(g, QGA_CONNECT_MS, &frozen);
 		if (r == 0 && frozen) {
 			log_notice("VM %s: the guest's filesystems were left frozen: thawing them", name);
-			r = dmr_qga_fsfreeze_thaw(g, QGA_THAW_MS, NULL);
-			/* A timed-out thaw may leave a reply in flight. */
-			if (r < 0 && dmr_qga_sync(g, QGA_THAW_MS) == 0)
-				r = dmr_qga_fsfreeze_thaw(g, QGA_THAW_MS, NULL);
-			if (r < 0)
-				log_error("VM %s: cannot thaw the guest's filesystems: %s", name,
-					  dmr_qga_last_error(g) ?: strerror(-r));
+			(void)dmr_point_guest_thaw(g, name);
 		}
 		dmr_qga_free(g);
 	}

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/util.h"
 #include "dm/dm.h"
 #include "dm/ioctl.h"
@@ -80,10 +81,7 @@ void dmr_window_free(struct dmr_window *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->quit = true;
-	pthread_cond_broadcast(&w->go);
-	pthread_mutex_unlock(&w->lock);
+	dmr_threads_stop(&w->lock, &w->go, &w->quit);
 	for (size_t i = 0; i < w->n; i++) {
 		if (w->slots[i].started)
 			pthread_join(w->slots[i].thread, NULL);

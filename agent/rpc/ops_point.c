@@ -3,6 +3,7 @@
 #include <inttypes.h>
 
 #include "agent/engine/job.h"
+#include "agent/engine/monitor.h"
 #include "agent/engine/point.h"
 #include "agent/engine/retention.h"
 #include "agent/rpc/handlers.h"
@@ -190,7 +191,7 @@ int dmr_h_list_points(struct dmr_call *c)
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)))
 		return rc;
 	/* Classic points: the kernel says whether each is still valid. */
-	dmr_point_refresh(reg, name);
+	dmr_monitor_refresh(reg, name);
 	a = json_object_new_array();
 	if (!a)
 		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");

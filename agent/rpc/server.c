@@ -50,6 +50,7 @@
 #include "agent/core/authz.h"
 #include "common/rc.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/util.h"
 
 struct client {
@@ -894,10 +895,7 @@ static void lanes_stop(struct dmr_server *s)
 {
 	struct lane *lanes[] = { &s->writer, &s->reader };
 
-	pthread_mutex_lock(&s->lock);
-	s->quit = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	dmr_threads_stop(&s->lock, &s->cond, &s->quit);
 	for (size_t i = 0; i < DMR_ARRAY_SIZE(lanes); i++) {
 		for (size_t t = 0; t < lanes[i]->n_threads; t++)
 			pthread_join(lanes[i]->threads[t], NULL);

@@ -132,11 +132,6 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm);
 }
 
-static void vm_freep(struct dmr_vm **vm)
-{
-	dmr_vm_free(*vm);
-}
-
 struct dmr_vm *dmr_reg_vm_find(struct dmr_registry *reg, const char *name)
 {
 	for (size_t i = 0; i < reg->n_vms; i++)
@@ -532,7 +527,7 @@ static bool network_valid(struct json_object *net)
 
 int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 {
-	_cleanup_(vm_freep) struct dmr_vm *vm = calloc(1, sizeof(*vm));
+	_cleanup_(dmr_vm_freep) struct dmr_vm *vm = calloc(1, sizeof(*vm));
 	_cleanup_free_ char *state = NULL;
 	struct json_object *disks, *points;
 	uint64_t schema;

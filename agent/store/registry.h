@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "agent/core/agent.h"
+#include "common/util.h"
 #include "dm/name.h"
 #include "snapshots/ident.h"
 #include "snapshots/pool.h"
@@ -190,6 +191,7 @@ int dmr_reg_vm_insert(struct dmr_registry *reg, struct dmr_vm *vm);
  * -DMR_E_NOT_DURABLE: gone from memory and from vms/, but not durably. */
 int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name);
 void dmr_vm_free(struct dmr_vm *vm);
+DMR_DEFINE_FREEP(struct dmr_vm *, dmr_vm_free)
 struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id);
 /* Remove points[i] from the array (no dm work). */
 void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
