@@ -196,6 +196,11 @@ struct dmr_backend {
 	 * has no volume).  reg->lock held; on failure ret_ids is not to be
 	 * used. */
 	int (*add_ids)(struct dmr_registry *reg, size_t n, uint32_t *ret_ids);
+	/* default_cow: the COW store size an in_place backend gives each
+	 * point of a disk of disk_bytes when cow_size is not set (classic: a
+	 * quarter of the disk, at least 8 MiB, in 4 KiB units); 0 where
+	 * points take no store of their own (thin). */
+	uint64_t (*default_cow)(uint64_t disk_bytes);
 };
 
 /* The two backends (agent/backend/thin.c, agent/backend/classic.c). */

@@ -1380,4 +1380,5 @@ const struct dmr_backend dmr_backend_classic = {
 	.in_place = true,
 	.add_room = classic_add_room,
 	.add_ids = classic_add_ids,
+	.default_cow = dmr_classic_default_cow,
 };

@@ -459,6 +459,12 @@ static int thin_add_ids(struct dmr_registry *reg, size_t n, uint32_t *ret_ids)
 	return dmr_reg_alloc_vol_ids(reg, n, ret_ids);
 }
 
+/* A thin point's blocks come from the pool: no store of its own. */
+static uint64_t thin_default_cow(uint64_t disk_bytes)
+{
+	return 0;
+}
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -487,5 +493,6 @@ const struct dmr_backend dmr_backend_thin = {
 	.in_place = false,
 	.add_room = thin_add_room,
 	.add_ids = thin_add_ids,
+	.default_cow = thin_default_cow,
 };
 

@@ -8,7 +8,6 @@
 #include <sys/sysmacros.h>
 
 #include "agent/backend/backend.h"
-#include "agent/backend/classic.h"
 #include "agent/engine/job.h"
 #include "common/log.h"
 #include "common/rc.h"
@@ -81,9 +80,10 @@ int dmr_vm_add_ids(struct dmr_registry *reg, const struct dmr_backend *b, size_t
 	return b->add_ids(reg, n, ret_ids);
 }
 
-uint64_t dmr_vm_default_cow(uint64_t disk_bytes)
+uint64_t dmr_vm_default_cow(const struct dmr_backend *b, uint64_t disk_bytes)
 {
-	return dmr_classic_default_cow(disk_bytes);
+	assert(b);
+	return b->default_cow(disk_bytes);
 }
 
 /* Is path a dm device whose UUID is ours (a stable, point or pool device)?

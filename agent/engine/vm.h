@@ -52,8 +52,9 @@ int dmr_vm_add_room(struct dmr_registry *reg, const struct dmr_backend *b, uint6
 int dmr_vm_add_ids(struct dmr_registry *reg, const struct dmr_backend *b, size_t n,
 		   uint32_t *ret_ids);
 
-/* A classic disk's default COW store size (a quarter, at least 8 MiB). */
-uint64_t dmr_vm_default_cow(uint64_t disk_bytes);
+/* A disk's default COW store size per point (the backend's default_cow;
+ * 0 where points have no store of their own). */
+uint64_t dmr_vm_default_cow(const struct dmr_backend *b, uint64_t disk_bytes);
 
 /* What an opened disk source is, for AddVirtualSystem's checks. */
 struct dmr_vm_source {

@@ -264,7 +264,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 		}
 	}
 	for (size_t i = 0; in_place && i < n; i++) {
-		uint64_t d = cow ? cow : dmr_vm_default_cow(vm->disks[i].size_bytes);
+		uint64_t d = cow ? cow : dmr_vm_default_cow(be, vm->disks[i].size_bytes);
 
 		if (d > vm->cow_size)
 			vm->cow_size = d;

@@ -143,6 +143,13 @@ static void test_add(void **state)
 	assert_int_equal(ids[1], 6);
 	assert_int_equal(ids[2], 7);
 	assert_int_equal(reg.next_vol_id, 8);
+
+	/* A classic point's store by default: a quarter of the disk, at
+	 * least 8 MiB, in 4 KiB units; thin points have none. */
+	assert_true(dmr_backend_classic.default_cow(1ull << 30) == 256ull << 20);
+	assert_true(dmr_backend_classic.default_cow(1ull << 20) == 8ull << 20);
+	assert_true(dmr_backend_classic.default_cow((1ull << 30) + 4) == (256ull << 20) + 4096);
+	assert_true(dmr_backend_thin.default_cow(1ull << 30) == 0);
 }
 
 int main(void)
