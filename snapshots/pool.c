@@ -259,27 +259,6 @@ static int zero_header(const char *dev)
 	return 0;
 }
 
-static int check_backing(const char *path, bool force, char **ret_what)
-{
-	_cleanup_free_ char *what = NULL;
-	int r;
-
-	r = dmr_probe_in_use(path);
-	if (r < 0)
-		return r;
-	if (force)
-		return 0;
-	r = dmr_probe_signatures(path, &what);
-	if (r < 0)
-		return r;
-	if (what) {
-		if (ret_what)
-			*ret_what = DMR_TAKE_PTR(what);
-		return -EEXIST;
-	}
-	return 0;
-}
-
 /* A pool object with its own copy of spec, nothing attached. */
 static int pool_new(const struct dmr_pool_spec *spec, struct dmr_pool **ret)
 {
@@ -352,7 +331,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		if (r < 0)
 			return r;
 		made_data = true;
-	} else if ((r = check_backing(spec->data_path, force, ret_what)) < 0) {
+	} else if ((r = dmr_probe_unused_blank(spec->data_path, force, ret_what)) < 0) {
 		return r;
 	}
 	if (access(spec->meta_path, F_OK) < 0) {
@@ -363,7 +342,7 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		if (r < 0)
 			goto fail;
 		made_meta = true;
-	} else if ((r = check_backing(spec->meta_path, force, ret_what)) < 0) {
+	} else if ((r = dmr_probe_unused_blank(spec->meta_path, force, ret_what)) < 0) {
 		goto fail;
 	}
 	/* Files given that exist: their holes are allocated too. */

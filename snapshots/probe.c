@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/probe.h"
 
+#include <assert.h>
 #include <blkid.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -46,6 +47,28 @@ int dmr_probe_path_kind(const char *path, bool *ret_is_block, uint64_t *ret_size
 		*ret_is_block = S_ISBLK(st.st_mode);
 	if (ret_size_bytes)
 		*ret_size_bytes = size;
+	return 0;
+}
+
+int dmr_probe_unused_blank(const char *path, bool force, char **ret_what)
+{
+	_cleanup_free_ char *what = NULL;
+	int r;
+
+	assert(path);
+	r = dmr_probe_in_use(path);
+	if (r < 0)
+		return r;
+	if (force)
+		return 0;
+	r = dmr_probe_signatures(path, &what);
+	if (r < 0)
+		return r;
+	if (what) {
+		if (ret_what)
+			*ret_what = DMR_TAKE_PTR(what);
+		return -EEXIST;
+	}
 	return 0;
 }
 

@@ -45,6 +45,15 @@ int dmr_probe_signatures(const char *path, char **ret_what);
 int dmr_probe_in_use(const char *path);
 
 /*
+ * May path be taken over as storage dmrep writes (a pool's data or
+ * metadata, a COW store)?  -EBUSY if it is in use (dmr_probe_in_use); then,
+ * unless force, -EEXIST if it holds a signature, its description in
+ * *ret_what (malloc()ed; ret_what may be NULL).  0 if free; another
+ * negative errno if it cannot be checked.
+ */
+int dmr_probe_unused_blank(const char *path, bool force, char **ret_what);
+
+/*
  * What is at path: *ret_is_block is true for a block device, false for a
  * regular file; *ret_size_bytes is the device size (BLKGETSIZE64) or the
  * file size.  Symlinks are followed (/dev/disk/by-id/..., /dev/dmrep/...).

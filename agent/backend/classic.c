@@ -864,22 +864,7 @@ int dmr_classic_cow_device_check(const struct dmr_vm *vm, const char *path, bool
 		if (vm->disks[i].base_dev && stat(vm->disks[i].base_dev, &ds) == 0 &&
 		    ds.st_rdev == st.st_rdev)
 			return -EINVAL;
-	r = dmr_probe_in_use(path);
-	if (r < 0)
-		return r;
-	if (!force) {
-		_cleanup_free_ char *what = NULL;
-
-		r = dmr_probe_signatures(path, &what);
-		if (r < 0)
-			return r;
-		if (what) {
-			if (ret_what)
-				*ret_what = DMR_TAKE_PTR(what);
-			return -EEXIST;
-		}
-	}
-	return 0;
+	return dmr_probe_unused_blank(path, force, ret_what);
 }
 
 int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const uint32_t *ids,
