@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "dm/table.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -140,6 +141,25 @@ int dmr_table_add_linear(struct dmr_table *t, uint64_t length, const char *dev, 
 	if (!dev_ok(dev))
 		return -EINVAL;
 	return append_fmt(t, length, "linear", "%s %" PRIu64, dev, offset);
+}
+
+int dmr_table_linear_dev(const struct dmr_table *t, uint32_t *ret_major, uint32_t *ret_minor)
+{
+	unsigned a, b;
+	unsigned long long off;
+	int end = 0;
+
+	assert(ret_major && ret_minor);
+	if (!t || t->count != 1 || !t->targets[0].params ||
+	    strcmp(t->targets[0].type, "linear") != 0 || t->targets[0].start != 0)
+		return -EINVAL;
+	/* The kernel prints the device as MAJ:MIN and the offset in sectors. */
+	if (sscanf(t->targets[0].params, "%u:%u %llu%n", &a, &b, &off, &end) != 3 ||
+	    t->targets[0].params[end] != '\0' || off != 0)
+		return -EINVAL;
+	*ret_major = a;
+	*ret_minor = b;
+	return 0;
 }
 
 int dmr_table_add_error(struct dmr_table *t, uint64_t length)

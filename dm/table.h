@@ -47,6 +47,9 @@ int dmr_table_format(const struct dmr_table *t, char **ret_text);
 
 int dmr_table_add_linear(struct dmr_table *t, uint64_t length,
 			 const char *dev, uint64_t offset);
+/* Is t, as the kernel reports it, one `linear MAJ:MIN 0` target (a
+ * device stacked whole on another)?  0 and the device below, or -EINVAL. */
+int dmr_table_linear_dev(const struct dmr_table *t, uint32_t *ret_major, uint32_t *ret_minor);
 int dmr_table_add_error(struct dmr_table *t, uint64_t length);
 int dmr_table_add_zero(struct dmr_table *t, uint64_t length);
 int dmr_table_add_snapshot_origin(struct dmr_table *t, uint64_t length,

@@ -37,6 +37,9 @@ int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, cons
 	int r = 0;
 
 	assert(reg && ids);
+	/* A volume that cannot be brought up fails its disk's stable_table
+	 * below; the other disks still move. */
+	r = be->volumes_up(reg, vm, ids);
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
 		char name[DMR_DM_NAME_SIZE];
@@ -53,7 +56,7 @@ int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, cons
 		if (info.inactive_table)
 			(void)dmr_dm_clear(name);
 		if (dmr_dm_table(name, false, &live) == 0 &&
-		    be->table_shows(reg, live, ids[i])) {
+		    be->table_shows(reg, vm, i, live, ids[i])) {
 			if (info.suspended && (q = dmr_dm_resume_retry(name)) < 0)
 				r = r ?: q;
 			continue;

@@ -38,19 +38,41 @@ struct dmr_backend {
 	const char *name;
 	/* The id that means disk i's live volume. */
 	uint32_t (*live_id)(const struct dmr_vm *vm, size_t i);
-	/* The table that makes disk i's stable device show id. */
+	/* The stack.  A stable device (/dev/dmrep/VM/DISK) is one `linear`
+	 * target over a hidden, always-active device of the volume it shows
+	 * (thin: the live volume or an overlay, dmrep-thin-ID; classic: the
+	 * disk's origin device, a view or a layer), so that a failover's
+	 * guest pause swaps only linear tables: retargeting a device whose
+	 * own table is `thin` or `snapshot-origin` waits on the pool's worker
+	 * and an RCU grace period inside the window (issue 13 measured 8-16x
+	 * the cost of a linear swap).
+	 *
+	 * volumes_up: bring up the devices that disk i's stable table for
+	 * ids[i] stacks on, every disk, in one group (one udev wait, not one
+	 * per device); those already up are left as they are.  All or
+	 * nothing: on failure the ones it made are removed.  Called before
+	 * any stable table is built for ids, outside the guest pause. */
+	int (*volumes_up)(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
+	/* The table that makes disk i's stable device show id: `linear` over
+	 * id's device, which volumes_up brought up (-ENOENT if it is not up).
+	 * Reads only. */
 	int (*stable_table)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
 			    uint32_t id, struct dmr_table **ret_table);
-	/* Does a stable device's live table t show id? */
-	bool (*table_shows)(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id);
+	/* Does disk i's stable device's live table t show id, in the stack
+	 * above (linear over id's device)?  A table of an older dmrep (the
+	 * volume's own target in the stable device) shows nothing here:
+	 * activate moves such devices onto the stack. */
+	bool (*table_shows)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
+			    const struct dmr_table *t, uint32_t id);
 	/* Writable views of point `point`, one per disk, into new ids[]:
 	 * activated as names[i]/uuids[i] when names is not NULL.  All or
 	 * nothing. */
 	int (*views_make)(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
 			  const uint32_t *ids, const char (*names)[DMR_DM_NAME_SIZE], const char (*uuids)[DMR_DM_UUID_SIZE]);
 	/* Remove the volumes ids[0..n) (points, views; 0 and missing ones
-	 * skipped).  Devices named after a view (test views) go first,
-	 * by the caller. */
+	 * skipped), their own devices first (a stable device still on one
+	 * makes it -EBUSY).  Devices named after a view (test views) go
+	 * first, by the caller. */
 	int (*remove)(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		      const uint32_t *ids);
 	/* Bracket the making of a point (point_txn_begin, points_make,
@@ -161,14 +183,18 @@ struct dmr_backend {
 	int (*create)(struct dmr_registry *reg, struct dmr_vm *vm, const int *fds,
 		      const struct dmr_backend_report *rep);
 	/* Bring the VM's devices up as the catalog has them (at start, after
-	 * a reboot): each one that is not there is activated; one that is,
-	 * is left as it is; one under its name with another UUID is left
+	 * a reboot): each one that is not there is activated, stable devices
+	 * on the stack above; one that is, is left as it is, but a stable
+	 * device an older dmrep made with the volume's own table is moved
+	 * onto the stack (same volume, one table swap with a flush, the
+	 * guest running); one under its name with another UUID is left
 	 * alone (-EEXIST).  Goes on past a failure (each is logged) and
 	 * returns the first.  Idempotent.  Busy lock held (or recovery,
 	 * before the server runs), not reg->lock. */
 	int (*activate)(struct dmr_registry *reg, struct dmr_vm *vm);
-	/* Take the VM's devices down: thin, its stable devices (the volumes
-	 * stay: ->remove deletes them); classic, every device of it, its COW
+	/* Take the VM's devices down: thin, its stable devices and the
+	 * volumes' devices below them (the volumes stay: ->remove deletes
+	 * them); classic, every device of it, its COW
 	 * stores destroyed and its base loops detached (the disks stay).
 	 * Stops at the first device it cannot remove: -EEXIST (another
 	 * UUID), -EBUSY (open: the VM runs) or the errno, and *ret_why
@@ -215,7 +241,8 @@ const struct dmr_backend *dmr_backend_of(const struct dmr_vm *vm);
 const struct dmr_backend *dmr_backend_named(const char *name);
 
 /* Make every stable device of the VM (disk i's) show id ids[i], whatever
- * it shows now (through its backend's table_shows and stable_table), and
+ * it shows now (through its backend's volumes_up, table_shows and
+ * stable_table: an older dmrep's table moves onto the stack too), and
  * leave none suspended or with an inactive table.  Not inside a guest
  * pause: it suspends with a flush.  Goes on past a failing disk; returns
  * the first error (-ENOENT for a device that does not exist). */

@@ -1162,13 +1162,21 @@ static uint32_t classic_live_id(const struct dmr_vm *vm, size_t i)
 	return 0;
 }
 
+/* Views and layers are activated with the VM (activate, views_make). */
+static int classic_volumes_up(struct dmr_registry *reg, const struct dmr_vm *vm,
+			      const uint32_t *ids)
+{
+	return 0;
+}
+
 static int classic_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
 				uint32_t id, struct dmr_table **ret_table)
 {
 	return dmr_classic_stable_table(vm, i, id, ret_table);
 }
 
-static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id)
+static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
+				const struct dmr_table *t, uint32_t id)
 {
 	return dmr_classic_table_shows(t, id);
 }
@@ -1340,6 +1348,7 @@ static int classic_add_ids(struct dmr_registry *reg, size_t n, uint32_t *ret_ids
 const struct dmr_backend dmr_backend_classic = {
 	.name = "classic",
 	.live_id = classic_live_id,
+	.volumes_up = classic_volumes_up,
 	.stable_table = classic_stable_table,
 	.table_shows = classic_table_shows,
 	.views_make = dmr_classic_views_make,

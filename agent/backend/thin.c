@@ -35,6 +35,174 @@ static int thin_delete_ids(struct dmr_registry *reg, size_t n, const uint32_t *i
 	return r;
 }
 
+/* ---- the stack: a thin volume's own device under the stable device ---- */
+
+/* Named by thin id alone: the pool's ids are unique, and every path that
+ * removes a volume (dropped points, a crash's leftovers) knows only its
+ * id.  Hidden by udev (56-dmrep.rules: not a DMREP-disk- device). */
+#define VOL_NAME_FMT "dmrep-thin-%" PRIu32
+#define VOL_UUID_FMT DMR_UUID_PREFIX "thin-%" PRIu32
+_Static_assert(sizeof(VOL_NAME_FMT) + 10 < DMR_DM_NAME_SIZE &&
+	       sizeof(VOL_UUID_FMT) + 10 < DMR_DM_UUID_SIZE, "a volume's name fits");
+
+static void vol_name(uint32_t id, char name[DMR_DM_NAME_SIZE])
+{
+	snprintf(name, DMR_DM_NAME_SIZE, VOL_NAME_FMT, id);
+}
+
+static void vol_uuid(uint32_t id, char uuid[DMR_DM_UUID_SIZE])
+{
+	snprintf(uuid, DMR_DM_UUID_SIZE, VOL_UUID_FMT, id);
+}
+
+/* Is volume id's device up: 1 (and its info), 0 if not, -EEXIST if its
+ * name is another device's. */
+static int vol_info(uint32_t id, struct dmr_dm_info *ret_info)
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	struct dmr_dm_info info;
+	int r;
+
+	vol_name(id, name);
+	vol_uuid(id, uuid);
+	if ((r = dmr_dm_info(name, &info)) < 0)
+		return r;
+	if (!info.exists)
+		return 0;
+	if (!dmr_streq(info.uuid, uuid))
+		return -EEXIST;
+	*ret_info = info;
+	return 1;
+}
+
+/* Bring up the devices of volumes ids[0..n) (0: none) that are not up,
+ * each of sectors[i]; all or nothing. */
+static int vols_up(struct dmr_registry *reg, size_t n, const uint32_t *ids,
+		   const uint64_t *sectors)
+{
+	_cleanup_free_ size_t *made = calloc(n ? n : 1, sizeof(*made));
+	size_t n_made = 0;
+	int r = 0;
+
+	if (!made)
+		return -ENOMEM;
+	if (!reg->pool)
+		return -ENODEV;
+	for (size_t i = 0; i < n; i++) {
+		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+		struct dmr_dm_info info;
+		bool twice = false;
+
+		if (ids[i] == 0)
+			continue;
+		/* A VM's disks never share a volume; a list may name one
+		 * twice (the same id for two roles) */
+		for (size_t k = 0; k < n_made && !twice; k++)
+			twice = ids[made[k]] == ids[i];
+		if (twice)
+			continue;
+		r = vol_info(ids[i], &info);
+		if (r < 0)
+			break;
+		if (r > 0) {
+			r = 0;
+			continue;
+		}
+		vol_name(ids[i], name);
+		vol_uuid(ids[i], uuid);
+		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], sectors[i], false);
+		if (r < 0)
+			break;
+		made[n_made++] = i;
+	}
+	if (r < 0)
+		while (n_made-- > 0) {
+			char name[DMR_DM_NAME_SIZE];
+
+			vol_name(ids[made[n_made]], name);
+			(void)dmr_dm_remove(name, 10);
+		}
+	return r;
+}
+
+/* Take down the devices of volumes ids[0..n) (0 and missing: skipped);
+ * the first error (-EBUSY: something still sits on one). */
+static int vols_down(size_t n, const uint32_t *ids)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char name[DMR_DM_NAME_SIZE];
+		struct dmr_dm_info info;
+		int q;
+
+		if (ids[i] == 0 || (q = vol_info(ids[i], &info)) == 0)
+			continue;
+		if (q > 0) {
+			vol_name(ids[i], name);
+			q = dmr_dm_remove(name, 10);
+		}
+		if (q < 0)
+			log_debug("thin volume %" PRIu32 "'s device: %s", ids[i], strerror(-q));
+		r = r ?: q;
+	}
+	return r;
+}
+
+static int thin_volumes_up(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids)
+{
+	_cleanup_free_ uint64_t *sectors = calloc(vm->n_disks, sizeof(*sectors));
+
+	if (!sectors)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		sectors[i] = vm->disks[i].size_bytes / 512;
+	return vols_up(reg, vm->n_disks, ids, sectors);
+}
+
+/* `linear` over volume id's device, by its number: a name would be
+ * looked up again by the kernel at every load. */
+static int stack_table(uint32_t id, uint64_t sectors, struct dmr_table **ret_table)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	struct dmr_dm_info info;
+	char dev[32];
+	int r;
+
+	if ((r = vol_info(id, &info)) <= 0)
+		return r == 0 ? -ENOENT : r;
+	snprintf(dev, sizeof(dev), "%" PRIu32 ":%" PRIu32, info.major, info.minor);
+	if (!(t = dmr_table_new()))
+		return -ENOMEM;
+	if ((r = dmr_table_add_linear(t, sectors, dev, 0)) < 0)
+		return r;
+	*ret_table = DMR_TAKE_PTR(t);
+	return 0;
+}
+
+/* Disk i's stable device, made on volume id's device (which is up). */
+static int stable_create(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i, uint32_t id)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	int r;
+
+	if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
+	    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
+	    (r = stack_table(id, vm->disks[i].size_bytes / 512, &t)) < 0)
+		return r;
+	return dmr_dm_create(name, uuid, t, 0);
+}
+
+static bool stack_shows(const struct dmr_table *t, uint32_t id)
+{
+	struct dmr_dm_info info;
+	uint32_t maj, min;
+
+	return dmr_table_linear_dev(t, &maj, &min) == 0 && vol_info(id, &info) > 0 &&
+	       info.major == maj && info.minor == min;
+}
+
 static uint32_t thin_live_id(const struct dmr_vm *vm, size_t i)
 {
 	return vm->disks[i].thin_id;
@@ -43,14 +211,13 @@ static uint32_t thin_live_id(const struct dmr_vm *vm, size_t i)
 static int thin_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
 			     uint32_t id, struct dmr_table **ret_table)
 {
-	return dmr_thin_table(reg->pool, id, vm->disks[i].size_bytes / 512, ret_table);
+	return stack_table(id, vm->disks[i].size_bytes / 512, ret_table);
 }
 
-static bool thin_table_shows(struct dmr_registry *reg, const struct dmr_table *t, uint32_t id)
+static bool thin_table_shows(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
+			     const struct dmr_table *t, uint32_t id)
 {
-	uint32_t cur;
-
-	return dmr_thin_table_id(reg->pool, t, &cur) == 0 && cur == id;
+	return stack_shows(t, id);
 }
 
 static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
@@ -86,7 +253,10 @@ static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 static int thin_remove(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		       const uint32_t *ids)
 {
-	return thin_delete_ids(reg, n, ids);
+	/* The pool refuses to delete a volume a device has open. */
+	int r = vols_down(n, ids);
+
+	return r < 0 ? r : thin_delete_ids(reg, n, ids);
 }
 
 /* A point is refused up front when the pool is nearly full: a snapshot
@@ -135,8 +305,21 @@ static int thin_points_make(struct dmr_registry *reg, struct dmr_vm *vm, const u
 	if (!origins || !names || !dmnames)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
+		struct dmr_dm_info info;
+		int q;
+
 		origins[i] = vm->disks[i].thin_id;
-		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dmnames[i]);
+		/* The live volume's own device is the thin target whose I/O
+		 * must stop for create_snap; the stable device above it just
+		 * queues.  A stable device an older dmrep left with the thin
+		 * target itself (not moved yet) is suspended instead. */
+		if ((q = vol_info(origins[i], &info)) < 0)
+			return q;
+		if (q > 0)
+			vol_name(origins[i], dmnames[i]);
+		else if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, dmnames[i]) < 0 ||
+			 dmr_dm_info(dmnames[i], &info) < 0 || !info.exists)
+			continue;
 		names[i] = dmnames[i];
 	}
 	return dmr_thin_snapshot_group(reg->pool, n, names, origins, ids, old_tid, new_tid,
@@ -167,11 +350,30 @@ static int thin_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uint32
 	return 0;
 }
 
-/* A thin VM's only devices are its stable devices and, while a test
- * failover has views, those; points and views are volumes, not devices. */
+/* Is thin id one of the VM's volumes: live, overlay, a point's or a
+ * dropped one not deleted yet? */
+static bool vm_has_vol(const struct dmr_vm *vm, uint32_t id)
+{
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (vm->disks[i].thin_id == id || (vm->overlay_ids && vm->overlay_ids[i] == id))
+			return true;
+	for (size_t p = 0; p < vm->n_points; p++)
+		for (size_t i = 0; vm->points[p].vol_ids && i < vm->n_disks; i++)
+			if (vm->points[p].vol_ids[i] == id)
+				return true;
+	for (size_t k = 0; k < vm->n_doomed; k++)
+		if (vm->doomed[k] == id)
+			return true;
+	return false;
+}
+
+/* A thin VM's devices are its stable devices, the devices of the
+ * volumes they show and, while a test failover has views, those. */
 static bool thin_owns(const struct dmr_vm *vm, const char *name)
 {
 	char buf[DMR_DM_NAME_SIZE];
+	uint32_t id;
+	int end = 0;
 
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
@@ -181,6 +383,9 @@ static bool thin_owns(const struct dmr_vm *vm, const char *name)
 		    dmr_streq(buf, name))
 			return true;
 	}
+	/* The devices of its volumes, whatever their role now. */
+	return sscanf(name, "dmrep-thin-%" SCNu32 "%n", &id, &end) == 1 && name[end] == '\0' &&
+	       vm_has_vol(vm, id);
 	return false;
 }
 
@@ -194,6 +399,11 @@ static void vm_remove_devices(const struct dmr_vm *vm)
 			continue;
 		if (dmr_dm_check_uuid(name, uuid) == 0)
 			(void)dmr_dm_remove(name, 10);
+	}
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		(void)vols_down(1, &vm->disks[i].thin_id);
+		if (vm->overlay_ids)
+			(void)vols_down(1, &vm->overlay_ids[i]);
 	}
 }
 
@@ -214,7 +424,8 @@ static bool thin_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
 
 	log_notice("VM %s: removing %zu volume(s) of dropped points", vm->name, vm->n_doomed);
 	for (size_t i = 0; i < vm->n_doomed; i++)
-		if (dmr_pool_delete_thin(reg->pool, vm->doomed[i]) < 0)
+		if (vols_down(1, &vm->doomed[i]) < 0 ||
+		    dmr_pool_delete_thin(reg->pool, vm->doomed[i]) < 0)
 			vm->doomed[left++] = vm->doomed[i];
 	vm->n_doomed = left;
 	return left != n;
@@ -303,6 +514,18 @@ static int thin_teardown(struct dmr_registry *reg, struct dmr_vm *vm, char **ret
 		else if (r < 0)
 			why_set(&why, "cannot remove %s: %s", dm, strerror(-r));
 	}
+	/* Then what they stood on: nothing of the VM's sits there now. */
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+		uint32_t ids[2] = { vm->disks[i].thin_id, vm->overlay_ids ? vm->overlay_ids[i] : 0 };
+		char name[DMR_DM_NAME_SIZE];
+
+		r = vols_down(2, ids);
+		if (r < 0) {
+			vol_name(ids[0], name);
+			why_set(&why, "cannot remove the device of volume %" PRIu32 " (%s): %s",
+				ids[0], name, strerror(-r));
+		}
+	}
 	if (r < 0 && ret_why)
 		*ret_why = DMR_TAKE_PTR(why);
 	return r;
@@ -341,15 +564,17 @@ static int thin_create(struct dmr_registry *reg, struct dmr_vm *vm, const int *f
 	rep->step(rep->userdata, "create-volumes", dmr_now_usec() - t0);
 
 	t0 = dmr_now_usec();
+	r = thin_volumes_up(reg, vm, ids);
+	if (r < 0) {
+		report_fail(rep, r, "cannot activate the volumes");
+		goto fail;
+	}
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0)
-			goto fail;
-		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], vm->disks[i].size_bytes / 512,
-				      false);
+		r = stable_create(reg, vm, i, ids[i]);
 		if (r < 0) {
+			char name[DMR_DM_NAME_SIZE];
+
+			(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name);
 			report_fail(rep, r, "cannot activate %s", name);
 			goto fail;
 		}
@@ -393,7 +618,8 @@ fail:
 	return r < 0 ? r : -EIO;
 }
 
-/* Activate thin id as name/uuid unless it is there. */
+/* Activate thin id as name/uuid unless it is there (test views: a thin
+ * device of their own, never swapped). */
 static int thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, const char *name,
 			 const char *uuid, uint32_t id, uint64_t bytes)
 {
@@ -415,26 +641,89 @@ static int thin_bring_up(struct dmr_registry *reg, const struct dmr_vm *vm, cons
 	return r;
 }
 
-/* The stable devices come back on the live volumes, or on the overlays of
- * a recovered VM; a finished test failover's views on theirs, as the user
- * left them (one with an operation in flight is for failover recovery). */
+/* A stable device an older dmrep made (`thin POOL ID`, the volume's own
+ * target) moved onto the stack: volume ID's device up, then one swap with
+ * a flush; the guest runs on (its writes wait for the flush, nothing is
+ * lost).  A table that is neither is left alone: 0 if it is the stack. */
+static int stable_move(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
+		       const char *name)
+{
+	_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
+	uint32_t maj, min, id;
+	uint64_t sectors = vm->disks[i].size_bytes / 512;
+	int r;
+
+	if ((r = dmr_dm_table(name, false, &live)) < 0)
+		return r;
+	if (dmr_table_linear_dev(live, &maj, &min) == 0)
+		return 0;
+	if (dmr_thin_table_id(reg->pool, live, &id) < 0 || !vm_has_vol(vm, id)) {
+		log_warning("VM %s: %s has a table dmrep does not know: left as it is", vm->name,
+			    name);
+		return 0;
+	}
+	if ((r = vols_up(reg, 1, &id, &sectors)) < 0 ||
+	    (r = stack_table(id, sectors, &want)) < 0 ||
+	    (r = dmr_dm_load(name, want, 0)) < 0)
+		goto fail;
+	if ((r = dmr_dm_suspend(name, 0)) < 0 || (r = dmr_dm_resume(name)) < 0) {
+		(void)dmr_dm_clear(name);
+		(void)dmr_dm_resume_retry(name);
+		goto fail;
+	}
+	log_notice("VM %s: %s moved onto volume %" PRIu32 "'s own device (dmrep-thin-%" PRIu32 ")",
+		   vm->name, name, id, id);
+	return 0;
+fail:
+	(void)dmr_dm_clear(name);
+	log_error("VM %s: cannot move %s onto the stack: %s", vm->name, name, strerror(-r));
+	return r;
+}
+
+/* The live volumes' devices always up; the stable devices come back on
+ * the live volumes, or on the overlays of a failed-over or recovered VM
+ * (which show them now); a finished test failover's views on theirs, as
+ * the user left them (one with an operation in flight is for failover
+ * recovery).  An older dmrep's stable devices move onto the stack. */
 static int thin_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 {
-	int r = 0;
+	_cleanup_free_ uint32_t *live = calloc(vm->n_disks, sizeof(*live));
+	int r = 0, q;
 
 	if (!reg->pool)
 		return -ENODEV;
+	if (!live)
+		return -ENOMEM;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		live[i] = vm->disks[i].thin_id;
+	q = thin_volumes_up(reg, vm, live);
+	if (q < 0)
+		log_error("VM %s: cannot activate its live volumes: %s", vm->name, strerror(-q));
+	r = q;
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		const char *disk = vm->disks[i].name;
-		uint64_t bytes = vm->disks[i].size_bytes;
+		uint64_t bytes = vm->disks[i].size_bytes, sectors = bytes / 512;
 		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
-		int q;
+		struct dmr_dm_info info;
+		uint32_t id = vm->disks[i].thin_id;
 
+		if (vm->state == DMR_VM_RECOVERED && vm->overlay_ids)
+			id = vm->overlay_ids[i];
 		q = dmr_vm_disk_dm_name(vm->name, disk, name);
 		q = q ?: dmr_vm_disk_dm_uuid(vm->name, disk, uuid);
-		q = q ?: thin_bring_up(reg, vm, name, uuid,
-				       vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
-				       vm->overlay_ids[i] : vm->disks[i].thin_id, bytes);
+		q = q ?: dmr_dm_info(name, &info);
+		if (q == 0 && info.exists && !dmr_streq(info.uuid, uuid)) {
+			log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
+				  vm->name, name, info.uuid);
+			q = -EEXIST;
+		} else if (q == 0 && info.exists) {
+			q = stable_move(reg, vm, i, name);
+		} else if (q == 0) {
+			q = vols_up(reg, 1, &id, &sectors);
+			q = q ?: stable_create(reg, vm, i, id);
+			if (q < 0)
+				log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-q));
+		}
 		r = r ?: q;
 		if (!vm->test_failover || !vm->test_ids || vm->intent[0])
 			continue;
@@ -468,6 +757,7 @@ static uint64_t thin_default_cow(uint64_t disk_bytes)
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
+	.volumes_up = thin_volumes_up,
 	.stable_table = thin_stable_table,
 	.table_shows = thin_table_shows,
 	.views_make = thin_views_make,

@@ -146,7 +146,7 @@ static int devices_on(struct dmr_registry *reg, const struct dmr_failover *c, co
 		_cleanup_table_ struct dmr_table *live = NULL;
 
 		if (dmr_dm_table(c->names[i], false, &live) == 0 &&
-		    c->be->table_shows(reg, live, ids[i]))
+		    c->be->table_shows(reg, c->vmp, i, live, ids[i]))
 			on++;
 	}
 	return on == c->n ? 1 : on == 0 ? 0 : -1;
@@ -175,6 +175,15 @@ static int swap_tables(struct dmr_job *job, struct dmr_failover *c, const uint32
 	if (!res || !names)
 		return -ENOMEM;
 	t0 = dmr_now_usec();
+	/* The volumes shown after the swap are up before the guest pauses:
+	 * the window then swaps linear tables only. */
+	r = c->be->volumes_up(c->reg, c->vmp, to);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "cannot activate the volumes to show: %s",
+				  strerror(-r));
+		return r;
+	}
+	dmr_job_add_step(job, "volumes-up", dmr_now_usec() - t0);
 	for (; loaded < c->n; loaded++) {
 		_cleanup_table_ struct dmr_table *t = NULL;
 

@@ -34,6 +34,48 @@ static void test_linear_and_starts(void **state)
 	free(s);
 }
 
+/* Tables as the kernel prints them back (DM_TABLE_STATUS). */
+static void test_linear_dev(void **state)
+{
+	static const struct { const char *type, *params; int r; uint32_t maj, min; } cases[] = {
+		{ "linear", "253:7 0", 0, 253, 7 },
+		{ "linear", "259:1048575 0", 0, 259, 1048575 },
+		{ "linear", "253:7 8", -EINVAL, 0, 0 },    /* not the whole device */
+		{ "linear", "/dev/loop0 0", -EINVAL, 0, 0 },
+		{ "linear", "253:7 0 x", -EINVAL, 0, 0 },
+		{ "linear", "253:7", -EINVAL, 0, 0 },
+		{ "thin", "253:0 5", -EINVAL, 0, 0 },
+		{ "snapshot-origin", "253:7", -EINVAL, 0, 0 },
+	};
+	uint32_t maj = 1, min = 2;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		_cleanup_table_ struct dmr_table *t = dmr_table_new();
+
+		assert_non_null(t);
+		assert_int_equal(dmr_table_append_at(t, 0, 2048, cases[i].type, cases[i].params), 0);
+		maj = 1, min = 2;
+		assert_int_equal(dmr_table_linear_dev(t, &maj, &min), cases[i].r);
+		if (cases[i].r == 0) {
+			assert_int_equal(maj, cases[i].maj);
+			assert_int_equal(min, cases[i].min);
+		} else {
+			/* untouched on failure */
+			assert_int_equal(maj, 1);
+			assert_int_equal(min, 2);
+		}
+	}
+	{
+		/* two targets: a device stacked on two, not one */
+		_cleanup_table_ struct dmr_table *t = dmr_table_new();
+
+		assert_int_equal(dmr_table_append_at(t, 0, 8, "linear", "253:7 0"), 0);
+		assert_int_equal(dmr_table_append_at(t, 8, 8, "linear", "253:8 0"), 0);
+		assert_int_equal(dmr_table_linear_dev(t, &maj, &min), -EINVAL);
+		assert_int_equal(dmr_table_linear_dev(NULL, &maj, &min), -EINVAL);
+	}
+}
+
 static void test_thin_pool(void **state)
 {
 	_cleanup_table_ struct dmr_table *t = dmr_table_new();
@@ -158,6 +200,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_linear_and_starts),
+		cmocka_unit_test(test_linear_dev),
 		cmocka_unit_test(test_thin_pool),
 		cmocka_unit_test(test_thin),
 		cmocka_unit_test(test_snapshot),
