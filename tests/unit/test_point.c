@@ -50,6 +50,33 @@ int __wrap_dmr_thin_snapshot_group(const void *pool, size_t n, const char *const
 				   uint64_t old_tid, uint64_t new_tid, unsigned suspend_flags,
 				   uint64_t *ret_suspend_usec);
 int __wrap_dmr_pool_status(const void *pool, struct dmr_thin_pool_status *ret);
+int __wrap_dmr_dm_info(const char *name, struct dmr_dm_info *ret);
+
+/* The dm devices that exist (dmr_dm_info's answer), with DMREP- UUIDs as
+ * the agent makes them. */
+static char up[8][DMR_DM_NAME_SIZE], up_uuid[8][DMR_DM_UUID_SIZE];
+static size_t n_up;
+
+static void dev_up(const char *name, const char *uuid)
+{
+	assert_true(n_up < 8);
+	snprintf(up[n_up], sizeof(up[n_up]), "%s", name);
+	snprintf(up_uuid[n_up++], sizeof(up_uuid[0]), "%s", uuid);
+}
+
+int __wrap_dmr_dm_info(const char *name, struct dmr_dm_info *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	for (size_t i = 0; i < n_up; i++)
+		if (dmr_streq(up[i], name)) {
+			ret->exists = true;
+			ret->major = 253;
+			ret->minor = (uint32_t)i;
+			snprintf(ret->name, sizeof(ret->name), "%s", name);
+			memcpy(ret->uuid, up_uuid[i], sizeof(ret->uuid));
+		}
+	return 0;
+}
 
 int __wrap_dmr_thin_snapshot_group(const void *pool, size_t n, const char *const *names,
 				   const uint32_t *origin_ids, const uint32_t *new_ids,
@@ -100,6 +127,7 @@ static int setup(void **st)
 	group_calls = group_fail = 0;
 	group_n = 0;
 	pool_st_r = 0;
+	n_up = 0;
 	memset(&pool_st, 0, sizeof(pool_st));
 	return 0;
 }
@@ -169,14 +197,26 @@ static void test_thin_point_is_one_group(void **st)
 
 	(void)st;
 	the_reg = reg;
+	for (size_t i = 0; i < 2; i++) {
+		char uuid[DMR_DM_UUID_SIZE];
+
+		snprintf(name, sizeof(name), "dmrep-thin-%u", vm->disks[i].thin_id);
+		snprintf(uuid, sizeof(uuid), "DMREP-thin-%u", vm->disks[i].thin_id);
+		dev_up(name, uuid);
+		assert_int_equal(dmr_vm_disk_dm_name("p", vm->disks[i].name, name), 0);
+		assert_int_equal(dmr_vm_disk_dm_uuid("p", vm->disks[i].name, uuid), 0);
+		dev_up(name, uuid);
+	}
 	assert_int_equal(dmr_reg_vm_insert(reg, vm), 0);
 	assert_int_equal(dmr_jobs_open(&a), 0);
 	job = run_point(&a);
 
 	assert_int_equal(group_calls, 1);
 	assert_int_equal(group_n, 2);
+	/* The live volumes' own devices are suspended (the thin targets), not
+	 * the stable devices stacked on them. */
 	for (size_t i = 0; i < 2; i++) {
-		assert_int_equal(dmr_vm_disk_dm_name("p", vm->disks[i].name, name), 0);
+		snprintf(name, sizeof(name), "dmrep-thin-%u", vm->disks[i].thin_id);
 		assert_string_equal(group_names[i], name);
 		assert_int_equal(group_origins[i], vm->disks[i].thin_id);
 	}
@@ -203,6 +243,35 @@ static void test_thin_point_is_one_group(void **st)
 	assert_int_equal(json_object_get_int64(v), 1);
 	assert_true(has_step(job, "snapshot"));
 	assert_true(has_step(job, "volumes-suspended"));
+	json_object_put(job);
+	dmr_jobs_close(&a);
+	test_bare_free(reg);
+}
+
+/* Disk 0's stable device is an older dmrep's (the thin target itself,
+ * not moved onto the stack): it is what gets suspended.  Disk 1 has no
+ * device at all: nothing to suspend (NULL), its volume is snapshot as it
+ * is. */
+static void test_thin_point_legacy_and_inactive(void **st)
+{
+	struct dmr_registry *reg = pool_registry();
+	struct dmr_agent a = { .state_dir = state_dir, .reg = reg };
+	struct dmr_vm *vm = test_make_vm("p", false, 2, 0);
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	struct json_object *job;
+
+	(void)st;
+	the_reg = reg;
+	assert_int_equal(dmr_vm_disk_dm_name("p", vm->disks[0].name, name), 0);
+	assert_int_equal(dmr_vm_disk_dm_uuid("p", vm->disks[0].name, uuid), 0);
+	dev_up(name, uuid);
+	assert_int_equal(dmr_reg_vm_insert(reg, vm), 0);
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	job = run_point(&a);
+	assert_int_equal(group_calls, 1);
+	assert_string_equal(group_names[0], name);
+	assert_string_equal(group_names[1], "");
+	assert_int_equal(vm->n_points, 1);
 	json_object_put(job);
 	dmr_jobs_close(&a);
 	test_bare_free(reg);
@@ -310,6 +379,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_thin_point_is_one_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_thin_point_legacy_and_inactive, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thin_point_failed_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_and_extras, setup, teardown),
 	};

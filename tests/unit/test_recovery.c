@@ -37,14 +37,18 @@
 struct fdev {
 	char name[DMR_DM_NAME_SIZE];
 	char uuid[DMR_DM_UUID_SIZE];
-	uint32_t live;          /* thin id the live table shows */
-	long inactive;          /* loaded table's id, or -1 */
+	uint32_t minor;         /* its number: 253:minor */
+	bool linear;            /* live table: linear over 253:live, else thin id live */
+	uint32_t live;
+	long inactive;          /* loaded table's id or minor, or -1 */
+	bool inactive_linear;
 	bool suspended;
 };
 
 static struct {
-	struct fdev dev[16];
+	struct fdev dev[24];
 	size_t n;
+	uint32_t next_minor;
 	uint64_t pool_tid;
 	int delete_batch_errno; /* dmr_thin_delete_batch fails with it */
 	int remove_errno;       /* dmr_dm_remove fails with it */
@@ -75,37 +79,97 @@ static struct fdev *dev_find(const char *name)
 	return NULL;
 }
 
+static struct fdev *dev_by_minor(uint32_t minor)
+{
+	for (size_t i = 0; i < k.n; i++)
+		if (k.dev[i].minor == minor)
+			return &k.dev[i];
+	return NULL;
+}
+
+/* The thin id a table shows: its own, or through the device below. */
+static uint32_t id_through(bool linear, uint32_t v)
+{
+	struct fdev *below;
+
+	if (!linear)
+		return v;
+	below = dev_by_minor(v);
+	assert_non_null(below);
+	return id_through(below->linear, below->live);
+}
+
+/* Which thin id device name shows now (0: no such device). */
+static uint32_t shows(const char *name)
+{
+	struct fdev *d = dev_find(name);
+
+	return d ? id_through(d->linear, d->live) : 0;
+}
+
 static struct fdev *dev_add(const char *name, const char *uuid, uint32_t live)
 {
 	struct fdev *d = &k.dev[k.n++];
 
-	assert_true(k.n <= 16);
+	assert_true(k.n <= 24);
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	snprintf(d->uuid, sizeof(d->uuid), "%s", uuid);
+	d->minor = ++k.next_minor;
+	d->linear = false;
 	d->live = live;
 	d->inactive = -1;
 	d->suspended = false;
 	return d;
 }
 
-/* A thin table is "thin" with the id as its parameters. */
-static int table_of(uint32_t id, struct dmr_table **ret)
+/* Volume id's own device (dmrep-thin-ID), unless it is up. */
+static struct fdev *vol_add(uint32_t id)
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	struct fdev *d;
+
+	snprintf(name, sizeof(name), "dmrep-thin-%u", id);
+	snprintf(uuid, sizeof(uuid), "DMREP-thin-%u", id);
+	d = dev_find(name);
+	return d ? d : dev_add(name, uuid, id);
+}
+
+/* A stable device on the stack: linear over volume id's device. */
+static struct fdev *stack_add(const char *name, const char *uuid, uint32_t id)
+{
+	uint32_t below = vol_add(id)->minor;
+	struct fdev *d = dev_add(name, uuid, below);
+
+	d->linear = true;
+	return d;
+}
+
+/* A table as the kernel prints it: "thin ID" (the pool is implied) or
+ * "linear 253:MINOR 0". */
+static int table_of(bool linear, uint32_t v, struct dmr_table **ret)
 {
 	struct dmr_table *t = dmr_table_new();
-	char p[16];
+	char p[32];
 
 	if (!t)
 		return -ENOMEM;
-	snprintf(p, sizeof(p), "%u", id);
-	assert_int_equal(dmr_table_append(t, 2048, "thin", p), 0);
+	snprintf(p, sizeof(p), linear ? "253:%u 0" : "%u", v);
+	assert_int_equal(dmr_table_append(t, 2048, linear ? "linear" : "thin", p), 0);
 	*ret = t;
 	return 0;
 }
 
-static uint32_t id_of(const struct dmr_table *t)
+/* Parse a table the agent built back into (linear, value). */
+static void parse_table(const struct dmr_table *t, bool *linear, uint32_t *v)
 {
+	uint32_t maj;
+
 	assert_int_equal(t->count, 1);
-	return (uint32_t)strtoul(t->targets[0].params, NULL, 10);
+	*linear = dmr_table_linear_dev(t, &maj, v) == 0;
+	if (*linear)
+		assert_int_equal(maj, 253);
+	else
+		*v = (uint32_t)strtoul(t->targets[0].params, NULL, 10);
 }
 
 int __wrap_dmr_dm_info(const char *name, struct dmr_dm_info *ret);
@@ -120,8 +184,28 @@ int __wrap_dmr_dm_info(const char *name, struct dmr_dm_info *ret)
 	ret->suspended = d->suspended;
 	ret->live_table = true;
 	ret->inactive_table = d->inactive >= 0;
+	ret->major = 253;
+	ret->minor = d->minor;
 	snprintf(ret->name, sizeof(ret->name), "%s", d->name);
 	snprintf(ret->uuid, sizeof(ret->uuid), "%s", d->uuid);
+	return 0;
+}
+
+int __wrap_dmr_dm_create(const char *name, const char *uuid, const struct dmr_table *t,
+			 unsigned flags);
+int __wrap_dmr_dm_create(const char *name, const char *uuid, const struct dmr_table *t,
+			 unsigned flags)
+{
+	struct fdev *d;
+	bool linear;
+	uint32_t v;
+
+	if (dev_find(name))
+		return -EEXIST;
+	parse_table(t, &linear, &v);
+	d = dev_add(name, uuid, v);
+	d->linear = linear;
+	call("create %s %u", name, shows(name));
 	return 0;
 }
 
@@ -170,18 +254,22 @@ int __wrap_dmr_dm_table(const char *name, bool inactive, struct dmr_table **ret)
 		return -ENXIO;
 	if (inactive && d->inactive < 0)
 		return -ENODATA;
-	return table_of(inactive ? (uint32_t)d->inactive : d->live, ret);
+	return inactive ? table_of(d->inactive_linear, (uint32_t)d->inactive, ret) :
+			  table_of(d->linear, d->live, ret);
 }
 
 int __wrap_dmr_dm_load(const char *name, const struct dmr_table *t, unsigned flags);
 int __wrap_dmr_dm_load(const char *name, const struct dmr_table *t, unsigned flags)
 {
 	struct fdev *d = dev_find(name);
+	uint32_t v;
 
 	if (!d)
 		return -ENXIO;
-	d->inactive = id_of(t);
-	call("load %s %ld", name, d->inactive);
+	parse_table(t, &d->inactive_linear, &v);
+	d->inactive = v;
+	/* Logged as the thin id it will show: "load D0 1", whatever the stack. */
+	call("load %s %u", name, id_through(d->inactive_linear, v));
 	return 0;
 }
 
@@ -215,8 +303,10 @@ static int resume(const char *name)
 
 	if (!d)
 		return -ENXIO;
-	if (d->inactive >= 0)
+	if (d->inactive >= 0) {
 		d->live = (uint32_t)d->inactive;
+		d->linear = d->inactive_linear;
+	}
 	d->inactive = -1;
 	d->suspended = false;
 	call("resume %s", name);
@@ -244,6 +334,9 @@ int __wrap_dmr_dm_remove(const char *name, unsigned retries)
 		return -ENXIO;
 	if (k.remove_errno)
 		return -k.remove_errno;
+	for (size_t i = 0; i < k.n; i++)
+		if (k.dev[i].linear && k.dev[i].live == d->minor)
+			return -EBUSY; /* open: a device stands on it */
 	call("remove %s", name);
 	*d = k.dev[--k.n];
 	return 0;
@@ -273,7 +366,12 @@ int __wrap_dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_sta
 int __wrap_dmr_pool_delete_thin(const struct dmr_pool *pool, uint32_t id);
 int __wrap_dmr_pool_delete_thin(const struct dmr_pool *pool, uint32_t id)
 {
+	char name[DMR_DM_NAME_SIZE];
+
 	assert_ptr_equal(pool, FAKE_POOL);
+	snprintf(name, sizeof(name), "dmrep-thin-%u", id);
+	if (dev_find(name))
+		return -EBUSY; /* the pool refuses to delete an active volume */
 	call("delete %u", id);
 	return 0;
 }
@@ -286,6 +384,13 @@ int __wrap_dmr_thin_delete_batch(const struct dmr_pool *pool, size_t n, const ui
 	assert_ptr_equal(pool, FAKE_POOL);
 	if (k.delete_batch_errno)
 		return -k.delete_batch_errno;
+	for (size_t i = 0; i < n; i++) {
+		char name[DMR_DM_NAME_SIZE];
+
+		snprintf(name, sizeof(name), "dmrep-thin-%u", ids[i]);
+		if (dev_find(name))
+			return -EBUSY;
+	}
 	for (size_t i = 0; i < n; i++)
 		call("delete %u", ids[i]);
 	k.pool_tid = new_tid;
@@ -309,7 +414,7 @@ int __wrap_dmr_thin_table(const struct dmr_pool *pool, uint32_t id, uint64_t sec
 			  struct dmr_table **ret)
 {
 	assert_ptr_equal(pool, FAKE_POOL);
-	return table_of(id, ret);
+	return table_of(false, id, ret);
 }
 
 int __wrap_dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table *t,
@@ -317,7 +422,13 @@ int __wrap_dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table
 int __wrap_dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table *t,
 			     uint32_t *ret)
 {
-	*ret = id_of(t);
+	bool linear;
+	uint32_t v;
+
+	parse_table(t, &linear, &v);
+	if (linear)
+		return -EPROTO;
+	*ret = v;
 	return 0;
 }
 
@@ -499,11 +610,14 @@ static void calls_are(const char *want)
 	assert_string_equal(k.calls, want);
 }
 
-/* Both stable devices up, on ids a and b (the reboot case adds none). */
+/* A running VM: the live volumes' devices up (always), and both stable
+ * devices on the stack over volumes a and b (the reboot case adds none). */
 static void stable_on(uint32_t a, uint32_t b)
 {
-	dev_add(D0, U0, a);
-	dev_add(D1, U1, b);
+	vol_add(1);
+	vol_add(2);
+	stack_add(D0, U0, a);
+	stack_add(D1, U1, b);
 }
 
 /* ---- point create (pending_tid) -------------------------------------- */
@@ -600,9 +714,10 @@ static void test_initiate_back(void **st)
 	assert_int_equal(vm->failover_point, 0);
 	assert_string_equal(vm->intent, "");
 	assert_null(vm->overlay_ids);
-	calls_are("load " D0 " 1;suspend " D0 ";resume " D0 ";delete 7;delete 8;");
-	assert_int_equal(dev_find(D0)->live, 1);
-	assert_int_equal(dev_find(D1)->live, 2);
+	calls_are("load " D0 " 1;suspend " D0 ";resume " D0 ";remove dmrep-thin-7;delete 7;delete 8;");
+	assert_int_equal(shows(D0), 1);
+	assert_int_equal(shows(D1), 2);
+	assert_true(dev_find(D0)->linear);
 	f = state_file();
 	assert_string_equal(file_str(f, "state"), "replicating");
 	assert_string_equal(file_str(f, "intent"), "");
@@ -651,7 +766,9 @@ static void test_revert_forward(void **st)
 	assert_string_equal(vm->intent, "");
 	assert_null(vm->overlay_ids);
 	calls_are("load " D0 " 1;suspend " D0 ";resume " D0 ";load " D1 " 2;suspend " D1
-		  ";resume " D1 ";delete 7;delete 8;");
+		  ";resume " D1 ";remove dmrep-thin-7;remove dmrep-thin-8;delete 7;delete 8;");
+	assert_null(dev_find("dmrep-thin-7"));
+	assert_non_null(dev_find("dmrep-thin-1"));
 	f = state_file();
 	assert_string_equal(file_str(f, "state"), "replicating");
 	assert_string_equal(file_str(f, "intent"), "");
@@ -666,7 +783,9 @@ static void test_revert_kept(void **st)
 	struct dmr_vm *vm;
 
 	vm_write(vm_reverting());
-	dev_add(D0, U0, 7);
+	vol_add(1);
+	vol_add(2);
+	stack_add(D0, U0, 7);
 	dev_add(D1, "DMREP-disk-other", 8);
 	vm = recover_ok(0);
 	assert_string_equal(vm->intent, "revert");
@@ -709,7 +828,7 @@ static void test_commit_forward(void **st)
 	assert_int_equal(vm->disks[1].thin_id, 8);
 	assert_int_equal(vm->n_points, 1);
 	assert_null(vm->overlay_ids);
-	calls_are("delete 1;delete 2;delete 5;delete 6;");
+	calls_are("remove dmrep-thin-1;remove dmrep-thin-2;delete 1;delete 2;delete 5;delete 6;");
 	f = state_file();
 	assert_string_equal(file_str(f, "state"), "committed");
 	assert_string_equal(file_str(f, "intent"), "");
@@ -732,7 +851,9 @@ static void test_commit_kept(void **st)
 	assert_string_equal(vm->intent, "commit");
 	assert_int_equal(vm->disks[0].thin_id, 1);
 	assert_int_equal(vm->n_points, 2);
-	calls_are("");
+	/* The old live volumes' devices went first (nothing stood on them);
+	 * the next start brings them up again, the intent finishes then. */
+	calls_are("remove dmrep-thin-1;remove dmrep-thin-2;");
 	f = state_file();
 	assert_string_equal(file_str(f, "intent"), "commit");
 	assert_int_equal(file_points(f), 2);
@@ -867,7 +988,10 @@ static void test_reboot_bring_up(void **st)
 	json_object_object_add(o, "test_ids", ids(9, 10));
 	vm_write(o);
 	(void)recover(0);
-	calls_are("activate " D0 " 7;activate " T0 " 9;activate " D1 " 8;activate " T1 " 10;");
+	calls_are("activate dmrep-thin-1 1;activate dmrep-thin-2 2;activate dmrep-thin-7 7;create " D0
+		  " 7;activate " T0 " 9;activate dmrep-thin-8 8;create " D1 " 8;activate " T1 " 10;");
+	assert_true(dev_find(D0)->linear);
+	assert_int_equal(shows(D1), 8);
 }
 
 /* A device left suspended with a loaded table (a swap cut short): the
@@ -883,7 +1007,7 @@ static void test_suspended_cleared(void **st)
 	d->inactive = 7;
 	(void)recover(0);
 	calls_are("clear " D0 ";resume " D0 ";");
-	assert_int_equal(dev_find(D0)->live, 1);
+	assert_int_equal(shows(D0), 1);
 	assert_false(dev_find(D0)->suspended);
 }
 
@@ -899,7 +1023,7 @@ static void test_import_undone(void **st)
 	vm_write(o);
 	stable_on(1, 2);
 	assert_null(recover(0));
-	calls_are("remove " D0 ";remove " D1 ";delete 1;delete 2;");
+	calls_are("remove " D0 ";remove " D1 ";remove dmrep-thin-1;remove dmrep-thin-2;delete 1;delete 2;");
 	snprintf(path, sizeof(path), "%s/vms/vm1.json", state_dir);
 	assert_int_equal(access(path, F_OK), -1);
 }
@@ -926,11 +1050,73 @@ static void test_doomed_removed(void **st)
 static void test_legacy_renamed(void **st)
 {
 	vm_write(vm_base());
-	dev_add("dmrep-vm1-d0", U0, 1);
-	dev_add(D1, U1, 2);
+	vol_add(1);
+	vol_add(2);
+	dev_add("dmrep-vm1-d0", U0, 1)->linear = true;
+	dev_find("dmrep-vm1-d0")->live = dev_find("dmrep-thin-1")->minor;
+	stack_add(D1, U1, 2);
 	(void)recover(0);
 	calls_are("rename dmrep-vm1-d0 " D0 ";");
 	assert_non_null(dev_find(D0));
+}
+
+/* An older dmrep's stable devices (the thin target itself, `thin POOL
+ * ID`): moved onto the stack at start, the same volume shown, each with one
+ * swap and a flush (no guest pause), never removed (the same device). */
+static void test_legacy_moved(void **st)
+{
+	uint32_t m0, m1;
+
+	vm_write(vm_base());
+	m0 = dev_add(D0, U0, 1)->minor;
+	m1 = dev_add(D1, U1, 2)->minor;
+	(void)recover(0);
+	calls_are("activate dmrep-thin-1 1;activate dmrep-thin-2 2;load " D0 " 1;suspend " D0
+		  ";resume " D0 ";load " D1 " 2;suspend " D1 ";resume " D1 ";");
+	assert_int_equal(dev_find(D0)->minor, m0);
+	assert_int_equal(dev_find(D1)->minor, m1);
+	assert_true(dev_find(D0)->linear && dev_find(D1)->linear);
+	assert_int_equal(shows(D0), 1);
+	assert_int_equal(shows(D1), 2);
+	/* A second start finds the stack and touches nothing. */
+	agent.reg->pool = NULL;
+	dmr_registry_close(&agent);
+	k.calls[0] = '\0';
+	(void)recover(0);
+	calls_are("");
+}
+
+/* A failed-over VM of an older dmrep: its devices show the overlays and
+ * are moved onto the overlays' own devices, not the live volumes'. */
+static void test_legacy_moved_failed_over(void **st)
+{
+	struct json_object *o = vm_base();
+
+	set_str(o, "state", "recovered");
+	set_u64(o, "failover_point", 1);
+	json_object_object_add(o, "overlay_ids", ids(7, 8));
+	vm_write(o);
+	dev_add(D0, U0, 7);
+	dev_add(D1, U1, 8);
+	(void)recover(0);
+	calls_are("activate dmrep-thin-1 1;activate dmrep-thin-2 2;activate dmrep-thin-7 7;load " D0
+		  " 7;suspend " D0 ";resume " D0 ";activate dmrep-thin-8 8;load " D1 " 8;suspend " D1
+		  ";resume " D1 ";");
+	assert_int_equal(shows(D0), 7);
+	assert_int_equal(shows(D1), 8);
+}
+
+/* A stable device whose table shows a volume that is not the VM's (made
+ * by hand?) is left as it is. */
+static void test_legacy_unknown_left(void **st)
+{
+	vm_write(vm_base());
+	dev_add(D0, U0, 99);
+	stable_on(1, 2);
+	(void)recover(0);
+	calls_are("");
+	assert_false(dev_find(D0)->linear);
+	assert_int_equal(shows(D0), 99);
 }
 
 /* ---- the classic backend ------------------------------------------------ */
@@ -1048,6 +1234,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_import_undone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_doomed_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_renamed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_moved, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_moved_failed_over, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_unknown_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_point_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_point_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_add_undone, setup, teardown),
