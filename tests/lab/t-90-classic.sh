@@ -98,6 +98,8 @@ check "point list: valid, with the COW use" jq -e '.[0].valid == true and .[0].c
 # --- failover, revert, failover again ----------------------------------------------
 out=$(dmrep --json failover start "$VM" --guest resume --wait)
 check "failover to the latest point completes" jq -e '.job_state == 7' <<<"$out"
+steps() { jq -r '[.steps[] | "\(.name) \(.usec)"] | join(", ")' <<<"$1"; }
+diag "failover steps (usec; the window swaps linear over linear): $(steps "$out")"
 check "the disks show point 1" both a1 b1
 check "the stable devices run on the views (linear over them)" \
 	eval 'on_view "$VM" vda "$(overlay "$VM" 0)" && on_view "$VM" vdb "$(overlay "$VM" 1)"'
@@ -110,6 +112,7 @@ check "writes go to the view" has "/dev/dmrep/$VM/vda" a9
 check "the point itself is not written" has "$P1A" a1
 out=$(dmrep --json failover revert "$VM" --wait)
 check "revert completes" jq -e '.job_state == 7' <<<"$out"
+diag "revert steps (usec): $(steps "$out")"
 check "the disks are live again" both a2 b2
 check "the stable devices are linear over the origin devices again" \
 	eval 'on_origin "$VM" vda "$VDA" && on_origin "$VM" vdb "$(loop_of "$W/vdb.img")"' 
