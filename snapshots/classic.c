@@ -329,3 +329,16 @@ int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret)
 	r = dmr_dm_target_status(name, "snapshot", &params);
 	return r < 0 ? r : dmr_status_parse_snapshot(params, ret);
 }
+
+bool dmr_classic_table_is_origin_of(const struct dmr_table *t, uint32_t maj, uint32_t min)
+{
+	unsigned a, b;
+	int end = 0;
+
+	/* The kernel prints the origin as MAJ:MIN, and nothing after it. */
+	if (!dmr_classic_table_is_origin(t) || t->targets[0].start != 0 || !t->targets[0].params ||
+	    sscanf(t->targets[0].params, "%u:%u%n", &a, &b, &end) != 2 ||
+	    t->targets[0].params[end] != '\0')
+		return false;
+	return a == maj && b == min;
+}

@@ -87,4 +87,8 @@ int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,
 /* Status of a snapshot device. */
 int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret);
 
+/* Is t, as the kernel reports it, a single snapshot-origin target over
+ * device maj:min (the whole device, from sector 0)? */
+bool dmr_classic_table_is_origin_of(const struct dmr_table *t, uint32_t maj, uint32_t min);
+
 #endif

@@ -71,7 +71,9 @@ bool dmr_classic_vm_owns(const struct dmr_vm *vm, const char *name)
 
 		if ((dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, buf) == 0 &&
 		     dmr_streq(buf, name)) ||
-		    (test_name(vm, i, buf, ubuf) == 0 && dmr_streq(buf, name)))
+		    (test_name(vm, i, buf, ubuf) == 0 && dmr_streq(buf, name)) ||
+		    (dmr_classic_origin_dm_name(vm->name, vm->disks[i].name, buf, NULL) == 0 &&
+		     dmr_streq(buf, name)))
 			return true;
 		for (size_t c = 0; c < 2; c++)
 			if (cand[c] && dmr_classic_dev_name(cand[c], buf) == 0 && dmr_streq(buf, name))
@@ -170,12 +172,16 @@ static int storage_conflict(struct dmr_registry *reg, const struct dmr_vm *vm, c
 	return 0;
 }
 
-/* Does a live device of this VM (its stable device, a point) stack on
- * maj:min?  Then that device is, unambiguously, the disk. */
+/* Does a live device of this VM (its origin device, a stable device an
+ * older dmrep left on the disk, a point) stack on maj:min?  Then that
+ * device is, unambiguously, the disk. */
 static bool vm_stacks_on(const struct dmr_vm *vm, size_t i, uint32_t maj, uint32_t min)
 {
 	char name[DMR_DM_NAME_SIZE];
 
+	if (dmr_classic_origin_dm_name(vm->name, vm->disks[i].name, name, NULL) == 0 &&
+	    dmr_ident_table_uses(name, maj, min))
+		return true;
 	if (dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name) == 0 &&
 	    dmr_ident_table_uses(name, maj, min))
 		return true;
@@ -447,31 +453,314 @@ int dmr_classic_origin(const struct dmr_vm *vm, size_t i, char buf[PATH_MAX])
 	return point_origin(vm, UINT64_MAX, i, buf);
 }
 
+/* ---- the stack: the disk's origin device under the stable device ---------- */
+
+/*
+ * Disk i's writes go through a hidden device of its own, its origin
+ * device, `snapshot-origin ORIGIN` (the base, or the top layer's view),
+ * which copies them out to the points; the stable device is `linear` over
+ * it, or over a view while the VM runs on one, so that a failover's pause
+ * swaps linear tables only (backend.h).  Named after the disk: '@' never
+ * occurs in VM or disk names, so the name is no stable device's
+ * (dmrep-VM:DISK) nor test view's (dmrep-VM:test:DISK), nor a store's or
+ * the pool's (no ':'); its UUID, DMREP-origin-, is hidden by udev
+ * (56-dmrep.rules: neither a disk nor a test view).
+ */
+#define ORIGIN_NAME_FMT "dmrep-%s:%s@origin"
+#define ORIGIN_UUID_FMT DMR_UUID_PREFIX "origin-%s:%s"
+#define FMT_FIXED(fmt) (sizeof(fmt) - 1 - 4) /* without the two "%s" */
+_Static_assert(FMT_FIXED(ORIGIN_NAME_FMT) + 2 * DMR_OBJ_NAME_MAX <= DMR_DM_NAME_MAX &&
+	       FMT_FIXED(ORIGIN_UUID_FMT) + 2 * DMR_OBJ_NAME_MAX <= DMR_DM_UUID_MAX,
+	       "the longest VM and disk names must fit an origin device's name and UUID");
+
+int dmr_classic_origin_dm_name(const char *vm, const char *disk, char name[DMR_DM_NAME_SIZE],
+			       char uuid[DMR_DM_UUID_SIZE])
+{
+	/* The names are what keep the result unambiguous (a state file
+	 * edited by hand): checked here, as registry.c does. */
+	if (dmr_name_obj_valid(vm, DMR_OBJ_NAME_MAX) < 0 ||
+	    dmr_name_obj_valid(disk, DMR_OBJ_NAME_MAX) < 0)
+		return -EINVAL;
+	snprintf(name, DMR_DM_NAME_SIZE, ORIGIN_NAME_FMT, vm, disk);
+	if (uuid)
+		snprintf(uuid, DMR_DM_UUID_SIZE, ORIGIN_UUID_FMT, vm, disk);
+	return 0;
+}
+
+static int origin_names(const struct dmr_vm *vm, size_t i, char name[DMR_DM_NAME_SIZE],
+			char uuid[DMR_DM_UUID_SIZE])
+{
+	return dmr_classic_origin_dm_name(vm->name, vm->disks[i].name, name, uuid);
+}
+
+/* Is device name, with uuid, up: 1 (and its info), 0 if not, -EEXIST if
+ * its name is another device's. */
+static int dev_up(const char *name, const char *uuid, struct dmr_dm_info *ret_info)
+{
+	struct dmr_dm_info info;
+	int r = dmr_dm_info(name, &info);
+
+	if (r < 0)
+		return r;
+	if (!info.exists)
+		return 0;
+	if (!dmr_streq(info.uuid, uuid))
+		return -EEXIST;
+	*ret_info = info;
+	return 1;
+}
+
+/* Disk i's origin now (dmr_classic_origin): its path and device number. */
+static int origin_rdev(const struct dmr_vm *vm, size_t i, char path[PATH_MAX], dev_t *ret_rdev)
+{
+	struct stat st;
+	int r = dmr_classic_origin(vm, i, path);
+
+	if (r < 0)
+		return r;
+	if (stat(path, &st) < 0)
+		return dmr_negerrno();
+	if (!S_ISBLK(st.st_mode))
+		return -ENOTBLK;
+	*ret_rdev = st.st_rdev;
+	return 0;
+}
+
+/* Disk i's origin device, up over the catalog's origin: 0 and its
+ * number; -ENOENT if it is not up, -ESTALE if it is over another origin
+ * (a commit's new layer not taken up yet: showing it would show the data
+ * from before the commit). */
+static int origin_dev(const struct dmr_vm *vm, size_t i, uint32_t *ret_major, uint32_t *ret_minor)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE], path[PATH_MAX];
+	struct dmr_dm_info info;
+	dev_t rdev;
+	int r;
+
+	if ((r = origin_names(vm, i, name, uuid)) < 0 || (r = origin_rdev(vm, i, path, &rdev)) < 0)
+		return r;
+	if ((r = dev_up(name, uuid, &info)) <= 0)
+		return r == 0 ? -ENOENT : r;
+	if ((r = dmr_dm_table(name, false, &t)) < 0)
+		return r;
+	if (!dmr_classic_table_is_origin_of(t, major(rdev), minor(rdev)))
+		return -ESTALE;
+	*ret_major = info.major;
+	*ret_minor = info.minor;
+	return 0;
+}
+
+/*
+ * Bring up disk i's origin device over the catalog's origin (*ret_made
+ * set if it was made now).  One up over another origin (a commit moved
+ * the disk onto a new layer, or a crash came before it followed) is
+ * reloaded while nothing sits on it (the stable device shows the view
+ * then), -EBUSY if something does.
+ */
+static int origin_up(const struct dmr_vm *vm, size_t i, bool *ret_made)
+{
+	_cleanup_table_ struct dmr_table *want = NULL, *live = NULL;
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE], path[PATH_MAX];
+	struct dmr_dm_info info;
+	dev_t rdev;
+	int r;
+
+	if ((r = origin_names(vm, i, name, uuid)) < 0 ||
+	    (r = origin_rdev(vm, i, path, &rdev)) < 0 ||
+	    (r = dmr_classic_origin_table(path, vm->disks[i].size_bytes / 512, &want)) < 0 ||
+	    (r = dev_up(name, uuid, &info)) < 0)
+		return r;
+	if (r == 0) {
+		if ((r = dmr_dm_create(name, uuid, want, 0)) < 0)
+			return r;
+		*ret_made = true;
+		return 0;
+	}
+	if (info.inactive_table)
+		(void)dmr_dm_clear(name);
+	if ((r = dmr_dm_table(name, false, &live)) < 0)
+		return r;
+	if (dmr_classic_table_is_origin_of(live, major(rdev), minor(rdev)))
+		return info.suspended ? dmr_dm_resume_retry(name) : 0;
+	if (info.open_count > 0) {
+		log_debug("%s is open and not over %s: left as it is", name, path);
+		return -EBUSY;
+	}
+	if ((r = dmr_dm_load(name, want, 0)) < 0)
+		return r;
+	if ((!info.suspended && (r = dmr_dm_suspend(name, 0)) < 0) || (r = dmr_dm_resume(name)) < 0) {
+		(void)dmr_dm_clear(name);
+		(void)dmr_dm_resume_retry(name);
+		return r;
+	}
+	log_info("VM %s: %s moved onto %s", vm->name, name, path);
+	return 0;
+}
+
+/* View id's device is up (views are made by views_make and activate). */
+static int view_up(uint32_t id, struct dmr_dm_info *ret_info)
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	int r;
+
+	if ((r = dmr_classic_dev_name(id, name)) < 0)
+		return r;
+	dev_uuid(id, uuid);
+	r = dev_up(name, uuid, ret_info);
+	return r == 0 ? -ENOENT : r < 0 ? r : 0;
+}
+
+int dmr_classic_volumes_up(const struct dmr_vm *vm, const uint32_t *ids)
+{
+	_cleanup_free_ bool *made = calloc(vm->n_disks ? vm->n_disks : 1, sizeof(bool));
+	int r = 0;
+
+	if (!made)
+		return -ENOMEM;
+	for (size_t i = 0; r == 0 && i < vm->n_disks; i++) {
+		struct dmr_dm_info info;
+
+		r = ids[i] == 0 ? origin_up(vm, i, &made[i]) : view_up(ids[i], &info);
+	}
+	if (r < 0)
+		for (size_t i = 0; i < vm->n_disks; i++) {
+			char name[DMR_DM_NAME_SIZE];
+
+			if (made[i] && origin_names(vm, i, name, NULL) == 0)
+				(void)dmr_dm_remove(name, 10);
+		}
+	return r;
+}
+
+/* The number of the device that shows id on disk i: its origin device
+ * (id 0) or the view. */
+static int shown_dev(const struct dmr_vm *vm, size_t i, uint32_t id, uint32_t *ret_major,
+		     uint32_t *ret_minor)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	if (id == 0)
+		return origin_dev(vm, i, ret_major, ret_minor);
+	if ((r = view_up(id, &info)) < 0)
+		return r;
+	*ret_major = info.major;
+	*ret_minor = info.minor;
+	return 0;
+}
+
 int dmr_classic_stable_table(const struct dmr_vm *vm, size_t i, uint32_t id,
 			     struct dmr_table **ret_table)
 {
-	uint64_t sectors = vm->disks[i].size_bytes / 512;
-	char path[PATH_MAX];
+	uint32_t maj, min;
+	char dev[32];
 	int r;
 
-	if (id == 0) {
-		r = dmr_classic_origin(vm, i, path);
-		return r < 0 ? r : dmr_classic_origin_table(path, sectors, ret_table);
-	}
-	r = dmr_classic_dev_path(id, path);
-	return r < 0 ? r : dmr_classic_view_table(path, sectors, ret_table);
+	/* By number: a name would be looked up again at every load. */
+	if ((r = shown_dev(vm, i, id, &maj, &min)) < 0)
+		return r;
+	snprintf(dev, sizeof(dev), "%" PRIu32 ":%" PRIu32, maj, min);
+	return dmr_classic_view_table(dev, vm->disks[i].size_bytes / 512, ret_table);
 }
 
-bool dmr_classic_table_shows(const struct dmr_table *t, uint32_t id)
+bool dmr_classic_table_shows(const struct dmr_vm *vm, size_t i, const struct dmr_table *t,
+			     uint32_t id)
 {
-	struct dmr_dm_info info;
-	char name[DMR_DM_NAME_SIZE];
+	uint32_t maj, min, want_maj, want_min;
 
-	if (id == 0)
-		return dmr_classic_table_is_origin(t);
-	if (dmr_classic_dev_name(id, name) < 0 || dmr_dm_info(name, &info) < 0 || !info.exists)
-		return false;
-	return dmr_classic_table_is_view_of(t, info.major, info.minor);
+	return dmr_table_linear_dev(t, &maj, &min) == 0 &&
+	       shown_dev(vm, i, id, &want_maj, &want_min) == 0 && maj == want_maj &&
+	       min == want_min;
+}
+
+/* Disk i's stable device, made on the device that shows id (up). */
+static int stable_create(const struct dmr_vm *vm, size_t i, uint32_t id)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	int r;
+
+	if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
+	    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
+	    (r = dmr_classic_stable_table(vm, i, id, &t)) < 0)
+		return r;
+	return dmr_dm_create(name, uuid, t, 0);
+}
+
+/*
+ * A stable device an older dmrep made (`snapshot-origin ORIGIN`, the
+ * origin's own target) moved onto the stack: the origin device is up over
+ * the same ORIGIN (two snapshot-origin targets over one device for a
+ * moment: both copy out through the kernel's one list of its snapshots),
+ * then one swap with a flush; the guest runs on (its writes wait for the
+ * flush; nothing is lost, the device is never removed).  A linear table is
+ * the stack already (on the origin device or a view); any other is left
+ * alone: 0.
+ */
+static int stable_move(const struct dmr_vm *vm, size_t i, const char *name)
+{
+	_cleanup_table_ struct dmr_table *live = NULL, *want = NULL;
+	char path[PATH_MAX];
+	uint32_t maj, min;
+	dev_t rdev;
+	int r;
+
+	if ((r = dmr_dm_table(name, false, &live)) < 0)
+		return r;
+	if (dmr_table_linear_dev(live, &maj, &min) == 0)
+		return 0;
+	if ((r = origin_rdev(vm, i, path, &rdev)) < 0)
+		return r;
+	if (!dmr_classic_table_is_origin_of(live, major(rdev), minor(rdev))) {
+		log_warning("VM %s: %s has a table dmrep does not know (not snapshot-origin %s): "
+			    "left as it is", vm->name, name, path);
+		return 0;
+	}
+	if ((r = dmr_classic_stable_table(vm, i, 0, &want)) < 0 || (r = dmr_dm_load(name, want, 0)) < 0)
+		goto fail;
+	if ((r = dmr_dm_suspend(name, 0)) < 0 || (r = dmr_dm_resume(name)) < 0) {
+		(void)dmr_dm_clear(name);
+		(void)dmr_dm_resume_retry(name);
+		goto fail;
+	}
+	log_notice("VM %s: %s moved onto its origin device (linear over snapshot-origin %s)",
+		   vm->name, name, path);
+	return 0;
+fail:
+	(void)dmr_dm_clear(name);
+	log_error("VM %s: cannot move %s onto the stack: %s", vm->name, name, strerror(-r));
+	return r;
+}
+
+/*
+ * The devices that carry the disks' snapshot-origin targets, suspended
+ * while a point is made or removed (the kernel ties a snapshot to its
+ * origin, and unties it, with the origin quiet): the origin devices, or a
+ * stable device an older dmrep left with the target itself (not moved
+ * yet; the origin device, if up, has no I/O then).  Missing ones are
+ * named all the same (suspending skips them); -EEXIST if one is another
+ * device than the VM's.
+ */
+static int origin_writers(const struct dmr_vm *vm, char (*names)[DMR_DM_NAME_SIZE])
+{
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		_cleanup_table_ struct dmr_table *t = NULL;
+		char uuid[DMR_DM_UUID_SIZE];
+		struct dmr_dm_info info;
+		int r;
+
+		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, names[i])) < 0 ||
+		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
+		    (r = dev_up(names[i], uuid, &info)) < 0)
+			return r;
+		if (r > 0 && dmr_dm_table(names[i], false, &t) == 0 && dmr_classic_table_is_origin(t))
+			continue;
+		if ((r = origin_names(vm, i, names[i], uuid)) < 0 ||
+		    (r = dev_up(names[i], uuid, &info)) < 0)
+			return r;
+	}
+	return 0;
 }
 
 bool dmr_classic_point_pinned(const struct dmr_vm *vm, uint64_t point)
@@ -510,24 +799,6 @@ static int snap_activate(struct dmr_registry *reg, uint32_t id, const char *orig
 	return dmr_dm_create(name, uuid, t, read_only ? DMR_DM_READONLY : 0);
 }
 
-/* The stable devices' names, to be suspended: -EEXIST if one is another
- * device than the VM's (full UUID). */
-static int stable_names(const struct dmr_vm *vm, char (*names)[DMR_DM_NAME_SIZE])
-{
-	for (size_t i = 0; i < vm->n_disks; i++) {
-		char uuid[DMR_DM_UUID_SIZE];
-		int r = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, names[i]);
-
-		if (r == 0)
-			r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid);
-		if (r == 0 && (r = dmr_dm_check_uuid(names[i], uuid)) == -ENOENT)
-			r = 0;
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 static int test_name(const struct dmr_vm *vm, size_t i, char name[DMR_DM_NAME_SIZE], char uuid[DMR_DM_UUID_SIZE])
 {
 	int r = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, name);
@@ -548,16 +819,14 @@ int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm)
 
 		r = disk_base(reg, vm, i, true, &base, &learnt);
 	}
-	for (; r == 0 && made < vm->n_disks; made++) {
-		_cleanup_table_ struct dmr_table *t = NULL;
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	/* The origin devices, then the stable devices on them. */
+	if (r == 0) {
+		_cleanup_free_ uint32_t *live = calloc(vm->n_disks, sizeof(uint32_t));
 
-		if ((r = dmr_vm_disk_dm_name(vm->name, vm->disks[made].name, name)) < 0 ||
-		    (r = dmr_vm_disk_dm_uuid(vm->name, vm->disks[made].name, uuid)) < 0 ||
-		    (r = dmr_classic_stable_table(vm, made, 0, &t)) < 0 ||
-		    (r = dmr_dm_create(name, uuid, t, 0)) < 0)
-			break;
+		r = live ? dmr_classic_volumes_up(vm, live) : -ENOMEM;
 	}
+	for (; r == 0 && made < vm->n_disks; made++)
+		r = stable_create(vm, made, 0);
 	if (r < 0)
 		(void)dmr_classic_vm_teardown(reg, vm);
 	return r;
@@ -641,9 +910,9 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 	free(vm->down_reason);
 	vm->down_reason = NULL;
 	for (size_t i = 0; i < vm->n_disks; i++) {
-		_cleanup_table_ struct dmr_table *t = NULL;
 		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
 		struct dmr_dm_info info;
+		bool made = false;
 		int q;
 
 		if ((q = base_r[i]) < 0) {
@@ -668,24 +937,31 @@ int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 		if (vm->test_ids && vm->test_point && test_name(vm, i, name, uuid) == 0)
 			r = r ?: view_activate(reg, vm, i, vm->test_point, vm->test_ids[i], name, uuid);
 
+		/* The origin device always (a revert, a point need it), over
+		 * the top layer. */
+		if ((q = origin_up(vm, i, &made)) < 0) {
+			if (origin_names(vm, i, name, NULL) == 0)
+				log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-q));
+			r = r ?: q;
+		}
 		if ((q = dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, name)) < 0 ||
 		    (q = dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, uuid)) < 0 ||
-		    (q = dmr_dm_info(name, &info)) < 0 || info.exists) {
-			if (q == 0 && !dmr_streq(info.uuid, uuid)) {
-				log_error("VM %s: %s is another device (UUID %s): left alone",
-					  vm->name, name, info.uuid);
-				q = -EEXIST;
-			}
+		    (q = dmr_dm_info(name, &info)) < 0) {
 			r = r ?: q;
 			continue;
 		}
-		q = dmr_classic_stable_table(vm, i,
-					     vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
-					     vm->overlay_ids[i] : 0, &t);
-		if (q == 0)
-			q = dmr_dm_create(name, uuid, t, 0);
-		if (q < 0)
-			log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-q));
+		if (info.exists && !dmr_streq(info.uuid, uuid)) {
+			log_error("VM %s: %s is another device (UUID %s): left alone", vm->name, name,
+				  info.uuid);
+			q = -EEXIST;
+		} else if (info.exists) {
+			q = stable_move(vm, i, name);
+		} else {
+			q = stable_create(vm, i, vm->state == DMR_VM_RECOVERED && vm->overlay_ids ?
+					  vm->overlay_ids[i] : 0);
+			if (q < 0)
+				log_error("VM %s: cannot activate %s: %s", vm->name, name, strerror(-q));
+		}
 		r = r ?: q;
 	}
 	return r;
@@ -740,6 +1016,13 @@ int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm)
 		    (r = remove_dev(name, uuid)) < 0)
 			return r;
 		if (test_name(vm, i, name, uuid) == 0 && (r = remove_dev(name, uuid)) < 0)
+			return r;
+	}
+	/* Then the origin devices they stood on, which stand on the layers. */
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+
+		if ((r = origin_names(vm, i, name, uuid)) < 0 || (r = remove_dev(name, uuid)) < 0)
 			return r;
 	}
 	/* Then the reverse of the activation order. */
@@ -884,7 +1167,7 @@ int dmr_classic_point_make(struct dmr_registry *reg, struct dmr_vm *vm, const ui
 
 	if (!stable || !names || !uuids || !sp || !np || !up || !tables)
 		return -ENOMEM;
-	if ((r = cow_dir(reg, &dir)) < 0 || (r = stable_names(vm, stable)) < 0)
+	if ((r = cow_dir(reg, &dir)) < 0 || (r = origin_writers(vm, stable)) < 0)
 		return r;
 	/* Stores and tables before the origins are suspended. */
 	for (; made < n; made++) {
@@ -986,7 +1269,7 @@ int dmr_classic_delete(struct dmr_registry *reg, const struct dmr_vm *vm, size_t
 
 	if (!stable || !names || !sp || !np)
 		return -ENOMEM;
-	if ((r = stable_names(vm, stable)) < 0)
+	if ((r = origin_writers(vm, stable)) < 0)
 		return r;
 	for (size_t i = 0; i < vm->n_disks; i++)
 		sp[i] = stable[i];
@@ -1095,11 +1378,13 @@ void dmr_classic_refresh(struct dmr_registry *reg, const char *vm_name)
 /* ---- CommitFailover ---------------------------------------------------------- */
 
 /*
- * Classic: the views become a layer, the origin of the stable devices and
- * of later points (classic.h).  Recorded (idempotently) before the
- * stable devices move from `linear VIEW` to `snapshot-origin VIEW`, with
- * the commit intent still set: a crash in between is rolled forward, and
- * no point is ever taken of an origin whose writes bypass it.
+ * Classic: the views become a layer, the origin of the origin devices and
+ * of later points (classic.h).  Recorded (idempotently) before the origin
+ * devices move onto it (`snapshot-origin VIEW`, reloaded while the stable
+ * devices sit on the views, not on them) and the stable devices from
+ * `linear VIEW` to `linear ORIGIN-DEVICE`, with the commit intent still
+ * set: a crash in between is rolled forward, and no point is ever taken of
+ * an origin whose writes bypass it.
  */
 static void commit_layer(struct dmr_vm *vm, void *p)
 {
@@ -1144,8 +1429,8 @@ static int classic_commit(struct dmr_registry *reg, const struct dmr_vm *vm, uin
 	pthread_mutex_unlock(&reg->lock);
 	r = r ?: q;
 	dmr_test_hook("commit:layer");
-	/* 0 is the live id: snapshot-origin over the new top layer.
-	 * Same data, so the guest need not pause. */
+	/* 0 is the live id: the origin device, which volumes_up moves onto
+	 * the new top layer first.  Same data, so the guest need not pause. */
 	if (r == 0)
 		r = dmr_backend_retarget(reg, vm, live);
 	if (r < 0)
@@ -1162,11 +1447,10 @@ static uint32_t classic_live_id(const struct dmr_vm *vm, size_t i)
 	return 0;
 }
 
-/* Views and layers are activated with the VM (activate, views_make). */
 static int classic_volumes_up(struct dmr_registry *reg, const struct dmr_vm *vm,
 			      const uint32_t *ids)
 {
-	return 0;
+	return dmr_classic_volumes_up(vm, ids);
 }
 
 static int classic_stable_table(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
@@ -1178,7 +1462,7 @@ static int classic_stable_table(struct dmr_registry *reg, const struct dmr_vm *v
 static bool classic_table_shows(struct dmr_registry *reg, const struct dmr_vm *vm, size_t i,
 				const struct dmr_table *t, uint32_t id)
 {
-	return dmr_classic_table_shows(t, id);
+	return dmr_classic_table_shows(vm, i, t, id);
 }
 
 /* No pool transaction: a pending classic point is resolved at start by

@@ -5,8 +5,12 @@
  * with their own COW stores (snapshots/classic.h).
  *
  * Devices (every one with a DMREP- UUID):
- *   dmrep-VM:DISK    the stable device: snapshot-origin ORIGIN while live,
- *                    linear VIEW while recovered
+ *   dmrep-VM:DISK    the stable device: linear over the origin device while
+ *                    live, linear over VIEW while recovered (so a failover
+ *                    or a revert swaps linear tables only: backend.h)
+ *   dmrep-VM:DISK@origin  the disk's origin device, UUID DMREP-origin-VM:DISK,
+ *                    hidden: snapshot-origin ORIGIN (its writes are copied
+ *                    out to the points); always up with the VM
  *   dmrep-snap-ID    a point (read-only) or a writable view (a failover
  *                    overlay, or a committed layer), UUID DMREP-snap-ID
  *   dmrep-VM:test:DISK  a test failover's view
@@ -14,8 +18,12 @@
  * registry's id allocator and are recorded before anything is made.
  *
  * ORIGIN is the disk's source, until a failover is committed: then the
- * view the VM ran on becomes the origin of later points and of the stable
+ * view the VM ran on becomes the origin of later points and of the origin
  * device (a layer, registry.h), stacked on its point, which stays pinned.
+ * Points are taken, and removed, with the origin devices suspended (the
+ * snapshot-origin targets), not the stable devices.  An older dmrep's
+ * stable device (snapshot-origin ORIGIN itself) is moved onto the stack
+ * at activation.
  *
  * Functions are called with the VM's busy lock held (so the VM's fields
  * are stable) and without reg->lock; 0 or a negative errno.
@@ -41,12 +49,24 @@ uint64_t dmr_classic_default_cow(uint64_t disk_bytes);
 /* The device disk i's stable device and new points sit on now. */
 int dmr_classic_origin(const struct dmr_vm *vm, size_t i, char buf[PATH_MAX]);
 
-/* The stable device's table for disk i: id 0 = live (snapshot-origin),
- * else the view dmrep-snap-ID. */
+/* Disk i's origin device's name and UUID (uuid may be NULL): -EINVAL for
+ * names a VM or disk cannot have. */
+int dmr_classic_origin_dm_name(const char *vm, const char *disk, char name[DMR_DM_NAME_SIZE],
+			       char uuid[DMR_DM_UUID_SIZE]);
+/* The backend's volumes_up: for ids[i] 0 disk i's origin device up over
+ * its origin now (made, or reloaded after a commit while nothing sits on
+ * it), for a view id the view's device checked (-ENOENT).  All or
+ * nothing: on failure the origin devices it made are removed. */
+int dmr_classic_volumes_up(const struct dmr_vm *vm, const uint32_t *ids);
+/* The stable device's table for disk i: `linear` over the origin device
+ * (id 0, -ESTALE while it is over another origin than the catalog's) or
+ * over the view dmrep-snap-ID; -ENOENT if that is not up.  Reads only. */
 int dmr_classic_stable_table(const struct dmr_vm *vm, size_t i, uint32_t id,
 			     struct dmr_table **ret_table);
-/* Does the live table t of disk i's stable device show id (0 = live)? */
-bool dmr_classic_table_shows(const struct dmr_table *t, uint32_t id);
+/* Does the live table t of disk i's stable device show id (0 = live), in
+ * the stack?  An older dmrep's snapshot-origin table shows nothing. */
+bool dmr_classic_table_shows(const struct dmr_vm *vm, size_t i, const struct dmr_table *t,
+			     uint32_t id);
 
 /* AddVirtualSystem: base loops for image files, the stable devices. */
 int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm);
@@ -54,10 +74,12 @@ int dmr_classic_vm_create(struct dmr_registry *reg, struct dmr_vm *vm);
  * catalog names that is not active, in dependency order.  Idempotent. */
 int dmr_classic_vm_activate(struct dmr_registry *reg, struct dmr_vm *vm);
 /* Is dm device `name` one of this classic VM's own: its stable devices,
- * test views, or a point's, view's or layer's store device? */
+ * origin devices, test views, or a point's, view's or layer's store
+ * device? */
 bool dmr_classic_vm_owns(const struct dmr_vm *vm, const char *name);
-/* Remove every device of the VM (stable ones first; -EBUSY if one is
- * open), destroy its stores, detach base loops.  The sources stay. */
+/* Remove every device of the VM (stable ones first, then the origin
+ * devices, then the stores' in reverse order; -EBUSY if one is open),
+ * destroy its stores, detach base loops.  The sources stay. */
 int dmr_classic_vm_teardown(struct dmr_registry *reg, struct dmr_vm *vm);
 
 /* Can a new point be made: the cap (-EDQUOT) and the state directory's
@@ -85,7 +107,7 @@ int dmr_classic_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 			   const uint32_t *ids, const char (*names)[DMR_DM_NAME_SIZE],
 			   const char (*uuids)[DMR_DM_UUID_SIZE]);
 /* Remove stores ids[0..n) (0 entries skipped): their dmrep-snap devices,
- * with the VM's stable devices suspended around it, then the files. */
+ * with the VM's origin devices suspended around it, then the files. */
 int dmr_classic_delete(struct dmr_registry *reg, const struct dmr_vm *vm, size_t n,
 		       const uint32_t *ids);
 /* Is the point a committed layer's base (never removed)? */

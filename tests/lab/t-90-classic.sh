@@ -8,7 +8,10 @@
 # failover, commit (the view becomes a layer, its point pinned), a point
 # whose COW store overflows is marked invalid and refused (32775), the
 # per-VM cap (32778), an agent restart, a simulated reboot (every device
-# and loop gone) and a crash in the middle of a commit.
+# and loop gone) and a crash in the middle of a commit.  The stack (issue
+# 13): the stable device is `linear` over the disk's hidden origin device
+# (snapshot-origin BASE or LAYER) or over a view, so failover, revert and
+# commit swap linear tables (an older dmrep's devices: t-91).
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
@@ -18,6 +21,22 @@ snapdev() {
 		jq -r --argjson p "$1" --argjson i "$2" '.[] | select(.id == $p) | .thin_ids[$i]')"
 }
 table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
+devno() { dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' '; }
+# lower NAME: the device (MAJ:MIN) a one-target linear or snapshot-origin
+# table stands on.
+lower() { dmsetup table "$1" 2>/dev/null | awk 'NR == 1 && ($3 == "linear" || $3 == "snapshot-origin") { print $4 }'; }
+bdevno() { printf '%d:%d' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
+# on_origin VM DISK [DEV]: the stable device is linear over the disk's
+# origin device, a snapshot-origin (over block device DEV).
+on_origin() {
+	local s="dmrep-$1:$2" o="dmrep-$1:$2@origin"
+	[ "$(table_type "$s")" = linear ] && [ "$(lower "$s")" = "$(devno "$o")" ] &&
+		[ "$(table_type "$o")" = snapshot-origin ] &&
+		{ [ -z "${3:-}" ] || [ "$(lower "$o")" = "$(bdevno "$3")" ]; }
+}
+# on_view VM DISK ID: the stable device is linear over the view dmrep-snap-ID.
+on_view() { [ "$(table_type "dmrep-$1:$2")" = linear ] && [ "$(lower "dmrep-$1:$2")" = "$(devno "dmrep-snap-$3")" ]; }
+overlay() { jq -r --argjson i "$2" '.overlay_ids[$i]' "$STATE/vms/$1.json"; }
 wait_job() { dmrep --json job wait "$(jq -r .job <<<"$1")" --timeout 120; }
 # simulate_reboot: a reboot (lab_reboot), after which the host's own block
 # device comes back under its name.
@@ -40,7 +59,12 @@ expect_rc "vm add --backend classic without any pool" 0 "$out"
 show=$(dmrep --json vm show "$VM")
 check "vm show: backend classic, replicating" jq -e '.backend == "classic" and .state == "replicating"' <<<"$show"
 check "/dev/dmrep/VM/vda is a block device" test -b "/dev/dmrep/$VM/vda"
-is "the stable device is a snapshot-origin" snapshot-origin "$(table_type "dmrep-$VM:vda")"
+check "the stable devices are linear over the origin devices, snapshot-origins over the disks" \
+	eval 'on_origin "$VM" vda "$VDA" && on_origin "$VM" vdb "$(loop_of "$W/vdb.img")"'
+is "the origin device's UUID" "DMREP-origin-$VM:vda" "$(uuid_of "dmrep-$VM:vda@origin")"
+udevadm settle >/dev/null 2>&1
+is "the origin devices are hidden: /dev/dmrep/$VM has the disks only" "vda vdb" "$(cd "/dev/dmrep/$VM" && echo *)"
+check "udev does not scan an origin device" eval 'udevadm info --query=property "/dev/mapper/dmrep-$VM:vda@origin" | grep -qx DM_NOSCAN=1' 
 check "the disks' own data shows through, in place" both a0 b0
 out=$(dmrep --json vm add "${VM}x" --backend classic --disk vda="$VDA")
 expect_rc "a disk in use by another VM is refused (32774)" 32774 "$out"
@@ -62,6 +86,8 @@ is "a point is a snapshot target" snapshot "$(table_type "${P1A#/dev/mapper/}")"
 is "a point's device is read-only" r "$(dmsetup info -c --noheadings -o attr "${P1A#/dev/mapper/}" | cut -c4)"
 check "a point's device has a DMREP-snap- UUID" test "$(dmsetup info -c --noheadings -o uuid "${P1A#/dev/mapper/}")" = "DMREP-snap-${P1A##*-}"
 check "its COW store is a file in the state directory" test -f "$STATE/cow/${P1A##*-}.cow"
+is "a point is a snapshot of the disk itself, not of the origin device" "$(bdevno "$VDA")" \
+	"$(dmsetup table "${P1A#/dev/mapper/}" | awk '{ print $4 }')"
 put "/dev/dmrep/$VM/vda" a2
 put "/dev/dmrep/$VM/vdb" b2
 check "the origin has the new data" both a2 b2
@@ -72,8 +98,13 @@ check "point list: valid, with the COW use" jq -e '.[0].valid == true and .[0].c
 # --- failover, revert, failover again ----------------------------------------------
 out=$(dmrep --json failover start "$VM" --guest resume --wait)
 check "failover to the latest point completes" jq -e '.job_state == 7' <<<"$out"
+steps() { jq -r '[.steps[] | "\(.name) \(.usec)"] | join(", ")' <<<"$1"; }
+diag "failover steps (usec; the window swaps linear over linear): $(steps "$out")"
 check "the disks show point 1" both a1 b1
-is "the stable device runs on a view (linear)" linear "$(table_type "dmrep-$VM:vda")"
+check "the stable devices run on the views (linear over them)" \
+	eval 'on_view "$VM" vda "$(overlay "$VM" 0)" && on_view "$VM" vdb "$(overlay "$VM" 1)"'
+check "the origin devices stay up, over the disks" eval 'is_blockdev "/dev/mapper/dmrep-$VM:vda@origin" &&
+	[ "$(lower "dmrep-$VM:vda@origin")" = "$(bdevno "$VDA")" ]' 
 check "vm show: recovered, target point:1" jq -e '.state == "recovered" and .disks[0].target == "point:1"' \
 	<<<"$(dmrep --json vm show "$VM")"
 put "/dev/dmrep/$VM/vda" a9
@@ -81,8 +112,10 @@ check "writes go to the view" has "/dev/dmrep/$VM/vda" a9
 check "the point itself is not written" has "$P1A" a1
 out=$(dmrep --json failover revert "$VM" --wait)
 check "revert completes" jq -e '.job_state == 7' <<<"$out"
+diag "revert steps (usec): $(steps "$out")"
 check "the disks are live again" both a2 b2
-is "the stable device is a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM:vda")"
+check "the stable devices are linear over the origin devices again" \
+	eval 'on_origin "$VM" vda "$VDA" && on_origin "$VM" vdb "$(loop_of "$W/vdb.img")"' 
 check "the views and their stores are gone" test "$(ls "$STATE/cow" | wc -l)" = 2
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover to point 1 again" jq -e '.job_state == 7' <<<"$out"
@@ -111,7 +144,8 @@ check "the reboot took every device" test ! -e "/dev/mapper/dmrep-$VM:vda"
 agent_start || not_ok "agent starts after the reboot"
 check "after a reboot: the stable devices are back with the live data" both a2 b2
 check "after a reboot: point 1 is back with its moment" eval 'has "$P1A" a1 && has "$P1B" b1'
-is "after a reboot: a snapshot-origin again" snapshot-origin "$(table_type "dmrep-$VM:vda")"
+check "after a reboot: the stack again (linear over the origin devices)" \
+	eval 'on_origin "$VM" vda "$VDA" && on_origin "$VM" vdb "$(loop_of "$W/vdb.img")"' 
 check "the base image file is on a loop again" test -n "$(losetup -j "$W/vdb.img" -n -O NAME)"
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover after the reboot" eval 'jq -e ".job_state == 7" <<<"$out" && both a1 b1'
@@ -119,12 +153,17 @@ check "failover after the reboot" eval 'jq -e ".job_state == 7" <<<"$out" && bot
 # --- commit ------------------------------------------------------------------------
 put "/dev/dmrep/$VM/vda" a3
 put "/dev/dmrep/$VM/vdb" b3
+L0=$(overlay "$VM" 0)
+L1=$(overlay "$VM" 1)
+O0=$(devno "dmrep-$VM:vda@origin")
 out=$(dmrep --json failover commit "$VM" --wait)
 check "commit completes" jq -e '.job_state == 7' <<<"$out"
 show=$(dmrep --json vm show "$VM")
 check "vm show: committed, live" jq -e '.state == "committed" and .disks[0].target == "live"' <<<"$show"
 check "the committed data is what the disks show" both a3 b3
-is "the stable device is a snapshot-origin over the view" snapshot-origin "$(table_type "dmrep-$VM:vda")"
+check "the stable devices are linear over the origin devices, now over the views (the layer)" \
+	eval 'on_origin "$VM" vda "/dev/mapper/dmrep-snap-$L0" && on_origin "$VM" vdb "/dev/mapper/dmrep-snap-$L1"'
+is "the origin device was reloaded, not made anew" "$O0" "$(devno "dmrep-$VM:vda@origin")"
 check "point 2 (newer than the failover point) is gone" \
 	jq -e 'map(.id) == [1]' <<<"$(dmrep --json point list "$VM")"
 out=$(dmrep --json point remove "$VM" 1)
@@ -138,6 +177,8 @@ check "point 1 still holds its moment" eval 'has "$P1A" a1 && has "$P1B" b1'
 simulate_reboot
 agent_start || not_ok "agent starts after a reboot with a layer"
 check "after a reboot the layered disks show the live data" both a4 b4
+check "after a reboot the origin devices are over the layer" \
+	eval 'on_origin "$VM" vda "/dev/mapper/dmrep-snap-$L0" && on_origin "$VM" vdb "/dev/mapper/dmrep-snap-$L1"' 
 check "after a reboot point 3 is back" eval 'has "$(snapdev 3 0)" a3'
 out=$(dmrep --json failover start "$VM" --point 3 --guest resume --wait)
 check "failover to a point taken after the commit" eval 'jq -e ".job_state == 7" <<<"$out" && both a3 b3'
@@ -147,6 +188,7 @@ check "and back" eval 'jq -e ".job_state == 7" <<<"$out" && both a4 b4'
 # --- a crash in the middle of a commit is finished at start --------------------------
 out=$(dmrep --json failover start "$VM" --point 3 --guest resume --wait)
 check "failover for the crash test" jq -e '.job_state == 7' <<<"$out"
+L2=$(overlay "$VM" 0)
 put "/dev/dmrep/$VM/vda" a5
 agent_stop
 DMREP_TEST_CRASH_AT=commit:layer agent_start || not_ok "agent starts with the crash hook"
@@ -154,7 +196,8 @@ out=$(dmrep --json failover commit "$VM")
 check "the agent died at commit:layer" agent_exited 10
 agent_start || not_ok "agent restarts after the crash"
 check "recovery finished the commit" jq -e '.state == "committed"' <<<"$(dmrep --json vm show "$VM")"
-is "the stable device is on the new layer" snapshot-origin "$(table_type "dmrep-$VM:vda")"
+check "the stable device is on the new layer (linear over the origin device over it)" \
+	on_origin "$VM" vda "/dev/mapper/dmrep-snap-$L2"
 check "the data of the view stands" has "/dev/dmrep/$VM/vda" a5
 check "no DMREP- device is left suspended" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " | awk '"'"'$1 ~ /^DMREP-/ && substr($2, 3, 1) == "s" { bad = 1 } END { exit !bad }'"'"''
 
@@ -305,6 +348,12 @@ for step in initiate:intent initiate:overlays initiate:preload initiate:paused i
 	*) not_ok "$step: a settled state (got $st, was $live_a)" ;; esac
 	check "$step: no DMREP- device is suspended or has a table loaded" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " |
 		awk '"'"'$1 ~ /^DMREP-/ && (substr($2, 3, 1) == "s" || substr($2, 2, 1) == "I") { bad = 1 } END { exit !bad }'"'"''
+	case $st in
+	recovered) check "$step: the stable devices are linear over the views" \
+		eval 'on_view "$V5" vda "$(overlay "$V5" 0)" && on_view "$V5" vdb "$(overlay "$V5" 1)"' ;;
+	*) check "$step: the stable devices are linear over the origin devices" \
+		eval 'on_origin "$V5" vda && on_origin "$V5" vdb' ;;
+	esac
 	# Both disks on one target: the point's moment, or the live data.
 	if has "/dev/dmrep/$V5/vda" c1 && has "/dev/dmrep/$V5/vdb" d1; then on=point
 	elif has "/dev/dmrep/$V5/vda" c2 && has "/dev/dmrep/$V5/vdb" d2; then on=live

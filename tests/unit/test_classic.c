@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests: the classic backend's pure parts: table builders, reading
  * live tables back (literal `dmsetup table` lines of the lab's kernel),
- * default COW sizes, and the room check for a new point (the cap and the
- * state directory's free space). */
+ * the origin devices' names and which devices a VM owns, default COW
+ * sizes, and the room check for a new point (the cap and the state
+ * directory's free space).  What the stack does with the kernel is the
+ * lab's (t-90). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/backend/classic.h"
+#include "agent/store/registry.h"
 #include "common/util.h"
 #include "dm/table.h"
 #include "snapshots/classic.h"
@@ -49,6 +52,12 @@ static void test_tables(void **state)
 	assert_string_equal(text, "0 2048 linear /dev/mapper/dmrep-snap-12 0\n");
 	free(text);
 	dmr_table_free(t);
+	/* The stack: a stable device over its origin device, by number. */
+	assert_int_equal(dmr_classic_view_table("253:7", 2048, &t), 0);
+	assert_int_equal(dmr_table_format(t, &text), 0);
+	assert_string_equal(text, "0 2048 linear 253:7 0\n");
+	free(text);
+	dmr_table_free(t);
 	/* No device, no table. */
 	assert_int_not_equal(dmr_classic_snap_table("", "/dev/loop7", 8, &t), 0);
 }
@@ -76,11 +85,127 @@ static void test_read_back(void **state)
 	assert_false(dmr_classic_table_is_origin(t));
 	assert_false(dmr_classic_table_is_view_of(t, 7, 0));
 	dmr_table_free(t);
-	/* The live id 0 means the origin, whatever it sits on. */
-	t = parse_line("0 65536 snapshot-origin 253:9");
-	assert_true(dmr_classic_table_shows(t, 0));
-	dmr_table_free(t);
 	assert_false(dmr_classic_table_is_origin(NULL));
+}
+
+static struct dmr_vm *classic_vm(size_t npoints, uint64_t cow);
+
+/* An origin device's table names the device it copies out of; the
+ * stable device an older dmrep made had it itself, and shows nothing in
+ * the stack (activate moves it). */
+static void test_origin_tables(void **state)
+{
+	struct dmr_vm *vm = classic_vm(0, 1u << 20);
+	struct dmr_table *t;
+	uint32_t maj = 0, min = 0;
+
+	(void)state;
+	t = parse_line("0 65536 snapshot-origin 7:0");
+	assert_true(dmr_classic_table_is_origin_of(t, 7, 0));
+	assert_false(dmr_classic_table_is_origin_of(t, 7, 1));
+	assert_false(dmr_classic_table_is_origin_of(t, 8, 0));
+	/* Read without a dm call: the older table is not the stack. */
+	assert_false(dmr_classic_table_shows(vm, 0, t, 0));
+	assert_int_equal(dmr_table_linear_dev(t, &maj, &min), -EINVAL);
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot-origin 253:12");
+	assert_true(dmr_classic_table_is_origin_of(t, 253, 12));
+	assert_false(dmr_classic_table_is_origin_of(t, 253, 1));
+	dmr_table_free(t);
+	t = parse_line("0 65536 linear 7:0 0");
+	assert_false(dmr_classic_table_is_origin_of(t, 7, 0));
+	assert_int_equal(dmr_table_linear_dev(t, &maj, &min), 0);
+	assert_int_equal(maj, 7);
+	assert_int_equal(min, 0);
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot 7:0 7:1 P 8");
+	assert_false(dmr_classic_table_is_origin_of(t, 7, 0));
+	assert_false(dmr_classic_table_shows(vm, 0, t, 0));
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot-origin 7:0");
+	assert_int_equal(dmr_table_append(t, 8, "snapshot-origin", "7:0"), 0);
+	assert_false(dmr_classic_table_is_origin_of(t, 7, 0)); /* two targets */
+	dmr_table_free(t);
+	assert_false(dmr_classic_table_is_origin_of(NULL, 7, 0));
+	dmr_vm_free(vm);
+}
+
+/* The origin device's name: after the disk, never a stable device's, a
+ * test view's, a store's or the pool's; the longest names fit. */
+static void test_origin_names(void **state)
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE], other[DMR_DM_NAME_SIZE];
+	char vm[DMR_OBJ_NAME_MAX + 2], disk[DMR_OBJ_NAME_MAX + 1];
+	static const char *const pairs[][2] = {
+		{ "db", "vda" }, { "db", "test" }, { "test", "vda" }, { "a-b", "c" }, { "a", "b-c" },
+		{ "x-test", "y" }, { "origin", "origin" },
+	};
+
+	(void)state;
+	assert_int_equal(dmr_classic_origin_dm_name("db", "vda", name, uuid), 0);
+	assert_string_equal(name, "dmrep-db:vda@origin");
+	assert_string_equal(uuid, "DMREP-origin-db:vda");
+	assert_int_equal(dmr_name_dm_valid(name), 0);
+	assert_int_equal(dmr_name_uuid_valid(uuid), 0);
+	/* Hidden by udev: neither a disk's nor a test view's UUID. */
+	assert_false(dmr_startswith(uuid, "DMREP-disk-") || dmr_startswith(uuid, "DMREP-test-"));
+	assert_int_equal(dmr_classic_origin_dm_name("db", "vdb", name, NULL), 0);
+	assert_string_equal(name, "dmrep-db:vdb@origin");
+	for (size_t a = 0; a < sizeof(pairs) / sizeof(pairs[0]); a++) {
+		assert_int_equal(dmr_classic_origin_dm_name(pairs[a][0], pairs[a][1], name, NULL), 0);
+		for (size_t b = 0; b < sizeof(pairs) / sizeof(pairs[0]); b++) {
+			assert_int_equal(dmr_vm_disk_dm_name(pairs[b][0], pairs[b][1], other), 0);
+			assert_string_not_equal(name, other);
+			assert_int_equal(dmr_vm_test_dm_name(pairs[b][0], pairs[b][1], other), 0);
+			assert_string_not_equal(name, other);
+			if (b != a) {
+				assert_int_equal(dmr_classic_origin_dm_name(pairs[b][0], pairs[b][1],
+									    other, NULL), 0);
+				assert_string_not_equal(name, other);
+			}
+		}
+	}
+	/* Names a VM or disk cannot have. */
+	assert_int_equal(dmr_classic_origin_dm_name("db", "vda@origin", name, uuid), -EINVAL);
+	assert_int_equal(dmr_classic_origin_dm_name("d:b", "vda", name, uuid), -EINVAL);
+	assert_int_equal(dmr_classic_origin_dm_name("db", "", name, uuid), -EINVAL);
+	/* The longest. */
+	memset(vm, 'v', sizeof(vm));
+	vm[DMR_OBJ_NAME_MAX] = '\0';
+	memset(disk, 'd', sizeof(disk));
+	disk[DMR_OBJ_NAME_MAX] = '\0';
+	assert_int_equal(dmr_classic_origin_dm_name(vm, disk, name, uuid), 0);
+	assert_int_equal(strlen(name), strlen("dmrep-:@origin") + 2 * DMR_OBJ_NAME_MAX);
+	assert_int_equal(dmr_name_dm_valid(name), 0);
+	assert_int_equal(dmr_name_uuid_valid(uuid), 0);
+	vm[DMR_OBJ_NAME_MAX] = 'v';
+	vm[DMR_OBJ_NAME_MAX + 1] = '\0';
+	assert_int_equal(dmr_classic_origin_dm_name(vm, disk, name, uuid), -EINVAL);
+}
+
+/* Recovery calls no device the catalog knows an orphan: the origin
+ * devices are the VM's, as its stable devices, points and views are. */
+static void test_owns(void **state)
+{
+	struct dmr_vm *vm = classic_vm(1, 1u << 20);
+
+	(void)state;
+	vm->points[0].vol_ids[0] = 5;
+	vm->points[0].vol_ids[1] = 6;
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-db:vda"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-db:vdb"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-db:vda@origin"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-db:vdb@origin"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-db:test:vda"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-snap-5"));
+	assert_true(dmr_classic_vm_owns(vm, "dmrep-snap-6"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-db:vdc@origin"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-dbx:vda@origin"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-db:vda@origin2"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-db:vda@"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-snap-7"));
+	assert_false(dmr_classic_vm_owns(vm, "dmrep-thin-5"));
+	dmr_vm_free(vm);
 }
 
 static void test_default_cow(void **state)
@@ -167,6 +292,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tables),
 		cmocka_unit_test(test_read_back),
+		cmocka_unit_test(test_origin_tables),
+		cmocka_unit_test(test_origin_names),
+		cmocka_unit_test(test_owns),
 		cmocka_unit_test(test_default_cow),
 		cmocka_unit_test(test_point_room),
 	};

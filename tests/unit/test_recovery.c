@@ -1179,6 +1179,57 @@ static void test_classic_point_back(void **st)
 	json_object_put(f);
 }
 
+#define O0 "dmrep-vm1:d0@origin"
+#define O1 "dmrep-vm1:d1@origin"
+#define OU0 "DMREP-origin-vm1:d0"
+#define OU1 "DMREP-origin-vm1:d1"
+
+/* Both disks on the stack: stable devices over their origin devices. */
+static void classic_stack_up(void)
+{
+	dev_add(D0, U0, 0);
+	dev_add(D1, U1, 0);
+	dev_add(O0, OU0, 0);
+	dev_add(O1, OU1, 0);
+}
+
+/* The stack: the stores a point made are removed with the origin
+ * devices (the snapshot-origin targets) suspended, not the stable
+ * devices above them. */
+static void test_classic_point_back_stack(void **st)
+{
+	struct json_object *o = vm_classic();
+	struct dmr_vm *vm;
+
+	add_pending_point(o, 2, 1, 5, 6);
+	vm_write(o);
+	classic_stack_up();
+	dev_add("dmrep-snap-5", "DMREP-snap-5", 0);
+	vm = recover_ok(0);
+	assert_int_equal(vm->n_points, 0);
+	calls_are("suspend " O0 ";suspend " O1 ";remove dmrep-snap-5;resume " O0 ";resume " O1 ";");
+	assert_non_null(dev_find(D0));
+	assert_non_null(dev_find(O0));
+}
+
+/* A device with an origin device's name and another UUID is not the
+ * VM's: it is never suspended, and nothing is removed under it (the
+ * point is dropped all the same, settle is best effort; its device stays
+ * and is reported). */
+static void test_classic_point_back_foreign_origin(void **st)
+{
+	struct json_object *o = vm_classic();
+
+	add_pending_point(o, 2, 1, 5, 6);
+	vm_write(o);
+	dev_add(D0, U0, 0);
+	dev_add(O0, "DMREP-origin-other:d0", 0);
+	dev_add("dmrep-snap-5", "DMREP-snap-5", 0);
+	(void)recover_ok(0);
+	calls_are("");
+	assert_non_null(dev_find("dmrep-snap-5"));
+}
+
 /* A classic add a crash interrupted: the VM's devices go, its disks (in
  * place) are untouched, the record goes. */
 static void test_classic_add_undone(void **st)
@@ -1191,6 +1242,26 @@ static void test_classic_add_undone(void **st)
 	dev_add(D0, U0, 0);
 	assert_null(recover(0));
 	calls_are("remove " D0 ";");
+	snprintf(path, sizeof(path), "%s/vms/vm1.json", state_dir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* The same on the stack: the stable devices first, then the origin
+ * devices they stand on; another VM's origin device is left alone. */
+static void test_classic_add_undone_stack(void **st)
+{
+	struct json_object *o = vm_classic();
+	char path[128];
+
+	set_bool(o, "importing", true);
+	vm_write(o);
+	dev_add(D0, U0, 0);
+	dev_add(D1, U1, 0);
+	dev_add(O0, OU0, 0);
+	dev_add("dmrep-vm2:d0@origin", "DMREP-origin-vm2:d0", 0);
+	assert_null(recover(0));
+	calls_are("remove " D0 ";remove " D1 ";remove " O0 ";");
+	assert_non_null(dev_find("dmrep-vm2:d0@origin"));
 	snprintf(path, sizeof(path), "%s/vms/vm1.json", state_dir);
 	assert_int_equal(access(path, F_OK), -1);
 }
@@ -1210,6 +1281,23 @@ static void test_classic_doomed_removed(void **st)
 	f = state_file();
 	assert_true(file_null(f, "doomed_ids"));
 	json_object_put(f);
+}
+
+/* The same on the stack: the origin devices quiet around the removal. */
+static void test_classic_doomed_removed_stack(void **st)
+{
+	struct json_object *o = vm_classic();
+	struct dmr_vm *vm;
+
+	json_object_object_add(o, "doomed_ids", ids(11, 12));
+	vm_write(o);
+	classic_stack_up();
+	dev_add("dmrep-snap-11", "DMREP-snap-11", 0);
+	dev_add("dmrep-snap-12", "DMREP-snap-12", 0);
+	vm = recover_ok(0);
+	assert_int_equal(vm->n_doomed, 0);
+	calls_are("suspend " O0 ";suspend " O1 ";remove dmrep-snap-11;remove dmrep-snap-12;resume " O0
+		  ";resume " O1 ";");
 }
 
 int main(void)
@@ -1241,6 +1329,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_classic_point_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_add_undone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_doomed_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_point_back_stack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_point_back_foreign_origin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_add_undone_stack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_classic_doomed_removed_stack, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
