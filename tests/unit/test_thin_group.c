@@ -4,8 +4,9 @@
  * suspend/resume ioctls (dm/ioctl.h) and the pool's messages are wrapped
  * (-Wl,--wrap, see wrap.mk), each call logged in order:
  *  - every active origin is suspended (with flush; skip-lockfs only when
- *    asked) before the first create_snap, and resumed after the
- *    transaction id moved; inactive ones (NULL names) are not touched;
+ *    asked) before the first create_snap and resumed after the last; the
+ *    transaction id moves after the resume (one commit less in the
+ *    stall); inactive ones (NULL names) are not touched;
  *  - a failure anywhere (a suspend, a message, the transaction, the lab's
  *    hook) deletes the snapshots made, resumes every origin that was
  *    suspended and leaves none suspended; a resume that fails is retried;
@@ -189,7 +190,7 @@ static void test_order(void **state)
 	(void)state;
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, names, origins, news, 5, 6, 0, &stall), 0);
 	assert_string_equal(joined(), "S,S,S,S,create_snap 11 1,create_snap 12 2,create_snap 13 3,"
-				      "create_snap 14 4,txn 5 6,R,R,R,R");
+				      "create_snap 14 4,R,R,R,R,txn 5 6");
 	assert_true(none_suspended());
 	assert_true(stall >= 1000);
 	/* With flush and lockfs: the kernel wants the origin quiet. */
@@ -218,7 +219,7 @@ static void test_inactive(void **state)
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, some, origins, news, 5, 6, 0, NULL), 0);
 	assert_int_equal(kern.ctls, 2);
 	assert_string_equal(joined(), "S,S,create_snap 11 1,create_snap 12 2,create_snap 13 3,"
-				      "create_snap 14 4,txn 5 6,R,R");
+				      "create_snap 14 4,R,R,txn 5 6");
 	reset(NULL);
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, none, origins, news, 5, 6, 0, &stall), 0);
 	assert_int_equal(kern.ctls, 0);
@@ -247,8 +248,8 @@ static void test_message_fails(void **state)
 	kern.fail_message_at = 3;
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, names, origins, news, 5, 6, 0, NULL),
 			 -ENOSPC);
-	assert_string_equal(joined(), "S,S,S,S,create_snap 11 1,create_snap 12 2,delete 11,"
-				      "delete 12,R,R,R,R");
+	assert_string_equal(joined(), "S,S,S,S,create_snap 11 1,create_snap 12 2,R,R,R,R,"
+				      "delete 11,delete 12");
 	assert_true(none_suspended());
 }
 
@@ -257,7 +258,8 @@ static void test_transaction_fails(void **state)
 	(void)state;
 	kern.fail_txn = 1;
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, names, origins, news, 5, 6, 0, NULL), -EIO);
-	assert_non_null(strstr(joined(), "delete 11,delete 12,delete 13,delete 14,R,R,R,R"));
+	assert_string_equal(joined(), "S,S,S,S,create_snap 11 1,create_snap 12 2,create_snap 13 3,"
+				      "create_snap 14 4,R,R,R,R,delete 11,delete 12,delete 13,delete 14");
 	assert_true(none_suspended());
 }
 
@@ -278,10 +280,13 @@ static void test_resume_retried(void **state)
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, names, origins, news, 5, 6, 0, NULL), 0);
 	assert_true(none_suspended());
 	reset(NULL);
-	/* Twice: the point's error, since an origin stays suspended. */
+	/* Twice: the point's error, since an origin stays suspended; the
+	 * transaction id stays and the snapshots go. */
 	kern.fail_resumes[3] = 2;
 	assert_int_equal(dmr_thin_snapshot_group(pool, N, names, origins, news, 5, 6, 0, NULL), -EIO);
 	assert_true(kern.suspended[3]);
+	assert_null(strstr(joined(), "txn"));
+	assert_non_null(strstr(joined(), "delete 11,delete 12,delete 13,delete 14"));
 }
 
 int main(void)
