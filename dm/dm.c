@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/util.h"
 #include "dm/name.h"
 
@@ -53,6 +54,16 @@ int dmr_dm_init(void)
 	return 0;
 }
 
+/* One udev cookie shared by the tasks of a group (dmr_dm_create_group,
+ * dmr_dm_remove_group): each task adds itself to it, and the group waits
+ * once, after its last task, for udev to have handled every device.
+ * used: some task set it, so the wait is due (with udev sync off too: the
+ * wait is where libdevmapper makes or removes the nodes itself). */
+struct udev_group {
+	uint32_t cookie;
+	bool used;
+};
+
 struct task_spec {
 	int type;               /* DM_DEVICE_* */
 	const char *what;       /* for the debug log */
@@ -62,6 +73,7 @@ struct task_spec {
 	const struct dmr_table *table;
 	unsigned flags;         /* DMR_DM_* */
 	bool cookie;            /* wait for udev (create, resume, remove, rename) */
+	struct udev_group *group; /* with cookie: the group's, waited on by the group */
 	bool inactive;          /* query the inactive table */
 	uint64_t sector;
 	const char *message;
@@ -119,11 +131,14 @@ static int task_run(const struct task_spec *s, collect_fn collect, void *userdat
 		}
 	}
 	if (s->cookie) {
-		if (!dm_task_set_cookie(dmt, &cookie, 0)) {
+		if (!dm_task_set_cookie(dmt, s->group ? &s->group->cookie : &cookie, 0)) {
 			r = -EIO;
 			goto out;
 		}
-		cookie_set = true;
+		if (s->group)
+			s->group->used = true;
+		else
+			cookie_set = true;
 	}
 	if (!dm_task_run(dmt)) {
 		r = task_errno(dmt);
@@ -135,13 +150,27 @@ static int task_run(const struct task_spec *s, collect_fn collect, void *userdat
 		r = collect(dmt, userdata);
 out:
 	/* A set cookie is waited on whether or not the task ran: libdevmapper
-	 * completes it itself on failure, and the wait releases it. */
+	 * completes it itself on failure, and the wait releases it.  A
+	 * group's is waited on by the group (group_wait). */
 	if (cookie_set)
 		(void)dm_udev_wait(cookie);
 	if (dmt)
 		dm_task_destroy(dmt);
 	pthread_mutex_unlock(&dm_lock);
 	return r;
+}
+
+/* The group's one wait, under the lock as every task's own wait is. */
+static void group_wait(struct udev_group *g)
+{
+	if (!g->used)
+		return;
+	pthread_mutex_lock(&dm_lock);
+	(void)dm_udev_wait(g->cookie);
+	pthread_mutex_unlock(&dm_lock);
+	log_debug("dm group: udev done");
+	g->used = false;
+	g->cookie = 0;
 }
 
 static int collect_version(struct dm_task *dmt, void *userdata)
@@ -175,6 +204,97 @@ int dmr_dm_create(const char *name, const char *uuid, const struct dmr_table *ta
 	if (!dmr_name_uuid_is_ours(uuid))
 		return -EPERM;
 	return task_run(&s, NULL, NULL);
+}
+
+int dmr_dm_create_group(size_t n, const char *const *names, const char *const *uuids,
+			const struct dmr_table *const *tables, unsigned flags)
+{
+	struct udev_group g = { 0 };
+	size_t made = 0;
+	int r = 0;
+
+	if (n == 0 || !names || !uuids || !tables)
+		return -EINVAL;
+	/* Every refusal before the first task: all or nothing. */
+	for (size_t i = 0; i < n; i++) {
+		if (dmr_name_dm_valid(names[i]) < 0 || !tables[i] || tables[i]->count == 0)
+			return -EINVAL;
+		if (!dmr_name_uuid_is_ours(uuids[i]))
+			return -EPERM;
+	}
+	for (; made < n; made++) {
+		struct task_spec s = { .type = DM_DEVICE_CREATE, .what = "create", .name = names[made],
+				       .uuid = uuids[made], .table = tables[made],
+				       .flags = flags & DMR_DM_READONLY, .cookie = true,
+				       .group = &g };
+		char hook[48];
+
+		/* The lab fails the k-th create (DMREP_TEST_FAIL_AT=create-group:K)
+		 * to see the rollback leave nothing behind. */
+		snprintf(hook, sizeof(hook), "create-group:%zu", made);
+		r = dmr_test_fail(hook);
+		if (r == 0)
+			r = task_run(&s, NULL, NULL);
+		if (r < 0) {
+			log_debug_errno(r, "dm create group: %s (%zu of %zu): %m", names[made],
+					made + 1, n);
+			break;
+		}
+	}
+	/* udev is done with the ones made before any goes: a rule's reader
+	 * (blkid) would make the remove busy. */
+	group_wait(&g);
+	if (r < 0 && made > 0) {
+		int q = dmr_dm_remove_group(made, names, 20);
+
+		if (q < 0)
+			log_debug_errno(q, "dm create group: rollback: %m");
+	}
+	return r;
+}
+
+int dmr_dm_remove_group(size_t n, const char *const *names, unsigned retries)
+{
+	_cleanup_free_ int *res = NULL;
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	if (!names)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && dmr_name_dm_valid(names[i]) < 0)
+			return -EINVAL;
+	res = malloc(n * sizeof(*res));
+	if (!res)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		res[i] = names[i] ? -EBUSY : 0; /* to do */
+	for (unsigned pass = 0;; pass++) {
+		struct udev_group g = { 0 };
+		bool busy = false;
+
+		for (size_t i = 0; i < n; i++) {
+			struct task_spec s = { .type = DM_DEVICE_REMOVE, .what = "remove",
+					       .name = names[i], .cookie = true, .group = &g };
+
+			if (res[i] != -EBUSY)
+				continue;
+			res[i] = task_run(&s, NULL, NULL);
+			if (res[i] == -ENOENT)
+				res[i] = 0; /* gone already: what was asked */
+			busy = busy || res[i] == -EBUSY;
+		}
+		group_wait(&g);
+		if (!busy || pass >= retries)
+			break;
+		/* Someone (blkid from a udev rule, a reader) holds one open
+		 * for a moment: wait rather than force. */
+		usleep(100 * 1000);
+	}
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = res[i];
+	return r;
 }
 
 int dmr_dm_load(const char *name, const struct dmr_table *table, unsigned flags)

@@ -18,8 +18,8 @@
  *
  * Thread safety: libdevmapper keeps process-wide state (log callback, udev
  * cookie semaphores, the control fd); all tasks are serialised by one lock in
- * dm/dm.c.  The raw-ioctl path (dm/ioctl.h) exists for the one place where
- * parallel suspends matter.
+ * dm/dm.c.  The raw-ioctl path (dm/ioctl.h, dm/batch.h) exists for where
+ * parallel suspends matter: the failover window and a point's stall.
  */
 #ifndef DMR_DM_DM_H
 #define DMR_DM_DM_H
@@ -62,6 +62,23 @@ int dmr_dm_driver_version(char *buf, size_t len);
 /* Create name with uuid (must start with DMR_UUID_PREFIX) and table, active. */
 int dmr_dm_create(const char *name, const char *uuid,
 		  const struct dmr_table *table, unsigned flags);
+/*
+ * Create n devices (names[i], uuids[i], tables[i]; flags as dmr_dm_create)
+ * with one udev cookie and one wait for all of them, not one per device.
+ * All or nothing: every name, table and UUID (DMR_UUID_PREFIX, else
+ * -EPERM) is checked before the first task, and on a failure the devices
+ * it made are removed again (after udev is done with them) and the first
+ * error is returned.
+ */
+int dmr_dm_create_group(size_t n, const char *const *names, const char *const *uuids,
+			const struct dmr_table *const *tables, unsigned flags);
+/*
+ * Remove n devices (NULL entries skipped) with one udev cookie per pass
+ * and one wait each.  Best effort: every device is tried, a missing one
+ * counts as removed, a busy one is tried again up to `retries` more
+ * passes 100 ms apart (as dmr_dm_remove); the first error remains.
+ */
+int dmr_dm_remove_group(size_t n, const char *const *names, unsigned retries);
 /* Load table as name's inactive table (RELOAD); the live table is untouched. */
 int dmr_dm_load(const char *name, const struct dmr_table *table, unsigned flags);
 /* Drop an inactive table loaded with dmr_dm_load (DM_DEVICE_CLEAR). */

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "dm/batch.h"
 #include "dm/dm.h"
 #include "snapshots/loop.h"
 
@@ -223,6 +224,98 @@ bool dmr_classic_table_is_view_of(const struct dmr_table *t, uint32_t maj, uint3
 	return a == maj && b == min && off == 0;
 }
 
+/* A batch (dm/batch.h) over the distinct, existing, not yet suspended
+ * devices of stable[]; *ret NULL if there is none.  Made before anything
+ * is suspended: threads and descriptors are not part of the stall. */
+static int origins_batch(size_t n, const char *const *stable, struct dmr_dm_batch **ret)
+{
+	_cleanup_free_ const char **pick = calloc(n ? n : 1, sizeof(*pick));
+	size_t k = 0;
+
+	if (!pick)
+		return -ENOMEM;
+	for (size_t i = 0; stable && i < n; i++) {
+		struct dmr_dm_info info;
+		bool dup = false;
+		int r;
+
+		if (!stable[i])
+			continue;
+		for (size_t j = 0; j < k; j++)
+			dup = dup || dmr_streq(pick[j], stable[i]);
+		if (dup)
+			continue;
+		r = dmr_dm_info(stable[i], &info);
+		if (r < 0)
+			return r;
+		if (!info.exists || info.suspended)
+			continue;
+		pick[k++] = stable[i];
+	}
+	*ret = NULL;
+	return k ? dmr_dm_batch_new(k, pick, ret) : 0;
+}
+
+/* Resume what b suspended (twice where the first fails), free it; the
+ * first error of r and the resume's. */
+static int origins_resume(struct dmr_dm_batch *b, int r)
+{
+	int q;
+
+	if (!b)
+		return r;
+	q = dmr_dm_batch_resume_all(b);
+	dmr_dm_batch_free(b);
+	return r < 0 ? r : q;
+}
+
+int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *const *names,
+			       const char *const *uuids, struct dmr_table *const *tables,
+			       unsigned suspend_flags, uint64_t *ret_suspend_usec)
+{
+	_cleanup_free_ const char **np = calloc(n ? n : 1, sizeof(*np));
+	_cleanup_free_ const char **up = calloc(n ? n : 1, sizeof(*up));
+	_cleanup_free_ const struct dmr_table **tp = calloc(n ? n : 1, sizeof(*tp));
+	struct dmr_dm_batch *b = NULL;
+	size_t k = 0;
+	uint64_t t0 = 0, t1 = 0;
+	int r;
+
+	if (!np || !up || !tp)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!names[i])
+			continue;
+		np[k] = names[i];
+		up[k] = uuids[i];
+		tp[k++] = tables[i];
+	}
+	r = origins_batch(n, stable, &b);
+	if (r < 0)
+		return r;
+	/* The origins in parallel (lockfs and flush unless the caller
+	 * says): one instant for every disk, and a stall that does not grow
+	 * with their number. */
+	t0 = dmr_now_usec();
+	if (b)
+		r = dmr_dm_batch_suspend_all(b, suspend_flags);
+	/* One udev wait for every snapshot, not one each.  On a failure the
+	 * group removes the made ones while their origins are still quiet. */
+	if (r == 0 && k > 0) {
+		r = dmr_dm_create_group(k, np, up, tp, DMR_DM_READONLY);
+		if (r < 0)
+			log_debug_errno(r, "snapshot group of %zu: %m", k);
+	}
+	r = origins_resume(b, r);
+	t1 = dmr_now_usec();
+	/* On failure too: the origins stalled all the same. */
+	if (ret_suspend_usec)
+		*ret_suspend_usec = b ? t1 - t0 : 0;
+	return r;
+}
+
+/* Point removal keeps the one-by-one libdevmapper path: nothing measures
+ * its stall, and recovery's tests drive it over a fake dm_* layer. */
 static void resume_all(size_t n, const char *const *stable, const bool *suspended)
 {
 	for (size_t i = 0; i < n; i++)
@@ -255,35 +348,6 @@ static int suspend_all(size_t n, const char *const *stable, unsigned flags, bool
 		suspended[i] = true;
 	}
 	return 0;
-}
-
-int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *const *names,
-			       const char *const *uuids, struct dmr_table *const *tables,
-			       unsigned suspend_flags, uint64_t *ret_suspend_usec)
-{
-	_cleanup_free_ bool *suspended = calloc(n ? n : 1, sizeof(bool));
-	size_t made = 0;
-	uint64_t t0;
-	int r;
-
-	if (!suspended)
-		return -ENOMEM;
-	t0 = dmr_now_usec();
-	r = suspend_all(n, stable, suspend_flags, suspended);
-	for (; r == 0 && made < n; made++) {
-		r = dmr_dm_create(names[made], uuids[made], tables[made], DMR_DM_READONLY);
-		if (r < 0)
-			log_debug_errno(r, "snapshot %s: %m", names[made]);
-	}
-	if (r < 0) {
-		/* Made ones go while their origins are still quiet. */
-		for (size_t i = 0; i < made; i++)
-			(void)dmr_dm_remove(names[i], 20);
-	}
-	resume_all(n, stable, suspended);
-	if (ret_suspend_usec)
-		*ret_suspend_usec = dmr_now_usec() - t0;
-	return r;
 }
 
 int dmr_classic_snap_remove(size_t ns, const char *const *stable, size_t n,

@@ -65,12 +65,15 @@ bool dmr_classic_table_is_view_of(const struct dmr_table *t, uint32_t maj, uint3
 /*
  * A consistency group of classic snapshots: the stable devices stable[0..n)
  * (NULL entries are skipped; several disks may share none) are suspended
- * together (lockfs and flush unless suspend_flags says otherwise), every
- * snapshot device names[i] is created read-only with uuids[i] and
- * tables[i] (the kernel ties a snapshot to its origin when the table is
- * loaded, so the origin is quiet then), and the stable devices resume.  On
- * failure the snapshots made are removed while the origins are still
- * suspended, and every origin resumes.  ret_suspend_usec may be NULL.
+ * together, in parallel (dm/batch.h; lockfs and flush unless suspend_flags
+ * says otherwise), every snapshot device names[i] is created read-only
+ * with uuids[i] and tables[i], all with one udev wait
+ * (dmr_dm_create_group; the kernel ties a snapshot to its origin when the
+ * table is loaded, so the origin is quiet then), and the stable devices
+ * resume in parallel.  On failure the snapshots made are removed while the
+ * origins are still suspended, and every origin resumes (twice if the
+ * first resume fails).  ret_suspend_usec (may be NULL) gets the stall,
+ * from the first suspend to the last resume, on failure too.
  */
 int dmr_classic_snapshot_group(size_t n, const char *const *stable, const char *const *names,
 			       const char *const *uuids, struct dmr_table *const *tables,

@@ -27,17 +27,25 @@ int dmr_thin_activate(const struct dmr_pool *pool, const char *name, const char 
 
 /*
  * A consistency group: for i < n, snapshot the thin volume origin_ids[i],
- * which is live under the dm device names[i] (NULL if not active), into the
- * new thin id new_ids[i].  All active origins are suspended together (with
- * lockfs and flush, as the kernel requires for create_snap of an active
- * volume), so every snapshot is of the same instant; then the messages,
- * then `set_transaction_id old_tid new_tid`, then all resume.  The pool
- * itself is never suspended.  On failure every snapshot already made is
- * deleted, every device resumed, and the transaction id is left at old_tid.
+ * which is live under the dm device names[i] (names NULL or names[i] NULL:
+ * not active), into the new thin id new_ids[i].  All active origins are
+ * suspended together (with lockfs and flush, as the kernel requires for
+ * create_snap of an active volume), so every snapshot is of the same
+ * instant; then the messages, then all resume, then `set_transaction_id
+ * old_tid new_tid` (outside the stall).  The suspends and the resumes run
+ * in parallel, one thread and control descriptor per device started
+ * before the first suspend (dm/batch.h); what still grows with the number
+ * of disks is the messages: the kernel commits the pool's metadata after
+ * each one.  The pool itself is never suspended.  On failure every snapshot
+ * already made is deleted, every device suspended is resumed (twice if
+ * the first resume fails), and the transaction id is left at old_tid; an
+ * origin that stays suspended fails the group too.
  * suspend_flags: 0, or DMR_DM_SKIP_LOCKFS when whatever sits on the volumes
  * is frozen already (an application-consistent point: the guest froze its
  * filesystems, and freezing a frozen filesystem again fails with EBUSY).
- * ret_suspend_usec (may be NULL) gets how long the volumes were suspended.
+ * ret_suspend_usec (may be NULL) gets the stall, from the first suspend
+ * issued to the last resume done (0 if no origin is active); on failure
+ * too, since the volumes stalled all the same.
  */
 int dmr_thin_snapshot_group(const struct dmr_pool *pool, size_t n,
 			    const char *const *names, const uint32_t *origin_ids,

@@ -55,6 +55,10 @@ struct dmr_job {
 	struct job_step *steps;
 	size_t n_steps;
 	uint64_t guest_paused_usec;
+	/* A point's I/O stall (dmr_job_set_suspended); only point jobs
+	 * have one, so only they carry the field. */
+	uint64_t suspended_usec;
+	bool has_suspended;
 	struct json_object *results; /* extra fields, e.g. "point" */
 	/* Only for jobs started by this process: */
 	dmr_job_fn fn;
@@ -141,6 +145,9 @@ static struct json_object *job_json(const struct dmr_job *j)
 	json_object_object_add(o, "steps", steps);
 	json_object_object_add(o, "guest_paused_usec",
 			       json_object_new_int64((int64_t)j->guest_paused_usec));
+	if (j->has_suspended)
+		json_object_object_add(o, "suspended_usec",
+				       json_object_new_int64((int64_t)j->suspended_usec));
 	if (j->results) {
 		json_object_object_foreach(j->results, k, v)
 			json_object_object_add(o, k, json_object_get(v));
@@ -256,6 +263,7 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 	j->started = parse_time(o, "started");
 	j->finished = parse_time(o, "finished");
 	(void)json_get_u64(o, "guest_paused_usec", &j->guest_paused_usec);
+	j->has_suspended = json_get_u64(o, "suspended_usec", &j->suspended_usec) == 0;
 	if (json_object_object_get_ex(o, "steps", &steps) && json_object_is_type(steps, json_type_array)) {
 		size_t n = json_object_array_length(steps);
 
@@ -279,7 +287,8 @@ static int job_from_json(struct json_object *o, struct dmr_job **ret)
 		static const char *const known[] = { "id", "method", "vm", "job_state", "state",
 						     "percent_complete", "error_code",
 						     "error_description", "started", "finished",
-						     "steps", "guest_paused_usec", NULL };
+						     "steps", "guest_paused_usec", "suspended_usec",
+						     NULL };
 		bool ours = false;
 
 		for (size_t i = 0; known[i]; i++)
@@ -701,6 +710,14 @@ void dmr_job_set_guest_paused(struct dmr_job *job, uint64_t usec)
 {
 	pthread_mutex_lock(&job->jobs->lock);
 	job->guest_paused_usec = usec;
+	pthread_mutex_unlock(&job->jobs->lock);
+}
+
+void dmr_job_set_suspended(struct dmr_job *job, uint64_t usec)
+{
+	pthread_mutex_lock(&job->jobs->lock);
+	job->suspended_usec = usec;
+	job->has_suspended = true;
 	pthread_mutex_unlock(&job->jobs->lock);
 }
 

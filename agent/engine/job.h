@@ -52,6 +52,10 @@ void dmr_job_set_percent(struct dmr_job *job, unsigned percent);
 /* Record a finished step and how long it took. */
 void dmr_job_add_step(struct dmr_job *job, const char *name, uint64_t usec);
 void dmr_job_set_guest_paused(struct dmr_job *job, uint64_t usec);
+/* A point's I/O stall: how long its volumes were suspended, first suspend
+ * to last resume.  The job's JSON has `suspended_usec` once this is
+ * called (point jobs call it as they start, with 0). */
+void dmr_job_set_suspended(struct dmr_job *job, uint64_t usec);
 void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Record an error from a negative errno: the code from dmr_rc_from_errno,

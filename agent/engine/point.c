@@ -102,6 +102,8 @@ static int point_job(struct dmr_job *job, void *userdata)
 	n = vm ? vm->n_disks : 0;
 	be = vm ? dmr_backend_of(vm) : NULL;
 	pthread_mutex_unlock(&reg->lock);
+	/* Every point job carries its stall, 0 until volumes were suspended. */
+	dmr_job_set_suspended(job, 0);
 	if (!vm)
 		return -ENOENT;
 	ids = calloc(n, sizeof(*ids));
@@ -182,6 +184,7 @@ drop_pending:
 	if (t0) {
 		dmr_job_add_step(job, "snapshot", dmr_now_usec() - t0);
 		dmr_job_add_step(job, "volumes-suspended", suspended);
+		dmr_job_set_suspended(job, suspended);
 	}
 
 	pthread_mutex_lock(&reg->lock);

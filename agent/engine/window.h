@@ -8,7 +8,9 @@
  * Everything that allocates, opens or may wait on udev happens in
  * dmr_window_new (before the guest is paused); the phases only run raw DM
  * ioctls (dm/ioctl.h: one control fd per thread, no libdevmapper state) and
- * fsync/BLKFLSBUF on descriptors opened up front.
+ * fsync/BLKFLSBUF on descriptors opened up front.  The threads and the
+ * suspend and resume are dm/batch.h's, shared with the point's stall
+ * (snapshots/thin.c); the window adds the page-cache phases.
  */
 #ifndef DMR_AGENT_WINDOW_H
 #define DMR_AGENT_WINDOW_H
@@ -29,7 +31,7 @@ int dmr_window_new(size_t n, const char *const *names, struct dmr_window **ret);
 void dmr_window_free(struct dmr_window *w);
 
 /* Run op on every device at once; 0 if all succeeded, else the first
- * error.  ret_ok (may be NULL, n entries) tells which succeeded. */
+ * error.  ret_results (may be NULL, n entries) gets each device's result. */
 int dmr_window_run(struct dmr_window *w, enum dmr_window_op op, int *ret_results);
 
 #endif

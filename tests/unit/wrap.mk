@@ -17,3 +17,15 @@ WRAP_test_recovery := dmr_dm_info dmr_dm_create dmr_dm_check_uuid dmr_dm_owned d
 	dmr_dm_clear dmr_dm_suspend dmr_dm_resume dmr_dm_resume_retry dmr_dm_remove \
 	dmr_dm_rename dmr_pool_status dmr_pool_delete_thin dmr_thin_delete_batch \
 	dmr_thin_activate dmr_thin_table dmr_thin_table_id
+# dm/dm.c's group create and remove over a fake libdevmapper that keeps
+# devices and a udev cookie's count (tests/unit/test_dm_group.c).
+WRAP_test_dm_group := dm_task_create dm_task_destroy dm_task_set_name dm_task_set_uuid \
+	dm_task_set_ro dm_task_add_target dm_task_set_cookie dm_task_run dm_task_get_errno \
+	dm_udev_wait
+# dm/batch.c's threads and rollback over faked control descriptors and
+# suspend/resume ioctls (tests/unit/test_batch.c).
+WRAP_test_batch := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ctl_resume
+# snapshots/thin.c's consistency group over faked suspend/resume ioctls and
+# pool messages (tests/unit/test_thin_group.c).
+WRAP_test_thin_group := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ctl_resume \
+	dmr_pool_message dmr_pool_set_transaction dmr_pool_delete_thin
