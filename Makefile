@@ -123,6 +123,9 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --timeout 1200 -- tools/demo.sh
 
+# Settings reach tools/bench/run in the lab as DMREP_BENCH_* (tools/lab/run
+# passes only DMREP_* and LAB_* in): DMREP_BENCH_DISKS="1 8" DMREP_BENCH_REPS=3
+# DMREP_BENCH_POINTS=0 make bench is a quick look.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --timeout 2400 -- tools/bench/run
