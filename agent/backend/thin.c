@@ -80,70 +80,80 @@ static int vol_info(uint32_t id, struct dmr_dm_info *ret_info)
 static int vols_up(struct dmr_registry *reg, size_t n, const uint32_t *ids,
 		   const uint64_t *sectors)
 {
-	_cleanup_free_ size_t *made = calloc(n ? n : 1, sizeof(*made));
-	size_t n_made = 0;
+	_cleanup_free_ const char **names = calloc(n ? n : 1, sizeof(*names));
+	_cleanup_free_ const char **uuids = calloc(n ? n : 1, sizeof(*uuids));
+	_cleanup_free_ struct dmr_table **tables = calloc(n ? n : 1, sizeof(*tables));
+	_cleanup_free_ char (*nbuf)[DMR_DM_NAME_SIZE] = calloc(n ? n : 1, sizeof(*nbuf));
+	_cleanup_free_ char (*ubuf)[DMR_DM_UUID_SIZE] = calloc(n ? n : 1, sizeof(*ubuf));
+	size_t m = 0;
 	int r = 0;
 
-	if (!made)
+	if (!names || !uuids || !tables || !nbuf || !ubuf)
 		return -ENOMEM;
 	if (!reg->pool)
 		return -ENODEV;
-	for (size_t i = 0; i < n; i++) {
-		char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct dmr_dm_info info;
 		bool twice = false;
 
 		if (ids[i] == 0)
 			continue;
-		/* A VM's disks never share a volume; a list may name one
-		 * twice (the same id for two roles) */
-		for (size_t k = 0; k < n_made && !twice; k++)
-			twice = ids[made[k]] == ids[i];
-		if (twice)
-			continue;
-		r = vol_info(ids[i], &info);
-		if (r < 0)
-			break;
-		if (r > 0) {
-			r = 0;
+		/* A list may name one volume twice (the same id in two roles). */
+		for (size_t k = 0; k < i && !twice; k++)
+			twice = ids[k] == ids[i];
+		if (twice || (r = vol_info(ids[i], &info)) != 0) {
+			r = r > 0 ? 0 : r;
 			continue;
 		}
-		vol_name(ids[i], name);
-		vol_uuid(ids[i], uuid);
-		r = dmr_thin_activate(reg->pool, name, uuid, ids[i], sectors[i], false);
-		if (r < 0)
-			break;
-		made[n_made++] = i;
+		vol_name(ids[i], nbuf[m]);
+		vol_uuid(ids[i], ubuf[m]);
+		names[m] = nbuf[m];
+		uuids[m] = ubuf[m];
+		r = dmr_thin_table(reg->pool, ids[i], sectors[i], &tables[m]);
+		if (r == 0)
+			m++;
 	}
-	if (r < 0)
-		while (n_made-- > 0) {
-			char name[DMR_DM_NAME_SIZE];
-
-			vol_name(ids[made[n_made]], name);
-			(void)dmr_dm_remove(name, 10);
-		}
+	/* One group, one udev wait: n devices before a failover's pause cost
+	 * about what one costs. */
+	if (r == 0 && m > 0)
+		r = dmr_dm_create_group(m, names, uuids, (const struct dmr_table *const *)tables, 0);
+	for (size_t k = 0; k < m; k++)
+		dmr_table_free(tables[k]);
 	return r;
 }
 
-/* Take down the devices of volumes ids[0..n) (0 and missing: skipped);
- * the first error (-EBUSY: something still sits on one). */
+/* Take down the devices of volumes ids[0..n) (0 and missing: skipped),
+ * in one group; the first error (-EBUSY: something still sits on one). */
 static int vols_down(size_t n, const uint32_t *ids)
 {
+	_cleanup_free_ const char **names = calloc(n ? n : 1, sizeof(*names));
+	_cleanup_free_ char (*nbuf)[DMR_DM_NAME_SIZE] = calloc(n ? n : 1, sizeof(*nbuf));
+	size_t m = 0;
 	int r = 0;
 
+	if (!names || !nbuf)
+		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		char name[DMR_DM_NAME_SIZE];
 		struct dmr_dm_info info;
 		int q;
 
 		if (ids[i] == 0 || (q = vol_info(ids[i], &info)) == 0)
 			continue;
-		if (q > 0) {
-			vol_name(ids[i], name);
-			q = dmr_dm_remove(name, 10);
-		}
-		if (q < 0)
+		if (q < 0) {
+			/* another device under a volume's name: never removed */
 			log_debug("thin volume %" PRIu32 "'s device: %s", ids[i], strerror(-q));
+			r = r ?: q;
+			continue;
+		}
+		vol_name(ids[i], nbuf[m]);
+		names[m] = nbuf[m];
+		m++;
+	}
+	if (m > 0) {
+		int q = dmr_dm_remove_group(m, names, 10);
+
+		if (q < 0)
+			log_debug("thin volumes' devices: %s", strerror(-q));
 		r = r ?: q;
 	}
 	return r;
@@ -238,14 +248,26 @@ static int thin_views_make(struct dmr_registry *reg, const struct dmr_vm *vm, ui
 	r = dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->vol_ids, ids, old_tid,
 				    new_tid, 0, NULL);
 	(void)dmr_reg_txn_end(reg, r == 0, new_tid);
-	for (; r == 0 && names && made < vm->n_disks; made++)
-		r = dmr_thin_activate(reg->pool, names[made], uuids[made], ids[made],
-				      vm->disks[made].size_bytes / 512, false);
-	if (r < 0 && names) {
-		for (size_t i = 0; i < made; i++)
-			if (dmr_dm_check_uuid(names[i], uuids[i]) == 0)
-				(void)dmr_dm_remove(names[i], 20);
-		(void)thin_delete_ids(reg, vm->n_disks, ids);
+	if (r == 0 && names) {
+		/* One group, one udev wait; all or nothing. */
+		_cleanup_free_ struct dmr_table **tables = calloc(vm->n_disks, sizeof(*tables));
+		_cleanup_free_ const char **np = calloc(vm->n_disks, sizeof(*np));
+		_cleanup_free_ const char **up = calloc(vm->n_disks, sizeof(*up));
+
+		r = tables && np && up ? 0 : -ENOMEM;
+		for (; r == 0 && made < vm->n_disks; made++) {
+			np[made] = names[made];
+			up[made] = uuids[made];
+			r = dmr_thin_table(reg->pool, ids[made], vm->disks[made].size_bytes / 512,
+					   &tables[made]);
+		}
+		if (r == 0)
+			r = dmr_dm_create_group(vm->n_disks, np, up,
+						(const struct dmr_table *const *)tables, 0);
+		for (size_t i = 0; tables && i < vm->n_disks; i++)
+			dmr_table_free(tables[i]);
+		if (r < 0)
+			(void)thin_delete_ids(reg, vm->n_disks, ids);
 	}
 	return r;
 }

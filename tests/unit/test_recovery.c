@@ -258,6 +258,42 @@ int __wrap_dmr_dm_table(const char *name, bool inactive, struct dmr_table **ret)
 			  table_of(d->linear, d->live, ret);
 }
 
+/* A group create (the volumes' devices): logged as the activations they
+ * are, one per device, "activate NAME ID". */
+int __wrap_dmr_dm_create_group(size_t n, const char *const *names, const char *const *uuids,
+			       const struct dmr_table *const *tables, unsigned flags);
+int __wrap_dmr_dm_create_group(size_t n, const char *const *names, const char *const *uuids,
+			       const struct dmr_table *const *tables, unsigned flags)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct fdev *d;
+		bool linear;
+		uint32_t v;
+
+		if (dev_find(names[i]))
+			return -EEXIST;
+		parse_table(tables[i], &linear, &v);
+		d = dev_add(names[i], uuids[i], v);
+		d->linear = linear;
+		call("activate %s %u", names[i], shows(names[i]));
+	}
+	return 0;
+}
+
+int __wrap_dmr_dm_remove(const char *name, unsigned retries);
+int __wrap_dmr_dm_remove_group(size_t n, const char *const *names, unsigned retries);
+int __wrap_dmr_dm_remove_group(size_t n, const char *const *names, unsigned retries)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int q = dev_find(names[i]) ? __wrap_dmr_dm_remove(names[i], retries) : 0;
+
+		r = r ?: q;
+	}
+	return r;
+}
+
 int __wrap_dmr_dm_load(const char *name, const struct dmr_table *t, unsigned flags);
 int __wrap_dmr_dm_load(const char *name, const struct dmr_table *t, unsigned flags)
 {

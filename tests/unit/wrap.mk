@@ -13,7 +13,7 @@ WRAP_test_state := dmr_thin_delete_batch fsync dmr_dm_info
 WRAP_test_point := dmr_thin_snapshot_group dmr_pool_status dmr_dm_info
 # Recovery at start over a fake kernel: devices, tables, the pool
 # (tests/unit/test_recovery.c).
-WRAP_test_recovery := dmr_dm_info dmr_dm_create dmr_dm_check_uuid dmr_dm_owned dmr_dm_list dmr_dm_table dmr_dm_load \
+WRAP_test_recovery := dmr_dm_info dmr_dm_create dmr_dm_create_group dmr_dm_remove_group dmr_dm_check_uuid dmr_dm_owned dmr_dm_list dmr_dm_table dmr_dm_load \
 	dmr_dm_clear dmr_dm_suspend dmr_dm_resume dmr_dm_resume_retry dmr_dm_remove \
 	dmr_dm_rename dmr_pool_status dmr_pool_delete_thin dmr_thin_delete_batch \
 	dmr_thin_activate dmr_thin_table dmr_thin_table_id
