@@ -12,6 +12,11 @@
  *                             mid-operation and then lets it go on: no
  *                             race against a clock, however slow the lab
  *   DMREP_TEST_FAIL_AT=STEP   dmr_test_fail returns -EIO
+ *
+ * Below the agent too: "create-group:K" fails the K-th create of a dm
+ * group (dm/dm.c: the volumes' devices, classic points), and
+ * "thin-group:suspended" a thin point with every volume suspended
+ * (snapshots/thin.c).
  */
 #ifndef DMR_AGENT_TESTHOOK_H
 #define DMR_AGENT_TESTHOOK_H
