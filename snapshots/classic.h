@@ -3,7 +3,9 @@
  * snapshots/classic.h - the classic backend's dm pieces: points in place on
  * an existing block device with the kernel's `snapshot` target.
  *
- *   stable device   snapshot-origin ORIGIN      (writes copy out to points)
+ *   origin device   snapshot-origin ORIGIN      (writes copy out to points;
+ *                                                the stable device is
+ *                                                linear ORIGINDEV 0 above it)
  *   point           snapshot ORIGIN COW P 8     (read-only device)
  *   writable view   snapshot POINTDEV COW P 8   (stacked on the point, so
  *                                                the point is never written)

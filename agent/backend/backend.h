@@ -130,7 +130,8 @@ struct dmr_backend {
 	 * changes yet, ret_ids are the overlays (the old live volumes are
 	 * removed by the ids the catalog still holds); classic: the overlays
 	 * become a new layer, saved at once, and the stable devices move from
-	 * `linear VIEW` onto it (the live id, snapshot-origin), the guest
+	 * `linear VIEW` onto it (the live id: linear over the disk's origin
+	 * device, reloaded as snapshot-origin LAYER), the guest
 	 * running (same data); ret_ids stay 0.  Idempotent: after a crash
 	 * recovery calls it again; on failure the intent stays for that. */
 	int (*commit)(struct dmr_registry *reg, const struct dmr_vm *vm, uint32_t *ret_ids);

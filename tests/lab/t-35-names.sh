@@ -87,7 +87,7 @@ truncate -s 8M "$W/k.img"
 out=$(dmrep --json vm add "$K" --backend classic --disk c="$W/k.img" --cow-size 4M)
 expect_rc "classic VM $K" 0 "$out"
 agent_stop
-dmsetup remove "dmrep-$K:c"
+dmsetup remove "dmrep-$K:c" "dmrep-$K:c@origin"
 jq --arg n "$A-test" '.name = $n' "$STATE/vms/$K.json" >"$STATE/vms/$A-test.json"
 rm "$STATE/vms/$K.json"
 agent_start || not_ok "the agent starts with a VM named $A-test"
