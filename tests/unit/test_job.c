@@ -364,6 +364,74 @@ static void test_ids_never_repeat(void **state)
 	remove_dir(d);
 }
 
+static int stall_fn(struct dmr_job *job, void *ud)
+{
+	(void)ud;
+	dmr_job_set_suspended(job, 0);
+	dmr_job_add_step(job, "volumes-suspended", 4321);
+	dmr_job_set_suspended(job, 4321);
+	return 0;
+}
+
+static int plain_fn(struct dmr_job *job, void *ud)
+{
+	(void)job;
+	(void)ud;
+	return 0;
+}
+
+static int64_t stall_of(struct json_object *o)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, "suspended_usec", &v))
+		return -1;
+	assert_true(json_object_is_type(v, json_type_int));
+	return json_object_get_int64(v);
+}
+
+/* suspended_usec: a top-level integer of a job that set it (point jobs),
+ * absent from one that did not, the same in GetJob and ListJobs, and after
+ * a restart. */
+static void test_suspended_field(void **state)
+{
+	char own[] = "/tmp/dmrep-test-job-stall.XXXXXX", cmd[64];
+	struct dmr_agent a = { .state_dir = own };
+	struct json_object *o, *arr;
+	uint64_t with, without;
+
+	(void)state;
+	/* Its own state directory: the list below counts exactly two jobs. */
+	assert_non_null(mkdtemp(own));
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_start(&a, "CreateReplicationPoint", NULL, stall_fn, NULL, NULL, &with), 0);
+	assert_int_equal(dmr_job_start(&a, "InitiateFailover", NULL, plain_fn, NULL, NULL, &without), 0);
+	o = wait_done(&a, with);
+	assert_int_equal(stall_of(o), 4321);
+	json_object_put(o);
+	o = wait_done(&a, without);
+	assert_int_equal(stall_of(o), -1);
+	json_object_put(o);
+	assert_int_equal(dmr_jobs_list_json(&a, &arr), 0);
+	assert_int_equal(json_object_array_length(arr), 2);
+	assert_int_equal(stall_of(json_object_array_get_idx(arr, 0)), 4321);
+	assert_int_equal(stall_of(json_object_array_get_idx(arr, 1)), -1);
+	json_object_put(arr);
+	dmr_jobs_close(&a);
+
+	/* After a restart: the same, and written back the same. */
+	assert_int_equal(dmr_jobs_open(&a), 0);
+	assert_int_equal(dmr_job_get_json(&a, with, &o), 0);
+	assert_int_equal(stall_of(o), 4321);
+	json_object_put(o);
+	assert_int_equal(dmr_job_get_json(&a, without, &o), 0);
+	assert_int_equal(stall_of(o), -1);
+	json_object_put(o);
+	dmr_jobs_close(&a);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", own);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -373,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_restart),
 		cmocka_unit_test(test_threads_reaped_and_pruned),
 		cmocka_unit_test(test_ids_never_repeat),
+		cmocka_unit_test(test_suspended_field),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
