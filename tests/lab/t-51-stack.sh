@@ -16,7 +16,6 @@ DISKS="vda vdb"
 
 # The table of dm device $1: "TYPE PARAMS" of its single target.
 tab() { dmsetup table "$1" 2>/dev/null | awk '{ $1 = $2 = ""; sub(/^  /, ""); print }'; }
-devno() { dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' '; }
 # The id the state file says disk $1 shows: its overlay while failed over.
 live_id() { jq -r ".disks[$1].thin_id" "$STATE/vms/$VM.json"; }
 overlay_id() { jq -r ".overlay_ids[$1]" "$STATE/vms/$VM.json"; }
@@ -24,7 +23,7 @@ overlay_id() { jq -r ".overlay_ids[$1]" "$STATE/vms/$VM.json"; }
 # offset 0, and that device is the thin volume ID with a DMREP-thin- UUID.
 stacked() {
 	local d=${DISK_NAMES[$1]} want
-	want="linear $(devno "dmrep-thin-$2") 0"
+	want="linear $(dm_devno "dmrep-thin-$2") 0"
 	[ "$(tab "dmrep-$VM:$d")" = "$want" ] || return 1
 	tab "dmrep-thin-$2" | grep -qE "^thin [0-9]+:[0-9]+ $2\$" || return 1
 	[ "$(uuid_of "dmrep-thin-$2")" = "DMREP-thin-$2" ]
@@ -108,7 +107,7 @@ check "the disks still hold pattern a" all_have a
 # swapped by hand to `thin POOL ID`, the volume's device removed), a reader
 # holding vda open across the restart.
 agent_stop
-pool=$(devno dmrep-pool)
+pool=$(dm_devno dmrep-pool)
 for k in 0 1; do
 	d=${DISK_NAMES[$k]} id=$(live_id "$k")
 	size=$(blockdev --getsz "/dev/mapper/dmrep-$VM:$d")
@@ -118,12 +117,12 @@ for k in 0 1; do
 done
 check "the stable devices are the thin targets themselves now" eval \
 	'[ "$(tab "dmrep-$VM:vda" | cut -d" " -f1)" = thin ] && [ "$(vol_devs)" = 0 ]'
-before=$(devno "dmrep-$VM:vda")
+before=$(dm_devno "dmrep-$VM:vda")
 exec 7<"/dev/dmrep/$VM/vda"
 put_all c
 agent_start || not_ok "agent starts on an older dmrep's devices"
 check "the agent moved every stable device onto the stack" all_stacked_on live
-is "the same device (never removed)" "$before" "$(devno "dmrep-$VM:vda")"
+is "the same device (never removed)" "$before" "$(dm_devno "dmrep-$VM:vda")"
 check "it says so in its log" agent_wait_log "moved onto volume"
 check "the data is the same" all_have c
 check "the descriptor held open across the move still reads it" \

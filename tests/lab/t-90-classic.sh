@@ -20,22 +20,6 @@ snapdev() {
 	echo "/dev/mapper/dmrep-snap-$(dmrep --json point list "$VM" |
 		jq -r --argjson p "$1" --argjson i "$2" '.[] | select(.id == $p) | .thin_ids[$i]')"
 }
-table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
-devno() { dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' '; }
-# lower NAME: the device (MAJ:MIN) a one-target linear or snapshot-origin
-# table stands on.
-lower() { dmsetup table "$1" 2>/dev/null | awk 'NR == 1 && ($3 == "linear" || $3 == "snapshot-origin") { print $4 }'; }
-bdevno() { printf '%d:%d' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
-# on_origin VM DISK [DEV]: the stable device is linear over the disk's
-# origin device, a snapshot-origin (over block device DEV).
-on_origin() {
-	local s="dmrep-$1:$2" o="dmrep-$1:$2@origin"
-	[ "$(table_type "$s")" = linear ] && [ "$(lower "$s")" = "$(devno "$o")" ] &&
-		[ "$(table_type "$o")" = snapshot-origin ] &&
-		{ [ -z "${3:-}" ] || [ "$(lower "$o")" = "$(bdevno "$3")" ]; }
-}
-# on_view VM DISK ID: the stable device is linear over the view dmrep-snap-ID.
-on_view() { [ "$(table_type "dmrep-$1:$2")" = linear ] && [ "$(lower "dmrep-$1:$2")" = "$(devno "dmrep-snap-$3")" ]; }
 overlay() { jq -r --argjson i "$2" '.overlay_ids[$i]' "$STATE/vms/$1.json"; }
 wait_job() { dmrep --json job wait "$(jq -r .job <<<"$1")" --timeout 120; }
 # simulate_reboot: a reboot (lab_reboot), after which the host's own block
@@ -82,11 +66,11 @@ expect_rc "point 1" 0 "$out"
 P1A=$(snapdev 1 0)
 P1B=$(snapdev 1 1)
 check "point 1's devices exist" test -b "$P1A" -a -b "$P1B"
-is "a point is a snapshot target" snapshot "$(table_type "${P1A#/dev/mapper/}")"
+is "a point is a snapshot target" snapshot "$(dm_type "${P1A#/dev/mapper/}")"
 is "a point's device is read-only" r "$(dmsetup info -c --noheadings -o attr "${P1A#/dev/mapper/}" | cut -c4)"
 check "a point's device has a DMREP-snap- UUID" test "$(dmsetup info -c --noheadings -o uuid "${P1A#/dev/mapper/}")" = "DMREP-snap-${P1A##*-}"
 check "its COW store is a file in the state directory" test -f "$STATE/cow/${P1A##*-}.cow"
-is "a point is a snapshot of the disk itself, not of the origin device" "$(bdevno "$VDA")" \
+is "a point is a snapshot of the disk itself, not of the origin device" "$(blk_devno "$VDA")" \
 	"$(dmsetup table "${P1A#/dev/mapper/}" | awk '{ print $4 }')"
 put "/dev/dmrep/$VM/vda" a2
 put "/dev/dmrep/$VM/vdb" b2
@@ -104,7 +88,7 @@ check "the disks show point 1" both a1 b1
 check "the stable devices run on the views (linear over them)" \
 	eval 'on_view "$VM" vda "$(overlay "$VM" 0)" && on_view "$VM" vdb "$(overlay "$VM" 1)"'
 check "the origin devices stay up, over the disks" eval 'is_blockdev "/dev/mapper/dmrep-$VM:vda@origin" &&
-	[ "$(lower "dmrep-$VM:vda@origin")" = "$(bdevno "$VDA")" ]' 
+	[ "$(dm_lower "dmrep-$VM:vda@origin")" = "$(blk_devno "$VDA")" ]' 
 check "vm show: recovered, target point:1" jq -e '.state == "recovered" and .disks[0].target == "point:1"' \
 	<<<"$(dmrep --json vm show "$VM")"
 put "/dev/dmrep/$VM/vda" a9
@@ -155,7 +139,7 @@ put "/dev/dmrep/$VM/vda" a3
 put "/dev/dmrep/$VM/vdb" b3
 L0=$(overlay "$VM" 0)
 L1=$(overlay "$VM" 1)
-O0=$(devno "dmrep-$VM:vda@origin")
+O0=$(dm_devno "dmrep-$VM:vda@origin")
 out=$(dmrep --json failover commit "$VM" --wait)
 check "commit completes" jq -e '.job_state == 7' <<<"$out"
 show=$(dmrep --json vm show "$VM")
@@ -163,7 +147,7 @@ check "vm show: committed, live" jq -e '.state == "committed" and .disks[0].targ
 check "the committed data is what the disks show" both a3 b3
 check "the stable devices are linear over the origin devices, now over the views (the layer)" \
 	eval 'on_origin "$VM" vda "/dev/mapper/dmrep-snap-$L0" && on_origin "$VM" vdb "/dev/mapper/dmrep-snap-$L1"'
-is "the origin device was reloaded, not made anew" "$O0" "$(devno "dmrep-$VM:vda@origin")"
+is "the origin device was reloaded, not made anew" "$O0" "$(dm_devno "dmrep-$VM:vda@origin")"
 check "point 2 (newer than the failover point) is gone" \
 	jq -e 'map(.id) == [1]' <<<"$(dmrep --json point list "$VM")"
 out=$(dmrep --json point remove "$VM" 1)

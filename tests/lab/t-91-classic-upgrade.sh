@@ -12,22 +12,6 @@
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
-table_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
-devno() { dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' '; }
-# lower NAME: the device (MAJ:MIN) a one-target linear or snapshot-origin
-# table stands on.
-lower() { dmsetup table "$1" 2>/dev/null | awk 'NR == 1 && ($3 == "linear" || $3 == "snapshot-origin") { print $4 }'; }
-bdevno() { printf '%d:%d' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
-# on_origin VM DISK [DEV]: the stable device is linear over the disk's
-# origin device, a snapshot-origin (over block device DEV).
-on_origin() {
-	local s="dmrep-$1:$2" o="dmrep-$1:$2@origin"
-	[ "$(table_type "$s")" = linear ] && [ "$(lower "$s")" = "$(devno "$o")" ] &&
-		[ "$(table_type "$o")" = snapshot-origin ] &&
-		{ [ -z "${3:-}" ] || [ "$(lower "$o")" = "$(bdevno "$3")" ]; }
-}
-# on_view VM DISK ID: the stable device is linear over the view dmrep-snap-ID.
-on_view() { [ "$(table_type "dmrep-$1:$2")" = linear ] && [ "$(lower "dmrep-$1:$2")" = "$(devno "dmrep-snap-$3")" ]; }
 overlay() { jq -r --argjson i "$2" '.overlay_ids[$i]' "$STATE/vms/$1.json"; }
 # old_style VM: what an older dmrep leaves running (the agent stopped):
 # each stable device with its origin device's table (snapshot-origin
@@ -59,11 +43,11 @@ put "/dev/dmrep/$V6/vda" 52
 put "/dev/dmrep/$V6/vdb" 62
 agent_stop
 check "the old-style devices made by hand" old_style "$V6"
-check "the old-style devices are in place" eval '[ "$(table_type "dmrep-$V6:vda")" = snapshot-origin ] &&
-	[ "$(table_type "dmrep-$V6:vdb")" = snapshot-origin ] && ! dmsetup info "dmrep-$V6:vda@origin" >/dev/null 2>&1'
+check "the old-style devices are in place" eval '[ "$(dm_type "dmrep-$V6:vda")" = snapshot-origin ] &&
+	[ "$(dm_type "dmrep-$V6:vdb")" = snapshot-origin ] && ! dmsetup info "dmrep-$V6:vda@origin" >/dev/null 2>&1'
 check "the old-style device keeps the point's moment" eval 'put "/dev/dmrep/$V6/vda" 52 && has "$P6A" 51'
-D6A=$(devno "dmrep-$V6:vda")
-D6B=$(devno "dmrep-$V6:vdb")
+D6A=$(dm_devno "dmrep-$V6:vda")
+D6B=$(dm_devno "dmrep-$V6:vdb")
 exec 3<"/dev/dmrep/$V6/vda"   # a guest holds the disk open meanwhile
 # and another writes vdb all the while (1 MiB in, away from the checked
 # blocks), over the move.
@@ -82,7 +66,7 @@ touch "$W/w6.stop"
 check "the writer saw no I/O error over the move" wait "$WPID"
 check "both disks moved onto the stack" \
 	eval 'on_origin "$V6" vda "$(loop_of "$W/l1.img")" && on_origin "$V6" vdb "$(loop_of "$W/l2.img")"'
-is "the open device was never removed (the same device)" "$D6A $D6B" "$(devno "dmrep-$V6:vda") $(devno "dmrep-$V6:vdb")"
+is "the open device was never removed (the same device)" "$D6A $D6B" "$(dm_devno "dmrep-$V6:vda") $(dm_devno "dmrep-$V6:vdb")"
 check "and is still open" test "$(dmsetup info -c --noheadings -o open "dmrep-$V6:vda" | tr -d ' ')" -ge 1
 check "the agent says it moved them" grep -q "VM $V6: dmrep-$V6:vda moved onto its origin device" "$W/dmrepd.log"
 check "the data is intact" eval 'has "/dev/dmrep/$V6/vda" 52 && has "/dev/dmrep/$V6/vdb" 62'
@@ -124,13 +108,13 @@ check "commit" eval 'jq -e ".job_state == 7" <<<"$out" &&
 	on_origin "$V6" vda "/dev/mapper/dmrep-snap-$L0" && on_origin "$V6" vdb "/dev/mapper/dmrep-snap-$L1"'
 agent_stop
 check "the old-style devices over the layer made by hand" old_style "$V6"
-is "the old-style device is a snapshot-origin over the layer" "$(devno "dmrep-snap-$L0")" "$(lower "dmrep-$V6:vda")"
-D6A=$(devno "dmrep-$V6:vda")
+is "the old-style device is a snapshot-origin over the layer" "$(dm_devno "dmrep-snap-$L0")" "$(dm_lower "dmrep-$V6:vda")"
+D6A=$(dm_devno "dmrep-$V6:vda")
 exec 3<"/dev/dmrep/$V6/vda"
 agent_start || not_ok "the agent starts over the old-style layered devices"
 check "moved onto the stack: the origin devices over the layer" \
 	eval 'on_origin "$V6" vda "/dev/mapper/dmrep-snap-$L0" && on_origin "$V6" vdb "/dev/mapper/dmrep-snap-$L1"'
-is "the open device was never removed" "$D6A" "$(devno "dmrep-$V6:vda")"
+is "the open device was never removed" "$D6A" "$(dm_devno "dmrep-$V6:vda")"
 check "the committed data is intact" eval 'has "/dev/dmrep/$V6/vda" 54 && has "/dev/dmrep/$V6/vdb" 61'
 out=$(dmrep --json point create "$V6")
 expect_rc "a point of the moved layered VM" 0 "$out"

@@ -14,6 +14,14 @@
 #   pool_ids, thin_count     the thin ids in dmrep-pool (from a metadata
 #                            snapshot, not from dmrep's catalog)
 #   point_matches ID SIZE NAME  thin volume ID holds pattern NAME at 32 KiB
+#   dm_type NAME, dm_devno NAME  the target type of a dm device's first
+#                            target, its MAJ:MIN; blk_devno PATH, a block
+#                            device's MAJ:MIN
+#   dm_lower NAME            the MAJ:MIN a one-target linear or
+#                            snapshot-origin table stands on
+#   on_origin VM DISK [DEV]  the stable device is linear over the disk's
+#                            classic origin device, a snapshot-origin (over DEV)
+#   on_view VM DISK ID       the stable device is linear over view dmrep-snap-ID
 
 bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
 put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
@@ -104,3 +112,15 @@ thin_view() {
 	dmsetup create "${T}$1" --readonly -u "DMREP-labtest-$$-$1" --table \
 		"0 $3 thin $(dmsetup info -c --noheadings -o major,minor --separator : dmrep-pool) $2"
 }
+
+dm_type() { dmsetup table "$1" 2>/dev/null | awk '{ print $3 }'; }
+dm_devno() { dmsetup info -c --noheadings -o major,minor --separator : "$1" 2>/dev/null | tr -d ' '; }
+dm_lower() { dmsetup table "$1" 2>/dev/null | awk 'NR == 1 && ($3 == "linear" || $3 == "snapshot-origin") { print $4 }'; }
+blk_devno() { printf '%d:%d' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
+on_origin() {
+	local s="dmrep-$1:$2" o="dmrep-$1:$2@origin"
+	[ "$(dm_type "$s")" = linear ] && [ "$(dm_lower "$s")" = "$(dm_devno "$o")" ] &&
+		[ "$(dm_type "$o")" = snapshot-origin ] &&
+		{ [ -z "${3:-}" ] || [ "$(dm_lower "$o")" = "$(blk_devno "$3")" ]; }
+}
+on_view() { [ "$(dm_type "dmrep-$1:$2")" = linear ] && [ "$(dm_lower "dmrep-$1:$2")" = "$(dm_devno "dmrep-snap-$3")" ]; }
