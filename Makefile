@@ -10,7 +10,7 @@ BINDIR ?= $(PREFIX)/bin
 UDEVRULESDIR ?= /lib/udev/rules.d
 UNITDIR ?= /lib/systemd/system
 
-PKGS := devmapper blkid json-c
+PKGS := devmapper blkid json-c uuid libxxhash libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio -lpthread
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)

@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential pkg-config libdevmapper-dev libblkid-dev libaio-dev libjson-c-dev libcmocka-dev
 qemu-system-x86 busybox-static cpio udev dmsetup thin-provisioning-tools kmod e2fsprogs qemu-utils
-qemu-guest-agent util-linux jq socat"
+qemu-guest-agent util-linux jq socat uuid-dev libxxhash-dev libzstd-dev openssh-server openssh-client"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -21,4 +21,16 @@ echo "dmrep: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine has no package lists: update once before installing.
 apt-get update -q >&2
-apt-get install -y -q --no-install-recommends $missing >&2
+# Package scripts must not start daemons on this machine (openssh-server
+# would start sshd): a policy-rc.d that refuses, ours only while we install.
+rcd=/usr/sbin/policy-rc.d
+ours=
+if [ ! -e $rcd ]; then
+	printf '#!/bin/sh\n# dmrep tools/deps.sh: no daemon starts while it installs\nexit 101\n' >$rcd
+	chmod 755 $rcd
+	ours=1
+fi
+rc=0
+apt-get install -y -q --no-install-recommends $missing >&2 || rc=$?
+[ -n "$ours" ] && rm -f $rcd
+exit $rc

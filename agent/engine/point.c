@@ -126,6 +126,7 @@ static int point_job(struct dmr_job *job, void *userdata)
 		memset(pt, 0, sizeof(*pt));
 		pt->id = point_id = vm->next_point_id;
 		pt->created_usec = dmr_realtime_usec();
+		dmr_uuid_new(pt->uuid);
 		pt->application = ctx->application;
 		pt->label = strdup(ctx->label ? ctx->label : "");
 		pt->valid = true;

@@ -238,6 +238,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	vm->qga = DMR_TAKE_PTR(qga_path);
 	vm->exec_shim = DMR_TAKE_PTR(shim_cmd);
 	vm->n_disks = n;
+	dmr_uuid_new(vm->uuid);
 	vm->next_point_id = 1;
 	vm->keep_last = keep;
 	vm->max_age_sec = age;

@@ -84,6 +84,11 @@ const char *dmr_vm_state_name(enum dmr_vm_state s)
 	return "unknown";
 }
 
+const char *dmr_vm_role_name(enum dmr_vm_role r)
+{
+	return r == DMR_VM_REPLICA ? "replica" : "primary";
+}
+
 static int vm_state_parse(const char *s, enum dmr_vm_state *ret)
 {
 	for (int i = DMR_VM_REPLICATING; i <= DMR_VM_COMMITTED; i++)
@@ -213,6 +218,7 @@ struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks
 		return NULL;
 	(void)dmr_format_rfc3339(p->created_usec, ts);
 	json_object_object_add(o, "id", json_object_new_int64((int64_t)p->id));
+	json_object_object_add(o, "uuid", json_object_new_string(p->uuid));
 	json_object_object_add(o, "created", json_object_new_string(ts));
 	json_object_object_add(o, "consistency",
 			       json_object_new_string(p->application ? "application" : "crash"));
@@ -230,6 +236,36 @@ struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks
 	return o;
 }
 
+/* "replication" of vm show: the replica's side (what it received), or the
+ * primary's (off until continuous replication is set, issue 15). */
+static struct json_object *replication_api_json(const struct dmr_vm *vm)
+{
+	struct json_object *o = json_object_new_object();
+	const struct dmr_point *newest = NULL;
+	char ts[32] = "";
+
+	if (!o)
+		return NULL;
+	for (size_t i = vm->n_points; i-- > 0;)
+		if (vm->points[i].valid && !vm->points[i].pending_tid) {
+			newest = &vm->points[i];
+			break;
+		}
+	json_object_object_add(o, "state", json_object_new_string("off"));
+	if (vm->role == DMR_VM_REPLICA) {
+		uint64_t now = dmr_realtime_usec();
+
+		if (vm->last_received_usec)
+			(void)dmr_format_rfc3339(vm->last_received_usec, ts);
+		json_object_object_add(o, "last_received",
+				       vm->last_received_usec ? json_object_new_string(ts) : NULL);
+		json_object_object_add(o, "newest_point_age_seconds",
+				       newest ? json_object_new_int64((int64_t)((now > newest->created_usec ?
+						now - newest->created_usec : 0) / 1000000)) : NULL);
+	}
+	return o;
+}
+
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 {
 	struct json_object *o = json_object_new_object();
@@ -241,9 +277,12 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 		return NULL;
 	}
 	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "uuid", json_object_new_string(vm->uuid));
+	json_object_object_add(o, "role", json_object_new_string(dmr_vm_role_name(vm->role)));
 	json_object_object_add(o, "state", json_object_new_string(dmr_vm_state_name(vm->state)));
 	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
 	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
+	json_object_object_add(o, "replication", replication_api_json(vm));
 	for (size_t i = 0; i < vm->n_disks; i++) {
 		struct json_object *d = json_object_new_object();
 		char dev[256];
@@ -317,6 +356,10 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	}
 	json_object_object_add(o, "schema", json_object_new_int(DMR_STATE_SCHEMA));
 	json_object_object_add(o, "name", json_object_new_string(vm->name));
+	json_object_object_add(o, "uuid", json_object_new_string(vm->uuid));
+	json_object_object_add(o, "role", json_object_new_string(dmr_vm_role_name(vm->role)));
+	json_object_object_add(o, "last_received_usec",
+			       json_object_new_int64((int64_t)vm->last_received_usec));
 	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
 	json_object_object_add(o, "state", json_object_new_string(dmr_vm_state_name(vm->state)));
 	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
@@ -373,6 +416,7 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 		struct json_object *ids = json_object_new_array();
 
 		json_object_object_add(jp, "id", json_object_new_int64((int64_t)p->id));
+		json_object_object_add(jp, "uuid", json_object_new_string(p->uuid));
 		json_object_object_add(jp, "created_usec", json_object_new_int64((int64_t)p->created_usec));
 		json_object_object_add(jp, "consistency",
 				       json_object_new_string(p->application ? "application" : "crash"));
@@ -396,6 +440,23 @@ static int bad(const char *key)
 {
 	bad_field = key;
 	return -EBADMSG;
+}
+
+/* An optional uuid (absent in files from before uuids): taken if valid,
+ * made if absent (*made set), -EBADMSG if present and not a uuid. */
+static int get_uuid(struct json_object *o, char buf[DMR_UUID_STR_SIZE], bool *made)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, "uuid", &v)) {
+		dmr_uuid_new(buf);
+		*made = true;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string) || !dmr_uuid_valid(json_object_get_string(v)))
+		return bad("uuid");
+	memcpy(buf, json_object_get_string(v), DMR_UUID_STR_SIZE);
+	return 0;
 }
 
 static int get_str(struct json_object *o, const char *key, bool nullable, char **ret)
@@ -587,6 +648,26 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	}
 	if (vm_state_parse(state, &vm->state) < 0)
 		return bad("state");
+	if ((r = get_uuid(o, vm->uuid, &vm->uuids_made)) < 0)
+		return r;
+	{
+		struct json_object *v;
+
+		/* Absent in files from before replication: a primary. */
+		if (json_object_object_get_ex(o, "role", &v)) {
+			_cleanup_free_ char *role = NULL;
+
+			if ((r = get_str(o, "role", false, &role)) < 0)
+				return r;
+			if (dmr_streq(role, "replica"))
+				vm->role = DMR_VM_REPLICA;
+			else if (!dmr_streq(role, "primary"))
+				return bad("role");
+		}
+		if (json_object_object_get_ex(o, "last_received_usec", &v) &&
+		    (r = get_u64(o, "last_received_usec", &vm->last_received_usec)) < 0)
+			return r;
+	}
 	if (dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
 		return bad("name");
 	if (!json_object_object_get_ex(o, "disks", &disks) ||
@@ -645,6 +726,8 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 			return r;
 		if (!dmr_streq(cons, "crash") && !dmr_streq(cons, "application"))
 			return bad("consistency");
+		if ((r = get_uuid(jp, p->uuid, &vm->uuids_made)) < 0)
+			return r;
 		p->application = dmr_streq(cons, "application");
 		/* The API never takes one: the label goes to terminals. */
 		for (const unsigned char *c = (const unsigned char *)p->label; *c; c++)
@@ -1048,6 +1131,15 @@ static int vms_load(struct dmr_registry *reg)
 			r = bad("name");
 		if (r == 0)
 			r = dmr_reg_vm_insert(reg, vm);
+		if (r == 0 && vm->uuids_made) {
+			/* A file from before uuids: the ones just made must be
+			 * the ones every later start and every stream sees. */
+			int k = dmr_reg_vm_save(reg, vm);
+
+			if (k < 0)
+				log_warning_errno(k, "cannot save %s with its new uuids: %m", path);
+			vm->uuids_made = false;
+		}
 		if (r < 0) {
 			dmr_vm_free(vm);
 			/* Never delete or rewrite what we cannot read: an

@@ -29,6 +29,7 @@
 
 #include "agent/core/agent.h"
 #include "common/util.h"
+#include "common/uuid.h"
 #include "dm/name.h"
 #include "snapshots/ident.h"
 #include "snapshots/pool.h"
@@ -56,6 +57,9 @@ enum dmr_vm_state {
 
 struct dmr_point {
 	uint64_t id;
+	/* The same point has the same uuid on every host (docs/stream.md):
+	 * made with the point, carried by its stream, kept by the replica. */
+	char uuid[DMR_UUID_STR_SIZE];
 	uint64_t created_usec;  /* CLOCK_REALTIME */
 	bool application;       /* consistency: application (else crash) */
 	char *label;
@@ -97,8 +101,19 @@ struct dmr_disk {
 	struct dmr_ident *ident;
 };
 
+enum dmr_vm_role {
+	DMR_VM_PRIMARY,         /* made here (vm add): its disks are live here */
+	DMR_VM_REPLICA,         /* made by a received stream: points only */
+};
+
 struct dmr_vm {
 	char *name;
+	/* Made with the VM and carried by its streams: a replica takes
+	 * streams only for the VM of its own uuid, whatever the name. */
+	char uuid[DMR_UUID_STR_SIZE];
+	enum dmr_vm_role role;
+	/* Replica: when the newest point arrived (CLOCK_REALTIME), 0: never. */
+	uint64_t last_received_usec;
 	char *backend;          /* "thin" or "classic" */
 	enum dmr_vm_state state;
 	bool test_failover;
@@ -142,6 +157,9 @@ struct dmr_vm {
 	size_t n_layers;
 	struct dmr_layer *layers;
 
+	/* Runtime: uuids were missing from the state file and made at load
+	 * (a file from before uuids): the loader saves the VM once. */
+	bool uuids_made;
 	/* Runtime: why the VM was left down at activation (a disk's device
 	 * is not the disk that was added), or NULL. */
 	char *down_reason;
@@ -229,6 +247,7 @@ int dmr_vm_test_dm_uuid(const char *vm, const char *disk, char buf[DMR_DM_UUID_S
 struct json_object *dmr_vm_api_json(const struct dmr_vm *vm);
 struct json_object *dmr_point_api_json(const struct dmr_point *p, size_t n_disks);
 const char *dmr_vm_state_name(enum dmr_vm_state s);
+const char *dmr_vm_role_name(enum dmr_vm_role r);
 
 /* State-file round trip (exposed for unit tests). */
 struct json_object *dmr_vm_state_json(const struct dmr_vm *vm);
