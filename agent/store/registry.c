@@ -356,7 +356,10 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	}
 	json_object_object_add(o, "schema", json_object_new_int(DMR_STATE_SCHEMA));
 	json_object_object_add(o, "name", json_object_new_string(vm->name));
-	json_object_object_add(o, "uuid", json_object_new_string(vm->uuid));
+	/* Every VM is made with one; a record without (a test's) gets one
+	 * when loaded, as a file from before uuids does. */
+	if (vm->uuid[0])
+		json_object_object_add(o, "uuid", json_object_new_string(vm->uuid));
 	json_object_object_add(o, "role", json_object_new_string(dmr_vm_role_name(vm->role)));
 	json_object_object_add(o, "last_received_usec",
 			       json_object_new_int64((int64_t)vm->last_received_usec));
@@ -416,7 +419,8 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 		struct json_object *ids = json_object_new_array();
 
 		json_object_object_add(jp, "id", json_object_new_int64((int64_t)p->id));
-		json_object_object_add(jp, "uuid", json_object_new_string(p->uuid));
+		if (p->uuid[0])
+			json_object_object_add(jp, "uuid", json_object_new_string(p->uuid));
 		json_object_object_add(jp, "created_usec", json_object_new_int64((int64_t)p->created_usec));
 		json_object_object_add(jp, "consistency",
 				       json_object_new_string(p->application ? "application" : "crash"));

@@ -31,7 +31,50 @@ static struct dmr_vm *make_vm(size_t ndisks, size_t npoints)
 		vm->disks[i].thin_id = (uint32_t)(i + 1);
 	}
 	test_vm_add_points(vm, npoints);
+	/* As every VM and point is made: with uuids, which the round trip
+	 * must keep. */
+	dmr_uuid_new(vm->uuid);
+	for (size_t i = 0; i < vm->n_points; i++)
+		dmr_uuid_new(vm->points[i].uuid);
 	return vm;
+}
+
+/* A state file from before uuids: the loader makes them (and says so, for
+ * the save); one that is not a uuid is refused. */
+static void test_uuids_made_and_checked(void **state)
+{
+	struct dmr_vm *vm = make_vm(2, 2), *back = NULL;
+	struct json_object *o, *pts;
+
+	(void)state;
+	o = dmr_vm_state_json(vm);
+	json_object_object_del(o, "uuid");
+	pts = json_object_object_get(o, "points");
+	json_object_object_del(json_object_array_get_idx(pts, 1), "uuid");
+	assert_int_equal(dmr_vm_from_state_json(o, &back), 0);
+	assert_true(back->uuids_made);
+	assert_true(dmr_uuid_valid(back->uuid));
+	assert_string_not_equal(back->uuid, vm->uuid);
+	assert_string_equal(back->points[0].uuid, vm->points[0].uuid);
+	assert_true(dmr_uuid_valid(back->points[1].uuid));
+	dmr_vm_free(back);
+	back = NULL;
+	json_object_object_add(o, "uuid", json_object_new_string("not-a-uuid"));
+	assert_int_equal(dmr_vm_from_state_json(o, &back), -EBADMSG);
+	json_object_object_add(o, "uuid", json_object_new_string("00000000-0000-0000-0000-000000000000"));
+	assert_int_equal(dmr_vm_from_state_json(o, &back), -EBADMSG);
+	json_object_object_add(o, "uuid", json_object_new_string(vm->uuid));
+	json_object_object_add(o, "role", json_object_new_string("spare"));
+	assert_int_equal(dmr_vm_from_state_json(o, &back), -EBADMSG);
+	json_object_object_add(o, "role", json_object_new_string("replica"));
+	json_object_object_add(json_object_array_get_idx(pts, 1), "uuid",
+			       json_object_new_string(vm->points[1].uuid));
+	assert_int_equal(dmr_vm_from_state_json(o, &back), 0);
+	assert_int_equal(back->role, DMR_VM_REPLICA);
+	assert_false(back->uuids_made);
+	dmr_vm_free(back);
+	json_object_put(o);
+	dmr_vm_free(vm);
 }
 
 static void test_round_trip(void **state)
@@ -58,6 +101,8 @@ static void test_round_trip(void **state)
 	assert_int_equal(back->n_points, 4);
 	assert_true(back->points[1].application);
 	assert_false(back->points[2].valid);
+	assert_string_equal(back->uuid, vm->uuid);
+	assert_string_equal(back->points[3].uuid, vm->points[3].uuid);
 	assert_int_equal(back->points[3].vol_ids[2], 100 + 3 * 3 + 2);
 	assert_int_equal(back->overlay_ids[2], 502);
 	assert_int_equal(back->state, DMR_VM_RECOVERED);
@@ -443,6 +488,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_uuids_made_and_checked),
 		cmocka_unit_test(test_corrupt_detected),
 		cmocka_unit_test(test_retention_keep_last),
 		cmocka_unit_test(test_retention_keeps_latest_valid),

@@ -251,7 +251,9 @@ static void test_every_field_wrong(void **st)
 	};
 	/* Fields a file may leave out, and fields that may be null. */
 	static const char *const optional[] = { "intent_guest_ran", "network", "cow_size", "layers",
-						"doomed_ids", "addresses", "gateways", "dns", NULL };
+						"doomed_ids", "addresses", "gateways", "dns",
+						/* from before replication: made or defaulted */
+						"uuid", "role", "last_received_usec", NULL };
 	static const char *const nullable[] = { "qmp", "qga", "exec_shim", "network", "overlay_ids",
 						"test_ids", "source", "intent_guest_ran", "layers",
 						"doomed_ids", NULL };
