@@ -8,7 +8,7 @@
  * Everything that allocates, opens or may wait on udev happens in
  * dmr_window_new (before the guest is paused); the phases only run raw DM
  * ioctls (dm/ioctl.h: one control fd per thread, no libdevmapper state) and
- * fsync/BLKFLSBUF on descriptors opened up front.  The threads and the
+ * sync_file_range/BLKFLSBUF on descriptors opened up front.  The threads and the
  * suspend and resume are dm/batch.h's, shared with the point's stall
  * (snapshots/thin.c); the window adds the page-cache phases.
  */
@@ -20,7 +20,7 @@
 struct dmr_window;
 
 enum dmr_window_op {
-	DMR_WIN_SYNC,     /* fsync the device: write back its page cache */
+	DMR_WIN_SYNC,     /* write back the page cache (no cache flush) */
 	DMR_WIN_SUSPEND,  /* noflush, skip lockfs: nothing is in flight */
 	DMR_WIN_RESUME,   /* the preloaded inactive table goes live */
 	DMR_WIN_FLUSHBUF, /* BLKFLSBUF: drop cached blocks of the old table */
