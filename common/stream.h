@@ -70,6 +70,10 @@ struct dmr_stream_header {
 	bool application;                        /* consistency */
 	char label[DMR_STREAM_LABEL_MAX + 1];
 	uint32_t block_bytes;                    /* the sender's pool block */
+	/* Disk bytes the DATA records will carry at most, over every disk:
+	 * the receiver's room check before it writes anything (the trailer's
+	 * data_bytes may be lower, never higher: -EBADMSG). */
+	uint64_t data_bytes;
 	uint32_t n_disks;
 	struct dmr_stream_disk disks[DMR_STREAM_DISKS_MAX];
 };

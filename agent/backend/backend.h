@@ -17,6 +17,7 @@
 
 #include "agent/store/registry.h"
 #include "dm/table.h"
+#include "snapshots/delta.h"
 
 /* A store that fills (the pool, a classic point's COW store) is warned
  * about once this full: one mark for every backend and the monitor. */
@@ -142,6 +143,37 @@ struct dmr_backend {
 	 * every DMREP- device it finds.  Caller keeps vm (reg->lock or the
 	 * VM's busy lock). */
 	bool (*owns)(const struct dmr_vm *vm, const char *name);
+
+	/* Replication between hosts (docs/stream.md).  NULL in a backend
+	 * whose VMs cannot be sent or received (classic: 32770, why in
+	 * stream_unsupported).
+	 *
+	 * point_extents: disk i's extents of point `point` (base 0: every
+	 * mapped block; else what differs from point `base`), in blocks of
+	 * *ret_block_bytes (snapshots/delta.h).  Reads only.
+	 * point_read_up: point's volume of disk i as a read-only block
+	 * device (its own hidden DMREP- device), its path into path;
+	 * point_read_down: that device removed (not there: 0).  The volume
+	 * itself is never written. */
+	int (*point_extents)(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			     uint64_t point, size_t i, struct dmr_extent **ret_ext, size_t *ret_n,
+			     uint64_t *ret_block_bytes);
+	int (*point_read_up)(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
+			     size_t i, char path[DMR_DM_PATH_SIZE]);
+	int (*point_read_down)(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
+			       size_t i);
+	/* receive_make: the volumes a received point is written into, new
+	 * ids[] (one per disk, recorded by the caller before): empty volumes
+	 * of the disks' sizes (base 0) or snapshots of point base's volumes
+	 * (never written themselves), in one pool transaction, each up as a
+	 * writable hidden device, paths into paths[].  All or nothing.
+	 * receive_done: their devices removed once the data is durable (the
+	 * volumes stay: they are the point's).  Aborting is ->remove. */
+	int (*receive_make)(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			    const uint32_t *ids, char (*paths)[DMR_DM_PATH_SIZE]);
+	int (*receive_done)(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
+	/* Why point_extents is NULL, one line (NULL where it is not). */
+	const char *stream_unsupported;
 
 	/* The VM's storage lives in the agent's pool (thin):
 	 * nothing of it is reconciled or recovered while the pool is down,
