@@ -41,7 +41,7 @@
 /* The largest header payload a writer makes: the fixed fields, the VM and
  * the label at their longest, DMR_STREAM_DISKS_MAX disks with the longest
  * names.  A reader refuses a longer one before reading it. */
-#define HEADER_FIXED_LEN (3u * UUID_LEN + 8u + 4u + 4u + 2u + 2u + 4u)
+#define HEADER_FIXED_LEN (3u * UUID_LEN + 8u + 4u + 4u + 8u + 2u + 2u + 4u)
 #define HEADER_DISK_LEN_MAX (2u + DMR_STREAM_NAME_MAX + 8u)
 #define HEADER_MAX                                                             \
 	(HEADER_FIXED_LEN + DMR_STREAM_NAME_MAX + DMR_STREAM_LABEL_MAX +        \
@@ -161,6 +161,7 @@ static bool size_ok(uint64_t size)
 static int header_check(const struct dmr_stream_header *h, const char **ret_why, int *ret_disk)
 {
 	const char *why = NULL;
+	uint64_t total = 0;
 	int disk = -1;
 
 	if (!name_ok(h->vm, DMR_STREAM_NAME_MAX))
@@ -181,6 +182,8 @@ static int header_check(const struct dmr_stream_header *h, const char **ret_why,
 	else if (h->n_disks < 1 || h->n_disks > DMR_STREAM_DISKS_MAX)
 		why = "disk count";
 	for (uint32_t i = 0; !why && i < h->n_disks; i++) {
+		/* At most 64 disks of 2^50 bytes: no overflow. */
+		total += h->disks[i].size_bytes;
 		disk = (int)i;
 		if (!name_ok(h->disks[i].name, DMR_STREAM_NAME_MAX))
 			why = "disk name";
@@ -190,6 +193,9 @@ static int header_check(const struct dmr_stream_header *h, const char **ret_why,
 			if (strcmp(h->disks[i].name, h->disks[j].name) == 0)
 				why = "disk name (a duplicate)";
 	}
+	/* The promise of data bytes can be kept: no more than the disks. */
+	if (!why && h->data_bytes > total)
+		why = "data bytes (more than the disks hold)";
 	if (!why)
 		return 0;
 	if (ret_why)
@@ -206,7 +212,8 @@ int dmr_stream_header_check(const struct dmr_stream_header *h, const char **ret_
 
 /* The header payload (docs/stream.md):
  *   vm_uuid[36] point_uuid[36] base_uuid[36] (36 zero bytes: a full stream)
- *   created_usec u64, block_bytes u32, flags u32 (1: application)
+ *   created_usec u64, block_bytes u32, flags u32 (1: application),
+ *   data_bytes u64 (the most the DATA records will carry)
  *   vm: u16 length + bytes, label: u16 length + bytes
  *   n_disks u32, then per disk: u16 length + name, size_bytes u64
  * Strings carry no NUL; nothing follows the last disk. */
@@ -225,6 +232,7 @@ static size_t header_encode(const struct dmr_stream_header *h, uint8_t *buf)
 	put_u64(p, h->created_usec), p += 8;
 	put_u32(p, h->block_bytes), p += 4;
 	put_u32(p, h->application ? HEADER_F_APPLICATION : 0), p += 4;
+	put_u64(p, h->data_bytes), p += 8;
 	n = strlen(h->vm);
 	put_u16(p, (uint16_t)n), p += 2;
 	memcpy(p, h->vm, n), p += n;
@@ -329,6 +337,8 @@ static int header_decode(const uint8_t *buf, size_t len, struct dmr_stream_heade
 		return -EBADMSG;
 	}
 	h->application = flags & HEADER_F_APPLICATION;
+	if (!take_u64(&c, &h->data_bytes))
+		goto short_;
 	if (!take_str(&c, h->vm, DMR_STREAM_NAME_MAX)) {
 		*ret_why = "vm name";
 		return -EBADMSG;
@@ -537,6 +547,12 @@ int dmr_stream_write_data(struct dmr_stream_writer *w, uint32_t disk, uint64_t o
 		return r;
 	if (!buf)
 		return -EINVAL;
+	/* The header promised at most this much: a receiver checked its
+	 * room against it, and its reader refuses more. */
+	if (len > w->h.data_bytes - w->t.data_bytes)
+		return log_debug_errno(-EINVAL, "stream: %zu more data bytes than the header's %" PRIu64,
+				       len - (size_t)(w->h.data_bytes - w->t.data_bytes),
+				       w->h.data_bytes);
 	while (len) {
 		size_t n = len < DMR_STREAM_DATA_MAX ? len : DMR_STREAM_DATA_MAX;
 
@@ -1017,9 +1033,16 @@ int dmr_stream_read_next(struct dmr_stream_reader *r, struct dmr_stream_rec *ret
 		}
 		rec.type = rr.type == DMR_STREAM_T_DATA_ZSTD ? DMR_STREAM_DATA
 							       : (enum dmr_stream_rec_type)rr.type;
-		if (rec.type == DMR_STREAM_DATA)
+		if (rec.type == DMR_STREAM_DATA) {
+			/* No overflow: each record adds at most 4 MiB to what
+			 * is at most the header's promise. */
 			r->t.data_bytes += rec.length;
-		else if (__builtin_add_overflow(r->t.zero_bytes, rec.length, &r->t.zero_bytes))
+			if (r->t.data_bytes > r->h.data_bytes)
+				return r_fail(r, -EBADMSG,
+					      "record %" PRIu64 ": %" PRIu64 " data bytes so far, more than"
+					      " the header's %" PRIu64, r->index, r->t.data_bytes,
+					      r->h.data_bytes);
+		} else if (__builtin_add_overflow(r->t.zero_bytes, rec.length, &r->t.zero_bytes))
 			return r_fail(r, -EBADMSG, "record %" PRIu64 ": zero byte count overflows",
 				      r->index);
 		r_trace(r, &rr, &rec);

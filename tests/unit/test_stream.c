@@ -140,6 +140,7 @@ static void make_header(struct dmr_stream_header *h, uint32_t n_disks, bool incr
 	for (uint32_t i = 0; i < n_disks; i++) {
 		snprintf(h->disks[i].name, sizeof(h->disks[i].name), "vd%c", 'a' + i);
 		h->disks[i].size_bytes = DISK_SIZE + i * 512u;
+		h->data_bytes += h->disks[i].size_bytes;
 	}
 }
 
@@ -291,6 +292,9 @@ static void small_stream(struct buf *out, struct dmr_stream_header *h)
 
 /* --- this file's own encoder, from docs/stream.md ------------------------- */
 
+/* Where the header payload's VM name starts (after its length). */
+#define VM_AT 134
+
 static void le(uint8_t *p, uint64_t v, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -363,6 +367,8 @@ static void raw_header_payload(struct buf *p, const struct dmr_stream_header *h)
 	buf_add(p, v, 4);
 	le(v, h->application ? 1 : 0, 4);
 	buf_add(p, v, 4);
+	le(v, h->data_bytes, 8);
+	buf_add(p, v, 8);
 	put_str(p, h->vm);
 	put_str(p, h->label);
 	le(v, h->n_disks, 4);
@@ -863,11 +869,11 @@ static void test_flip_named(void **state)
 	small_stream(&b, &h);
 	hdr_len = rd(b.p + 12 + 8, 8);
 	/* In the header's payload (the VM name's first byte). */
-	flip(b.p, 12 + 16 + 108 + 16 + 2, 1);
+	flip(b.p, 12 + 16 + VM_AT, 1);
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
 	assert_string_equal(im.error, "record 0 (byte 12): checksum mismatch");
 	image_done(&im);
-	flip(b.p, 12 + 16 + 108 + 16 + 2, 1);
+	flip(b.p, 12 + 16 + VM_AT, 1);
 	/* In the first data record's bytes. */
 	data_at = 12 + 16 + hdr_len + 8;
 	assert_int_equal(rd(b.p + data_at, 4), DMR_STREAM_DATA);
@@ -1259,18 +1265,18 @@ static void test_header_refusals(void **state)
 		buf_done(&p);
 		/* A name that claims more than the bound, or hides a NUL. */
 		raw_header_payload(&p, &good);
-		le(p.p + 124, DMR_STREAM_NAME_MAX + 1, 2);
+		le(p.p + VM_AT - 2, DMR_STREAM_NAME_MAX + 1, 2);
 		assert_int_equal(read_header_payload(&p, &im), -EBADMSG);
 		assert_string_equal(im.error, "header: bad vm name");
-		le(p.p + 124, 6, 2);
-		p.p[126 + 3] = '\0';
+		le(p.p + VM_AT - 2, 6, 2);
+		p.p[VM_AT + 3] = '\0';
 		assert_int_equal(read_header_payload(&p, &im), -EBADMSG);
 		assert_string_equal(im.error, "header: bad vm name");
 		buf_done(&p);
 		/* A disk count past the bound, and one more than there are. */
 		raw_header_payload(&p, &good);
 		{
-			size_t at = 124 + 2 + strlen(good.vm) + 2 + strlen(good.label);
+			size_t at = VM_AT + strlen(good.vm) + 2 + strlen(good.label);
 
 			assert_int_equal(rd(p.p + at, 4), 2);
 			le(p.p + at, 100000, 4);
@@ -1620,6 +1626,65 @@ static void test_source_errors(void **state)
 	buf_done(&b);
 }
 
+/* The header's data_bytes is a promise: the writer keeps it, the reader
+ * refuses the record that breaks it (before the trailer), and the header
+ * cannot promise more than its disks hold. */
+static void test_data_bytes_bound(void **state)
+{
+	struct dmr_stream_header h;
+	struct dmr_stream_writer *w = NULL;
+	struct buf b = { 0 };
+	struct image im;
+	uint8_t data[4096] = { 1 };
+	const char *why = NULL;
+
+	make_header(&h, 2, false);
+	h.data_bytes = 2 * DISK_SIZE + 512 + 512;
+	assert_int_equal(dmr_stream_header_check(&h, &why), -EBADMSG);
+	assert_string_equal(why, "data bytes (more than the disks hold)");
+	h.data_bytes = 2 * DISK_SIZE + 512;
+	assert_int_equal(dmr_stream_header_check(&h, NULL), 0);
+
+	/* The writer: up to the promise, not a sector more. */
+	h.data_bytes = 3 * 1024;
+	assert_int_equal(dmr_stream_writer_new(&h, 0, sink, &b, &w), 0);
+	assert_int_equal(dmr_stream_write_data(w, 0, 0, data, 2048), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 0, data, 1536), -EINVAL);
+	assert_int_equal(dmr_stream_write_data(w, 1, 0, data, 1024), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 8192, data, 512), -EINVAL);
+	/* Zeros are not data. */
+	assert_int_equal(dmr_stream_write_zero(w, 1, 8192, 1u << 20), 0);
+	assert_int_equal(dmr_stream_writer_finish(w, NULL), 0);
+	dmr_stream_writer_free(w);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	assert_int_equal(im.t.data_bytes, 3 * 1024);
+	image_done(&im);
+	buf_done(&b);
+
+	/* The reader: a stream with more data than its header said is
+	 * refused at the record that goes past, whatever its trailer says. */
+	h.data_bytes = 1024;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	raw_header(&b, &h);
+	raw_extent(&b, DMR_STREAM_DATA, 0, 0, 0, data, 512);
+	raw_extent(&b, DMR_STREAM_DATA, 1, 0, 0, data, 1024);
+	raw_trailer(&b, 3, 1536, 0);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
+	assert_string_equal(im.error, "record 2: 1536 data bytes so far, more than the header's 1024");
+	assert_int_equal(im.extents, 1);
+	image_done(&im);
+	buf_done(&b);
+	/* Less than promised is fine; none promised, only zeros, too. */
+	h.data_bytes = 0;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	raw_header(&b, &h);
+	raw_range(&b, DMR_STREAM_UNMAP, 0, 0, DISK_SIZE);
+	raw_trailer(&b, 2, 0, DISK_SIZE);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	image_done(&im);
+	buf_done(&b);
+}
+
 static void test_type_names(void **state)
 {
 	assert_string_equal(dmr_stream_type_name(DMR_STREAM_T_HEADER), "header");
@@ -1688,6 +1753,7 @@ int main(void)
 		cmocka_unit_test(test_versions),
 		cmocka_unit_test(test_unknown_records),
 		cmocka_unit_test(test_source_errors),
+		cmocka_unit_test(test_data_bytes_bound),
 		cmocka_unit_test(test_type_names),
 	};
 
