@@ -407,17 +407,21 @@ static int w_out(struct dmr_stream_writer *w, const void *buf, size_t len)
 	if ((size_t)r != len)
 		return -EIO;
 	XXH3_64bits_update(w->stream_sum, buf, len);
-	XXH3_64bits_update(w->rec_sum, buf, len);
 	w->t.stream_bytes += len;
 	return 0;
 }
 
-/* One record: the framing and `head` (in w->buf or anywhere), then `body`
- * (the caller's data: written as it is, not copied), then the checksum. */
-static int w_record(struct dmr_stream_writer *w, uint32_t type, const void *head, size_t head_len,
-		    const void *body, size_t body_len)
+/* Where a record's payload is put together: after room for its framing. */
+#define W_HEAD(w) ((w)->buf + REC_HDR_LEN)
+
+/* One record: its first head_len bytes of payload at W_HEAD(w), then
+ * `body` (the caller's data: written as it is, not copied), then the
+ * checksum.  A record without a body goes in one write, one with a body
+ * in three: no record costs a copy of the disk's bytes. */
+static int w_record(struct dmr_stream_writer *w, uint32_t type, size_t head_len, const void *body,
+		    size_t body_len)
 {
-	uint8_t frame[REC_HDR_LEN], sum[REC_SUM_LEN];
+	uint8_t *frame = w->buf, sum[REC_SUM_LEN];
 	int r;
 
 	if (w->err)
@@ -425,13 +429,19 @@ static int w_record(struct dmr_stream_writer *w, uint32_t type, const void *head
 	put_u32(frame, type);
 	put_u32(frame + 4, 0);
 	put_u64(frame + 8, (uint64_t)head_len + body_len);
-	XXH3_64bits_reset(w->rec_sum);
-	if ((r = w_out(w, frame, sizeof(frame))) < 0 || (r = w_out(w, head, head_len)) < 0 ||
-	    (r = w_out(w, body, body_len)) < 0)
-		goto fail;
-	put_u64(sum, XXH3_64bits_digest(w->rec_sum));
-	if ((r = w_out(w, sum, sizeof(sum))) < 0)
-		goto fail;
+	if (body_len == 0) {
+		put_u64(frame + REC_HDR_LEN + head_len, XXH3_64bits(frame, REC_HDR_LEN + head_len));
+		if ((r = w_out(w, frame, REC_HDR_LEN + head_len + REC_SUM_LEN)) < 0)
+			goto fail;
+	} else {
+		XXH3_64bits_reset(w->rec_sum);
+		XXH3_64bits_update(w->rec_sum, frame, REC_HDR_LEN + head_len);
+		XXH3_64bits_update(w->rec_sum, body, body_len);
+		put_u64(sum, XXH3_64bits_digest(w->rec_sum));
+		if ((r = w_out(w, frame, REC_HDR_LEN + head_len)) < 0 ||
+		    (r = w_out(w, body, body_len)) < 0 || (r = w_out(w, sum, sizeof(sum))) < 0)
+			goto fail;
+	}
 	w->t.records++;
 	return 0;
 fail:
@@ -462,6 +472,8 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 	w->flags = flags;
 	w->write = write;
 	w->userdata = userdata;
+	/* The largest payload put together here: the header's, or a
+	 * compressed record's (the trailer's and the others' are smaller). */
 	w->buf_size = HEADER_MAX;
 	if (flags & DMR_STREAM_W_ZSTD) {
 		size_t bound = ZSTD_HDR_LEN + ZSTD_compressBound(DMR_STREAM_DATA_MAX);
@@ -470,6 +482,7 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 			w->buf_size = bound;
 		w->cctx = ZSTD_createCCtx();
 	}
+	w->buf_size += REC_HDR_LEN + REC_SUM_LEN;
 	w->buf = malloc(w->buf_size);
 	w->stream_sum = XXH3_createState();
 	w->rec_sum = XXH3_createState();
@@ -478,12 +491,11 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 		return -ENOMEM;
 	}
 	XXH3_64bits_reset(w->stream_sum);
-	XXH3_64bits_reset(w->rec_sum);
 	memcpy(pre, MAGIC, MAGIC_LEN);
 	put_u32(pre + MAGIC_LEN, DMR_STREAM_VERSION);
-	n = header_encode(&w->h, w->buf);
+	n = header_encode(&w->h, W_HEAD(w));
 	if ((r = w_out(w, pre, sizeof(pre))) < 0 ||
-	    (r = w_record(w, DMR_STREAM_T_HEADER, w->buf, n, NULL, 0)) < 0) {
+	    (r = w_record(w, DMR_STREAM_T_HEADER, n, NULL, 0)) < 0) {
 		dmr_stream_writer_free(w);
 		return r;
 	}
@@ -508,28 +520,25 @@ static int w_check(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset, 
 static int w_data_one(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset,
 		      const uint8_t *buf, size_t len)
 {
-	uint8_t head[EXT_HDR_LEN];
+	uint8_t *head = W_HEAD(w);
 	int r;
 
+	put_u32(head, disk);
+	put_u32(head + 4, 0);
+	put_u64(head + 8, offset);
 	if (w->cctx) {
 		/* Room for less than the raw bytes only: what does not
 		 * shrink goes uncompressed (zstd says dstSize_tooSmall). */
 		size_t cap = len - 8 - 1, n;
 
-		n = ZSTD_compressCCtx(w->cctx, w->buf + ZSTD_HDR_LEN, cap, buf, len, ZSTD_LEVEL);
+		n = ZSTD_compressCCtx(w->cctx, head + ZSTD_HDR_LEN, cap, buf, len, ZSTD_LEVEL);
 		if (!ZSTD_isError(n)) {
-			put_u32(w->buf, disk);
-			put_u32(w->buf + 4, 0);
-			put_u64(w->buf + 8, offset);
-			put_u64(w->buf + 16, len);
-			r = w_record(w, DMR_STREAM_T_DATA_ZSTD, w->buf, ZSTD_HDR_LEN + n, NULL, 0);
+			put_u64(head + 16, len);
+			r = w_record(w, DMR_STREAM_T_DATA_ZSTD, ZSTD_HDR_LEN + n, NULL, 0);
 			goto done;
 		}
 	}
-	put_u32(head, disk);
-	put_u32(head + 4, 0);
-	put_u64(head + 8, offset);
-	r = w_record(w, DMR_STREAM_DATA, head, sizeof(head), buf, len);
+	r = w_record(w, DMR_STREAM_DATA, EXT_HDR_LEN, buf, len);
 done:
 	if (r < 0)
 		return r;
@@ -568,16 +577,17 @@ int dmr_stream_write_data(struct dmr_stream_writer *w, uint32_t disk, uint64_t o
 static int w_range(struct dmr_stream_writer *w, uint32_t type, uint32_t disk, uint64_t offset,
 		   uint64_t len)
 {
-	uint8_t p[RANGE_LEN];
+	uint8_t *p;
 	int r;
 
 	if ((r = w_check(w, disk, offset, len)) < 0)
 		return r;
+	p = W_HEAD(w);
 	put_u32(p, disk);
 	put_u32(p + 4, 0);
 	put_u64(p + 8, offset);
 	put_u64(p + 16, len);
-	if ((r = w_record(w, type, p, sizeof(p), NULL, 0)) < 0)
+	if ((r = w_record(w, type, RANGE_LEN, NULL, 0)) < 0)
 		return r;
 	w->t.zero_bytes += len;
 	return 0;
@@ -596,8 +606,8 @@ int dmr_stream_write_unmap(struct dmr_stream_writer *w, uint32_t disk, uint64_t 
 
 int dmr_stream_writer_finish(struct dmr_stream_writer *w, struct dmr_stream_totals *ret_totals)
 {
-	uint8_t p[TRAILER_LEN];
 	struct dmr_stream_totals t;
+	uint8_t *p;
 	int r;
 
 	if (!w || w->finished)
@@ -608,12 +618,13 @@ int dmr_stream_writer_finish(struct dmr_stream_writer *w, struct dmr_stream_tota
 	 * it), not in the records; its sum is of everything before it. */
 	t = w->t;
 	t.stream_bytes += REC_HDR_LEN + TRAILER_LEN + REC_SUM_LEN;
+	p = W_HEAD(w);
 	put_u64(p, t.records);
 	put_u64(p + 8, t.data_bytes);
 	put_u64(p + 16, t.zero_bytes);
 	put_u64(p + 24, t.stream_bytes);
 	put_u64(p + 32, XXH3_64bits_digest(w->stream_sum));
-	if ((r = w_record(w, DMR_STREAM_T_TRAILER, p, sizeof(p), NULL, 0)) < 0)
+	if ((r = w_record(w, DMR_STREAM_T_TRAILER, TRAILER_LEN, NULL, 0)) < 0)
 		return r;
 	w->t.records--;         /* w_record counted the trailer */
 	w->finished = true;

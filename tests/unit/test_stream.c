@@ -661,9 +661,9 @@ static void test_writer_refusals(void **state)
 	/* A sink that fails: the error, and it sticks. */
 	left = 0;
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), -ENOSPC);
-	left = 3;       /* preamble, header frame and payload */
+	left = 1;       /* the preamble, not the header record (one write) */
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), -ENOSPC);
-	left = 4;
+	left = 2;
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), 0);
 	assert_int_equal(dmr_stream_write_zero(w2, 0, 0, 512), -ENOSPC);
 	left = 100;
