@@ -676,6 +676,12 @@ static void test_writer_refusals(void **state)
 
 /* --- the header's rules ------------------------------------------------------ */
 
+static void on_header_len(void *userdata, const struct dmr_stream_rec_info *info)
+{
+	if (info->index == 0)
+		*(uint64_t *)userdata = info->payload_len;
+}
+
 static void test_header_check(void **state)
 {
 	struct dmr_stream_header good, h;
@@ -804,8 +810,12 @@ static void test_header_check(void **state)
 			struct src s = { .p = b.p, .len = b.len };
 			struct dmr_stream_reader *r = NULL;
 			struct dmr_stream_rec rec;
+			uint64_t hlen = 0;
 
-			assert_int_equal(dmr_stream_reader_new(source, &s, &r), 0);
+			assert_int_equal(dmr_stream_reader_new_trace(source, &s, on_header_len, &hlen, &r), 0);
+			/* The longest header there is: docs/stream.md's number,
+			 * the reader's bound. */
+			assert_int_equal(hlen, 9356);
 			assert_int_equal(dmr_stream_reader_header(r)->n_disks, 64);
 			assert_string_equal(dmr_stream_reader_header(r)->disks[63].name,
 					    h.disks[63].name);
@@ -1360,7 +1370,21 @@ static void test_payload_too_long(void **state)
 		assert_true(alloc_max < (1u << 17));
 		dmr_stream_reader_free(r);
 	}
-	/* The header's own bound is far below: a header that claims 1 MiB. */
+	/* The header's own bound is far below: a header that claims 1 MiB,
+	 * or one byte more than the longest there is. */
+	b.len = 0;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	le(f, 1, 4);
+	le(f + 4, 0, 4);
+	le(f + 8, 9357, 8);
+	buf_add(&b, f, 16);
+	{
+		struct image im;
+
+		assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
+		assert_non_null(strstr(im.error, "payload length 9357 is more than 9356"));
+		image_done(&im);
+	}
 	b.len = 0;
 	raw_preamble(&b, DMR_STREAM_VERSION);
 	le(f, 1, 4);
