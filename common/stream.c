@@ -903,8 +903,9 @@ static int r_extent(struct dmr_stream_reader *r, const struct raw_rec *rr, const
 
 static int r_zstd(struct dmr_stream_reader *r, const struct raw_rec *rr, struct dmr_stream_rec *rec)
 {
-	uint64_t raw = get_u64(rr->payload + 16);
-	size_t n;
+	uint64_t raw = get_u64(rr->payload + 16), said;
+	const uint8_t *z = rr->payload + ZSTD_HDR_LEN;
+	size_t zlen = rr->len - ZSTD_HDR_LEN, n;
 	int e;
 
 	/* The claimed length is bounded before any byte is decompressed,
@@ -915,14 +916,29 @@ static int r_zstd(struct dmr_stream_reader *r, const struct raw_rec *rr, struct 
 			      " bytes, more than %u", r->index, raw, DMR_STREAM_DATA_MAX);
 	if ((e = r_extent(r, rr, "data", raw, rec)) < 0)
 		return e;
+	/* One standard frame (no legacy format, no skippable frame), with
+	 * the content size ZSTD_compressCCtx writes, and that size the
+	 * record's: anything else is not what a writer makes. */
+	if (zlen < 4 || get_u32(z) != ZSTD_MAGICNUMBER || ZSTD_findFrameCompressedSize(z, zlen) != zlen)
+		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data is not one zstd frame",
+			      r->index);
+	said = ZSTD_getFrameContentSize(z, zlen);
+	if (said == ZSTD_CONTENTSIZE_UNKNOWN || said == ZSTD_CONTENTSIZE_ERROR)
+		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data's frame does not say"
+			      " its size", r->index);
+	if (said != raw)
+		return r_fail(r, -EBADMSG,
+			      "record %" PRIu64 ": compressed data's frame says %" PRIu64
+			      " bytes, its record %" PRIu64, r->index, said, raw);
 	if (!r->dctx)
 		r->dctx = ZSTD_createDCtx();
 	if (!r->raw)
 		r->raw = malloc(DMR_STREAM_DATA_MAX);
 	if (!r->dctx || !r->raw)
 		return r_fail(r, -ENOMEM, "out of memory for decompression");
-	n = ZSTD_decompressDCtx(r->dctx, r->raw, raw, rr->payload + ZSTD_HDR_LEN,
-				rr->len - ZSTD_HDR_LEN);
+	/* The frame's size is only what it says: decompress into exactly
+	 * raw bytes, and the output must fill them. */
+	n = ZSTD_decompressDCtx(r->dctx, r->raw, raw, z, zlen);
 	if (ZSTD_isError(n))
 		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data does not decompress"
 			      " to its %" PRIu64 " bytes (zstd: %s)", r->index, raw,

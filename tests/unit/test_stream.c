@@ -1426,42 +1426,76 @@ static void test_payload_too_long(void **state)
 }
 
 /* Compressed records: what they claim bounded before decompressing. */
+enum zmode {
+	Z_GOOD,
+	Z_JUNK,         /* not a zstd frame */
+	Z_NOSIZE,       /* a frame that does not say its content size */
+	Z_TWO,          /* two frames */
+	Z_SKIPPABLE,    /* a skippable frame first */
+	Z_LIE,          /* the frame's content size patched to the claim */
+};
+
 struct zstd_arg {
 	uint64_t offset, claim;
 	size_t real;            /* bytes compressed */
-	bool junk;              /* not a zstd frame */
+	enum zmode mode;
 };
+
+/* Patch a single-segment frame's 2-byte content size (what zstd writes
+ * for 256 .. 65791 bytes) to want. */
+static void patch_fcs(uint8_t *z, uint64_t want)
+{
+	uint8_t fhd = z[4];
+
+	assert_int_equal(fhd >> 6, 1);          /* FCS field: 2 bytes */
+	assert_true(fhd & 0x20);                /* single segment: no window byte */
+	assert_int_equal(fhd & 3, 0);           /* no dictionary id */
+	le(z + 5, want - 256, 2);
+}
 
 static void add_zstd(struct buf *b, const void *arg)
 {
 	const struct zstd_arg *a = arg;
 	uint8_t *raw = calloc(1, a->real + 1);
-	size_t cap = ZSTD_compressBound(a->real) + 1024, n;
+	size_t cap = 2 * ZSTD_compressBound(a->real) + 1024, n = 0;
 	uint8_t *z = malloc(cap);
-	uint8_t v[8];
+	struct buf p = { 0 };
+	uint8_t hd[24];
 
-	if (a->junk) {
+	for (size_t i = 0; i < a->real; i += 777)
+		raw[i] = (uint8_t)i;
+	if (a->mode == Z_JUNK) {
 		memset(z, 0x5a, 600);
 		n = 600;
-	} else {
-		n = ZSTD_compress(z + 8, cap - 8, raw, a->real, 3);
-		assert_false(ZSTD_isError(n));
-	}
-	le(v, a->claim, 8);
-	memcpy(z, v, 8);
-	{
-		struct buf p = { 0 };
-		uint8_t hd[16];
+	} else if (a->mode == Z_NOSIZE) {
+		ZSTD_CCtx *c = ZSTD_createCCtx();
 
-		le(hd, 0, 4);
-		le(hd + 4, 0, 4);
-		le(hd + 8, a->offset, 8);
-		buf_add(&p, hd, 16);
-		buf_add(&p, v, 8);
-		buf_add(&p, a->junk ? z : z + 8, n);
-		raw_record(b, DMR_STREAM_T_DATA_ZSTD, 0, p.p, p.len);
-		buf_done(&p);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+		n = ZSTD_compress2(c, z, cap, raw, a->real);
+		ZSTD_freeCCtx(c);
+	} else {
+		if (a->mode == Z_SKIPPABLE) {
+			/* Its magic, its length, its bytes (zstd's format). */
+			le(z, ZSTD_MAGIC_SKIPPABLE_START, 4);
+			le(z + 4, 5, 4);
+			memcpy(z + 8, "hello", 5);
+			n = 13;
+		}
+		n += ZSTD_compress(z + n, cap - n, raw, a->real, 3);
+		if (a->mode == Z_TWO)
+			n += ZSTD_compress(z + n, cap - n, raw, a->real, 3);
+		if (a->mode == Z_LIE)
+			patch_fcs(z, a->claim);
 	}
+	assert_false(ZSTD_isError(n));
+	le(hd, 0, 4);
+	le(hd + 4, 0, 4);
+	le(hd + 8, a->offset, 8);
+	le(hd + 16, a->claim, 8);
+	buf_add(&p, hd, 24);
+	buf_add(&p, z, n);
+	raw_record(b, DMR_STREAM_T_DATA_ZSTD, 0, p.p, p.len);
+	buf_done(&p);
 	free(raw);
 	free(z);
 }
@@ -1474,36 +1508,54 @@ static void test_zstd_bomb(void **state)
 
 	make_header(&h, 1, false);
 	/* A good one first. */
-	a = (struct zstd_arg){ 0, 64u << 10, 64u << 10, false };
+	a = (struct zstd_arg){ 0, 64u << 10, 64u << 10, Z_GOOD };
 	assert_int_equal(one_record_counts(&h, &im, add_zstd, &a, 64u << 10, 0), 0);
-	/* 64 MiB of zeros in a few KiB, claimed as what they are: refused
-	 * from the claim, nothing decompressed, nothing allocated for it. */
+	/* 64 MiB in a few KiB, claimed as what they are: refused from the
+	 * claim, nothing decompressed, nothing allocated for it. */
 	alloc_max = 0;
-	a = (struct zstd_arg){ 0, 64u << 20, 64u << 20, false };
+	a = (struct zstd_arg){ 0, 64u << 20, 64u << 20, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_string_equal(im.error, "record 1: compressed data claims 67108864 bytes, more than 1048576");
 	assert_true(alloc_max < (2u << 20));
 	a.claim = UINT64_MAX;
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	/* Claiming 64 KiB and holding 64 MiB: decompression stops at 64 KiB. */
-	a = (struct zstd_arg){ 0, 64u << 10, 64u << 20, false };
+	/* Claiming 64 KiB and holding 64 MiB: the frame says so. */
+	a = (struct zstd_arg){ 0, 64u << 10, 64u << 20, Z_GOOD };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data's frame says 67108864 bytes, its record 65536");
+	/* Holding less than it claims. */
+	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, Z_GOOD };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_non_null(strstr(im.error, "says 32768 bytes, its record 65536"));
+	/* A frame that lies about its size: decompression into exactly the
+	 * claim, which the output does not fill. */
+	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, Z_LIE };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_non_null(strstr(im.error, "does not decompress to its 65536 bytes (zstd: "));
+	a = (struct zstd_arg){ 0, 32u << 10, (64u << 10) - 512, Z_LIE };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "does not decompress"));
-	/* Holding less than it claims. */
-	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, false };
+	/* Not a frame, no size, two frames, a skippable frame. */
+	a = (struct zstd_arg){ 0, 4096, 0, Z_JUNK };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	assert_non_null(strstr(im.error, "decompresses to 32768 bytes, not 65536"));
-	/* Not zstd at all; a raw length not in sectors; past the end. */
-	a = (struct zstd_arg){ 0, 4096, 0, true };
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	a = (struct zstd_arg){ 0, 4096, 4096, Z_NOSIZE };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	assert_non_null(strstr(im.error, "zstd:"));
-	a = (struct zstd_arg){ 0, 1000, 1000, false };
+	assert_string_equal(im.error, "record 1: compressed data's frame does not say its size");
+	a = (struct zstd_arg){ 0, 8192, 4096, Z_TWO };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	a = (struct zstd_arg){ 0, 4096, 4096, Z_SKIPPABLE };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	/* A raw length not in sectors; past the end; empty. */
+	a = (struct zstd_arg){ 0, 1000, 1000, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "not in 512-byte sectors"));
-	a = (struct zstd_arg){ DISK_SIZE - 4096, 8192, 8192, false };
+	a = (struct zstd_arg){ DISK_SIZE - 4096, 8192, 8192, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "past the end of disk vda"));
-	a = (struct zstd_arg){ 0, 0, 0, false };
+	a = (struct zstd_arg){ 0, 0, 0, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 }
 
