@@ -121,13 +121,12 @@ struct dmr_stream_reader;
 /* Check a header as a writer and a reader do: names (dmr_name_obj_valid's
  * rules: [A-Za-z0-9._+-], not starting with '-', not "." or ".."; the rule
  * is repeated in stream.c, as common/ may not include dm/), distinct disk
- * names, uuids, sizes (multiples of 512, 0 < size <= DMR_STREAM_SIZE_MAX),
- * 1..DMR_STREAM_DISKS_MAX disks, a block size that is a multiple of
- * 64 KiB from 64 KiB to 1 GiB (dm-thin's rule), data_bytes no more than
- * the disks' sizes together, a label of printable
- * characters (no C0 control, no DEL; valid UTF-8), a base uuid that is
- * not the point's own.  -EBADMSG if not, and *ret_why
- * (static, may be NULL) names the field. */
+ * names, uuids (a base that is not the point's own), sizes (multiples of
+ * 512, 0 < size <= DMR_STREAM_SIZE_MAX), 1..DMR_STREAM_DISKS_MAX disks, a
+ * block size that is a multiple of 64 KiB from 64 KiB to 1 GiB (dm-thin's
+ * rule), data_bytes no more than the disks' sizes together, a label of
+ * printable characters (no C0 control, no DEL; valid UTF-8).  -EBADMSG if
+ * not, and *ret_why (static, may be NULL) names the field. */
 int dmr_stream_header_check(const struct dmr_stream_header *h, const char **ret_why);
 
 /* Write the magic, version and header (checked first: -EINVAL). */
