@@ -868,6 +868,79 @@ static void test_flip_every_bit(void **state)
 	buf_done(&b);
 }
 
+/* Damage that the record checksums cannot see: a record's type, flags or
+ * payload changed and its checksum made again, thousands of times at
+ * random over a stream of every record type.  The parsers see bad values
+ * behind good checksums; whatever they make of them (an ASan build
+ * watches), the stream is refused: at the latest its trailer's
+ * whole-stream checksum does not match. */
+static void test_resigned_mutations(void **state)
+{
+	struct dmr_stream_header h;
+	struct dmr_stream_writer *w = NULL;
+	struct buf b = { 0 };
+	struct image im;
+	size_t at[16], n_rec = 0, pos = 12;
+	uint8_t data[8192];
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	unsigned refused_early = 0;
+
+	make_header(&h, 2, true);
+	fill(data, 4096, 1, true);
+	fill(data + 4096, 4096, 2, false);
+	assert_int_equal(dmr_stream_writer_new(&h, DMR_STREAM_W_ZSTD, sink, &b, &w), 0);
+	assert_int_equal(dmr_stream_write_data(w, 0, 0, data, 4096), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 4096, data + 4096, 4096), 0);
+	assert_int_equal(dmr_stream_write_zero(w, 0, 8192, 8192), 0);
+	assert_int_equal(dmr_stream_write_unmap(w, 1, 1u << 20, 1u << 20), 0);
+	assert_int_equal(dmr_stream_writer_finish(w, NULL), 0);
+	dmr_stream_writer_free(w);
+	/* Where the records are, the trailer left out. */
+	while (pos < b.len) {
+		if (rd(b.p + pos, 4) != DMR_STREAM_T_TRAILER)
+			at[n_rec++] = pos;
+		pos += 16 + rd(b.p + pos + 8, 8) + 8;
+	}
+	assert_int_equal(pos, b.len);
+	assert_int_equal(n_rec, 5);
+	assert_int_equal(rd(b.p + at[1], 4), DMR_STREAM_T_DATA_ZSTD);
+	assert_int_equal(rd(b.p + at[2], 4), DMR_STREAM_DATA);
+
+	for (unsigned i = 0; i < 4000; i++) {
+		uint8_t *copy = malloc(b.len);
+		size_t r, len, off;
+		int rc;
+
+		memcpy(copy, b.p, b.len);
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		r = at[x % n_rec];
+		len = rd(copy + r + 8, 8);
+		/* Anywhere in the record but its length field. */
+		off = (x >> 8) % (16 + len - 8);
+		if (off >= 8)
+			off += 8;
+		copy[r + off] ^= (uint8_t)(1u << ((x >> 40) % 8));
+		if ((x >> 50) % 4 == 0) {
+			/* Sometimes a whole byte, and a second one. */
+			copy[r + off] = (uint8_t)(x >> 24);
+			copy[r + 16 + (x >> 32) % len] ^= 0xff;
+		}
+		le(copy + r + 16 + len, XXH3_64bits(copy + r, 16 + len), 8);
+		rc = read_stream(copy, b.len, 0, &im);
+		if (rc != -EBADMSG)
+			fail_msg("mutation %u at byte %zu: %d (%s)", i, r + off, rc, im.error);
+		if (!strstr(im.error, "whole-stream checksum"))
+			refused_early++;
+		image_done(&im);
+		free(copy);
+	}
+	print_message("%u of 4000 refused before the trailer\n", refused_early);
+	/* Most damage is seen by the parsers, before the trailer. */
+	assert_true(refused_early > 1000);
+	assert_true(alloc_max <= READER_ALLOC_MAX);
+	buf_done(&b);
+}
+
 /* The refusals the issue names, with the message a user sees. */
 static void test_flip_named(void **state)
 {
@@ -1818,6 +1891,7 @@ int main(void)
 		cmocka_unit_test(test_header_check),
 		cmocka_unit_test(test_flip_every_bit),
 		cmocka_unit_test(test_flip_named),
+		cmocka_unit_test(test_resigned_mutations),
 		cmocka_unit_test(test_trailer_checks),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_trailing_bytes),
