@@ -521,25 +521,22 @@ static int w_data_one(struct dmr_stream_writer *w, uint32_t disk, uint64_t offse
 		      const uint8_t *buf, size_t len)
 {
 	uint8_t *head = W_HEAD(w);
+	size_t n = 0;
 	int r;
 
 	put_u32(head, disk);
 	put_u32(head + 4, 0);
 	put_u64(head + 8, offset);
-	if (w->cctx) {
-		/* Room for less than the raw bytes only: what does not
-		 * shrink goes uncompressed (zstd says dstSize_tooSmall). */
-		size_t cap = len - 8 - 1, n;
-
-		n = ZSTD_compressCCtx(w->cctx, head + ZSTD_HDR_LEN, cap, buf, len, ZSTD_LEVEL);
-		if (!ZSTD_isError(n)) {
-			put_u64(head + 16, len);
-			r = w_record(w, DMR_STREAM_T_DATA_ZSTD, ZSTD_HDR_LEN + n, NULL, 0);
-			goto done;
-		}
+	/* Room for less than the raw bytes only: what does not shrink goes
+	 * uncompressed (zstd says dstSize_tooSmall). */
+	if (w->cctx)
+		n = ZSTD_compressCCtx(w->cctx, head + ZSTD_HDR_LEN, len - 8 - 1, buf, len, ZSTD_LEVEL);
+	if (w->cctx && !ZSTD_isError(n)) {
+		put_u64(head + 16, len);
+		r = w_record(w, DMR_STREAM_T_DATA_ZSTD, ZSTD_HDR_LEN + n, NULL, 0);
+	} else {
+		r = w_record(w, DMR_STREAM_DATA, EXT_HDR_LEN, buf, len);
 	}
-	r = w_record(w, DMR_STREAM_DATA, EXT_HDR_LEN, buf, len);
-done:
 	if (r < 0)
 		return r;
 	w->t.data_bytes += len;
