@@ -752,8 +752,16 @@ static int thin_zero(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
 	if (a >= b)
 		return blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", offset, len);
 	r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", offset, a - offset);
-	if (r == 0)
-		r = blk_ioctl_range(w, BLKDISCARD, "BLKDISCARD", a, b - a);
+	if (r == 0) {
+		uint64_t range[2] = { a, b - a };
+
+		if (ioctl(w->fd, BLKDISCARD, range) < 0) {
+			/* Discards turned off since open: zeros it is. */
+			log_debug_errno(dmr_negerrno(), "xfer: BLKDISCARD at %" PRIu64 "+%" PRIu64
+					" failed: %m; writing zeros", a, b - a);
+			r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", a, b - a);
+		}
+	}
 	if (r == 0)
 		r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", b, end - b);
 	return r;

@@ -39,9 +39,10 @@
 #define VOL_BYTES ((uint64_t)VOL_SECTORS * 512u)
 #define VOL_BLOCKS ((VOL_BYTES + BB - 1) / BB)
 
-enum { VOL, SNAP_A, SNAP_B, RECV, NDEV };
-static const char *const dev_tag[NDEV] = { "vol", "a", "b", "recv" };
-static const uint32_t dev_id[NDEV] = { 1, 2, 3, 4 };
+enum { VOL, SNAP_A, SNAP_B, RECV, BIG, BIG_RECV, NDEV };
+static const char *const dev_tag[NDEV] = { "vol", "a", "b", "recv", "big", "bigrecv" };
+static const uint32_t dev_id[NDEV] = { 1, 2, 3, 4, 5, 6 };
+static uint64_t dev_sectors[NDEV] = { VOL_SECTORS, VOL_SECTORS, VOL_SECTORS, VOL_SECTORS };
 static char dev_name[NDEV][64];
 static char dev_path[NDEV][256];
 static bool dev_up[NDEV];
@@ -124,9 +125,9 @@ static void fill_random(uint8_t *p, size_t n, uint64_t seed)
 
 /* Write len bytes (random from seed, or zeros if seed is 0) at off of the
  * volume, O_DIRECT: one write is one bio. */
-static int put(uint64_t off, size_t len, uint64_t seed)
+static int put_on(int dev, uint64_t off, size_t len, uint64_t seed)
 {
-	_cleanup_close_ int fd = open(dev_path[VOL], O_WRONLY | O_DIRECT | O_CLOEXEC);
+	_cleanup_close_ int fd = open(dev_path[dev], O_WRONLY | O_DIRECT | O_CLOEXEC);
 	void *b = NULL;
 	int r = -1;
 
@@ -143,6 +144,11 @@ out:
 	return r;
 }
 
+static int put(uint64_t off, size_t len, uint64_t seed)
+{
+	return put_on(VOL, off, len, seed);
+}
+
 static int discard(uint64_t off, uint64_t len)
 {
 	_cleanup_close_ int fd = open(dev_path[VOL], O_WRONLY | O_CLOEXEC);
@@ -157,7 +163,7 @@ static int activate(int i, bool ro)
 	int r;
 
 	snprintf(uuid, sizeof(uuid), "DMREP-labtest-%d-%s", (int)getpid(), dev_tag[i]);
-	r = dmr_thin_activate(pool, dev_name[i], uuid, dev_id[i], VOL_SECTORS, ro);
+	r = dmr_thin_activate(pool, dev_name[i], uuid, dev_id[i], dev_sectors[i], ro);
 	if (r == 0) {
 		dev_up[i] = true;
 		(void)dmr_dm_path(dev_name[i], dev_path[i], sizeof(dev_path[i]));
@@ -260,16 +266,19 @@ static int to_writer(void *userdata, uint64_t offset, const void *buf, size_t le
 	return dmr_xfer_zero(s->w, offset, len);
 }
 
-static bool send(uint32_t base, int from, const char *what, struct sink *s)
+static bool send_to(uint32_t base, int from, int to, const char *what, struct sink *s)
 {
 	struct dmr_extent *e = NULL;
 	size_t n = 0;
 	uint64_t t0 = dmr_now_usec(), usec;
 	int r;
 
-	r = dmr_delta_extents(pool, base, dev_id[from], VOL_BLOCKS, &e, &n);
+	uint64_t bytes = dev_sectors[from] * 512u, t1 = t0;
+
+	r = dmr_delta_extents(pool, base, dev_id[from], (bytes + BB - 1) / BB, &e, &n);
+	t1 = dmr_now_usec();
 	if (r == 0)
-		r = dmr_xfer_writer_open(dev_path[RECV], VOL_BYTES, 0, &s->w);
+		r = dmr_xfer_writer_open(dev_path[to], bytes, 0, &s->w);
 	if (r == 0) {
 		r = dmr_xfer_read(dev_path[from], e, n, BB, 0, true, to_writer, s);
 		if (r == 0)
@@ -277,12 +286,18 @@ static bool send(uint32_t base, int from, const char *what, struct sink *s)
 		else
 			dmr_xfer_writer_abort(s->w);
 	}
-	usec = dmr_now_usec() - t0;
+	usec = dmr_now_usec() - t1;
 	free(e);
 	check(r == 0, "%s: %" PRIu64 " bytes of data, %" PRIu64 " of zero grains, %" PRIu64
-	      " unmapped, in %" PRIu64 " ms (%d)", what, s->data, s->zero_grains, s->unmapped,
-	      usec / 1000, r);
+	      " unmapped; extents in %" PRIu64 " ms, data in %" PRIu64 " ms (%" PRIu64
+	      " MiB/s) (%d)", what, s->data, s->zero_grains, s->unmapped, (t1 - t0) / 1000,
+	      usec / 1000, usec ? (s->data >> 20) * 1000000 / usec : 0, r);
 	return r == 0;
+}
+
+static bool send(uint32_t base, int from, const char *what, struct sink *s)
+{
+	return send_to(base, from, RECV, what, s);
 }
 
 static bool devices_equal(int a, int b)
@@ -509,6 +524,36 @@ int main(void)
 		      "zeroing 8 KiB into block 0 to 8 KiB before block 3: zeros there, the "
 		      "edges kept, block 1 unmapped (%d, %" PRIu64 " -> %" PRIu64 " blocks)", r,
 		      before, after);
+	}
+
+	/* ---- throughput: a volume full of data, sent whole ---- */
+	{
+		const char *env = getenv("LAB_DELTA_MB");
+		uint64_t mb = env && *env ? strtoull(env, NULL, 10) : 64;
+		uint32_t big[2] = { dev_id[BIG], dev_id[BIG_RECV] };
+		struct sink s = { .full = true };
+		uint64_t t0;
+
+		dev_sectors[BIG] = dev_sectors[BIG_RECV] = mb * 2048u;
+		r = dmr_thin_create_batch(pool, 2, big, tid, tid + 1);
+		if (r == 0) {
+			tid++;
+			r = activate(BIG, false);
+		}
+		r = r ?: activate(BIG_RECV, false);
+		t0 = dmr_now_usec();
+		for (uint64_t i = 0; r == 0 && i < mb; i++)
+			r = put_on(BIG, i * MiB, MiB, 100 + i);
+		check(r == 0, "a %" PRIu64 " MiB volume written in %" PRIu64 " ms", mb,
+		      (dmr_now_usec() - t0) / 1000);
+		if (r == 0 && send_to(0, BIG, BIG_RECV, "full send of it", &s)) {
+			check(s.data == mb * MiB, "all of it is data");
+			bool eq;
+
+			t0 = dmr_now_usec();
+			eq = devices_equal(BIG, BIG_RECV);
+			check(eq, "cmp: the copy is equal (%" PRIu64 " ms)", (dmr_now_usec() - t0) / 1000);
+		}
 	}
 
 	/* ---- a metadata snapshot left held ---- */
