@@ -493,6 +493,20 @@ static void fake_tool(const char *name, const char *out, const char *err, int rc
 	assert_int_equal(chmod(p, 0755), 0);
 }
 
+/* A fake tool of one shell line. */
+static void fake_script(const char *name, const char *line)
+{
+	char p[4200];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", bindir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", line);
+	fclose(f);
+	assert_int_equal(chmod(p, 0755), 0);
+}
+
 static void fake_args(const char *name, char *buf, size_t size)
 {
 	char p[4200];
@@ -637,6 +651,47 @@ static void test_extents_tools(void **state)
 	assert_string_equal(msgs[2], "release_metadata_snap");
 
 	assert_int_equal(dmr_delta_extents(&pool, 3, 3, VOL_BLOCKS, &ext, &n), -EINVAL);
+}
+
+static void test_extents_tool_misbehaves(void **state)
+{
+	struct dmr_pool pool;
+	struct dmr_extent *ext = (void *)1;
+	size_t n = 99;
+
+	(void)state;
+	fake_pool(&pool);
+
+	/* Past the 256 MiB bound on stdout: stopped (killed), refused. */
+	reset_msgs();
+	fake_script("thin_dump", "exec head -c 300000000 /dev/zero");
+	assert_int_equal(dmr_delta_extents(&pool, 0, 3, VOL_BLOCKS, &ext, &n), -EFBIG);
+	assert_int_equal(nmsgs, 2);
+	assert_string_equal(msgs[1], "release_metadata_snap");
+
+	/* Killed by a signal, after half its output. */
+	reset_msgs();
+	fake_script("thin_dump", "echo '<superblock uuid=\"\">'; kill -9 $$");
+	assert_int_equal(dmr_delta_extents(&pool, 0, 3, VOL_BLOCKS, &ext, &n), -EIO);
+	assert_int_equal(nmsgs, 2);
+
+	/* Exit 0 with garbage: refused after the release. */
+	reset_msgs();
+	fake_script("thin_delta", "printf '<superblock>\\0</superblock>\\n'");
+	assert_int_equal(dmr_delta_extents(&pool, 2, 3, VOL_BLOCKS, &ext, &n), -EBADMSG);
+	assert_int_equal(nmsgs, 2);
+	reset_msgs();
+	fake_script("thin_delta", "true");
+	assert_int_equal(dmr_delta_extents(&pool, 2, 3, VOL_BLOCKS, &ext, &n), -EBADMSG);
+	assert_int_equal(nmsgs, 2);
+
+	/* Much on stderr, nothing on stdout: no deadlock on either pipe. */
+	reset_msgs();
+	fake_script("thin_delta", "head -c 1000000 /dev/zero | tr '\\0' x >&2; exit 1");
+	assert_int_equal(dmr_delta_extents(&pool, 2, 3, VOL_BLOCKS, &ext, &n), -EIO);
+	assert_int_equal(nmsgs, 2);
+	assert_ptr_equal(ext, (void *)1);
+	assert_int_equal(n, 99);
 }
 
 static void test_release_stale(void **state)
@@ -961,6 +1016,8 @@ int main(void)
 		cmocka_unit_test(test_dump_malformed),
 		cmocka_unit_test(test_structure),
 		cmocka_unit_test_setup_teardown(test_extents_tools, tools_setup, tools_teardown),
+		cmocka_unit_test_setup_teardown(test_extents_tool_misbehaves, tools_setup,
+						tools_teardown),
 		cmocka_unit_test_setup_teardown(test_release_stale, tools_setup, tools_teardown),
 		cmocka_unit_test_setup_teardown(test_read, files_setup, files_teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, files_setup, files_teardown),
