@@ -459,7 +459,8 @@ static int find_tool(const char *name, char *buf, size_t size)
 
 	if (path && (dirs = strdup(path)))
 		for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			if (!*d)
+			/* A relative entry would run whatever the cwd holds. */
+			if (d[0] != '/')
 				continue;
 			if ((size_t)snprintf(buf, size, "%s/%s", d, name) < size &&
 			    access(buf, X_OK) == 0)
