@@ -14,13 +14,16 @@
  * whatever the tool does.
  *
  * The extent reader and writer on files in a scratch directory that takes
- * O_DIRECT (tests/unit/copy_files.h).
+ * O_DIRECT (tests/unit/copy_files.h), also under injected libaio faults
+ * (io_submit and io_getevents wrapped as in test_copy_fault.c): every
+ * failure is returned with nothing left in flight (submitted == reaped).
  */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <libaio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -711,6 +714,72 @@ static void test_release_stale(void **state)
 	status_held = false;
 }
 
+/* ---- libaio, wrapped: counts and faults ---- */
+
+int __real_io_submit(io_context_t ctx, long nr, struct iocb *ios[]);
+int __real_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout);
+int __wrap_io_submit(io_context_t ctx, long nr, struct iocb *ios[]);
+int __wrap_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout);
+
+static struct {
+	unsigned submitted, reaped, max_inflight;
+	unsigned submit_calls, eagain_at, eintr_left;
+	unsigned seen[2];   /* completions: 0 reads, 1 writes */
+	bool fault;         /* turn completion fault_nth of fault_op into fault_res */
+	int fault_op;       /* IO_CMD_PREAD (0) or IO_CMD_PWRITE */
+	unsigned fault_nth;
+	long fault_res;     /* > 0: shorten by this much; < 0: this error */
+} aio;
+
+int __wrap_io_submit(io_context_t ctx, long nr, struct iocb *ios[])
+{
+	int r;
+
+	aio.submit_calls++;
+	if (aio.eagain_at && aio.submit_calls == aio.eagain_at)
+		return -EAGAIN;
+	r = __real_io_submit(ctx, nr, ios);
+	if (r > 0) {
+		aio.submitted += (unsigned)r;
+		if (aio.submitted - aio.reaped > aio.max_inflight)
+			aio.max_inflight = aio.submitted - aio.reaped;
+	}
+	return r;
+}
+
+int __wrap_io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			struct timespec *timeout)
+{
+	int n;
+
+	if (aio.eintr_left) {
+		aio.eintr_left--;
+		return -EINTR;
+	}
+	n = __real_io_getevents(ctx, min_nr, nr, events, timeout);
+	for (int i = 0; i < n; i++) {
+		int op = events[i].obj->aio_lio_opcode;
+		unsigned k = op == IO_CMD_PWRITE;
+
+		aio.reaped++;
+		aio.seen[k]++;
+		if (!aio.fault || op != aio.fault_op || aio.seen[k] != aio.fault_nth)
+			continue;
+		if (aio.fault_res < 0)
+			events[i].res = (unsigned long)aio.fault_res;
+		else
+			events[i].res -= (unsigned long)aio.fault_res;
+	}
+	return n;
+}
+
+static void aio_reset(void)
+{
+	memset(&aio, 0, sizeof(aio));
+}
+
 /* ---- the reader and the writer on files ---- */
 
 #define BB (64u * KiB)
@@ -1006,6 +1075,139 @@ static void test_writer_bounds(void **state)
 	assert_int_equal(dmr_xfer_writer_open("/nonexistent/x", 4096, 0, &w), -ENOENT);
 }
 
+/* Read xext of src (queue depth 4) into a writer on dst; the image the
+ * callback saw in img.  Returns the read's result; *ret_close the close's
+ * (or the abort's 1). */
+static int fault_trip(const char *src, const char *dst, uint8_t *img, int *ret_close)
+{
+	struct collect *c = calloc(1, sizeof(*c));
+	int r;
+
+	assert_non_null(c);
+	c->img = img;
+	memset(img, 0xee, FILE_BYTES);
+	assert_int_equal(dmr_xfer_writer_open(dst, FILE_BYTES, 4, &c->w), 0);
+	r = dmr_xfer_read(src, xext, DMR_ARRAY_SIZE(xext), BB, 4, true, on_chunk, c);
+	assert_false(c->bad);
+	if (r == 0) {
+		*ret_close = dmr_xfer_writer_close(c->w);
+	} else {
+		dmr_xfer_writer_abort(c->w);
+		*ret_close = 1;
+	}
+	free(c);
+	return r;
+}
+
+static void test_faults(void **state)
+{
+	char src[4200], dst[4200];
+	uint8_t *img = malloc(FILE_BYTES);
+	int rc;
+
+	(void)state;
+	if (!have_scratch)
+		skip();
+	assert_non_null(img);
+	scratch_path(&scr, "src", src, sizeof(src));
+	scratch_path(&scr, "dst", dst, sizeof(dst));
+	close(file_make_sparse(dst, FILE_BYTES));
+
+	/* Clean: never more in flight than asked, all reaped. */
+	aio_reset();
+	assert_int_equal(fault_trip(src, dst, img, &rc), 0);
+	assert_int_equal(rc, 0);
+	check_img(img, true);
+	assert_int_equal(aio.submitted, aio.reaped);
+	assert_true(aio.max_inflight <= 8);
+
+	/* A read fails: its error, every other I/O reaped. */
+	aio_reset();
+	aio.fault = true;
+	aio.fault_op = IO_CMD_PREAD;
+	aio.fault_nth = 3;
+	aio.fault_res = -EIO;
+	assert_int_equal(fault_trip(src, dst, img, &rc), -EIO);
+	assert_int_equal(aio.submitted, aio.reaped);
+
+	/* A short read is finished, not delivered short. */
+	aio_reset();
+	aio.fault = true;
+	aio.fault_op = IO_CMD_PREAD;
+	aio.fault_nth = 2;
+	aio.fault_res = 4096;
+	assert_int_equal(fault_trip(src, dst, img, &rc), 0);
+	assert_int_equal(rc, 0);
+	check_img(img, true);
+	assert_int_equal(aio.submitted, aio.reaped);
+	assert_int_equal(files_diff(src, dst, 3 * BB), -1);
+
+	/* A short read at an odd length cannot go on direct: -EIO. */
+	aio_reset();
+	aio.fault = true;
+	aio.fault_op = IO_CMD_PREAD;
+	aio.fault_nth = 2;
+	aio.fault_res = 100;
+	assert_int_equal(fault_trip(src, dst, img, &rc), -EIO);
+	assert_int_equal(aio.submitted, aio.reaped);
+
+	/* The ring full (EAGAIN) and interrupted waits: still exact. */
+	aio_reset();
+	aio.eagain_at = 3;
+	aio.eintr_left = 2;
+	assert_int_equal(fault_trip(src, dst, img, &rc), 0);
+	assert_int_equal(rc, 0);
+	check_img(img, true);
+	assert_int_equal(aio.submitted, aio.reaped);
+
+	/* A write fails: a later write or the close says so. */
+	aio_reset();
+	aio.fault = true;
+	aio.fault_op = IO_CMD_PWRITE;
+	aio.fault_nth = 2;
+	aio.fault_res = -ENOSPC;
+	rc = 0;
+	{
+		int r = fault_trip(src, dst, img, &rc);
+
+		assert_true(r == -ENOSPC || (r == 0 && rc == -ENOSPC));
+	}
+	assert_int_equal(aio.submitted, aio.reaped);
+
+	/* A short write: -EIO. */
+	aio_reset();
+	aio.fault = true;
+	aio.fault_op = IO_CMD_PWRITE;
+	aio.fault_nth = 1;
+	aio.fault_res = 512;
+	{
+		int r = fault_trip(src, dst, img, &rc);
+
+		assert_true(r == -EIO || (r == 0 && rc == -EIO));
+	}
+	assert_int_equal(aio.submitted, aio.reaped);
+
+	/* The writer's first error sticks. */
+	{
+		struct dmr_xfer_writer *w = NULL;
+		uint8_t buf[4096] = { 1 };
+
+		aio_reset();
+		aio.fault = true;
+	aio.fault_op = IO_CMD_PWRITE;
+		aio.fault_nth = 1;
+		aio.fault_res = -EIO;
+		assert_int_equal(dmr_xfer_writer_open(dst, FILE_BYTES, 1, &w), 0);
+		assert_int_equal(dmr_xfer_write(w, 0, buf, 4096), 0);
+		/* One slot: this write waits for the first, and sees it fail. */
+		assert_int_equal(dmr_xfer_write(w, 4096, buf, 4096), -EIO);
+		assert_int_equal(dmr_xfer_zero(w, 0, 4096), -EIO);
+		assert_int_equal(dmr_xfer_writer_close(w), -EIO);
+		assert_int_equal(aio.submitted, aio.reaped);
+	}
+	free(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1022,6 +1224,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read, files_setup, files_teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, files_setup, files_teardown),
 		cmocka_unit_test_setup_teardown(test_writer_bounds, files_setup, files_teardown),
+		cmocka_unit_test_setup_teardown(test_faults, files_setup, files_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,6 @@ WRAP_test_batch := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ct
 # pool messages (tests/unit/test_thin_group.c).
 WRAP_test_thin_group := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ctl_resume \
 	dmr_pool_message dmr_pool_set_transaction dmr_pool_delete_thin
-# dmr_delta_extents over fake tools and a fake pool's messages and status
-# (tests/unit/test_delta.c).
-WRAP_test_delta := dmr_pool_message dmr_pool_status
+# dmr_delta_extents over fake tools and a fake pool's messages and status,
+# xfer under injected libaio faults (tests/unit/test_delta.c).
+WRAP_test_delta := dmr_pool_message dmr_pool_status io_submit io_getevents
