@@ -119,11 +119,19 @@ pair_peer_setup() {
 	echo "pair-w $W"
 }
 pair_boot_id() { cat /proc/sys/kernel/random/boot_id; }
+# pair_alive PID: running, not a zombie (the agent is not our child: its
+# parent, once the ssh session is gone, is the lab's PID 1).
+pair_alive() {
+	local s
+	{ read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1
+	s=${s##*) }
+	[ "${s%% *}" != Z ]
+}
 # pair_peer_agent_pid: the agent's pid, if it runs in this boot.
 pair_peer_agent_pid() {
 	local pid boot
 	{ read -r pid boot <"$W/dmrepd.pid"; } 2>/dev/null || return 1
-	[ "$boot" = "$(pair_boot_id)" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+	[ "$boot" = "$(pair_boot_id)" ] && pair_alive "$pid" && echo "$pid"
 }
 pair_peer_agent_start() {
 	local envs=() a
@@ -148,16 +156,29 @@ pair_peer_agent_stop() {
 	pid=$(pair_peer_agent_pid) || { rm -f "$W/dmrepd.pid"; return 0; }
 	kill "-${1:-TERM}" "$pid" 2>/dev/null
 	for _ in $(seq 300); do
-		kill -0 "$pid" 2>/dev/null || break
+		pair_alive "$pid" || break
 		sleep 0.1
 	done
-	if kill -0 "$pid" 2>/dev/null; then
+	if pair_alive "$pid"; then
 		echo "# dmrepd on $LAB_HOST did not stop on ${1:-TERM}: SIGKILL" >&2
 		kill -KILL "$pid" 2>/dev/null
 		sleep 0.5
 	fi
 	rm -f "$W/dmrepd.pid"
 	[ "${1:-TERM}" = KILL ] || rm -f /run/dmrep/dmrepd.sock
+}
+# make check-asan (LAB_SANITIZE=1): each sanitizer report on the peer (its
+# ssh sessions log them to /run/lab-sanitize, see tools/lab/run-pair) is a
+# failure of the test that ran, as run-all counts lab1's.
+pair_peer_sanitizer_reports() {
+	local f
+	[ "${LAB_SANITIZE:-0}" = 1 ] || return 0
+	for f in /run/lab-sanitize/asan.* /run/lab-sanitize/ubsan.*; do
+		[ -f "$f" ] || continue
+		not_ok "a sanitizer report on $LAB_HOST (${f##*/})"
+		head -n 40 "$f" | sed 's/^/# /'
+		mv "$f" /run/lab-sanitize/seen/
+	done
 }
 pair_peer_teardown() {
 	local left have0=1
@@ -178,6 +199,7 @@ pair_peer_teardown() {
 		[ -z "$left" ] && break
 		sleep 0.2
 	done
+	pair_peer_sanitizer_reports
 	if [ -n "$left" ]; then
 		not_ok "teardown on $LAB_HOST: nothing left behind ($(wc -l <<<"$left") left)"
 		sed 's/^/#   left behind on '"$LAB_HOST"': /' <<<"$left"
