@@ -4,13 +4,13 @@
 # root's ssh works both ways with no prompt and gives the command's PATH;
 # each host has its own kernel, device-mapper and scratch disk (journaled);
 # this machine's /root/.ssh is masked by the lab's own; the link reaches
-# nothing but the other host; the peer's agent answers `ssh lab2 dmrep`;
+# nothing but the other host; each host's agent answers `ssh HOST dmrep`;
 # `lab-power off lab2` cuts it at once (ssh fails within seconds), `on`
 # boots it again on the same disk with what was synced before the cut; and
 # the library's teardown fails a test that leaves a device on the peer.
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
-pair_setup
+pair_agent_setup
 
 declare -A addr=([lab1]=169.254.1.1 [lab2]=169.254.1.2)
 boot_id() { cat /proc/sys/kernel/random/boot_id; }
@@ -77,6 +77,9 @@ if peer_agent_start; then ok "dmrepd starts on lab2 (peer_agent_start)"; else no
 check "ssh lab2 dmrep --json vm list reaches it on the default socket" \
 	sh -c 'ssh lab2 dmrep --json vm list | jq -e "type == \"array\" and length == 0"'
 check "peer_agent_alive" peer_agent_alive
+check "and back: ssh lab1 dmrep from lab2 reaches lab1's agent (pair_agent_setup)" \
+	on_peer sh -c 'ssh lab1 dmrep --json vm list | jq -e "type == \"array\""'
+check "the socket there is this test's agent's" sh -c "ss -xlpn | grep -q '/run/dmrep/dmrepd.sock .*pid=$AGENT_PID,'"
 
 # --- lab-power --------------------------------------------------------------------
 token="h-00 $$ $RANDOM"
