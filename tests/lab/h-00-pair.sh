@@ -42,6 +42,14 @@ is "its first entry is the repo's build/bin" "$(dirname "$(command -v dmrep)")" 
 is "dmrep there is the repo's" "$(command -v dmrep)" "$(ssh lab2 command -v dmrep)"
 is "ssh lab1's PATH (from lab2) is the same" "$PATH" "$(on_peer ssh lab1 printenv PATH)"
 is "LAB and LAB_SCRATCH in an ssh session" "1 /run/lab/scratch" "$(ssh lab2 'echo $LAB $LAB_SCRATCH')"
+head -c 4194304 /dev/urandom >"$W/rand"
+want=$(sha256sum <"$W/rand" | cut -d' ' -f1)
+is "4 MiB through on_peer's stdin arrive intact" "$want" "$(on_peer sha256sum <"$W/rand" | cut -d' ' -f1)"
+t0=${EPOCHREALTIME/[.,]/}
+got=$(ssh lab2 sha256sum <"$W/rand" | cut -d' ' -f1)
+t1=${EPOCHREALTIME/[.,]/}
+is "and through a plain ssh lab2" "$want" "$got"
+diag "4 MiB through ssh lab2 (connection included): $(((t1 - t0) / 1000)) ms"
 
 # --- this machine's /root/.ssh: masked ----------------------------------------------
 lab_files="authorized_keys config environment id_ed25519 id_ed25519.pub known_hosts"
