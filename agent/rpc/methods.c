@@ -34,6 +34,8 @@ const struct dmr_method dmr_methods[] = {
 	{ "CommitFailover", true, dmr_h_commit_failover, false, false },
 	{ "TestReplicaSystem", true, dmr_h_test_replica, false, false },
 	{ "StopTestReplicaSystem", true, dmr_h_stop_test, false, false },
+	{ "SendReplicationPoint", true, dmr_h_send_point, false, true },
+	{ "ReceiveReplicationPoint", true, dmr_h_receive_point, false, true },
 	{ "GetJob", false, dmr_h_get_job, false, false },
 	{ "ListJobs", false, dmr_h_list_jobs, false, false },
 	{ NULL, false, NULL, false, false },
