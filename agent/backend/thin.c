@@ -436,7 +436,8 @@ static void thin_discard(struct dmr_registry *reg, struct dmr_vm *vm)
 	log_notice("VM %s: import was interrupted; removing it", vm->name);
 	vm_remove_devices(vm);
 	for (size_t i = 0; i < vm->n_disks; i++)
-		(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
+		if (vm->disks[i].thin_id) /* 0: a replica's, no live volume */
+			(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
 }
 
 static bool thin_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
@@ -734,7 +735,10 @@ static int thin_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 		q = dmr_vm_disk_dm_name(vm->name, disk, name);
 		q = q ?: dmr_vm_disk_dm_uuid(vm->name, disk, uuid);
 		q = q ?: dmr_dm_info(name, &info);
-		if (q == 0 && info.exists && !dmr_streq(info.uuid, uuid)) {
+		if (q == 0 && id == 0) {
+			/* A replica's disk before a failover: no live volume,
+			 * so no stable device (README, replica VMs). */
+		} else if (q == 0 && info.exists && !dmr_streq(info.uuid, uuid)) {
 			log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
 				  vm->name, name, info.uuid);
 			q = -EEXIST;
@@ -863,6 +867,64 @@ static int thin_point_read_down(struct dmr_registry *reg, const struct dmr_vm *v
 	return vols_down(1, &id);
 }
 
+/* ---- receive (a replica's point from a stream: docs/stream.md) ---------- */
+
+/* The volumes a received point is written into: empty ones (a full
+ * stream: a new thin volume reads as zeros) or snapshots of the base
+ * point's (an incremental: the base itself is never written), one pool
+ * transaction; then each up as its own hidden writable device. */
+static int thin_receive_make(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			     const uint32_t *ids, char (*paths)[DMR_DM_PATH_SIZE])
+{
+	const struct dmr_point *p = NULL;
+	_cleanup_free_ const char **none = calloc(vm->n_disks, sizeof(char *));
+	_cleanup_free_ uint64_t *sectors = calloc(vm->n_disks, sizeof(*sectors));
+	uint64_t old_tid, new_tid;
+	int r;
+
+	if (!none || !sectors)
+		return -ENOMEM;
+	if (!reg->pool)
+		return -ENODEV;
+	if (base && !(p = dmr_vm_point_find((struct dmr_vm *)vm, base)))
+		return -ENOENT;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		sectors[i] = vm->disks[i].size_bytes / 512;
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	/* A point's volumes are not active: no suspend. */
+	r = p ? dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->vol_ids, ids, old_tid,
+					new_tid, 0, NULL) :
+		dmr_thin_create_batch(reg->pool, vm->n_disks, ids, old_tid, new_tid);
+	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
+		r = -EIO;
+	if (r < 0) {
+		log_debug("VM %s: cannot create the received point's volumes: %s", vm->name,
+			  strerror(-r));
+		return r;
+	}
+	r = vols_up(reg, vm->n_disks, ids, sectors);
+	if (r < 0) {
+		(void)thin_delete_ids(reg, vm->n_disks, ids);
+		return r;
+	}
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[DMR_DM_NAME_SIZE];
+
+		vol_name(ids[i], name);
+		snprintf(paths[i], DMR_DM_PATH_SIZE, "/dev/mapper/%s", name);
+	}
+	return 0;
+}
+
+/* The data is durable (the writer's fdatasync, which commits the pool's
+ * metadata): the devices go, the volumes stay as the point's. */
+static int thin_receive_done(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids)
+{
+	return vols_down(vm->n_disks, ids);
+}
+
+/* ---- end of receive ------------------------------------------------------ */
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -897,5 +959,7 @@ const struct dmr_backend dmr_backend_thin = {
 	.point_extents = thin_point_extents,
 	.point_read_up = thin_point_read_up,
 	.point_read_down = thin_point_read_down,
+	.receive_make = thin_receive_make,
+	.receive_done = thin_receive_done,
 };
 
