@@ -1071,6 +1071,10 @@ static int run_point_send(const struct command *cmd, struct invocation *inv)
 	add(out, "bytes", json_object_new_int64(bytes));
 	if (json_object_object_get_ex(job, "base", NULL))
 		add(out, "base", json_object_new_int64(int_field(job, "base", 0)));
+	/* More than the contract's shape: which job, and the disk bytes in
+	 * the data records (what a change cost). */
+	add(out, "data_bytes", json_object_new_int64(int_field(job, "data_bytes", 0)));
+	add(out, "job", json_object_new_int64(int_field(job, "id", 0)));
 	if (opt_json)
 		print_json(out);
 	else

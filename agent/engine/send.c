@@ -328,6 +328,10 @@ static int send_job(struct dmr_job *job, void *userdata)
 		c->disk = (uint32_t)i;
 		if (n_ext[i] == 0)
 			continue; /* nothing of this disk differs: no device */
+		if (c->a->stopping) {
+			r = send_fail(job, -ECANCELED, "send abandoned");
+			goto out;
+		}
 		r = be->point_read_up(reg, vm, c->point, i, path);
 		if (r < 0) {
 			send_fail(job, r, "cannot activate the point's volume for reading");
