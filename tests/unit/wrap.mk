@@ -11,6 +11,10 @@ WRAP_test_dm_mock := dm_task_create dm_task_destroy dm_task_run dm_task_get_errn
 WRAP_test_state := dmr_thin_delete_batch fsync dmr_dm_info
 # The point job over a mocked pool (tests/unit/test_point.c).
 WRAP_test_point := dmr_thin_snapshot_group dmr_pool_status dmr_dm_info
+# point send over a faked delta tool, data path and devices
+# (tests/unit/test_send.c).
+WRAP_test_send := dmr_delta_extents dmr_delta_release_stale dmr_xfer_read dmr_thin_activate \
+	dmr_dm_info dmr_dm_remove_group
 # Recovery at start over a fake kernel: devices, tables, the pool
 # (tests/unit/test_recovery.c).
 WRAP_test_recovery := dmr_dm_info dmr_dm_create dmr_dm_create_group dmr_dm_remove_group dmr_dm_check_uuid dmr_dm_owned dmr_dm_list dmr_dm_table dmr_dm_load \
