@@ -6,8 +6,6 @@
  * request (SCM_RIGHTS, agent/rpc/server.c), and the job writes or reads
  * the stream there.
  */
-#include <inttypes.h>
-
 #include "agent/engine/replica.h"
 #include "agent/rpc/handlers.h"
 #include "agent/rpc/ops.h"
@@ -46,10 +44,6 @@ int dmr_h_send_point(struct dmr_call *c)
 		return rc;
 	if (compress && !dmr_streq(compress, "zstd"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "compress must be zstd");
-	if (base && point && base >= point)
-		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
-				     "the base point %" PRIu64 " is not older than point %" PRIu64,
-				     base, point);
 	if (c->fd < 0)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "SendReplicationPoint writes the stream to a descriptor passed "

@@ -148,10 +148,15 @@ for step in send:extents send:data send:trailer; do
 	is "$step: no point's device is left up" "$live_devs" "$(thin_devs)"
 	is "$step: no metadata snapshot is held" - "$(held_root)"
 	check "$step: nothing suspended" no_suspended_or_inactive
-	check_not "$step: the cut stream is not a whole one" stream_ok "$W/crash"
 	send after "$VM" --point 3 --base 1
 	is "$step: the next send works" 0 "$RC"
 	check "$step: ... and is whole" stream_ok "$W/after"
+	# What the reader got is cut short: no trailer.
+	check "$step: the cut stream is shorter than the whole one" \
+		test "$(stat -c %s "$W/crash")" -lt "$(stat -c %s "$W/after")"
+	if command -v lab_stream >/dev/null 2>&1; then
+		check_not "$step: ... and does not read as whole" stream_ok "$W/crash"
+	fi
 done
 
 # ---- SIGTERM in the middle of a send -----------------------------------
