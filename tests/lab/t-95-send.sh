@@ -185,6 +185,40 @@ is "... no metadata snapshot is held" - "$(held_root)"
 send after "$VM" --point 1
 is "... and the next send works" 0 "$RC"
 
+# ---- SIGTERM with a reader that stalls ---------------------------------
+# The reader opens the pipe and never reads: the agent's writes wait on a
+# full pipe, and a SIGTERM still stops the send.
+mkfifo "$W/fifo"
+sleep 600 <"$W/fifo" &
+rpid=$!
+lab_cleanup "kill $rpid"
+dmrep --json point send "$VM" --point 2 >"$W/fifo" 2>"$W/stall.json" &
+spid=$!
+if wait_until 60 sh -c "dmrep --json job list | jq -e 'max_by(.id) | .method == \"SendReplicationPoint\" and .job_state == 4'"; then
+	ok "a send to a reader that stalls runs"
+else
+	not_ok "a send to a reader that stalls runs"
+fi
+sleep 1
+kill -TERM "$AGENT_PID"
+if agent_exited 30; then is "SIGTERM, the reader stalled: the agent stops within 30 s (exit 0)" 0 "$AGENT_RC"; else
+	not_ok "SIGTERM, the reader stalled: the agent stops within 30 s"
+	agent_stop
+fi
+kill "$rpid" 2>/dev/null
+wait "$spid" "$rpid" 2>/dev/null
+agent_start || not_ok "the agent restarts"
+is "... no point's device is left up" "$live_devs" "$(thin_devs)"
+
+# ---- a metadata snapshot a dead agent left held -------------------------
+agent_stop
+dmsetup message dmrep-pool 0 reserve_metadata_snap
+check "a metadata snapshot is held while the agent is down" test "$(held_root)" != -
+agent_start || not_ok "the agent restarts"
+is "the agent's start releases it" - "$(held_root)"
+send after "$VM" --point 3 --base 2
+is "... and a send works" 0 "$RC"
+
 # ---- the streams received back ----------------------------------------
 # The VM goes; its streams make a replica of the same name here.
 expect_rc "the VM is removed" 0 "$(dmrep --json vm remove "$VM")"

@@ -650,6 +650,19 @@ static void test_handler_refusals(void **st)
 	assert_int_equal(call(dmr_h_send_point, 0, "{\"vm\": \"s\", \"compress\": \"lz4\"}", 5, err),
 			 DMR_RC_INVALID_PARAMETER);
 	assert_string_equal(err, "compress must be zstd");
+	/* A descriptor the stream could not go through. */
+	{
+		int ro = open("/dev/null", O_RDONLY | O_CLOEXEC), wo = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		assert_int_equal(call(dmr_h_send_point, 0, "{\"vm\": \"s\"}", ro, err),
+				 DMR_RC_INVALID_PARAMETER);
+		assert_non_null(strstr(err, "not open for writing"));
+		assert_int_equal(call(dmr_h_receive_point, 0, "{\"vm\": \"s\"}", wo, err),
+				 DMR_RC_INVALID_PARAMETER);
+		assert_non_null(strstr(err, "not open for reading"));
+		close(ro);
+		close(wo);
+	}
 	/* No descriptor. */
 	assert_int_equal(call(dmr_h_send_point, 0, "{\"vm\": \"s\"}", -1, err), DMR_RC_INVALID_PARAMETER);
 	assert_int_equal(call(dmr_h_receive_point, 0, "{\"vm\": \"s\"}", -1, err),
