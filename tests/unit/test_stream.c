@@ -160,6 +160,10 @@ static void fill(uint8_t *p, size_t n, uint64_t seed, bool compressible)
 	}
 }
 
+/* Whether read_stream rebuilds the disks (the round trips) or only
+ * counts (the thousands of damaged streams). */
+static bool images;
+
 /* What a reader made of a stream: each disk's image (zeros where nothing
  * was written) and what was counted. */
 struct image {
@@ -206,7 +210,7 @@ static int read_stream(const uint8_t *p, size_t len, size_t chunk, struct image 
 		return rc;
 	}
 	im->h = *dmr_stream_reader_header(r);
-	for (uint32_t i = 0; i < im->h.n_disks && i < 4; i++) {
+	for (uint32_t i = 0; images && i < im->h.n_disks && i < 4; i++) {
 		im->disk[i] = calloc(1, im->h.disks[i].size_bytes);
 		assert_non_null(im->disk[i]);
 	}
@@ -217,7 +221,9 @@ static int read_stream(const uint8_t *p, size_t len, size_t chunk, struct image 
 		assert_true(rec.disk < im->h.n_disks);
 		assert_true(rec.offset + rec.length <= im->h.disks[rec.disk].size_bytes);
 		if (rec.disk < 4) {
-			if (rec.type == DMR_STREAM_DATA)
+			if (!images)
+				;
+			else if (rec.type == DMR_STREAM_DATA)
 				memcpy(im->disk[rec.disk] + rec.offset, rec.data, rec.length);
 			else
 				memset(im->disk[rec.disk] + rec.offset, 0, rec.length);
@@ -468,6 +474,7 @@ static void check_roundtrip(bool incremental, unsigned flags)
 
 	make_header(&h, 3, incremental);
 	write_stream(&h, flags, &b, src, &wt);
+	images = true;
 	assert_int_equal(wt.stream_bytes, b.len);
 	/* As it comes, and in odd small pieces (a pipe's short reads). */
 	for (int pass = 0; pass < 2; pass++) {
@@ -521,6 +528,7 @@ static void check_roundtrip(bool incremental, unsigned flags)
 	for (unsigned d = 0; d < 4; d++)
 		free(src[d]);
 	buf_done(&b);
+	images = false;
 }
 
 static void test_roundtrip_full(void **state)
@@ -563,7 +571,9 @@ static void test_split_and_empty(void **state)
 	dmr_stream_writer_free(w);
 	assert_int_equal(t.records, 1 + 3);
 	alloc_max = 0;
+	images = true;
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	images = false;
 	assert_int_equal(im.extents, 3);
 	assert_memory_equal(im.disk[0] + 512, data, n);
 	/* The reader's largest block is its record buffer. */
@@ -766,7 +776,7 @@ static void test_header_check(void **state)
 	h.n_disks = DMR_STREAM_DISKS_MAX;
 	for (uint32_t i = 0; i < h.n_disks; i++) {
 		memset(h.disks[i].name, 'd', DMR_STREAM_NAME_MAX);
-		snprintf(h.disks[i].name + DMR_STREAM_NAME_MAX - 3, 4, "%03u", i);
+		snprintf(h.disks[i].name + DMR_STREAM_NAME_MAX - 3, 4, "%03u", i % 1000u);
 		h.disks[i].size_bytes = DMR_STREAM_SIZE_MAX;
 	}
 	memset(h.vm, 'v', DMR_STREAM_NAME_MAX);
@@ -1011,7 +1021,13 @@ static void test_trailing_bytes(void **state)
 	assert_int_equal(im.extents, 4);
 	image_done(&im);
 	/* A second stream after the first. */
-	buf_add(&b, b.p, len);
+	{
+		uint8_t *copy = malloc(len);
+
+		memcpy(copy, b.p, len);
+		buf_add(&b, copy, len);
+		free(copy);
+	}
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
 	image_done(&im);
 	buf_done(&b);

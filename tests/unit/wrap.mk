@@ -36,3 +36,6 @@ WRAP_test_thin_group := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_
 # The stream reader's allocations, watched for the bound whatever a stream
 # claims (tests/unit/test_stream.c).
 WRAP_test_stream := malloc calloc realloc
+# dmr_delta_extents over fake tools and a fake pool's messages and status,
+# xfer under injected libaio faults (tests/unit/test_delta.c).
+WRAP_test_delta := dmr_pool_message dmr_pool_status io_submit io_getevents
