@@ -106,6 +106,9 @@ check "... whole" stream_ok "$W/inc23"
 check "... and its stream is small (under 2 blocks)" test "$(field inc23 .bytes)" -lt $((2 * GRAIN))
 is "no point's device is left up" "$live_devs" "$(thin_devs)"
 is "no metadata snapshot is held" - "$(held_root)"
+for f in full1 inc12 inc23; do
+	diag "$f: $(field $f .bytes) stream bytes, $(field $f .data_bytes) of data, $(lab_stream dump "$W/$f" | grep -c '"index"') records"
+done
 
 # ---- refusals ---------------------------------------------------------
 send bad "$VM" --point 99
