@@ -83,6 +83,14 @@ enum dmr_stream_rec_type {
 	DMR_STREAM_ZERO = 3,
 	DMR_STREAM_UNMAP = 4,
 };
+/* The other record types on the wire (docs/stream.md); a reader hands a
+ * DATA_ZSTD record out as DMR_STREAM_DATA, its bytes decompressed. */
+#define DMR_STREAM_T_HEADER 1u
+#define DMR_STREAM_T_DATA_ZSTD 5u
+#define DMR_STREAM_T_TRAILER 6u
+/* "header", "data", "zero", "unmap", "data_zstd", "trailer"; NULL for a
+ * type this version does not know. */
+const char *dmr_stream_type_name(uint32_t type);
 
 /* One extent, as the reader hands it out. */
 struct dmr_stream_rec {
@@ -111,11 +119,13 @@ struct dmr_stream_writer;
 struct dmr_stream_reader;
 
 /* Check a header as a writer and a reader do: names (dmr_name_obj_valid's
- * rules: [A-Za-z0-9._+-], not starting with '.' or '-'), distinct disk
+ * rules: [A-Za-z0-9._+-], not starting with '-', not "." or ".."; the rule
+ * is repeated in stream.c, as common/ may not include dm/), distinct disk
  * names, uuids, sizes (multiples of 512, 0 < size <= DMR_STREAM_SIZE_MAX),
  * 1..DMR_STREAM_DISKS_MAX disks, a block size that is a multiple of
  * 64 KiB from 64 KiB to 1 GiB (dm-thin's rule), a label of printable
- * characters.  -EBADMSG if not, and *ret_why
+ * characters (no C0 control, no DEL; valid UTF-8), a base uuid that is
+ * not the point's own.  -EBADMSG if not, and *ret_why
  * (static, may be NULL) names the field. */
 int dmr_stream_header_check(const struct dmr_stream_header *h, const char **ret_why);
 
@@ -142,6 +152,22 @@ void dmr_stream_writer_free(struct dmr_stream_writer *w);
  * bounds, -ENODATA for input that ends early, -errno from read. */
 int dmr_stream_reader_new(dmr_stream_read_fn read, void *userdata,
 			  struct dmr_stream_reader **ret_reader);
+/* Where each record lay, for tools and tests (tests/lab/lab_stream.c). */
+struct dmr_stream_rec_info {
+	uint64_t index;                    /* 0 is the header */
+	uint32_t type, flags;              /* as on the wire */
+	uint64_t offset;                   /* of the record's first byte */
+	uint64_t payload_offset;
+	uint64_t payload_len;
+	const struct dmr_stream_rec *rec;  /* an extent's, else NULL */
+};
+/* Called for every record once it checked out, skipped ones and the
+ * trailer too (the trailer after the end of the input was checked). */
+typedef void (*dmr_stream_trace_fn)(void *userdata, const struct dmr_stream_rec_info *info);
+/* dmr_stream_reader_new, with trace (may be NULL) called as above. */
+int dmr_stream_reader_new_trace(dmr_stream_read_fn read, void *userdata,
+				dmr_stream_trace_fn trace, void *trace_userdata,
+				struct dmr_stream_reader **ret_reader);
 const struct dmr_stream_header *dmr_stream_reader_header(const struct dmr_stream_reader *r);
 /* The next extent into *ret_rec: 1; or 0 at the end, once the trailer's
  * counts and whole-stream checksum check out and the input has ended
@@ -155,7 +181,9 @@ const struct dmr_stream_header *dmr_stream_reader_header(const struct dmr_stream
 int dmr_stream_read_next(struct dmr_stream_reader *r, struct dmr_stream_rec *ret_rec);
 /* After read_next returned 0: the trailer's totals (checked). */
 void dmr_stream_reader_totals(const struct dmr_stream_reader *r, struct dmr_stream_totals *ret);
-/* What was wrong, in one line, after an error (static or the reader's). */
+/* What was wrong, in one line, after an error (static or the reader's).
+ * With r NULL: why the calling thread's last dmr_stream_reader_new (or
+ * _new_trace) failed, as there is no reader to ask then. */
 const char *dmr_stream_reader_error(const struct dmr_stream_reader *r);
 void dmr_stream_reader_free(struct dmr_stream_reader *r);
 

@@ -29,3 +29,6 @@ WRAP_test_batch := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ct
 # pool messages (tests/unit/test_thin_group.c).
 WRAP_test_thin_group := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_dm_ctl_resume \
 	dmr_pool_message dmr_pool_set_transaction dmr_pool_delete_thin
+# The stream reader's allocations, watched for the bound whatever a stream
+# claims (tests/unit/test_stream.c).
+WRAP_test_stream := malloc calloc realloc
