@@ -780,6 +780,93 @@ static uint64_t thin_default_cow(uint64_t disk_bytes)
 	return 0;
 }
 
+/* ---- replication: sending a point (docs/stream.md) ----------------------
+ * A point's own volume is never up otherwise (failovers and test failovers
+ * show views, snapshots of it with ids of their own), so its device,
+ * dmrep-thin-ID (DMREP-thin-ID) as every volume's, clashes with nothing;
+ * it is made read-only for the send and removed after, and at start
+ * (dmr_replica_recover) when a send was killed with it up. */
+
+/* Disk i's volume of point `point`: -ENOENT if the VM has no such point. */
+static int point_vol(const struct dmr_vm *vm, uint64_t point, size_t i, uint32_t *ret_id)
+{
+	for (size_t p = 0; p < vm->n_points; p++)
+		if (vm->points[p].id == point) {
+			if (!vm->points[p].vol_ids || i >= vm->n_disks || !vm->points[p].vol_ids[i])
+				return -ENOENT;
+			*ret_id = vm->points[p].vol_ids[i];
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static int thin_point_extents(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			      uint64_t point, size_t i, struct dmr_extent **ret_ext, size_t *ret_n,
+			      uint64_t *ret_block_bytes)
+{
+	uint32_t id, base_id = 0;
+	uint64_t bb;
+	int r;
+
+	assert(reg && vm && ret_ext && ret_n && ret_block_bytes);
+	if (!reg->pool)
+		return -ENODEV;
+	if ((r = point_vol(vm, point, i, &id)) < 0 ||
+	    (base && (r = point_vol(vm, base, i, &base_id)) < 0))
+		return r;
+	bb = dmr_pool_block_bytes(reg->pool);
+	if (bb == 0)
+		return -EIO;
+	r = dmr_delta_extents(reg->pool, base_id, id, (vm->disks[i].size_bytes + bb - 1) / bb,
+			      ret_ext, ret_n);
+	if (r < 0)
+		return r;
+	*ret_block_bytes = bb;
+	return 0;
+}
+
+static int thin_point_read_up(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
+			      size_t i, char path[DMR_DM_PATH_SIZE])
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	struct dmr_dm_info info;
+	uint32_t id;
+	int r;
+
+	assert(reg && vm && path);
+	if (!reg->pool)
+		return -ENODEV;
+	if ((r = point_vol(vm, point, i, &id)) < 0)
+		return r;
+	vol_name(id, name);
+	vol_uuid(id, uuid);
+	r = vol_info(id, &info);
+	if (r < 0)
+		return r;
+	/* Up already and writable: not what a send leaves; never ours to
+	 * read from as the point. */
+	if (r > 0 && !info.read_only)
+		return -EBUSY;
+	if (r == 0) {
+		r = dmr_thin_activate(reg->pool, name, uuid, id, vm->disks[i].size_bytes / 512, true);
+		if (r < 0)
+			return r;
+	}
+	snprintf(path, DMR_DM_PATH_SIZE, "/dev/mapper/%s", name);
+	return 0;
+}
+
+static int thin_point_read_down(struct dmr_registry *reg, const struct dmr_vm *vm,
+				uint64_t point, size_t i)
+{
+	uint32_t id;
+
+	assert(reg && vm);
+	if (point_vol(vm, point, i, &id) < 0)
+		return 0;
+	return vols_down(1, &id);
+}
+
 /* ---- receive (a replica's point from a stream: docs/stream.md) ---------- */
 
 /* The volumes a received point is written into: empty ones (a full
@@ -868,6 +955,10 @@ const struct dmr_backend dmr_backend_thin = {
 	.add_room = thin_add_room,
 	.add_ids = thin_add_ids,
 	.default_cow = thin_default_cow,
+	/* Replication between hosts: sending. */
+	.point_extents = thin_point_extents,
+	.point_read_up = thin_point_read_up,
+	.point_read_down = thin_point_read_down,
 	.receive_make = thin_receive_make,
 	.receive_done = thin_receive_done,
 };
