@@ -149,7 +149,7 @@ THIN=$(thin_count)
 is "the pool holds one volume per disk and point" 9 "$THIN"
 
 # --- refusals --------------------------------------------------------------
-mk wrongbase 4 1 $(pat3 x)
+mk wrongbase 4 1 $(pat3 f)
 refused "an incremental from point 1 (the latest is 3)" 32775 "$S/wrongbase"
 refused "a point already held (stream 3 again)" 32775 "$S/s3"
 refused "a full stream into a replica with points" 32775 "$S/s1"
