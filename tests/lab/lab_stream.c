@@ -123,6 +123,7 @@ static struct json_object *header_json(const struct dmr_stream_header *h)
 			       json_object_new_string(h->application ? "application" : "crash"));
 	json_object_object_add(o, "label", json_object_new_string(h->label));
 	json_object_object_add(o, "block_bytes", json_object_new_int64(h->block_bytes));
+	json_object_object_add(o, "data_bytes", json_object_new_int64((int64_t)h->data_bytes));
 	for (uint32_t i = 0; i < h->n_disks; i++) {
 		struct json_object *d = json_object_new_object();
 
@@ -219,6 +220,7 @@ static int sample(const char *path)
 	strcpy(h.disks[0].name, "vda");
 	strcpy(h.disks[1].name, "vdb");
 	h.disks[0].size_bytes = h.disks[1].size_bytes = 8u << 20;
+	h.data_bytes = sizeof(data);
 	uint64_t x = 88172645463325252ull;
 
 	/* Half that compresses (a DATA_ZSTD record), half that does not
