@@ -103,6 +103,10 @@ static int reconcile_vm(struct dmr_registry *reg, struct dmr_vm *vm, uint64_t po
 	int r;
 
 	if (vm->importing) {
+		/* A replica a first receive was making: its volumes are the
+		 * receive's, recorded as doomed before they existed. */
+		if (vm->n_doomed)
+			(void)be->doomed_remove(reg, vm);
 		be->discard(reg, vm);
 		(void)dmr_reg_vm_delete(reg, vm->name);
 		return -ENOENT;
@@ -199,7 +203,14 @@ static void reconcile(struct dmr_registry *reg)
 			log_error("cannot save pool state: %s", strerror(-r));
 	}
 
-	/* Report (never remove) DMREP- devices the catalog does not know. */
+	/* Report (never remove) DMREP- devices the catalog does not know,
+	 * as they are now: the VMs' reconciliation removed some (a crashed
+	 * receive's volumes, an interrupted creation's). */
+	free(devs);
+	devs = NULL;
+	ndevs = 0;
+	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &ndevs) < 0)
+		ndevs = 0;
 	for (size_t i = 0; i < ndevs; i++) {
 		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME);
 
