@@ -41,7 +41,7 @@
 /* The largest header payload a writer makes: the fixed fields, the VM and
  * the label at their longest, DMR_STREAM_DISKS_MAX disks with the longest
  * names.  A reader refuses a longer one before reading it. */
-#define HEADER_FIXED_LEN (3u * UUID_LEN + 8u + 4u + 4u + 2u + 2u + 4u)
+#define HEADER_FIXED_LEN (3u * UUID_LEN + 8u + 4u + 4u + 8u + 2u + 2u + 4u)
 #define HEADER_DISK_LEN_MAX (2u + DMR_STREAM_NAME_MAX + 8u)
 #define HEADER_MAX                                                             \
 	(HEADER_FIXED_LEN + DMR_STREAM_NAME_MAX + DMR_STREAM_LABEL_MAX +        \
@@ -161,6 +161,7 @@ static bool size_ok(uint64_t size)
 static int header_check(const struct dmr_stream_header *h, const char **ret_why, int *ret_disk)
 {
 	const char *why = NULL;
+	uint64_t total = 0;
 	int disk = -1;
 
 	if (!name_ok(h->vm, DMR_STREAM_NAME_MAX))
@@ -181,6 +182,8 @@ static int header_check(const struct dmr_stream_header *h, const char **ret_why,
 	else if (h->n_disks < 1 || h->n_disks > DMR_STREAM_DISKS_MAX)
 		why = "disk count";
 	for (uint32_t i = 0; !why && i < h->n_disks; i++) {
+		/* At most 64 disks of 2^50 bytes: no overflow. */
+		total += h->disks[i].size_bytes;
 		disk = (int)i;
 		if (!name_ok(h->disks[i].name, DMR_STREAM_NAME_MAX))
 			why = "disk name";
@@ -190,6 +193,9 @@ static int header_check(const struct dmr_stream_header *h, const char **ret_why,
 			if (strcmp(h->disks[i].name, h->disks[j].name) == 0)
 				why = "disk name (a duplicate)";
 	}
+	/* The promise of data bytes can be kept: no more than the disks. */
+	if (!why && h->data_bytes > total)
+		why = "data bytes (more than the disks hold)";
 	if (!why)
 		return 0;
 	if (ret_why)
@@ -206,7 +212,8 @@ int dmr_stream_header_check(const struct dmr_stream_header *h, const char **ret_
 
 /* The header payload (docs/stream.md):
  *   vm_uuid[36] point_uuid[36] base_uuid[36] (36 zero bytes: a full stream)
- *   created_usec u64, block_bytes u32, flags u32 (1: application)
+ *   created_usec u64, block_bytes u32, flags u32 (1: application),
+ *   data_bytes u64 (the most the DATA records will carry)
  *   vm: u16 length + bytes, label: u16 length + bytes
  *   n_disks u32, then per disk: u16 length + name, size_bytes u64
  * Strings carry no NUL; nothing follows the last disk. */
@@ -225,6 +232,7 @@ static size_t header_encode(const struct dmr_stream_header *h, uint8_t *buf)
 	put_u64(p, h->created_usec), p += 8;
 	put_u32(p, h->block_bytes), p += 4;
 	put_u32(p, h->application ? HEADER_F_APPLICATION : 0), p += 4;
+	put_u64(p, h->data_bytes), p += 8;
 	n = strlen(h->vm);
 	put_u16(p, (uint16_t)n), p += 2;
 	memcpy(p, h->vm, n), p += n;
@@ -329,6 +337,8 @@ static int header_decode(const uint8_t *buf, size_t len, struct dmr_stream_heade
 		return -EBADMSG;
 	}
 	h->application = flags & HEADER_F_APPLICATION;
+	if (!take_u64(&c, &h->data_bytes))
+		goto short_;
 	if (!take_str(&c, h->vm, DMR_STREAM_NAME_MAX)) {
 		*ret_why = "vm name";
 		return -EBADMSG;
@@ -397,17 +407,21 @@ static int w_out(struct dmr_stream_writer *w, const void *buf, size_t len)
 	if ((size_t)r != len)
 		return -EIO;
 	XXH3_64bits_update(w->stream_sum, buf, len);
-	XXH3_64bits_update(w->rec_sum, buf, len);
 	w->t.stream_bytes += len;
 	return 0;
 }
 
-/* One record: the framing and `head` (in w->buf or anywhere), then `body`
- * (the caller's data: written as it is, not copied), then the checksum. */
-static int w_record(struct dmr_stream_writer *w, uint32_t type, const void *head, size_t head_len,
-		    const void *body, size_t body_len)
+/* Where a record's payload is put together: after room for its framing. */
+#define W_HEAD(w) ((w)->buf + REC_HDR_LEN)
+
+/* One record: its first head_len bytes of payload at W_HEAD(w), then
+ * `body` (the caller's data: written as it is, not copied), then the
+ * checksum.  A record without a body goes in one write, one with a body
+ * in three: no record costs a copy of the disk's bytes. */
+static int w_record(struct dmr_stream_writer *w, uint32_t type, size_t head_len, const void *body,
+		    size_t body_len)
 {
-	uint8_t frame[REC_HDR_LEN], sum[REC_SUM_LEN];
+	uint8_t *frame = w->buf, sum[REC_SUM_LEN];
 	int r;
 
 	if (w->err)
@@ -415,13 +429,19 @@ static int w_record(struct dmr_stream_writer *w, uint32_t type, const void *head
 	put_u32(frame, type);
 	put_u32(frame + 4, 0);
 	put_u64(frame + 8, (uint64_t)head_len + body_len);
-	XXH3_64bits_reset(w->rec_sum);
-	if ((r = w_out(w, frame, sizeof(frame))) < 0 || (r = w_out(w, head, head_len)) < 0 ||
-	    (r = w_out(w, body, body_len)) < 0)
-		goto fail;
-	put_u64(sum, XXH3_64bits_digest(w->rec_sum));
-	if ((r = w_out(w, sum, sizeof(sum))) < 0)
-		goto fail;
+	if (body_len == 0) {
+		put_u64(frame + REC_HDR_LEN + head_len, XXH3_64bits(frame, REC_HDR_LEN + head_len));
+		if ((r = w_out(w, frame, REC_HDR_LEN + head_len + REC_SUM_LEN)) < 0)
+			goto fail;
+	} else {
+		XXH3_64bits_reset(w->rec_sum);
+		XXH3_64bits_update(w->rec_sum, frame, REC_HDR_LEN + head_len);
+		XXH3_64bits_update(w->rec_sum, body, body_len);
+		put_u64(sum, XXH3_64bits_digest(w->rec_sum));
+		if ((r = w_out(w, frame, REC_HDR_LEN + head_len)) < 0 ||
+		    (r = w_out(w, body, body_len)) < 0 || (r = w_out(w, sum, sizeof(sum))) < 0)
+			goto fail;
+	}
 	w->t.records++;
 	return 0;
 fail:
@@ -452,6 +472,8 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 	w->flags = flags;
 	w->write = write;
 	w->userdata = userdata;
+	/* The largest payload put together here: the header's, or a
+	 * compressed record's (the trailer's and the others' are smaller). */
 	w->buf_size = HEADER_MAX;
 	if (flags & DMR_STREAM_W_ZSTD) {
 		size_t bound = ZSTD_HDR_LEN + ZSTD_compressBound(DMR_STREAM_DATA_MAX);
@@ -460,6 +482,7 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 			w->buf_size = bound;
 		w->cctx = ZSTD_createCCtx();
 	}
+	w->buf_size += REC_HDR_LEN + REC_SUM_LEN;
 	w->buf = malloc(w->buf_size);
 	w->stream_sum = XXH3_createState();
 	w->rec_sum = XXH3_createState();
@@ -468,12 +491,11 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 		return -ENOMEM;
 	}
 	XXH3_64bits_reset(w->stream_sum);
-	XXH3_64bits_reset(w->rec_sum);
 	memcpy(pre, MAGIC, MAGIC_LEN);
 	put_u32(pre + MAGIC_LEN, DMR_STREAM_VERSION);
-	n = header_encode(&w->h, w->buf);
+	n = header_encode(&w->h, W_HEAD(w));
 	if ((r = w_out(w, pre, sizeof(pre))) < 0 ||
-	    (r = w_record(w, DMR_STREAM_T_HEADER, w->buf, n, NULL, 0)) < 0) {
+	    (r = w_record(w, DMR_STREAM_T_HEADER, n, NULL, 0)) < 0) {
 		dmr_stream_writer_free(w);
 		return r;
 	}
@@ -498,29 +520,23 @@ static int w_check(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset, 
 static int w_data_one(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset,
 		      const uint8_t *buf, size_t len)
 {
-	uint8_t head[EXT_HDR_LEN];
+	uint8_t *head = W_HEAD(w);
+	size_t n = 0;
 	int r;
 
-	if (w->cctx) {
-		/* Room for less than the raw bytes only: what does not
-		 * shrink goes uncompressed (zstd says dstSize_tooSmall). */
-		size_t cap = len - 8 - 1, n;
-
-		n = ZSTD_compressCCtx(w->cctx, w->buf + ZSTD_HDR_LEN, cap, buf, len, ZSTD_LEVEL);
-		if (!ZSTD_isError(n)) {
-			put_u32(w->buf, disk);
-			put_u32(w->buf + 4, 0);
-			put_u64(w->buf + 8, offset);
-			put_u64(w->buf + 16, len);
-			r = w_record(w, DMR_STREAM_T_DATA_ZSTD, w->buf, ZSTD_HDR_LEN + n, NULL, 0);
-			goto done;
-		}
-	}
 	put_u32(head, disk);
 	put_u32(head + 4, 0);
 	put_u64(head + 8, offset);
-	r = w_record(w, DMR_STREAM_DATA, head, sizeof(head), buf, len);
-done:
+	/* Room for less than the raw bytes only: what does not shrink goes
+	 * uncompressed (zstd says dstSize_tooSmall). */
+	if (w->cctx)
+		n = ZSTD_compressCCtx(w->cctx, head + ZSTD_HDR_LEN, len - 8 - 1, buf, len, ZSTD_LEVEL);
+	if (w->cctx && !ZSTD_isError(n)) {
+		put_u64(head + 16, len);
+		r = w_record(w, DMR_STREAM_T_DATA_ZSTD, ZSTD_HDR_LEN + n, NULL, 0);
+	} else {
+		r = w_record(w, DMR_STREAM_DATA, EXT_HDR_LEN, buf, len);
+	}
 	if (r < 0)
 		return r;
 	w->t.data_bytes += len;
@@ -537,6 +553,12 @@ int dmr_stream_write_data(struct dmr_stream_writer *w, uint32_t disk, uint64_t o
 		return r;
 	if (!buf)
 		return -EINVAL;
+	/* The header promised at most this much: a receiver checked its
+	 * room against it, and its reader refuses more. */
+	if (len > w->h.data_bytes - w->t.data_bytes)
+		return log_debug_errno(-EINVAL, "stream: %zu more data bytes than the header's %" PRIu64,
+				       len - (size_t)(w->h.data_bytes - w->t.data_bytes),
+				       w->h.data_bytes);
 	while (len) {
 		size_t n = len < DMR_STREAM_DATA_MAX ? len : DMR_STREAM_DATA_MAX;
 
@@ -552,16 +574,17 @@ int dmr_stream_write_data(struct dmr_stream_writer *w, uint32_t disk, uint64_t o
 static int w_range(struct dmr_stream_writer *w, uint32_t type, uint32_t disk, uint64_t offset,
 		   uint64_t len)
 {
-	uint8_t p[RANGE_LEN];
+	uint8_t *p;
 	int r;
 
 	if ((r = w_check(w, disk, offset, len)) < 0)
 		return r;
+	p = W_HEAD(w);
 	put_u32(p, disk);
 	put_u32(p + 4, 0);
 	put_u64(p + 8, offset);
 	put_u64(p + 16, len);
-	if ((r = w_record(w, type, p, sizeof(p), NULL, 0)) < 0)
+	if ((r = w_record(w, type, RANGE_LEN, NULL, 0)) < 0)
 		return r;
 	w->t.zero_bytes += len;
 	return 0;
@@ -580,8 +603,8 @@ int dmr_stream_write_unmap(struct dmr_stream_writer *w, uint32_t disk, uint64_t 
 
 int dmr_stream_writer_finish(struct dmr_stream_writer *w, struct dmr_stream_totals *ret_totals)
 {
-	uint8_t p[TRAILER_LEN];
 	struct dmr_stream_totals t;
+	uint8_t *p;
 	int r;
 
 	if (!w || w->finished)
@@ -592,12 +615,13 @@ int dmr_stream_writer_finish(struct dmr_stream_writer *w, struct dmr_stream_tota
 	 * it), not in the records; its sum is of everything before it. */
 	t = w->t;
 	t.stream_bytes += REC_HDR_LEN + TRAILER_LEN + REC_SUM_LEN;
+	p = W_HEAD(w);
 	put_u64(p, t.records);
 	put_u64(p + 8, t.data_bytes);
 	put_u64(p + 16, t.zero_bytes);
 	put_u64(p + 24, t.stream_bytes);
 	put_u64(p + 32, XXH3_64bits_digest(w->stream_sum));
-	if ((r = w_record(w, DMR_STREAM_T_TRAILER, p, sizeof(p), NULL, 0)) < 0)
+	if ((r = w_record(w, DMR_STREAM_T_TRAILER, TRAILER_LEN, NULL, 0)) < 0)
 		return r;
 	w->t.records--;         /* w_record counted the trailer */
 	w->finished = true;
@@ -876,8 +900,9 @@ static int r_extent(struct dmr_stream_reader *r, const struct raw_rec *rr, const
 
 static int r_zstd(struct dmr_stream_reader *r, const struct raw_rec *rr, struct dmr_stream_rec *rec)
 {
-	uint64_t raw = get_u64(rr->payload + 16);
-	size_t n;
+	uint64_t raw = get_u64(rr->payload + 16), said;
+	const uint8_t *z = rr->payload + ZSTD_HDR_LEN;
+	size_t zlen = rr->len - ZSTD_HDR_LEN, n;
 	int e;
 
 	/* The claimed length is bounded before any byte is decompressed,
@@ -888,14 +913,29 @@ static int r_zstd(struct dmr_stream_reader *r, const struct raw_rec *rr, struct 
 			      " bytes, more than %u", r->index, raw, DMR_STREAM_DATA_MAX);
 	if ((e = r_extent(r, rr, "data", raw, rec)) < 0)
 		return e;
+	/* One standard frame (no legacy format, no skippable frame), with
+	 * the content size ZSTD_compressCCtx writes, and that size the
+	 * record's: anything else is not what a writer makes. */
+	if (zlen < 4 || get_u32(z) != ZSTD_MAGICNUMBER || ZSTD_findFrameCompressedSize(z, zlen) != zlen)
+		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data is not one zstd frame",
+			      r->index);
+	said = ZSTD_getFrameContentSize(z, zlen);
+	if (said == ZSTD_CONTENTSIZE_UNKNOWN || said == ZSTD_CONTENTSIZE_ERROR)
+		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data's frame does not say"
+			      " its size", r->index);
+	if (said != raw)
+		return r_fail(r, -EBADMSG,
+			      "record %" PRIu64 ": compressed data's frame says %" PRIu64
+			      " bytes, its record %" PRIu64, r->index, said, raw);
 	if (!r->dctx)
 		r->dctx = ZSTD_createDCtx();
 	if (!r->raw)
 		r->raw = malloc(DMR_STREAM_DATA_MAX);
 	if (!r->dctx || !r->raw)
 		return r_fail(r, -ENOMEM, "out of memory for decompression");
-	n = ZSTD_decompressDCtx(r->dctx, r->raw, raw, rr->payload + ZSTD_HDR_LEN,
-				rr->len - ZSTD_HDR_LEN);
+	/* The frame's size is only what it says: decompress into exactly
+	 * raw bytes, and the output must fill them. */
+	n = ZSTD_decompressDCtx(r->dctx, r->raw, raw, z, zlen);
 	if (ZSTD_isError(n))
 		return r_fail(r, -EBADMSG, "record %" PRIu64 ": compressed data does not decompress"
 			      " to its %" PRIu64 " bytes (zstd: %s)", r->index, raw,
@@ -1017,9 +1057,16 @@ int dmr_stream_read_next(struct dmr_stream_reader *r, struct dmr_stream_rec *ret
 		}
 		rec.type = rr.type == DMR_STREAM_T_DATA_ZSTD ? DMR_STREAM_DATA
 							       : (enum dmr_stream_rec_type)rr.type;
-		if (rec.type == DMR_STREAM_DATA)
+		if (rec.type == DMR_STREAM_DATA) {
+			/* No overflow: each record adds at most 4 MiB to what
+			 * is at most the header's promise. */
 			r->t.data_bytes += rec.length;
-		else if (__builtin_add_overflow(r->t.zero_bytes, rec.length, &r->t.zero_bytes))
+			if (r->t.data_bytes > r->h.data_bytes)
+				return r_fail(r, -EBADMSG,
+					      "record %" PRIu64 ": %" PRIu64 " data bytes so far, more than"
+					      " the header's %" PRIu64, r->index, r->t.data_bytes,
+					      r->h.data_bytes);
+		} else if (__builtin_add_overflow(r->t.zero_bytes, rec.length, &r->t.zero_bytes))
 			return r_fail(r, -EBADMSG, "record %" PRIu64 ": zero byte count overflows",
 				      r->index);
 		r_trace(r, &rr, &rec);

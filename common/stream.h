@@ -121,12 +121,12 @@ struct dmr_stream_reader;
 /* Check a header as a writer and a reader do: names (dmr_name_obj_valid's
  * rules: [A-Za-z0-9._+-], not starting with '-', not "." or ".."; the rule
  * is repeated in stream.c, as common/ may not include dm/), distinct disk
- * names, uuids, sizes (multiples of 512, 0 < size <= DMR_STREAM_SIZE_MAX),
- * 1..DMR_STREAM_DISKS_MAX disks, a block size that is a multiple of
- * 64 KiB from 64 KiB to 1 GiB (dm-thin's rule), a label of printable
- * characters (no C0 control, no DEL; valid UTF-8), a base uuid that is
- * not the point's own.  -EBADMSG if not, and *ret_why
- * (static, may be NULL) names the field. */
+ * names, uuids (a base that is not the point's own), sizes (multiples of
+ * 512, 0 < size <= DMR_STREAM_SIZE_MAX), 1..DMR_STREAM_DISKS_MAX disks, a
+ * block size that is a multiple of 64 KiB from 64 KiB to 1 GiB (dm-thin's
+ * rule), data_bytes no more than the disks' sizes together, a label of
+ * printable characters (no C0 control, no DEL; valid UTF-8).  -EBADMSG if
+ * not, and *ret_why (static, may be NULL) names the field. */
 int dmr_stream_header_check(const struct dmr_stream_header *h, const char **ret_why);
 
 /* Write the magic, version and header (checked first: -EINVAL). */
@@ -135,7 +135,8 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 			  struct dmr_stream_writer **ret_writer);
 /* One extent of disk `disk`: DATA (len bytes of buf, split into records of
  * at most DMR_STREAM_DATA_MAX), or ZERO / UNMAP (buf NULL).  Offsets and
- * lengths multiples of 512, within the disk: -EINVAL otherwise. */
+ * lengths multiples of 512, within the disk, and DATA no more in all than
+ * the header's data_bytes: -EINVAL otherwise. */
 int dmr_stream_write_data(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset,
 			  const void *buf, size_t len);
 int dmr_stream_write_zero(struct dmr_stream_writer *w, uint32_t disk, uint64_t offset,
@@ -174,7 +175,8 @@ const struct dmr_stream_header *dmr_stream_reader_header(const struct dmr_stream
  * (bytes after the trailer: -EBADMSG).  Unknown optional records are
  * skipped; an unknown record without the flag is -EBADMSG.  A data
  * extent past its disk's end, an offset or length not a multiple of 512,
- * a record checksum that does not match: -EBADMSG.  Input that ends
+ * more DATA bytes than the header's data_bytes, a record checksum that
+ * does not match: -EBADMSG.  Input that ends
  * early: -ENODATA.  After an error every later call returns it again.
  * A caller must not act on what a stream said until this returned 0: a
  * stream is only good once its trailer is. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -458,7 +459,8 @@ static int find_tool(const char *name, char *buf, size_t size)
 
 	if (path && (dirs = strdup(path)))
 		for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			if (!*d)
+			/* A relative entry would run whatever the cwd holds. */
+			if (d[0] != '/')
 				continue;
 			if ((size_t)snprintf(buf, size, "%s/%s", d, name) < size &&
 			    access(buf, X_OK) == 0)
@@ -603,6 +605,10 @@ static int run_tool(const char *const *argv, char **ret_out, size_t *ret_len, ch
 		sigprocmask(SIG_UNBLOCK, &all, NULL);
 		if (dup2(null_fd, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0)
 			_exit(126);
+#ifdef SYS_close_range
+		/* Nothing else of the agent's reaches the tool, CLOEXEC or not. */
+		(void)syscall(SYS_close_range, 3u, ~0u, 0u);
+#endif
 		execve(path, (char *const *)argv, environ);
 		_exit(127);
 	}

@@ -46,7 +46,10 @@ struct dmr_extent {
  * tool reports one).  *ret_ext malloc()ed (NULL if none).  -ENOENT if a
  * volume is not in the pool; -EBUSY if a metadata snapshot that is not
  * ours is held; -errno if the tool cannot run or fails (its stderr's first
- * line logged at debug). */
+ * line logged at debug): -ENOEXEC not installed or not executable, -EIO it
+ * failed, -EFBIG it printed more than 256 MiB, -ETIMEDOUT it ran past 10
+ * minutes (then it is killed).  The metadata snapshot is released on every
+ * path; a failed release is returned, and retried before the next reserve. */
 int dmr_delta_extents(const struct dmr_pool *pool, uint32_t base_id, uint32_t id,
 		      uint64_t max_blocks, struct dmr_extent **ret_ext, size_t *ret_n);
 

@@ -8,9 +8,11 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "common/log.h"
 #include "common/util.h"
+#include "dm/dm.h"
 #include "snapshots/copy.h"
 
 /* O_DIRECT needs buffers aligned to the logical block size; a page covers
@@ -462,6 +464,10 @@ struct dmr_xfer_writer {
 	unsigned nfree;
 	unsigned inflight;
 	struct io_event *events;
+	/* A dm thin volume with discards on: whole blocks of thin_grain
+	 * bytes are zeroed by unmapping them (an unprovisioned block of a
+	 * thin volume reads as zeros). */
+	uint64_t thin_grain;
 	int err;             /* the first error of a write */
 	bool reap_failed;
 	uint8_t *zeros;      /* DMR_XFER_CHUNK of zeros, for files */
@@ -537,6 +543,48 @@ static int writer_drain(struct dmr_xfer_writer *w)
 	return 0;
 }
 
+/* A small sysfs number of the block device devno, or 0. */
+static uint64_t sysfs_u64(dev_t devno, const char *attr)
+{
+	char path[128];
+	_cleanup_free_ char *buf = NULL;
+	uint64_t v;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(devno), minor(devno), attr);
+	if (dmr_read_file(path, 64, &buf, &len) < 0)
+		return 0;
+	buf[strcspn(buf, "\n")] = '\0';
+	return dmr_parse_u64(buf, &v) == 0 ? v : 0;
+}
+
+/* Is fd a dm device whose table is one thin target, with discards on?
+ * Then the discard granularity is the pool's block. */
+static uint64_t thin_grain_of(int fd)
+{
+	_cleanup_table_ struct dmr_table *t = NULL;
+	_cleanup_free_ char *name = NULL;
+	char path[128];
+	struct stat st;
+	uint64_t g;
+	size_t len;
+
+	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode))
+		return 0;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/name", major(st.st_rdev),
+		 minor(st.st_rdev));
+	if (dmr_read_file(path, DMR_DM_NAME_SIZE + 1, &name, &len) < 0)
+		return 0;
+	name[strcspn(name, "\n")] = '\0';
+	if (dmr_dm_table(name, false, &t) < 0 || t->count != 1 ||
+	    strcmp(t->targets[0].type, "thin") != 0)
+		return 0;
+	g = sysfs_u64(st.st_rdev, "queue/discard_granularity");
+	if (g == 0 || g % SECTOR || sysfs_u64(st.st_rdev, "queue/discard_max_bytes") == 0)
+		return 0;
+	return g;
+}
+
 int dmr_xfer_writer_open(const char *dev, uint64_t size_bytes, unsigned queue_depth,
 			 struct dmr_xfer_writer **ret_writer)
 {
@@ -575,6 +623,8 @@ int dmr_xfer_writer_open(const char *dev, uint64_t size_bytes, unsigned queue_de
 			goto fail;
 		}
 	}
+	if (w->blk)
+		w->thin_grain = thin_grain_of(w->fd);
 	r = posix_memalign(&mem, BUF_ALIGN, (size_t)w->nslots * DMR_XFER_CHUNK);
 	if (r) {
 		r = -r;
@@ -678,6 +728,45 @@ static int write_zeros(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
 	return 0;
 }
 
+static int blk_ioctl_range(struct dmr_xfer_writer *w, unsigned long req, const char *what,
+			   uint64_t offset, uint64_t len)
+{
+	uint64_t range[2] = { offset, len };
+	int r;
+
+	if (len == 0 || ioctl(w->fd, req, range) == 0)
+		return 0;
+	r = dmr_negerrno();
+	log_debug_errno(r, "xfer: %s at %" PRIu64 "+%" PRIu64 " failed: %m", what, offset, len);
+	note_err(w, r);
+	return r;
+}
+
+/* On a thin volume: the whole blocks unmapped, the edges zeroed. */
+static int thin_zero(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
+{
+	uint64_t g = w->thin_grain, end = offset + len;
+	uint64_t a = (offset + g - 1) / g * g, b = end / g * g;
+	int r;
+
+	if (a >= b)
+		return blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", offset, len);
+	r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", offset, a - offset);
+	if (r == 0) {
+		uint64_t range[2] = { a, b - a };
+
+		if (ioctl(w->fd, BLKDISCARD, range) < 0) {
+			/* Discards turned off since open: zeros it is. */
+			log_debug_errno(dmr_negerrno(), "xfer: BLKDISCARD at %" PRIu64 "+%" PRIu64
+					" failed: %m; writing zeros", a, b - a);
+			r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", a, b - a);
+		}
+	}
+	if (r == 0)
+		r = blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", b, end - b);
+	return r;
+}
+
 int dmr_xfer_zero(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
 {
 	int r;
@@ -701,6 +790,8 @@ int dmr_xfer_zero(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
 	}
 	if (w->err)
 		return w->err;
+	if (w->thin_grain)
+		return thin_zero(w, offset, len);
 	/* Unmap where the device can and still reads zeros after (no
 	 * fallback inside: EOPNOTSUPP where it cannot); else BLKZEROOUT,
 	 * which the kernel does the best way the device offers. */
@@ -714,18 +805,7 @@ int dmr_xfer_zero(struct dmr_xfer_writer *w, uint64_t offset, uint64_t len)
 	}
 	if (!w->blk)
 		return write_zeros(w, offset, len);
-	{
-		uint64_t range[2] = { offset, len };
-
-		if (ioctl(w->fd, BLKZEROOUT, range) < 0) {
-			r = dmr_negerrno();
-			log_debug_errno(r, "xfer: BLKZEROOUT at %" PRIu64 "+%" PRIu64 " failed: %m",
-					offset, len);
-			note_err(w, r);
-			return r;
-		}
-	}
-	return 0;
+	return blk_ioctl_range(w, BLKZEROOUT, "BLKZEROOUT", offset, len);
 }
 
 int dmr_xfer_writer_close(struct dmr_xfer_writer *w)

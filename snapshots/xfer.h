@@ -43,9 +43,12 @@ struct dmr_xfer_writer;
 
 /* A writer to the block device dev (O_WRONLY|O_DIRECT), of size_bytes:
  * writes are queued (queue_depth in flight) from the caller's data
- * (copied into aligned buffers).  Zero runs are written as zeros
- * (BLKZEROOUT: on a thin volume the blocks stay unallocated where the
- * pool can). */
+ * (copied into aligned buffers).  Zero runs read as zeros after: on a dm
+ * thin volume (one thin target, discards on) the whole pool blocks in the
+ * run are discarded, so they are unmapped, not allocated with zeros (an
+ * unprovisioned thin block reads as zeros), and the edges BLKZEROOUT; on
+ * another block device a hole is punched where it can (an unmap that
+ * still reads zeros), else BLKZEROOUT; a file gets a hole. */
 int dmr_xfer_writer_open(const char *dev, uint64_t size_bytes, unsigned queue_depth,
 			 struct dmr_xfer_writer **ret_writer);
 /* Queue a write of buf[0..len) at offset (multiples of 512, within the

@@ -6,7 +6,7 @@
  * request (SCM_RIGHTS, agent/rpc/server.c), and the job writes or reads
  * the stream there.
  */
-#include <inttypes.h>
+#include <fcntl.h>
 
 #include "agent/engine/replica.h"
 #include "agent/rpc/handlers.h"
@@ -23,6 +23,23 @@ static int root_only(struct dmr_call *c)
 	return dmr_call_fail(c, DMR_RC_ACCESS_DENIED,
 			     "point send and point receive are root-only: they hand descriptors "
 			     "to the agent and write the pool (uid %u)", (unsigned)c->uid);
+}
+
+/* Is the descriptor open for writing (send) or reading (receive)?  A
+ * stream the job could never write or read is refused up front. */
+static int fd_mode(struct dmr_call *c, bool write)
+{
+	int fl = fcntl(c->fd, F_GETFL);
+	int acc = fl & O_ACCMODE;
+
+	if (fl < 0)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "the descriptor passed is not open");
+	if (write ? acc == O_RDONLY : acc == O_WRONLY)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "the descriptor passed is not open for %s",
+				     write ? "writing (the stream goes there)" :
+					     "reading (the stream comes from there)");
+	return 0;
 }
 
 /* The job's refusal before it started: its errno's code, its line. */
@@ -46,14 +63,12 @@ int dmr_h_send_point(struct dmr_call *c)
 		return rc;
 	if (compress && !dmr_streq(compress, "zstd"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "compress must be zstd");
-	if (base && point && base >= point)
-		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
-				     "the base point %" PRIu64 " is not older than point %" PRIu64,
-				     base, point);
 	if (c->fd < 0)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "SendReplicationPoint writes the stream to a descriptor passed "
 				     "with the request");
+	if ((rc = fd_mode(c, true)))
+		return rc;
 	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_need_up(c, name)))
 		return rc;
 	req.vm = name;
@@ -82,6 +97,8 @@ int dmr_h_receive_point(struct dmr_call *c)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "ReceiveReplicationPoint reads the stream from a descriptor "
 				     "passed with the request");
+	if ((rc = fd_mode(c, false)))
+		return rc;
 	/* A received point is volumes in this host's pool. */
 	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_need_up(c, name)))
 		return rc;

@@ -32,20 +32,23 @@ thin_devs() { dmsetup info -c --noheadings -o name 2>/dev/null | grep -c '^dmrep
 held_root() { dmsetup status dmrep-pool | awk '{ print $7 }'; }
 # stream_ok FILE: a complete stream (lab_stream dump, where built).
 stream_ok() {
-	if command -v lab_stream >/dev/null 2>&1; then
-		lab_stream dump "$1" >/dev/null
-	else
-		# No dumper: at least the magic.
-		[ "$(head -c 8 "$1")" = DMREPSTR ]
-	fi
+	lab_stream dump "$1" >/dev/null
 }
+# data_recs FILE: the stream's data records, one [disk, offset, length] a
+# line (lab_stream dump).
+data_recs() {
+	lab_stream dump "$1" | jq -c 'select(.type == "data" or .type == "data_zstd") |
+		[.disk_name, .offset, .length]'
+}
+# hdr FILE JQ: a field of the stream's header.
+hdr() { lab_stream dump "$1" | tail -n1 | jq -r ".header$2"; }
 # put4k DEV OFFSET_KIB HEX: one 4 KiB block of that byte.
 put4k() { head -c 4096 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$3")" |
 	dd of="$1" bs=1024 seek="$2" oflag=direct conv=notrunc status=none; }
 has4k() { cmp -s <(head -c 4096 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$3")") \
 	<(dd if="$1" bs=1024 skip="$2" count=4 iflag=direct status=none); }
 
-lab_need thin_delta thin_dump jq
+lab_need thin_delta thin_dump jq lab_stream
 agent_setup
 prepare_pool 256M 16M
 out=$(dmrep --json vm add "$VM" --disk vda="$W/vda.img:16M" --disk vdb="$W/vdb.img:8M" \
@@ -73,6 +76,13 @@ check "... and the stream is whole" stream_ok "$W/full1"
 # Every disk wrote one grain (16 KiB inside the first 64 KiB): nothing else
 # is mapped, so nothing else is sent.
 is "a full send carries only the written blocks (3 grains)" $((3 * GRAIN)) "$(field full1 .data_bytes)"
+is "... its data records: the first grain of each disk" \
+	"[\"vda\",0,$GRAIN] [\"vdb\",0,$GRAIN] [\"vdc\",0,$GRAIN]" "$(data_recs "$W/full1" | tr '\n' ' ' | sed 's/ $//')"
+is "... its header names the VM" "$VM" "$(hdr "$W/full1" .vm)"
+is "... and the point's uuid" "$(uuid_of_point 1)" "$(hdr "$W/full1" .point_uuid)"
+is "... no base" "" "$(hdr "$W/full1" .base_uuid)"
+is "... its disks and sizes" "vda:16777216 vdb:8388608 vdc:4194304" \
+	"$(hdr "$W/full1" '.disks | map("\(.name):\(.size_bytes)") | join(" ")')"
 
 send latest "$VM"
 is "without --point: the latest valid point" 3 "$(field latest .point)"
@@ -83,14 +93,22 @@ is "... its base" 1 "$(field inc12 .base)"
 check "... whole" stream_ok "$W/inc12"
 is "... it carries the 3 rewritten grains" $((3 * GRAIN)) "$(field inc12 .data_bytes)"
 check "... compressed: smaller than its data" test "$(field inc12 .bytes)" -lt $((3 * GRAIN))
+is "... as 3 compressed data records" 3 "$(lab_stream dump "$W/inc12" | jq -s 'map(select(.type == "data_zstd")) | length')"
+is "... the first grain of each disk" \
+	"[\"vda\",0,$GRAIN] [\"vdb\",0,$GRAIN] [\"vdc\",0,$GRAIN]" "$(data_recs "$W/inc12" | tr '\n' ' ' | sed 's/ $//')"
 
 send inc23 "$VM" --point 3 --base 2
 is "an incremental 2 -> 3 exits 0" 0 "$RC"
 is "one changed 4 KiB block: one pool block of data" "$GRAIN" "$(field inc23 .data_bytes)"
+is "... one data record, that block" "[\"vdb\",4194304,$GRAIN]" "$(data_recs "$W/inc23")"
+is "... the base's uuid in its header" "$(uuid_of_point 2)" "$(hdr "$W/inc23" .base_uuid)"
 check "... whole" stream_ok "$W/inc23"
 check "... and its stream is small (under 2 blocks)" test "$(field inc23 .bytes)" -lt $((2 * GRAIN))
 is "no point's device is left up" "$live_devs" "$(thin_devs)"
 is "no metadata snapshot is held" - "$(held_root)"
+for f in full1 inc12 inc23; do
+	diag "$f: $(field $f .bytes) stream bytes, $(field $f .data_bytes) of data, $(lab_stream dump "$W/$f" | grep -c '"index"') records"
+done
 
 # ---- refusals ---------------------------------------------------------
 send bad "$VM" --point 99
@@ -148,10 +166,13 @@ for step in send:extents send:data send:trailer; do
 	is "$step: no point's device is left up" "$live_devs" "$(thin_devs)"
 	is "$step: no metadata snapshot is held" - "$(held_root)"
 	check "$step: nothing suspended" no_suspended_or_inactive
-	check_not "$step: the cut stream is not a whole one" stream_ok "$W/crash"
 	send after "$VM" --point 3 --base 1
 	is "$step: the next send works" 0 "$RC"
 	check "$step: ... and is whole" stream_ok "$W/after"
+	# What the reader got is cut short: no trailer.
+	check "$step: the cut stream is shorter than the whole one" \
+		test "$(stat -c %s "$W/crash")" -lt "$(stat -c %s "$W/after")"
+	check_not "$step: ... and does not read as whole" stream_ok "$W/crash"
 done
 
 # ---- SIGTERM in the middle of a send -----------------------------------
@@ -179,6 +200,40 @@ is "... no point's device is left up" "$live_devs" "$(thin_devs)"
 is "... no metadata snapshot is held" - "$(held_root)"
 send after "$VM" --point 1
 is "... and the next send works" 0 "$RC"
+
+# ---- SIGTERM with a reader that stalls ---------------------------------
+# The reader opens the pipe and never reads: the agent's writes wait on a
+# full pipe, and a SIGTERM still stops the send.
+mkfifo "$W/fifo"
+sleep 600 <"$W/fifo" &
+rpid=$!
+lab_cleanup "kill $rpid"
+dmrep --json point send "$VM" --point 2 >"$W/fifo" 2>"$W/stall.json" &
+spid=$!
+if wait_until 60 sh -c "dmrep --json job list | jq -e 'max_by(.id) | .method == \"SendReplicationPoint\" and .job_state == 4'"; then
+	ok "a send to a reader that stalls runs"
+else
+	not_ok "a send to a reader that stalls runs"
+fi
+sleep 1
+kill -TERM "$AGENT_PID"
+if agent_exited 30; then is "SIGTERM, the reader stalled: the agent stops within 30 s (exit 0)" 0 "$AGENT_RC"; else
+	not_ok "SIGTERM, the reader stalled: the agent stops within 30 s"
+	stop_pid AGENT_PID KILL
+fi
+kill "$rpid" 2>/dev/null
+wait "$spid" "$rpid" 2>/dev/null
+agent_start || not_ok "the agent restarts"
+is "... no point's device is left up" "$live_devs" "$(thin_devs)"
+
+# ---- a metadata snapshot a dead agent left held -------------------------
+agent_stop
+dmsetup message dmrep-pool 0 reserve_metadata_snap
+check "a metadata snapshot is held while the agent is down" test "$(held_root)" != -
+agent_start || not_ok "the agent restarts"
+is "the agent's start releases it" - "$(held_root)"
+send after "$VM" --point 3 --base 2
+is "... and a send works" 0 "$RC"
 
 # ---- the streams received back ----------------------------------------
 # The VM goes; its streams make a replica of the same name here.

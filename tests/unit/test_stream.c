@@ -140,6 +140,7 @@ static void make_header(struct dmr_stream_header *h, uint32_t n_disks, bool incr
 	for (uint32_t i = 0; i < n_disks; i++) {
 		snprintf(h->disks[i].name, sizeof(h->disks[i].name), "vd%c", 'a' + i);
 		h->disks[i].size_bytes = DISK_SIZE + i * 512u;
+		h->data_bytes += h->disks[i].size_bytes;
 	}
 }
 
@@ -159,6 +160,10 @@ static void fill(uint8_t *p, size_t n, uint64_t seed, bool compressible)
 		}
 	}
 }
+
+/* Whether read_stream rebuilds the disks (the round trips) or only
+ * counts (the thousands of damaged streams). */
+static bool images;
 
 /* What a reader made of a stream: each disk's image (zeros where nothing
  * was written) and what was counted. */
@@ -206,7 +211,7 @@ static int read_stream(const uint8_t *p, size_t len, size_t chunk, struct image 
 		return rc;
 	}
 	im->h = *dmr_stream_reader_header(r);
-	for (uint32_t i = 0; i < im->h.n_disks && i < 4; i++) {
+	for (uint32_t i = 0; images && i < im->h.n_disks && i < 4; i++) {
 		im->disk[i] = calloc(1, im->h.disks[i].size_bytes);
 		assert_non_null(im->disk[i]);
 	}
@@ -217,7 +222,9 @@ static int read_stream(const uint8_t *p, size_t len, size_t chunk, struct image 
 		assert_true(rec.disk < im->h.n_disks);
 		assert_true(rec.offset + rec.length <= im->h.disks[rec.disk].size_bytes);
 		if (rec.disk < 4) {
-			if (rec.type == DMR_STREAM_DATA)
+			if (!images)
+				;
+			else if (rec.type == DMR_STREAM_DATA)
 				memcpy(im->disk[rec.disk] + rec.offset, rec.data, rec.length);
 			else
 				memset(im->disk[rec.disk] + rec.offset, 0, rec.length);
@@ -284,6 +291,9 @@ static void small_stream(struct buf *out, struct dmr_stream_header *h)
 }
 
 /* --- this file's own encoder, from docs/stream.md ------------------------- */
+
+/* Where the header payload's VM name starts (after its length). */
+#define VM_AT 134
 
 static void le(uint8_t *p, uint64_t v, unsigned n)
 {
@@ -357,6 +367,8 @@ static void raw_header_payload(struct buf *p, const struct dmr_stream_header *h)
 	buf_add(p, v, 4);
 	le(v, h->application ? 1 : 0, 4);
 	buf_add(p, v, 4);
+	le(v, h->data_bytes, 8);
+	buf_add(p, v, 8);
 	put_str(p, h->vm);
 	put_str(p, h->label);
 	le(v, h->n_disks, 4);
@@ -468,6 +480,7 @@ static void check_roundtrip(bool incremental, unsigned flags)
 
 	make_header(&h, 3, incremental);
 	write_stream(&h, flags, &b, src, &wt);
+	images = true;
 	assert_int_equal(wt.stream_bytes, b.len);
 	/* As it comes, and in odd small pieces (a pipe's short reads). */
 	for (int pass = 0; pass < 2; pass++) {
@@ -521,6 +534,7 @@ static void check_roundtrip(bool incremental, unsigned flags)
 	for (unsigned d = 0; d < 4; d++)
 		free(src[d]);
 	buf_done(&b);
+	images = false;
 }
 
 static void test_roundtrip_full(void **state)
@@ -563,7 +577,9 @@ static void test_split_and_empty(void **state)
 	dmr_stream_writer_free(w);
 	assert_int_equal(t.records, 1 + 3);
 	alloc_max = 0;
+	images = true;
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	images = false;
 	assert_int_equal(im.extents, 3);
 	assert_memory_equal(im.disk[0] + 512, data, n);
 	/* The reader's largest block is its record buffer. */
@@ -645,9 +661,9 @@ static void test_writer_refusals(void **state)
 	/* A sink that fails: the error, and it sticks. */
 	left = 0;
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), -ENOSPC);
-	left = 3;       /* preamble, header frame and payload */
+	left = 1;       /* the preamble, not the header record (one write) */
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), -ENOSPC);
-	left = 4;
+	left = 2;
 	assert_int_equal(dmr_stream_writer_new(&h, 0, fail_sink, &left, &w2), 0);
 	assert_int_equal(dmr_stream_write_zero(w2, 0, 0, 512), -ENOSPC);
 	left = 100;
@@ -659,6 +675,12 @@ static void test_writer_refusals(void **state)
 }
 
 /* --- the header's rules ------------------------------------------------------ */
+
+static void on_header_len(void *userdata, const struct dmr_stream_rec_info *info)
+{
+	if (info->index == 0)
+		*(uint64_t *)userdata = info->payload_len;
+}
 
 static void test_header_check(void **state)
 {
@@ -766,7 +788,7 @@ static void test_header_check(void **state)
 	h.n_disks = DMR_STREAM_DISKS_MAX;
 	for (uint32_t i = 0; i < h.n_disks; i++) {
 		memset(h.disks[i].name, 'd', DMR_STREAM_NAME_MAX);
-		snprintf(h.disks[i].name + DMR_STREAM_NAME_MAX - 3, 4, "%03u", i);
+		snprintf(h.disks[i].name + DMR_STREAM_NAME_MAX - 3, 4, "%03u", i % 1000u);
 		h.disks[i].size_bytes = DMR_STREAM_SIZE_MAX;
 	}
 	memset(h.vm, 'v', DMR_STREAM_NAME_MAX);
@@ -788,8 +810,12 @@ static void test_header_check(void **state)
 			struct src s = { .p = b.p, .len = b.len };
 			struct dmr_stream_reader *r = NULL;
 			struct dmr_stream_rec rec;
+			uint64_t hlen = 0;
 
-			assert_int_equal(dmr_stream_reader_new(source, &s, &r), 0);
+			assert_int_equal(dmr_stream_reader_new_trace(source, &s, on_header_len, &hlen, &r), 0);
+			/* The longest header there is: docs/stream.md's number,
+			 * the reader's bound. */
+			assert_int_equal(hlen, 9356);
 			assert_int_equal(dmr_stream_reader_header(r)->n_disks, 64);
 			assert_string_equal(dmr_stream_reader_header(r)->disks[63].name,
 					    h.disks[63].name);
@@ -842,6 +868,79 @@ static void test_flip_every_bit(void **state)
 	buf_done(&b);
 }
 
+/* Damage that the record checksums cannot see: a record's type, flags or
+ * payload changed and its checksum made again, thousands of times at
+ * random over a stream of every record type.  The parsers see bad values
+ * behind good checksums; whatever they make of them (an ASan build
+ * watches), the stream is refused: at the latest its trailer's
+ * whole-stream checksum does not match. */
+static void test_resigned_mutations(void **state)
+{
+	struct dmr_stream_header h;
+	struct dmr_stream_writer *w = NULL;
+	struct buf b = { 0 };
+	struct image im;
+	size_t at[16], n_rec = 0, pos = 12;
+	uint8_t data[8192];
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	unsigned refused_early = 0;
+
+	make_header(&h, 2, true);
+	fill(data, 4096, 1, true);
+	fill(data + 4096, 4096, 2, false);
+	assert_int_equal(dmr_stream_writer_new(&h, DMR_STREAM_W_ZSTD, sink, &b, &w), 0);
+	assert_int_equal(dmr_stream_write_data(w, 0, 0, data, 4096), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 4096, data + 4096, 4096), 0);
+	assert_int_equal(dmr_stream_write_zero(w, 0, 8192, 8192), 0);
+	assert_int_equal(dmr_stream_write_unmap(w, 1, 1u << 20, 1u << 20), 0);
+	assert_int_equal(dmr_stream_writer_finish(w, NULL), 0);
+	dmr_stream_writer_free(w);
+	/* Where the records are, the trailer left out. */
+	while (pos < b.len) {
+		if (rd(b.p + pos, 4) != DMR_STREAM_T_TRAILER)
+			at[n_rec++] = pos;
+		pos += 16 + rd(b.p + pos + 8, 8) + 8;
+	}
+	assert_int_equal(pos, b.len);
+	assert_int_equal(n_rec, 5);
+	assert_int_equal(rd(b.p + at[1], 4), DMR_STREAM_T_DATA_ZSTD);
+	assert_int_equal(rd(b.p + at[2], 4), DMR_STREAM_DATA);
+
+	for (unsigned i = 0; i < 4000; i++) {
+		uint8_t *copy = malloc(b.len);
+		size_t r, len, off;
+		int rc;
+
+		memcpy(copy, b.p, b.len);
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		r = at[x % n_rec];
+		len = rd(copy + r + 8, 8);
+		/* Anywhere in the record but its length field. */
+		off = (x >> 8) % (16 + len - 8);
+		if (off >= 8)
+			off += 8;
+		copy[r + off] ^= (uint8_t)(1u << ((x >> 40) % 8));
+		if ((x >> 50) % 4 == 0) {
+			/* Sometimes a whole byte, and a second one. */
+			copy[r + off] = (uint8_t)(x >> 24);
+			copy[r + 16 + (x >> 32) % len] ^= 0xff;
+		}
+		le(copy + r + 16 + len, XXH3_64bits(copy + r, 16 + len), 8);
+		rc = read_stream(copy, b.len, 0, &im);
+		if (rc != -EBADMSG)
+			fail_msg("mutation %u at byte %zu: %d (%s)", i, r + off, rc, im.error);
+		if (!strstr(im.error, "whole-stream checksum"))
+			refused_early++;
+		image_done(&im);
+		free(copy);
+	}
+	print_message("%u of 4000 refused before the trailer\n", refused_early);
+	/* Most damage is seen by the parsers, before the trailer. */
+	assert_true(refused_early > 1000);
+	assert_true(alloc_max <= READER_ALLOC_MAX);
+	buf_done(&b);
+}
+
 /* The refusals the issue names, with the message a user sees. */
 static void test_flip_named(void **state)
 {
@@ -853,11 +952,11 @@ static void test_flip_named(void **state)
 	small_stream(&b, &h);
 	hdr_len = rd(b.p + 12 + 8, 8);
 	/* In the header's payload (the VM name's first byte). */
-	flip(b.p, 12 + 16 + 108 + 16 + 2, 1);
+	flip(b.p, 12 + 16 + VM_AT, 1);
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
 	assert_string_equal(im.error, "record 0 (byte 12): checksum mismatch");
 	image_done(&im);
-	flip(b.p, 12 + 16 + 108 + 16 + 2, 1);
+	flip(b.p, 12 + 16 + VM_AT, 1);
 	/* In the first data record's bytes. */
 	data_at = 12 + 16 + hdr_len + 8;
 	assert_int_equal(rd(b.p + data_at, 4), DMR_STREAM_DATA);
@@ -1011,7 +1110,13 @@ static void test_trailing_bytes(void **state)
 	assert_int_equal(im.extents, 4);
 	image_done(&im);
 	/* A second stream after the first. */
-	buf_add(&b, b.p, len);
+	{
+		uint8_t *copy = malloc(len);
+
+		memcpy(copy, b.p, len);
+		buf_add(&b, copy, len);
+		free(copy);
+	}
 	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
 	image_done(&im);
 	buf_done(&b);
@@ -1243,18 +1348,18 @@ static void test_header_refusals(void **state)
 		buf_done(&p);
 		/* A name that claims more than the bound, or hides a NUL. */
 		raw_header_payload(&p, &good);
-		le(p.p + 124, DMR_STREAM_NAME_MAX + 1, 2);
+		le(p.p + VM_AT - 2, DMR_STREAM_NAME_MAX + 1, 2);
 		assert_int_equal(read_header_payload(&p, &im), -EBADMSG);
 		assert_string_equal(im.error, "header: bad vm name");
-		le(p.p + 124, 6, 2);
-		p.p[126 + 3] = '\0';
+		le(p.p + VM_AT - 2, 6, 2);
+		p.p[VM_AT + 3] = '\0';
 		assert_int_equal(read_header_payload(&p, &im), -EBADMSG);
 		assert_string_equal(im.error, "header: bad vm name");
 		buf_done(&p);
 		/* A disk count past the bound, and one more than there are. */
 		raw_header_payload(&p, &good);
 		{
-			size_t at = 124 + 2 + strlen(good.vm) + 2 + strlen(good.label);
+			size_t at = VM_AT + strlen(good.vm) + 2 + strlen(good.label);
 
 			assert_int_equal(rd(p.p + at, 4), 2);
 			le(p.p + at, 100000, 4);
@@ -1338,7 +1443,21 @@ static void test_payload_too_long(void **state)
 		assert_true(alloc_max < (1u << 17));
 		dmr_stream_reader_free(r);
 	}
-	/* The header's own bound is far below: a header that claims 1 MiB. */
+	/* The header's own bound is far below: a header that claims 1 MiB,
+	 * or one byte more than the longest there is. */
+	b.len = 0;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	le(f, 1, 4);
+	le(f + 4, 0, 4);
+	le(f + 8, 9357, 8);
+	buf_add(&b, f, 16);
+	{
+		struct image im;
+
+		assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
+		assert_non_null(strstr(im.error, "payload length 9357 is more than 9356"));
+		image_done(&im);
+	}
 	b.len = 0;
 	raw_preamble(&b, DMR_STREAM_VERSION);
 	le(f, 1, 4);
@@ -1380,42 +1499,76 @@ static void test_payload_too_long(void **state)
 }
 
 /* Compressed records: what they claim bounded before decompressing. */
+enum zmode {
+	Z_GOOD,
+	Z_JUNK,         /* not a zstd frame */
+	Z_NOSIZE,       /* a frame that does not say its content size */
+	Z_TWO,          /* two frames */
+	Z_SKIPPABLE,    /* a skippable frame first */
+	Z_LIE,          /* the frame's content size patched to the claim */
+};
+
 struct zstd_arg {
 	uint64_t offset, claim;
 	size_t real;            /* bytes compressed */
-	bool junk;              /* not a zstd frame */
+	enum zmode mode;
 };
+
+/* Patch a single-segment frame's 2-byte content size (what zstd writes
+ * for 256 .. 65791 bytes) to want. */
+static void patch_fcs(uint8_t *z, uint64_t want)
+{
+	uint8_t fhd = z[4];
+
+	assert_int_equal(fhd >> 6, 1);          /* FCS field: 2 bytes */
+	assert_true(fhd & 0x20);                /* single segment: no window byte */
+	assert_int_equal(fhd & 3, 0);           /* no dictionary id */
+	le(z + 5, want - 256, 2);
+}
 
 static void add_zstd(struct buf *b, const void *arg)
 {
 	const struct zstd_arg *a = arg;
 	uint8_t *raw = calloc(1, a->real + 1);
-	size_t cap = ZSTD_compressBound(a->real) + 1024, n;
+	size_t cap = 2 * ZSTD_compressBound(a->real) + 1024, n = 0;
 	uint8_t *z = malloc(cap);
-	uint8_t v[8];
+	struct buf p = { 0 };
+	uint8_t hd[24];
 
-	if (a->junk) {
+	for (size_t i = 0; i < a->real; i += 777)
+		raw[i] = (uint8_t)i;
+	if (a->mode == Z_JUNK) {
 		memset(z, 0x5a, 600);
 		n = 600;
-	} else {
-		n = ZSTD_compress(z + 8, cap - 8, raw, a->real, 3);
-		assert_false(ZSTD_isError(n));
-	}
-	le(v, a->claim, 8);
-	memcpy(z, v, 8);
-	{
-		struct buf p = { 0 };
-		uint8_t hd[16];
+	} else if (a->mode == Z_NOSIZE) {
+		ZSTD_CCtx *c = ZSTD_createCCtx();
 
-		le(hd, 0, 4);
-		le(hd + 4, 0, 4);
-		le(hd + 8, a->offset, 8);
-		buf_add(&p, hd, 16);
-		buf_add(&p, v, 8);
-		buf_add(&p, a->junk ? z : z + 8, n);
-		raw_record(b, DMR_STREAM_T_DATA_ZSTD, 0, p.p, p.len);
-		buf_done(&p);
+		ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+		n = ZSTD_compress2(c, z, cap, raw, a->real);
+		ZSTD_freeCCtx(c);
+	} else {
+		if (a->mode == Z_SKIPPABLE) {
+			/* Its magic, its length, its bytes (zstd's format). */
+			le(z, ZSTD_MAGIC_SKIPPABLE_START, 4);
+			le(z + 4, 5, 4);
+			memcpy(z + 8, "hello", 5);
+			n = 13;
+		}
+		n += ZSTD_compress(z + n, cap - n, raw, a->real, 3);
+		if (a->mode == Z_TWO)
+			n += ZSTD_compress(z + n, cap - n, raw, a->real, 3);
+		if (a->mode == Z_LIE)
+			patch_fcs(z, a->claim);
 	}
+	assert_false(ZSTD_isError(n));
+	le(hd, 0, 4);
+	le(hd + 4, 0, 4);
+	le(hd + 8, a->offset, 8);
+	le(hd + 16, a->claim, 8);
+	buf_add(&p, hd, 24);
+	buf_add(&p, z, n);
+	raw_record(b, DMR_STREAM_T_DATA_ZSTD, 0, p.p, p.len);
+	buf_done(&p);
 	free(raw);
 	free(z);
 }
@@ -1428,36 +1581,54 @@ static void test_zstd_bomb(void **state)
 
 	make_header(&h, 1, false);
 	/* A good one first. */
-	a = (struct zstd_arg){ 0, 64u << 10, 64u << 10, false };
+	a = (struct zstd_arg){ 0, 64u << 10, 64u << 10, Z_GOOD };
 	assert_int_equal(one_record_counts(&h, &im, add_zstd, &a, 64u << 10, 0), 0);
-	/* 64 MiB of zeros in a few KiB, claimed as what they are: refused
-	 * from the claim, nothing decompressed, nothing allocated for it. */
+	/* 64 MiB in a few KiB, claimed as what they are: refused from the
+	 * claim, nothing decompressed, nothing allocated for it. */
 	alloc_max = 0;
-	a = (struct zstd_arg){ 0, 64u << 20, 64u << 20, false };
+	a = (struct zstd_arg){ 0, 64u << 20, 64u << 20, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_string_equal(im.error, "record 1: compressed data claims 67108864 bytes, more than 1048576");
 	assert_true(alloc_max < (2u << 20));
 	a.claim = UINT64_MAX;
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	/* Claiming 64 KiB and holding 64 MiB: decompression stops at 64 KiB. */
-	a = (struct zstd_arg){ 0, 64u << 10, 64u << 20, false };
+	/* Claiming 64 KiB and holding 64 MiB: the frame says so. */
+	a = (struct zstd_arg){ 0, 64u << 10, 64u << 20, Z_GOOD };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data's frame says 67108864 bytes, its record 65536");
+	/* Holding less than it claims. */
+	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, Z_GOOD };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_non_null(strstr(im.error, "says 32768 bytes, its record 65536"));
+	/* A frame that lies about its size: decompression into exactly the
+	 * claim, which the output does not fill. */
+	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, Z_LIE };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_non_null(strstr(im.error, "does not decompress to its 65536 bytes (zstd: "));
+	a = (struct zstd_arg){ 0, 32u << 10, (64u << 10) - 512, Z_LIE };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "does not decompress"));
-	/* Holding less than it claims. */
-	a = (struct zstd_arg){ 0, 64u << 10, 32u << 10, false };
+	/* Not a frame, no size, two frames, a skippable frame. */
+	a = (struct zstd_arg){ 0, 4096, 0, Z_JUNK };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	assert_non_null(strstr(im.error, "decompresses to 32768 bytes, not 65536"));
-	/* Not zstd at all; a raw length not in sectors; past the end. */
-	a = (struct zstd_arg){ 0, 4096, 0, true };
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	a = (struct zstd_arg){ 0, 4096, 4096, Z_NOSIZE };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
-	assert_non_null(strstr(im.error, "zstd:"));
-	a = (struct zstd_arg){ 0, 1000, 1000, false };
+	assert_string_equal(im.error, "record 1: compressed data's frame does not say its size");
+	a = (struct zstd_arg){ 0, 8192, 4096, Z_TWO };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	a = (struct zstd_arg){ 0, 4096, 4096, Z_SKIPPABLE };
+	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
+	assert_string_equal(im.error, "record 1: compressed data is not one zstd frame");
+	/* A raw length not in sectors; past the end; empty. */
+	a = (struct zstd_arg){ 0, 1000, 1000, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "not in 512-byte sectors"));
-	a = (struct zstd_arg){ DISK_SIZE - 4096, 8192, 8192, false };
+	a = (struct zstd_arg){ DISK_SIZE - 4096, 8192, 8192, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 	assert_non_null(strstr(im.error, "past the end of disk vda"));
-	a = (struct zstd_arg){ 0, 0, 0, false };
+	a = (struct zstd_arg){ 0, 0, 0, Z_GOOD };
 	assert_int_equal(one_record(&h, &im, add_zstd, &a), -EBADMSG);
 }
 
@@ -1604,6 +1775,65 @@ static void test_source_errors(void **state)
 	buf_done(&b);
 }
 
+/* The header's data_bytes is a promise: the writer keeps it, the reader
+ * refuses the record that breaks it (before the trailer), and the header
+ * cannot promise more than its disks hold. */
+static void test_data_bytes_bound(void **state)
+{
+	struct dmr_stream_header h;
+	struct dmr_stream_writer *w = NULL;
+	struct buf b = { 0 };
+	struct image im;
+	uint8_t data[4096] = { 1 };
+	const char *why = NULL;
+
+	make_header(&h, 2, false);
+	h.data_bytes = 2 * DISK_SIZE + 512 + 512;
+	assert_int_equal(dmr_stream_header_check(&h, &why), -EBADMSG);
+	assert_string_equal(why, "data bytes (more than the disks hold)");
+	h.data_bytes = 2 * DISK_SIZE + 512;
+	assert_int_equal(dmr_stream_header_check(&h, NULL), 0);
+
+	/* The writer: up to the promise, not a sector more. */
+	h.data_bytes = 3 * 1024;
+	assert_int_equal(dmr_stream_writer_new(&h, 0, sink, &b, &w), 0);
+	assert_int_equal(dmr_stream_write_data(w, 0, 0, data, 2048), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 0, data, 1536), -EINVAL);
+	assert_int_equal(dmr_stream_write_data(w, 1, 0, data, 1024), 0);
+	assert_int_equal(dmr_stream_write_data(w, 1, 8192, data, 512), -EINVAL);
+	/* Zeros are not data. */
+	assert_int_equal(dmr_stream_write_zero(w, 1, 8192, 1u << 20), 0);
+	assert_int_equal(dmr_stream_writer_finish(w, NULL), 0);
+	dmr_stream_writer_free(w);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	assert_int_equal(im.t.data_bytes, 3 * 1024);
+	image_done(&im);
+	buf_done(&b);
+
+	/* The reader: a stream with more data than its header said is
+	 * refused at the record that goes past, whatever its trailer says. */
+	h.data_bytes = 1024;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	raw_header(&b, &h);
+	raw_extent(&b, DMR_STREAM_DATA, 0, 0, 0, data, 512);
+	raw_extent(&b, DMR_STREAM_DATA, 1, 0, 0, data, 1024);
+	raw_trailer(&b, 3, 1536, 0);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), -EBADMSG);
+	assert_string_equal(im.error, "record 2: 1536 data bytes so far, more than the header's 1024");
+	assert_int_equal(im.extents, 1);
+	image_done(&im);
+	buf_done(&b);
+	/* Less than promised is fine; none promised, only zeros, too. */
+	h.data_bytes = 0;
+	raw_preamble(&b, DMR_STREAM_VERSION);
+	raw_header(&b, &h);
+	raw_range(&b, DMR_STREAM_UNMAP, 0, 0, DISK_SIZE);
+	raw_trailer(&b, 2, 0, DISK_SIZE);
+	assert_int_equal(read_stream(b.p, b.len, 0, &im), 0);
+	image_done(&im);
+	buf_done(&b);
+}
+
 static void test_type_names(void **state)
 {
 	assert_string_equal(dmr_stream_type_name(DMR_STREAM_T_HEADER), "header");
@@ -1661,6 +1891,7 @@ int main(void)
 		cmocka_unit_test(test_header_check),
 		cmocka_unit_test(test_flip_every_bit),
 		cmocka_unit_test(test_flip_named),
+		cmocka_unit_test(test_resigned_mutations),
 		cmocka_unit_test(test_trailer_checks),
 		cmocka_unit_test(test_truncation),
 		cmocka_unit_test(test_trailing_bytes),
@@ -1672,6 +1903,7 @@ int main(void)
 		cmocka_unit_test(test_versions),
 		cmocka_unit_test(test_unknown_records),
 		cmocka_unit_test(test_source_errors),
+		cmocka_unit_test(test_data_bytes_bound),
 		cmocka_unit_test(test_type_names),
 	};
 
