@@ -46,7 +46,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan layers unit lab lab-image demo bench install clean
+.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -102,11 +102,17 @@ unit: $(UNIT_BINS)
 lab-image:
 	@tools/lab/build-image
 
+# The one-host suite, then the two-host one (tests/lab/h-*.sh, one pair
+# booted for all of them); fails if either does.
 lab: all
-	@tools/lab/run --timeout 2400 -- tests/lab/run-all
+	@rc=0; tools/lab/run --timeout 2400 -- tests/lab/run-all || rc=1; \
+	tools/lab/run --hosts 2 --timeout 1800 -- tests/lab/run-all --hosts2 || rc=1; exit $$rc
 
-# Unit tests, then the lab suite; one summary line for both.  Never skips the
-# lab: a lab that cannot boot fails the check.
+lab-pair: all
+	@tools/lab/run --hosts 2 --timeout 1800 -- tests/lab/run-all --hosts2
+
+# Unit tests, then the lab suite, then the two-host lab suite; one summary
+# line for all.  Never skips the lab: a lab that cannot boot fails the check.
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@tests/check.sh $(UNIT_BINS)

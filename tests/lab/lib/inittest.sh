@@ -14,7 +14,9 @@
 # DMREP-labtest-PID-*), $VM (tPID) every VM; $W is a fresh directory in
 # $LAB_SCRATCH.  Sources tap.sh (TAP, skip), dev.sh (devices, bytes/put/
 # has), agent.sh (dmrepd start/stop, reboot), qemu.sh (nested QEMU,
-# qemu-ga), aux.sh (prepare helpers).
+# qemu-ga), aux.sh (prepare helpers), pair.sh (two-host tests, h-*.sh:
+# pair_setup instead of lab_setup, on_peer, peer_sh, the peer's agent and
+# power; the teardown then checks both hosts).
 #
 # The teardown (lab_teardown, the EXIT trap) runs the test's cleanups, stops
 # the agent and takes away what a reboot takes (the agent's DMREP- devices,
@@ -38,12 +40,14 @@ W=
 LAB_CLEANUPS=()
 LAB_LOOPS0=
 LAB_MOUNTS0=
+PAIR_USED=
 
 . "$LAB_LIB/tap.sh"
 . "$LAB_LIB/dev.sh"
 . "$LAB_LIB/agent.sh"
 . "$LAB_LIB/qemu.sh"
 . "$LAB_LIB/aux.sh"
+. "$LAB_LIB/pair.sh"
 
 # lab_need TOOL...: a tool the test cannot run without but the project does
 # not need (qemu, qemu-ga, thin_ls...): missing, the test is one skip (under
@@ -183,6 +187,10 @@ lab_teardown() {
 		rc=1
 	else
 		ok "teardown: nothing left behind"
+	fi
+	# A two-host test (pair_setup): the same on the peer.
+	if [ -n "$PAIR_USED" ] && [ -n "$PW" ]; then
+		pair_teardown || rc=1
 	fi
 	[ -n "$W" ] && rm -rf "$W"
 	[ "$T_FAIL" -gt 0 ] && [ "$rc" = 0 ] && rc=1
