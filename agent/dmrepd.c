@@ -22,6 +22,7 @@
 #include "agent/engine/job.h"
 #include "agent/engine/monitor.h"
 #include "agent/engine/recovery.h"
+#include "agent/engine/replica.h"
 #include "agent/store/registry.h"
 #include "agent/rpc/server.h"
 #include "common/log.h"
@@ -275,6 +276,10 @@ int main(int argc, char **argv)
 	r = dmr_registry_open(&a);
 	if (r == 0)
 		r = dmr_recovery_run(&a);
+	/* What a send killed mid-way left: the pool's metadata snapshot,
+	 * a point's read-only device. */
+	if (r == 0)
+		dmr_replica_recover(&a);
 	if (r < 0) {
 		log_error("state in %s: %s", state, strerror(-r));
 		goto out_jobs;

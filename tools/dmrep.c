@@ -14,6 +14,12 @@
  * because their callers want the result (the VM exists, the point's number),
  * not a job.  Failover commands return the job unless --wait is given.
  *
+ * point send and point receive hand the client's stdout or stdin to the
+ * agent with the request (SCM_RIGHTS): the agent writes or reads the
+ * stream there itself, so no data passes through this process.  point
+ * send's stdout is the stream and nothing else: its summary and its
+ * errors go to stderr, JSON there too with --json.
+ *
  * A fatal error ends the process through fail(): this is a one-shot command,
  * so the kernel frees what is left, and every path reports in the same shape.
  * The success paths free everything, so a leak checker still watches them.
@@ -53,6 +59,8 @@
 
 static bool opt_json;
 static const char *opt_socket;
+/* point send: stdout is the stream, so --json goes to stderr. */
+static bool json_on_stderr;
 
 static void json_putp(struct json_object **o)
 {
@@ -65,7 +73,8 @@ static void json_putp(struct json_object **o)
 
 static void print_json(struct json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+	fprintf(json_on_stderr ? stderr : stdout, "%s\n",
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 /* Exit status for a return code; never 0 for a failure, whatever the code. */
@@ -100,7 +109,9 @@ __attribute__((noreturn)) _printf_(2, 3) static void fail(int rc, const char *fm
 			print_json(o);
 		}
 	}
-	fprintf(stderr, "dmrep: %s\n", msg);
+	/* On stderr already as JSON (point send): one document there. */
+	if (!(opt_json && json_on_stderr))
+		fprintf(stderr, "dmrep: %s\n", msg);
 	/* _exit, not exit: what the failed command still holds is the
 	 * kernel's to free, and an atexit leak checker (SANITIZE=1) would
 	 * only turn this exit status into its own.  stdout is flushed by
@@ -199,6 +210,34 @@ static void connect_agent(void)
 	agent.fd = DMR_TAKE_FD(fd);
 }
 
+/* Send the first bytes of p with descriptor fd attached (SCM_RIGHTS): the
+ * agent takes it for the request line that starts here.  How many went. */
+static size_t send_with_fd(const char *p, size_t n, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { (void *)p, n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	struct cmsghdr *h;
+	ssize_t k;
+
+	memset(&cm, 0, sizeof(cm));
+	h = CMSG_FIRSTHDR(&mh);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	do
+		k = sendmsg(agent.fd, &mh, MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	if (k <= 0)
+		fail(DMR_RC_UNAVAILABLE, "cannot hand the descriptor to the agent: %m");
+	return (size_t)k;
+}
+
 static void send_all(const char *p, size_t n)
 {
 	while (n > 0) {
@@ -288,8 +327,9 @@ static int reply_rc(struct json_object *rep)
 }
 
 /* Call a method (params consumed, may be NULL) and return its reply; any
- * return code but 0 and 4096 ends the process with the agent's error. */
-static struct json_object *call(const char *method, struct json_object *params)
+ * return code but 0 and 4096 ends the process with the agent's error.
+ * fd >= 0: handed to the agent with the request (point send, receive). */
+static struct json_object *call_fd(const char *method, struct json_object *params, int fd)
 {
 	_cleanup_json_ struct json_object *req = new_object();
 	struct json_object *rep, *v;
@@ -304,7 +344,11 @@ static struct json_object *call(const char *method, struct json_object *params)
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (!text)
 		fail_oom();
-	send_all(text, strlen(text));
+	{
+		size_t len = strlen(text), off = fd >= 0 ? send_with_fd(text, len, fd) : 0;
+
+		send_all(text + off, len - off);
+	}
 	send_all("\n", 1);
 	rep = read_reply();
 	rc = reply_rc(rep);
@@ -320,6 +364,11 @@ static struct json_object *call(const char *method, struct json_object *params)
 	if (rc != DMR_RC_OK && rc != DMR_RC_JOB_STARTED)
 		fail(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
 	return rep;
+}
+
+static struct json_object *call(const char *method, struct json_object *params)
+{
+	return call_fd(method, params, -1);
 }
 
 /* The member key of a reply, with a reference of its own. */
@@ -553,7 +602,7 @@ enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
-	O_COW_DEV, O_SPARSE, O__COUNT,
+	O_COW_DEV, O_SPARSE, O_BASE, O_COMPRESS, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -568,6 +617,7 @@ struct opt_def {
 static const char *const backends[] = { "thin", "classic", NULL };
 static const char *const consistencies[] = { "crash", "application", NULL };
 static const char *const guests[] = { "resume", "reset", NULL };
+static const char *const compressors[] = { "zstd", NULL };
 
 static const struct opt_def opt_defs[O__COUNT] = {
 	[O_DATA] = { "data", K_PATH, "data", NULL },
@@ -598,7 +648,10 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_COW_SIZE] = { "cow-size", K_SIZE, "cow_size", NULL },
 	[O_MAX_POINTS] = { "max-points", K_U64, "max_points", NULL },
 	[O_COW_DEV] = { "cow-dev", K_MAP, "cow_devices", NULL },
+	[O_BASE] = { "base", K_U64, "base", NULL },
+	[O_COMPRESS] = { "compress", K_STRING, "compress", compressors },
 };
+_Static_assert(O__COUNT <= 32, "OPT() bits fit an unsigned");
 
 #define OPT(o) (1u << (o))
 
@@ -983,6 +1036,80 @@ static int run_point_list(const struct command *cmd, struct invocation *inv)
 	return 0;
 }
 
+/* Wait for a stream job (point send, receive) and end the process with
+ * its error if it failed. */
+static struct json_object *wait_stream_job(struct json_object *rep)
+{
+	struct json_object *job = wait_job(reply_job_id(rep), false, 0);
+	int rc = job_rc(job);
+
+	if (rc != DMR_RC_OK) {
+		const char *why = str_field(job, "error_description", "");
+
+		fail(rc, "job %" PRId64 ": %s", int_field(job, "id", 0), *why ? why : dmr_rc_name(rc));
+	}
+	return job;
+}
+
+static int run_point_send(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL, *out = new_object();
+	const char *uuid;
+	int64_t point, bytes;
+
+	if (isatty(STDOUT_FILENO))
+		fail(DMR_RC_INVALID_PARAMETER,
+		     "stdout is a terminal: redirect it to a file or a pipe");
+	rep = call_fd(cmd->method, DMR_TAKE_PTR(inv->params), STDOUT_FILENO);
+	job = wait_stream_job(rep);
+	point = int_field(job, "point", -1);
+	bytes = int_field(job, "bytes", -1);
+	uuid = str_field(job, "uuid", "");
+	add(out, "return", json_object_new_int(DMR_RC_OK));
+	add(out, "point", json_object_new_int64(point));
+	add(out, "uuid", json_object_new_string(uuid));
+	add(out, "bytes", json_object_new_int64(bytes));
+	if (json_object_object_get_ex(job, "base", NULL))
+		add(out, "base", json_object_new_int64(int_field(job, "base", 0)));
+	/* More than the contract's shape: which job, and the disk bytes in
+	 * the data records (what a change cost). */
+	add(out, "data_bytes", json_object_new_int64(int_field(job, "data_bytes", 0)));
+	add(out, "job", json_object_new_int64(int_field(job, "id", 0)));
+	if (opt_json)
+		print_json(out);
+	else
+		fprintf(stderr, "point %" PRId64 " (%s) sent%s: %" PRId64 " bytes\n", point, uuid,
+			json_object_object_get_ex(job, "base", NULL) ? " as an incremental" : "",
+			bytes);
+	return 0;
+}
+
+static int run_point_receive(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL, *out = new_object();
+	const char *uuid;
+	int64_t point;
+
+	if (isatty(STDIN_FILENO))
+		fail(DMR_RC_INVALID_PARAMETER,
+		     "stdin is a terminal: redirect it from a file or a pipe");
+	rep = call_fd(cmd->method, DMR_TAKE_PTR(inv->params), STDIN_FILENO);
+	job = wait_stream_job(rep);
+	point = int_field(job, "point", -1);
+	uuid = str_field(job, "uuid", "");
+	if (point < 0)
+		fail(DMR_RC_FAILED, "job %" PRId64 " completed without a point number",
+		     int_field(job, "id", 0));
+	add(out, "return", json_object_new_int(DMR_RC_OK));
+	add(out, "point", json_object_new_int64(point));
+	add(out, "uuid", json_object_new_string(uuid));
+	if (opt_json)
+		print_json(out);
+	else
+		printf("point %" PRId64 " (%s) received\n", point, uuid);
+	return 0;
+}
+
 /* Print a finished job; exit status by its outcome, with the reason on
  * stderr when it failed. */
 static int finish_job(struct json_object *job)
@@ -1121,6 +1248,28 @@ static const struct command commands[] = {
 	  "ListReplicationPoints", run_point_list },
 	{ "point", "remove", "VM POINT", "Destroy a point.", 0, { "VM", "POINT" }, { "vm", "point" },
 	  { false, true }, "DestroyReplicationPoint", run_simple },
+	{ "point", "send", "VM [--point POINT] [--base POINT] [--compress zstd]   > STREAM",
+	  "Write a replication stream of POINT (default: the latest valid point) to\n"
+	  "stdout, for 'point receive' on another host.  With --base, only what differs\n"
+	  "between that older point and POINT; without, the whole point (blocks never\n"
+	  "written are not sent).  --compress zstd compresses the data.  The agent writes\n"
+	  "the stream itself to the stdout it is handed, which must be a file or a pipe,\n"
+	  "not a terminal (32773).  stdout carries the stream and nothing else: the\n"
+	  "summary, and on failure the error, go to stderr (JSON there with --json:\n"
+	  "{\"return\": 0, \"point\": POINT, \"uuid\": \"...\", \"bytes\": N}).  Root only\n"
+	  "(32769).  Waits for the send; the VM takes no other operation meanwhile.\n"
+	  "Thin VMs only (classic: 32770).",
+	  OPT(O_POINT) | OPT(O_BASE) | OPT(O_COMPRESS), { "VM", NULL }, { "vm", NULL }, { false },
+	  "SendReplicationPoint", run_point_send },
+	{ "point", "receive", "VM   < STREAM",
+	  "Read a replication stream ('point send' on another host) from stdin and make\n"
+	  "it a point of VM here; a VM not known here is created as a replica.  stdin\n"
+	  "must be a file or a pipe, not a terminal (32773).  Prints {\"return\": 0,\n"
+	  "\"point\": POINT, \"uuid\": \"...\"} with --json once the point is durable.\n"
+	  "A stream that is corrupt, truncated or followed by anything is refused (32773),\n"
+	  "so is one whose base is not the replica's latest point or that it holds\n"
+	  "already (32775); nothing changes then.  Root only (32769).",
+	  0, { "VM", NULL }, { "vm", NULL }, { false }, "ReceiveReplicationPoint", run_point_receive },
 	{ "failover", "start", "VM [--point POINT] [--test] [--guest resume|reset] [--wait]",
 	  "Switch every disk of the VM to a point (default: the latest valid one) and reset\n"
 	  "(default) or resume the guest.  --test instead shows the point at\n"
@@ -1149,14 +1298,16 @@ static const char common_help[] =
 	"Options of every command, anywhere on the line:\n"
 	"  --socket PATH   the agent's socket (default: $DMREP_SOCKET, else " DEFAULT_SOCKET ")\n"
 	"  --json          stdout is exactly one JSON document, on failure too:\n"
-	"                  {\"return\": CODE, \"error\": \"...\"}\n"
+	"                  {\"return\": CODE, \"error\": \"...\"} (point send: on stderr)\n"
 	"  -h, --help      usage (of the command, after one)\n"
 	"  --version       the client's version\n";
 
 static const char notes_help[] =
 	"SIZE is a number of bytes with an optional suffix K, M, G or T (powers of 1024).\n"
 	"Relative paths are made absolute here: the agent runs in another directory.\n"
-	"vm add and point create wait for their job.  failover commands print\n"
+	"vm add, point create, point send and point receive wait for their job.\n"
+	"point send writes only the stream to stdout: its output, --json too, is on\n"
+	"stderr.  failover commands print\n"
 	"{\"return\": 4096, \"job\": JOB} at once; with --wait they print the finished job\n"
 	"and exit by its outcome.  Interrupting a wait leaves the job running.\n"
 	"\n"
@@ -1252,6 +1403,8 @@ int main(int argc, char **argv)
 		opt_socket = DEFAULT_SOCKET;
 
 	prescan(argc, argv, &group, &name, &help, &version);
+	json_on_stderr = group && name && dmr_streq(group, "point") && dmr_streq(name, "send") &&
+			 !help;
 	if (help && (!group || known_group(group))) {
 		print_help(group, group && name ? find_command(group, name) : NULL);
 		return fflush(stdout) == 0 ? 0 : 1;

@@ -1659,4 +1659,8 @@ const struct dmr_backend dmr_backend_classic = {
 	.add_room = classic_add_room,
 	.add_ids = classic_add_ids,
 	.default_cow = dmr_classic_default_cow,
+	/* Replication between hosts: point_extents, point_read_up/down,
+	 * receive_make/done NULL. */
+	.stream_unsupported = "classic VMs cannot be replicated between hosts yet: their points "
+			      "are snapshot targets in place, not volumes of a pool",
 };

@@ -436,7 +436,8 @@ static void thin_discard(struct dmr_registry *reg, struct dmr_vm *vm)
 	log_notice("VM %s: import was interrupted; removing it", vm->name);
 	vm_remove_devices(vm);
 	for (size_t i = 0; i < vm->n_disks; i++)
-		(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
+		if (vm->disks[i].thin_id) /* 0: a replica's, no live volume */
+			(void)dmr_pool_delete_thin(reg->pool, vm->disks[i].thin_id);
 }
 
 static bool thin_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
@@ -734,7 +735,10 @@ static int thin_activate(struct dmr_registry *reg, struct dmr_vm *vm)
 		q = dmr_vm_disk_dm_name(vm->name, disk, name);
 		q = q ?: dmr_vm_disk_dm_uuid(vm->name, disk, uuid);
 		q = q ?: dmr_dm_info(name, &info);
-		if (q == 0 && info.exists && !dmr_streq(info.uuid, uuid)) {
+		if (q == 0 && id == 0) {
+			/* A replica's disk before a failover: no live volume,
+			 * so no stable device (README, replica VMs). */
+		} else if (q == 0 && info.exists && !dmr_streq(info.uuid, uuid)) {
 			log_error("VM %s: %s is another device (UUID %s): not activated, left alone",
 				  vm->name, name, info.uuid);
 			q = -EEXIST;
@@ -776,6 +780,151 @@ static uint64_t thin_default_cow(uint64_t disk_bytes)
 	return 0;
 }
 
+/* ---- replication: sending a point (docs/stream.md) ----------------------
+ * A point's own volume is never up otherwise (failovers and test failovers
+ * show views, snapshots of it with ids of their own), so its device,
+ * dmrep-thin-ID (DMREP-thin-ID) as every volume's, clashes with nothing;
+ * it is made read-only for the send and removed after, and at start
+ * (dmr_replica_recover) when a send was killed with it up. */
+
+/* Disk i's volume of point `point`: -ENOENT if the VM has no such point. */
+static int point_vol(const struct dmr_vm *vm, uint64_t point, size_t i, uint32_t *ret_id)
+{
+	for (size_t p = 0; p < vm->n_points; p++)
+		if (vm->points[p].id == point) {
+			if (!vm->points[p].vol_ids || i >= vm->n_disks || !vm->points[p].vol_ids[i])
+				return -ENOENT;
+			*ret_id = vm->points[p].vol_ids[i];
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static int thin_point_extents(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			      uint64_t point, size_t i, struct dmr_extent **ret_ext, size_t *ret_n,
+			      uint64_t *ret_block_bytes)
+{
+	uint32_t id, base_id = 0;
+	uint64_t bb;
+	int r;
+
+	assert(reg && vm && ret_ext && ret_n && ret_block_bytes);
+	if (!reg->pool)
+		return -ENODEV;
+	if ((r = point_vol(vm, point, i, &id)) < 0 ||
+	    (base && (r = point_vol(vm, base, i, &base_id)) < 0))
+		return r;
+	bb = dmr_pool_block_bytes(reg->pool);
+	if (bb == 0)
+		return -EIO;
+	r = dmr_delta_extents(reg->pool, base_id, id, (vm->disks[i].size_bytes + bb - 1) / bb,
+			      ret_ext, ret_n);
+	if (r < 0)
+		return r;
+	*ret_block_bytes = bb;
+	return 0;
+}
+
+static int thin_point_read_up(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t point,
+			      size_t i, char path[DMR_DM_PATH_SIZE])
+{
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	struct dmr_dm_info info;
+	uint32_t id;
+	int r;
+
+	assert(reg && vm && path);
+	if (!reg->pool)
+		return -ENODEV;
+	if ((r = point_vol(vm, point, i, &id)) < 0)
+		return r;
+	vol_name(id, name);
+	vol_uuid(id, uuid);
+	r = vol_info(id, &info);
+	if (r < 0)
+		return r;
+	/* Up already and writable: not what a send leaves; never ours to
+	 * read from as the point. */
+	if (r > 0 && !info.read_only)
+		return -EBUSY;
+	if (r == 0) {
+		r = dmr_thin_activate(reg->pool, name, uuid, id, vm->disks[i].size_bytes / 512, true);
+		if (r < 0)
+			return r;
+	}
+	snprintf(path, DMR_DM_PATH_SIZE, "/dev/mapper/%s", name);
+	return 0;
+}
+
+static int thin_point_read_down(struct dmr_registry *reg, const struct dmr_vm *vm,
+				uint64_t point, size_t i)
+{
+	uint32_t id;
+
+	assert(reg && vm);
+	if (point_vol(vm, point, i, &id) < 0)
+		return 0;
+	return vols_down(1, &id);
+}
+
+/* ---- receive (a replica's point from a stream: docs/stream.md) ---------- */
+
+/* The volumes a received point is written into: empty ones (a full
+ * stream: a new thin volume reads as zeros) or snapshots of the base
+ * point's (an incremental: the base itself is never written), one pool
+ * transaction; then each up as its own hidden writable device. */
+static int thin_receive_make(struct dmr_registry *reg, const struct dmr_vm *vm, uint64_t base,
+			     const uint32_t *ids, char (*paths)[DMR_DM_PATH_SIZE])
+{
+	const struct dmr_point *p = NULL;
+	_cleanup_free_ const char **none = calloc(vm->n_disks, sizeof(char *));
+	_cleanup_free_ uint64_t *sectors = calloc(vm->n_disks, sizeof(*sectors));
+	uint64_t old_tid, new_tid;
+	int r;
+
+	if (!none || !sectors)
+		return -ENOMEM;
+	if (!reg->pool)
+		return -ENODEV;
+	if (base && !(p = dmr_vm_point_find((struct dmr_vm *)vm, base)))
+		return -ENOENT;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		sectors[i] = vm->disks[i].size_bytes / 512;
+	dmr_reg_txn_begin(reg, &old_tid, &new_tid);
+	/* A point's volumes are not active: no suspend. */
+	r = p ? dmr_thin_snapshot_group(reg->pool, vm->n_disks, none, p->vol_ids, ids, old_tid,
+					new_tid, 0, NULL) :
+		dmr_thin_create_batch(reg->pool, vm->n_disks, ids, old_tid, new_tid);
+	if (dmr_reg_txn_end(reg, r == 0, new_tid) < 0 && r == 0)
+		r = -EIO;
+	if (r < 0) {
+		log_debug("VM %s: cannot create the received point's volumes: %s", vm->name,
+			  strerror(-r));
+		return r;
+	}
+	r = vols_up(reg, vm->n_disks, ids, sectors);
+	if (r < 0) {
+		(void)thin_delete_ids(reg, vm->n_disks, ids);
+		return r;
+	}
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char name[DMR_DM_NAME_SIZE];
+
+		vol_name(ids[i], name);
+		snprintf(paths[i], DMR_DM_PATH_SIZE, "/dev/mapper/%s", name);
+	}
+	return 0;
+}
+
+/* The data is durable (the writer's fdatasync, which commits the pool's
+ * metadata): the devices go, the volumes stay as the point's. */
+static int thin_receive_done(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids)
+{
+	return vols_down(vm->n_disks, ids);
+}
+
+/* ---- end of receive ------------------------------------------------------ */
+
 const struct dmr_backend dmr_backend_thin = {
 	.name = "thin",
 	.live_id = thin_live_id,
@@ -806,5 +955,11 @@ const struct dmr_backend dmr_backend_thin = {
 	.add_room = thin_add_room,
 	.add_ids = thin_add_ids,
 	.default_cow = thin_default_cow,
+	/* Replication between hosts: sending. */
+	.point_extents = thin_point_extents,
+	.point_read_up = thin_point_read_up,
+	.point_read_down = thin_point_read_down,
+	.receive_make = thin_receive_make,
+	.receive_done = thin_receive_done,
 };
 

@@ -730,14 +730,35 @@ const char *dmr_failover_method(enum dmr_failover_op op)
 	return fo_methods[op].method;
 }
 
+int dmr_failover_role_check(const struct dmr_vm *vm, enum dmr_failover_op op,
+			    const char **ret_why)
+{
+	assert(vm && ret_why);
+	if (vm->role != DMR_VM_REPLICA || op == DMR_FAILOVER_TEST || op == DMR_FAILOVER_STOP_TEST)
+		return 0;
+	/* A test failover is made from the point alone (views, no guest);
+	 * a real one on a replica brings up a VM that never ran here. */
+	if (op == DMR_FAILOVER_INITIATE) {
+		*ret_why = "failover on a replica is not built yet (issue 15)";
+		return -EOPNOTSUPP;
+	}
+	*ret_why = "a replica has no failover to revert or commit";
+	return -DMR_E_STATE;
+}
+
 int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
 		     const char *hook_dir, struct dmr_failover **ret_fo)
 {
 	_cleanup_(fo_ctx_freep) struct dmr_failover *c = NULL;
+	const char *why;
 	int r;
 
 	assert(reg && vm && ret_fo);
 	assert((size_t)op < DMR_ARRAY_SIZE(fo_methods));
+	if ((r = dmr_failover_role_check(vm, op, &why)) < 0) {
+		log_debug("VM %s: %s", vm->name, why);
+		return r;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

@@ -50,6 +50,12 @@ struct dmr_failover;
  * a state file edited by hand made invalid). */
 int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
 		     const char *hook_dir, struct dmr_failover **ret_fo);
+/* May op run on vm as its role is (a replica: test failover only)?  0, or
+ * -EOPNOTSUPP (a real failover on a replica: issue 15) / -DMR_E_STATE,
+ * *ret_why (static) the reason for the caller's reply.  dmr_failover_new
+ * refuses the same. */
+int dmr_failover_role_check(const struct dmr_vm *vm, enum dmr_failover_op op,
+			    const char **ret_why);
 /* Once the caller has checked the VM's state: the point (INITIATE, TEST: a
  * valid point that is not pending; 0 otherwise), whether the guest is reset
  * once its disks switched (INITIATE, REVERT), and for the two operations

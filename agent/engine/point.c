@@ -106,6 +106,14 @@ static int point_job(struct dmr_job *job, void *userdata)
 	dmr_job_set_suspended(job, 0);
 	if (!vm)
 		return -ENOENT;
+	{
+		_cleanup_free_ char *why = NULL;
+
+		if ((r = dmr_point_role_check(vm, &why)) < 0) {
+			dmr_job_set_error(job, DMR_RC_INVALID_STATE, "%s", why ? why : "a replica");
+			return r;
+		}
+	}
 	ids = calloc(n, sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
@@ -279,10 +287,27 @@ int dmr_point_cow_device_check(const struct dmr_vm *vm, const char *path, bool f
 	return be->cow_device_check(vm, path, force, ret_what);
 }
 
+int dmr_point_role_check(const struct dmr_vm *vm, char **ret_why)
+{
+	assert(vm && ret_why);
+	if (vm->role != DMR_VM_REPLICA)
+		return 0;
+	if (asprintf(ret_why, "VM %s is a replica: its points come from its primary's streams "
+		     "(point receive); it has no live disk to take one of", vm->name) < 0)
+		*ret_why = NULL;
+	return -DMR_E_STATE;
+}
+
 int dmr_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 		   const char *const *cow_devs, char **ret_why)
 {
+	int r;
+
 	assert(reg && vm && ret_why);
+	/* Asked by CreateReplicationPoint's handler before the job: the
+	 * place a replica is refused with its reason. */
+	if ((r = dmr_point_role_check(vm, ret_why)) < 0)
+		return r;
 	return dmr_backend_of(vm)->point_room(reg, vm, cow_devs, ret_why);
 }
 

@@ -45,6 +45,10 @@ bool dmr_point_takes_cow_devices(const struct dmr_vm *vm);
  * cow_device_check; -EOPNOTSUPP if it takes none). */
 int dmr_point_cow_device_check(const struct dmr_vm *vm, const char *path, bool force,
 			       char **ret_what);
+/* May points be taken of the VM here: 0, or -DMR_E_STATE for a replica
+ * (its points are received) and *ret_why (malloc()ed) says so.
+ * dmr_point_room and the point job ask it too. */
+int dmr_point_role_check(const struct dmr_vm *vm, char **ret_why);
 /* Is there room for one more point (the backend's point_room)?  On
  * failure *ret_why (malloc()ed, may stay NULL) says why. */
 int dmr_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,

@@ -103,6 +103,10 @@ static int reconcile_vm(struct dmr_registry *reg, struct dmr_vm *vm, uint64_t po
 	int r;
 
 	if (vm->importing) {
+		/* A replica a first receive was making: its volumes are the
+		 * receive's, recorded as doomed before they existed. */
+		if (vm->n_doomed)
+			(void)be->doomed_remove(reg, vm);
 		be->discard(reg, vm);
 		(void)dmr_reg_vm_delete(reg, vm->name);
 		return -ENOENT;

@@ -16,6 +16,7 @@
 #define DMR_AGENT_REPLICA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "agent/core/agent.h"
@@ -40,8 +41,25 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 int dmr_replica_receive_start(struct dmr_agent *a, const char *vm, int fd, uint64_t *ret_job,
 			      char **ret_why);
 
-/* At start, before the server: release a pool metadata snapshot a dead
- * agent left held (snapshots/delta.h).  Logs what fails. */
+/* At start, after dmr_recovery_run (the pool is active) and before the
+ * server: release a pool metadata snapshot a dead agent left held
+ * (snapshots/delta.h), and remove the read-only devices of points' volumes
+ * that a send killed mid-way left up (the backend's point_read_down).
+ * Logs what fails. */
 void dmr_replica_recover(struct dmr_agent *a);
+
+/* Exposed for unit tests (agent/engine/send.c). */
+struct dmr_vm;
+struct dmr_extent;
+/* Resolve and check what to send (reg->lock held): *point (0: the latest
+ * valid one) and base (0: none, else an older valid point of the VM).
+ * -EOPNOTSUPP (the backend sends nothing), -ENOENT (no such point),
+ * -EINVAL (not valid, a base not older), and *ret_why (malloc()ed). */
+int dmr_replica_send_check(const struct dmr_vm *vm, uint64_t *point, uint64_t base,
+			   char **ret_why);
+/* Disk bytes that DATA extents ext[0..n) (in blocks of block_bytes) cover,
+ * cut at the disk's end: the header's data_bytes. */
+uint64_t dmr_send_data_bytes(const struct dmr_extent *ext, size_t n, uint64_t block_bytes,
+			     uint64_t disk_bytes);
 
 #endif

@@ -30,6 +30,9 @@ int dmr_h_revert_failover(struct dmr_call *c);    /* RevertFailover, mutating */
 int dmr_h_commit_failover(struct dmr_call *c);    /* CommitFailover, mutating */
 int dmr_h_test_replica(struct dmr_call *c);       /* TestReplicaSystem, mutating */
 int dmr_h_stop_test(struct dmr_call *c);          /* StopTestReplicaSystem, mutating */
+/* agent/rpc/ops_replica.c: root only, each takes a descriptor */
+int dmr_h_send_point(struct dmr_call *c);         /* SendReplicationPoint, mutating */
+int dmr_h_receive_point(struct dmr_call *c);      /* ReceiveReplicationPoint, mutating */
 /* agent/rpc/ops_job.c */
 int dmr_h_get_job(struct dmr_call *c);            /* GetJob */
 int dmr_h_list_jobs(struct dmr_call *c);          /* ListJobs */

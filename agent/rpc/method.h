@@ -9,6 +9,8 @@
  * The handler validates params (types: 32776; values: 32773), does the work
  * or starts a job, adds its result fields to call->reply, and returns a WMI
  * return code.  On a non-zero code it fills call->error with one line.
+ * A request may carry one descriptor (SCM_RIGHTS, sent with the line's
+ * first byte): only methods with takes_fd accept it (docs/protocol.md).
  */
 #ifndef DMR_AGENT_METHOD_H
 #define DMR_AGENT_METHOD_H
@@ -36,6 +38,11 @@ struct dmr_call {
 	 * passed.  The client counts as busy, never idle, meanwhile. */
 	bool may_wait;
 	uint64_t wait_usec;
+	/* The descriptor the client passed with the request (SCM_RIGHTS,
+	 * close-on-exec), for a method with takes_fd; -1: none.  A handler
+	 * that keeps it sets fd to -1; else the server closes it after the
+	 * handler returns. */
+	int fd;
 };
 
 /* A handler's "not yet" (see may_wait); never sent to a client. */
@@ -51,6 +58,10 @@ struct dmr_method {
 	 * reader thread, not on the event loop.  Mutating methods always
 	 * run on the writer thread (agent/rpc/server.c). */
 	bool slow;
+	/* Takes a descriptor passed with the request (call->fd): refused
+	 * with 32773 without one.  A descriptor sent to any other method is
+	 * closed and the request refused with 32773. */
+	bool takes_fd;
 };
 
 /* NULL-terminated table of every method (agent/rpc/methods.c). */

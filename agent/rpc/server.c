@@ -75,6 +75,10 @@ struct client {
 	size_t park_len;
 	uint64_t park_until;
 	bool parked;   /* handle_line parked the request it ran */
+	/* A descriptor the client passed (SCM_RIGHTS) for the request line
+	 * that holds input byte pend_off; -1: none.  At most one. */
+	int pend_fd;
+	size_t pend_off;
 };
 
 /* A request on its way to a worker and back. */
@@ -84,6 +88,7 @@ struct work {
 	struct client me; /* the caller's identity; the reply lines */
 	char *line;
 	size_t len;
+	int fd;           /* the request's descriptor, or -1 */
 	int r;            /* handle_line's */
 };
 
@@ -121,6 +126,8 @@ static void work_free(struct work *w)
 		return;
 	free(w->line);
 	free(w->me.out);
+	if (w->fd >= 0)
+		close(w->fd);
 	free(w);
 }
 
@@ -140,6 +147,8 @@ static void client_free(struct dmr_server *s, struct client *c)
 	assert(!c->work);
 	if (c->park)
 		s->n_parked--;
+	if (c->pend_fd >= 0)
+		close(c->pend_fd);
 	free(c->in);
 	free(c->out);
 	free(c->park);
@@ -476,7 +485,7 @@ static const char *param_vm(struct json_object *params)
 /* Hand the request to a worker of lane l; the reply comes back through
  * collect_done. */
 static int work_queue(struct dmr_server *s, struct lane *l, struct client *c, const char *line,
-		      size_t len)
+		      size_t len, int *fd)
 {
 	struct work *w = calloc(1, sizeof(*w));
 
@@ -487,7 +496,10 @@ static int work_queue(struct dmr_server *s, struct lane *l, struct client *c, co
 	memcpy(w->line, line, len);
 	w->len = len;
 	w->c = c;
+	w->fd = *fd;
+	*fd = -1;
 	w->me.fd = -1;
+	w->me.pend_fd = -1;
 	w->me.uid = c->uid;
 	w->me.gid = c->gid;
 	w->me.pid = c->pid;
@@ -520,8 +532,13 @@ static int park(struct dmr_server *s, struct client *c, const char *line, size_t
 	return 0;
 }
 
-static int handle_line(struct dmr_server *s, struct client *c, const char *line, size_t len)
+/* One request line; fd_in (-1: none) is the descriptor that came with it,
+ * taken: handed to the handler of a method that takes one, closed on every
+ * other path. */
+static int handle_line(struct dmr_server *s, struct client *c, const char *line, size_t len,
+		       int fd_in)
 {
+	_cleanup_close_ int fd = fd_in;
 	struct json_tokener *tok;
 	struct json_object *req = NULL, *id = NULL, *m = NULL, *params = NULL, *own_params = NULL;
 	const struct dmr_method *method = NULL;
@@ -569,6 +586,10 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 		r = reply(c, id, DMR_RC_NOT_SUPPORTED, "unknown method", NULL);
 		goto out;
 	}
+	if (fd >= 0 && !method->takes_fd) {
+		r = reply(c, id, DMR_RC_INVALID_PARAMETER, "this method takes no descriptor", NULL);
+		goto out;
+	}
 	if (json_object_object_get_ex(req, "params", &params) && params &&
 	    !json_object_is_type(params, json_type_object)) {
 		r = reply(c, id, DMR_RC_INCORRECT_TYPE, "'params' must be an object", NULL);
@@ -577,7 +598,7 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 	/* Off the loop: writes that may be allowed (an unprivileged caller's
 	 * is refused right here, below), and slow reads. */
 	if (!c->on_worker && ((method->mutating && c->privileged) || method->slow)) {
-		r = work_queue(s, method->mutating ? &s->writer : &s->reader, c, line, len);
+		r = work_queue(s, method->mutating ? &s->writer : &s->reader, c, line, len, &fd);
 		goto out;
 	}
 	if (!params)
@@ -588,6 +609,7 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 	call.pid = c->pid;
 	call.privileged = c->privileged;
 	call.params = params;
+	call.fd = -1;
 	call.may_wait = !c->on_worker && !(c->park && dmr_now_usec() >= c->park_until);
 	call.reply = json_object_new_object();
 	if (!params || !call.reply) {
@@ -601,8 +623,17 @@ static int handle_line(struct dmr_server *s, struct client *c, const char *line,
 	else if ((rc = dmr_authz_method(dmr_authz_conf(), dmr_authz_peer(c->uid, c->privileged),
 					method->name, method->mutating, params, why, sizeof(why))))
 		(void)dmr_call_fail(&call, rc, "%s (uid %u)", why, (unsigned)c->uid);
-	else
+	else if (method->takes_fd && fd < 0)
+		rc = dmr_call_fail(&call, DMR_RC_INVALID_PARAMETER,
+				   "%s needs a descriptor passed with its request (SCM_RIGHTS)",
+				   method->name);
+	else {
+		call.fd = DMR_TAKE_FD(fd);
 		rc = method->fn(&call);
+		/* Not kept by the handler: ours to close. */
+		if (call.fd >= 0)
+			close(call.fd);
+	}
 	if (rc == DMR_RC_AGAIN) {
 		assert(call.may_wait);
 		r = park(s, c, line, len, call.wait_usec);
@@ -631,7 +662,7 @@ out:
 static int client_process(struct dmr_server *s, struct client *c)
 {
 	size_t start = 0;
-	int r = 0;
+	int r = 0, fd = -1;
 
 	while (!c->closing && !client_busy(c) && start < c->in_len) {
 		char *nl = memchr(c->in + start, '\n', c->in_len - start);
@@ -641,13 +672,25 @@ static int client_process(struct dmr_server *s, struct client *c)
 			break;
 		c->active_usec = dmr_now_usec();
 		len = (size_t)(nl - (c->in + start));
+		/* The descriptor goes with the line that holds the first
+		 * byte it came with (lines before it end before that byte). */
+		if (c->pend_fd >= 0 && c->pend_off <= start + len) {
+			fd = c->pend_fd;
+			c->pend_fd = -1;
+		}
 		if (len > DMR_SERVER_MAX_REQUEST) {
 			r = reply(c, NULL, DMR_RC_INVALID_PARAMETER, "request larger than 1 MiB", NULL);
 			start += len + 1;
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
 			continue;
 		}
 		if (len > 0)
-			r = handle_line(s, c, c->in + start, len);
+			r = handle_line(s, c, c->in + start, len, fd);
+		else if (fd >= 0)
+			close(fd);
+		fd = -1;
 		start += len + 1;
 		if (r < 0)
 			break;
@@ -655,6 +698,8 @@ static int client_process(struct dmr_server *s, struct client *c)
 	if (start) {
 		memmove(c->in, c->in + start, c->in_len - start);
 		c->in_len -= start;
+		if (c->pend_fd >= 0)
+			c->pend_off -= start;
 	}
 	if (r == 0 && !c->closing && !client_busy(c) && c->in_len > DMR_SERVER_MAX_REQUEST) {
 		/* Answer now, and drop the rest of the line as it comes:
@@ -663,11 +708,83 @@ static int client_process(struct dmr_server *s, struct client *c)
 		r = reply(c, NULL, DMR_RC_INVALID_PARAMETER, "request larger than 1 MiB", NULL);
 		c->discarding = true;
 		c->in_len = 0;
+		if (c->pend_fd >= 0)
+			close(c->pend_fd);
+		c->pend_fd = -1;
 	}
 	/* At its end and nothing more to answer: flush, then close. */
 	if (c->eof && !client_busy(c))
 		c->closing = true;
 	return r;
+}
+
+/*
+ * Read what the client sent, and the descriptor that came with it (one at
+ * most: SCM_RIGHTS, MSG_CMSG_CLOEXEC), which is kept in c->pend_fd for the
+ * request line that holds the first byte it came with.  More than one in
+ * a message, or a second one before the first one's line has ended: every
+ * one of them closed, 32773 answered and the client closed (-2).  Else
+ * recvmsg's count or -1 with errno.
+ */
+static ssize_t recv_fds(struct dmr_server *s, struct client *c)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { c->in + c->in_len, c->in_cap - c->in_len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	int fds[8], n = 0;
+	bool bad = false;
+	ssize_t k;
+
+	k = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (k < 0)
+		return k;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+		size_t m;
+
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) {
+			bad = true;
+			continue;
+		}
+		m = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < m; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (n < (int)DMR_ARRAY_SIZE(fds))
+				fds[n++] = fd;
+			else
+				close(fd);
+		}
+	}
+	/* MSG_CTRUNC: the kernel had more than our room for one, and
+	 * closed what did not fit. */
+	if (bad || n > 1 || (mh.msg_flags & MSG_CTRUNC) || (n == 1 && c->pend_fd >= 0) ||
+	    (n && k == 0)) {
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		if (c->pend_fd >= 0)
+			close(c->pend_fd);
+		c->pend_fd = -1;
+		(void)reply(c, NULL, DMR_RC_INVALID_PARAMETER,
+			    n > 1 || (mh.msg_flags & MSG_CTRUNC) || bad ?
+				    "one descriptor at most with a request" :
+				    "a second descriptor before the request line ended", NULL);
+		c->closing = true;
+		c->in_len = 0;
+		return -2;
+	}
+	if (n == 1 && c->discarding) {
+		/* It came with a request already refused as too large. */
+		close(fds[0]);
+	} else if (n == 1) {
+		c->pend_fd = fds[0];
+		c->pend_off = c->in_len;
+	}
+	return k;
 }
 
 static void client_read(struct dmr_server *s, struct client *c)
@@ -695,7 +812,9 @@ static void client_read(struct dmr_server *s, struct client *c)
 			c->in = n;
 			c->in_cap = cap;
 		}
-		k = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+		k = recv_fds(s, c);
+		if (k == -2)
+			return; /* refused: closing */
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -821,6 +940,7 @@ static void accept_clients(struct dmr_server *s)
 			continue;
 		}
 		c->fd = fd;
+		c->pend_fd = -1;
 		c->events = ev.events;
 		c->active_usec = dmr_now_usec();
 		c->uid = cr.uid;
@@ -856,7 +976,7 @@ static void *worker_main(void *p)
 		if (!l->head)
 			l->tail = &l->head;
 		pthread_mutex_unlock(&s->lock);
-		w->r = handle_line(s, &w->me, w->line, w->len);
+		w->r = handle_line(s, &w->me, w->line, w->len, DMR_TAKE_FD(w->fd));
 		pthread_mutex_lock(&s->lock);
 		w->next = s->done;
 		s->done = w;
@@ -966,7 +1086,7 @@ static void service_parked(struct dmr_server *s)
 		if (!c->park)
 			continue;
 		c->parked = false;
-		r = handle_line(s, c, c->park, c->park_len);
+		r = handle_line(s, c, c->park, c->park_len, -1);
 		if (r == 0 && c->parked)
 			continue;
 		free(c->park);

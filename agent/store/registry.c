@@ -297,6 +297,10 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 
 			snprintf(tgt, sizeof(tgt), "point:%" PRIu64, vm->failover_point);
 			json_object_object_add(d, "target", json_object_new_string(tgt));
+		} else if (vm->disks[i].thin_id == 0 && vm->role == DMR_VM_REPLICA) {
+			/* A replica before a failover: points only, no live
+			 * volume and no /dev/dmrep/VM/DISK yet (README). */
+			json_object_object_add(d, "target", json_object_new_string("none"));
 		} else {
 			json_object_object_add(d, "target", json_object_new_string("live"));
 		}

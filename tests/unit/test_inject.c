@@ -58,9 +58,9 @@ static int h_echo(struct dmr_call *c)
 }
 
 static const struct dmr_method methods[] = {
-	{ "Refuse", false, h_refuse, false },
-	{ "Echo", false, h_echo, false },
-	{ NULL, false, NULL, false },
+	{ "Refuse", false, h_refuse, false, false },
+	{ "Echo", false, h_echo, false, false },
+	{ NULL, false, NULL, false, false },
 };
 
 static void *run(void *p)

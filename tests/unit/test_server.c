@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,6 +74,33 @@ static int h_big(struct dmr_call *c)
 	blob[BIG_BYTES] = '\0';
 	json_object_object_add(c->reply, "blob", json_object_new_string(blob));
 	free(blob);
+	return DMR_RC_OK;
+}
+
+/* A method that takes a descriptor: reads what is there (a pipe's read
+ * end) and says it. */
+static int h_fd(struct dmr_call *c)
+{
+	char buf[64];
+	ssize_t k;
+
+	if (c->fd < 0)
+		return dmr_call_fail(c, DMR_RC_FAILED, "no descriptor reached the handler");
+	k = read(c->fd, buf, sizeof(buf) - 1);
+	if (k < 0)
+		return dmr_call_fail(c, DMR_RC_FAILED, "read: %s", strerror(errno));
+	buf[k] = '\0';
+	json_object_object_add(c->reply, "read", json_object_new_string(buf));
+	return DMR_RC_OK;
+}
+
+/* A handler that keeps the descriptor (call->fd = -1): the test closes it. */
+static int kept_fd = -1;
+
+static int h_keep_fd(struct dmr_call *c)
+{
+	kept_fd = c->fd;
+	c->fd = -1;
 	return DMR_RC_OK;
 }
 
@@ -154,13 +182,16 @@ static int job_slow(struct dmr_job *job, void *ud)
 }
 
 static const struct dmr_method methods[] = {
-	{ "Read", false, h_read, false },
-	{ "Write", true, h_write, false },
-	{ "Sleep", true, h_slow, false },    /* a slow write: the writer thread */
-	{ "SlowRead", false, h_slow, true }, /* a slow read: a reader thread */
-	{ "GetJob", false, dmr_h_get_job, false },
-	{ "Big", false, h_big, false },
-	{ NULL, false, NULL, false },
+	{ "Read", false, h_read, false, false },
+	{ "Write", true, h_write, false, false },
+	{ "Sleep", true, h_slow, false, false },    /* a slow write: the writer thread */
+	{ "SlowRead", false, h_slow, true, false }, /* a slow read: a reader thread */
+	{ "GetJob", false, dmr_h_get_job, false, false },
+	{ "Big", false, h_big, false, false },
+	{ "Fd", true, h_fd, false, true },         /* on the writer thread */
+	{ "FdRead", false, h_fd, false, true },    /* on the loop */
+	{ "KeepFd", false, h_keep_fd, false, true },
+	{ NULL, false, NULL, false, false },
 };
 
 static char dir[] = "/tmp/dmrep-test-srv.XXXXXX";
@@ -286,6 +317,194 @@ static int call_rc(int fd, const char *line)
 	rc = rc_of(o);
 	json_object_put(o);
 	return rc;
+}
+
+/* Send line with descriptors fds[0..n) attached to its first byte. */
+static void send_with_fds(int fd, const char *line, const int *fds, size_t n)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} cm;
+	struct iovec iov = { (void *)line, strlen(line) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *h;
+
+	assert_true(n >= 1 && n <= 4);
+	memset(&cm, 0, sizeof(cm));
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+	h = CMSG_FIRSTHDR(&mh);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(h), fds, sizeof(int) * n);
+	assert_int_equal(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)strlen(line));
+}
+
+/* Once every copy of a pipe's write end is closed, its read end reads
+ * EOF: true if that happens within 5 s (the server closed its copy). */
+static bool write_end_closed(int rfd)
+{
+	struct pollfd p = { .fd = rfd, .events = POLLIN };
+	char c;
+
+	if (poll(&p, 1, 5000) != 1 || !(p.revents & (POLLHUP | POLLIN)))
+		return false;
+	return read(rfd, &c, 1) == 0;
+}
+
+static void test_fd_passing(void **state)
+{
+	struct json_object *o, *v;
+	int p[2], q[2], fd = dial();
+
+	(void)state;
+	assert_true(fd >= 0);
+	/* A descriptor reaches a method that takes one, on the loop and on
+	 * the writer thread; the server closes it after the handler. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		assert_int_equal(write(p[1], "hello", 5), 5);
+		send_with_fds(fd, i ? "{\"id\": 1, \"method\": \"Fd\"}\n" :
+				   "{\"id\": 1, \"method\": \"FdRead\"}\n", &p[0], 1);
+		close(p[0]);
+		o = recv_reply(fd);
+		assert_int_equal(rc_of(o), 0);
+		assert_true(json_object_object_get_ex(o, "read", &v));
+		assert_string_equal(json_object_get_string(v), "hello");
+		json_object_put(o);
+		/* Its copy closed too: the write end sees no reader. */
+		{
+			struct pollfd pf = { .fd = p[1], .events = POLLOUT };
+
+			assert_int_equal(poll(&pf, 1, 5000), 1);
+			assert_true(pf.revents & POLLERR);
+		}
+		close(p[1]);
+	}
+	/* To a method that takes none: refused, and closed. */
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	send_with_fds(fd, "{\"id\": 2, \"method\": \"Read\", \"params\": {\"n\": 1}}\n", &q[1], 1);
+	close(q[1]);
+	o = recv_reply(fd);
+	assert_int_equal(rc_of(o), DMR_RC_INVALID_PARAMETER);
+	assert_true(json_object_object_get_ex(o, "error", &v));
+	assert_string_equal(json_object_get_string(v), "this method takes no descriptor");
+	json_object_put(o);
+	assert_true(write_end_closed(q[0]));
+	close(q[0]);
+	/* A method that takes one, without one. */
+	assert_int_equal(call_rc(fd, "{\"id\": 3, \"method\": \"Fd\"}\n"), DMR_RC_INVALID_PARAMETER);
+	assert_int_equal(call_rc(fd, "{\"id\": 3, \"method\": \"FdRead\"}\n"), DMR_RC_INVALID_PARAMETER);
+	/* To an unknown method, to malformed JSON: closed as well. */
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	send_with_fds(fd, "{\"id\": 4, \"method\": \"Nope\"}\n", &q[1], 1);
+	assert_int_equal(rc_of(o = recv_reply(fd)), DMR_RC_NOT_SUPPORTED);
+	json_object_put(o);
+	send_with_fds(fd, "{junk\n", &q[1], 1);
+	assert_int_equal(rc_of(o = recv_reply(fd)), DMR_RC_INVALID_PARAMETER);
+	json_object_put(o);
+	close(q[1]);
+	assert_true(write_end_closed(q[0]));
+	close(q[0]);
+	/* The descriptor goes with its own line, not the one before it. */
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(write(p[1], "two", 3), 3);
+	send_all(fd, "{\"id\": 5, \"method\": \"Read\", \"params\": {\"n\": 2}}\n");
+	assert_int_equal(rc_of(o = recv_reply(fd)), 0);
+	json_object_put(o);
+	send_with_fds(fd, "{\"id\": 6, \"method\": \"FdRead\"}\n", &p[0], 1);
+	o = recv_reply(fd);
+	assert_int_equal(rc_of(o), 0);
+	assert_true(json_object_object_get_ex(o, "read", &v));
+	assert_string_equal(json_object_get_string(v), "two");
+	json_object_put(o);
+	close(p[0]);
+	close(p[1]);
+	/* A line split over two messages, the descriptor with the first. */
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(write(p[1], "split", 5), 5);
+	send_with_fds(fd, "{\"id\": 7, \"method\"", &p[0], 1);
+	usleep(20000);
+	send_all(fd, ": \"Fd\"}\n");
+	o = recv_reply(fd);
+	assert_int_equal(rc_of(o), 0);
+	assert_true(json_object_object_get_ex(o, "read", &v));
+	assert_string_equal(json_object_get_string(v), "split");
+	json_object_put(o);
+	close(p[0]);
+	close(p[1]);
+	/* A handler that keeps it: still open after the reply. */
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	send_with_fds(fd, "{\"id\": 8, \"method\": \"KeepFd\"}\n", &q[1], 1);
+	close(q[1]);
+	assert_int_equal(rc_of(o = recv_reply(fd)), 0);
+	json_object_put(o);
+	assert_true(kept_fd >= 0);
+	assert_int_equal(write(kept_fd, "k", 1), 1);
+	{
+		char c;
+
+		assert_int_equal(read(q[0], &c, 1), 1);
+	}
+	close(kept_fd);
+	kept_fd = -1;
+	assert_true(write_end_closed(q[0]));
+	close(q[0]);
+	close(fd);
+
+	/* Two descriptors in one message: both closed, 32773, and the
+	 * client closed. */
+	fd = dial();
+	assert_true(fd >= 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	{
+		int two[2] = { p[1], q[1] };
+		char c;
+
+		send_with_fds(fd, "{\"id\": 9, \"method\": \"Fd\"}\n", two, 2);
+		close(p[1]);
+		close(q[1]);
+		assert_int_equal(rc_of(o = recv_reply(fd)), DMR_RC_INVALID_PARAMETER);
+		json_object_put(o);
+		assert_int_equal(recv(fd, &c, 1, 0), 0);
+	}
+	assert_true(write_end_closed(p[0]));
+	assert_true(write_end_closed(q[0]));
+	close(p[0]);
+	close(q[0]);
+	close(fd);
+
+	/* A second descriptor before the first one's line ended. */
+	fd = dial();
+	assert_true(fd >= 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+	send_with_fds(fd, "{\"id\": 10, ", &p[1], 1);
+	usleep(20000);
+	send_with_fds(fd, "\"method\": \"Fd\"}\n", &q[1], 1);
+	close(p[1]);
+	close(q[1]);
+	assert_int_equal(rc_of(o = recv_reply(fd)), DMR_RC_INVALID_PARAMETER);
+	json_object_put(o);
+	assert_true(write_end_closed(p[0]));
+	assert_true(write_end_closed(q[0]));
+	close(p[0]);
+	close(q[0]);
+	close(fd);
+
+	/* A client that goes away with a descriptor and half a line. */
+	fd = dial();
+	assert_true(fd >= 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	send_with_fds(fd, "{\"id\": 11, ", &p[1], 1);
+	close(p[1]);
+	usleep(20000);
+	close(fd);
+	assert_true(write_end_closed(p[0]));
+	close(p[0]);
 }
 
 static void test_socket_modes(void **state)
@@ -886,6 +1105,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_socket_modes),
 		cmocka_unit_test(test_codes),
+		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_pipelined_and_oversized),
 		cmocka_unit_test(test_stalled_client),
 		cmocka_unit_test(test_unprivileged_peer),

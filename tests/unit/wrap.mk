@@ -11,6 +11,10 @@ WRAP_test_dm_mock := dm_task_create dm_task_destroy dm_task_run dm_task_get_errn
 WRAP_test_state := dmr_thin_delete_batch fsync dmr_dm_info
 # The point job over a mocked pool (tests/unit/test_point.c).
 WRAP_test_point := dmr_thin_snapshot_group dmr_pool_status dmr_dm_info
+# point send over a faked delta tool, data path and devices
+# (tests/unit/test_send.c).
+WRAP_test_send := dmr_delta_extents dmr_delta_release_stale dmr_xfer_read dmr_thin_activate \
+	dmr_dm_info dmr_dm_remove_group
 # Recovery at start over a fake kernel: devices, tables, the pool
 # (tests/unit/test_recovery.c).
 WRAP_test_recovery := dmr_dm_info dmr_dm_create dmr_dm_create_group dmr_dm_remove_group dmr_dm_check_uuid dmr_dm_owned dmr_dm_list dmr_dm_table dmr_dm_load \
@@ -32,7 +36,6 @@ WRAP_test_thin_group := dmr_dm_ctl_open dmr_dm_ctl_close dmr_dm_ctl_suspend dmr_
 # The stream reader's allocations, watched for the bound whatever a stream
 # claims (tests/unit/test_stream.c).
 WRAP_test_stream := malloc calloc realloc
-
 # dmr_delta_extents over fake tools and a fake pool's messages and status,
 # xfer under injected libaio faults (tests/unit/test_delta.c).
 WRAP_test_delta := dmr_pool_message dmr_pool_status io_submit io_getevents
