@@ -360,6 +360,12 @@ static int write_stream(struct recv_ctx *ctx, struct dmr_stream_reader *rd, stru
 				stream_fail(ctx->job, rd, r);
 			break;
 		}
+		r = 0;
+		/* SIGTERM: the job rolls back rather than finish a long stream. */
+		if (ctx->a->stopping) {
+			r = stream_fail(ctx->job, NULL, -ECANCELED);
+			break;
+		}
 		if (rec.disk >= ws.n) {
 			r = dmr_job_fail(ctx->job, -EINVAL, "a record names disk %" PRIu32, rec.disk);
 			break;
@@ -385,6 +391,7 @@ static int write_stream(struct recv_ctx *ctx, struct dmr_stream_reader *rd, stru
 			dmr_test_hook("receive:data");
 		}
 	}
+	assert(r <= 0);
 	if (r == 0) {
 		dmr_test_hook("receive:trailer");
 		/* Every writer closed (and synced), even after a failing one. */

@@ -203,7 +203,14 @@ static void reconcile(struct dmr_registry *reg)
 			log_error("cannot save pool state: %s", strerror(-r));
 	}
 
-	/* Report (never remove) DMREP- devices the catalog does not know. */
+	/* Report (never remove) DMREP- devices the catalog does not know,
+	 * as they are now: the VMs' reconciliation removed some (a crashed
+	 * receive's volumes, an interrupted creation's). */
+	free(devs);
+	devs = NULL;
+	ndevs = 0;
+	if (dmr_dm_list(DMR_UUID_PREFIX, &devs, &ndevs) < 0)
+		ndevs = 0;
 	for (size_t i = 0; i < ndevs; i++) {
 		bool known = dmr_streq(devs[i].name, DMR_POOL_DM_NAME);
 

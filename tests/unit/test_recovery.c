@@ -1082,6 +1082,72 @@ static void test_doomed_removed(void **st)
 	json_object_put(f);
 }
 
+/* vm1 as a replica: no live volume (thin_id 0), a uuid, role replica. */
+static struct json_object *replica_base(void)
+{
+	struct json_object *o = vm_base(), *disks;
+
+	set_str(o, "role", "replica");
+	set_str(o, "uuid", "6d1c0b5e-0b5e-4a2b-9c3d-0000000000aa");
+	assert_true(json_object_object_get_ex(o, "disks", &disks));
+	for (size_t i = 0; i < 2; i++)
+		set_u64(json_object_array_get_idx(disks, i), "thin_id", 0);
+	return o;
+}
+
+/* A replica's first receive, killed with its volumes up (receive:data):
+ * they were recorded as doomed first, so they go, and the replica the
+ * receive was creating goes with them. */
+static void test_receive_new_undone(void **st)
+{
+	struct json_object *o = replica_base();
+	char path[128];
+
+	set_bool(o, "importing", true);
+	json_object_object_add(o, "points", json_object_new_array());
+	json_object_object_add(o, "doomed_ids", ids(11, 12));
+	vm_write(o);
+	vol_add(11);
+	vol_add(12);
+	assert_null(recover(0));
+	calls_are("remove dmrep-thin-11;delete 11;remove dmrep-thin-12;delete 12;");
+	assert_null(dev_find("dmrep-thin-11"));
+	snprintf(path, sizeof(path), "%s/vms/vm1.json", state_dir);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* An incremental receive into a replica, killed before its point was
+ * saved: the new volumes go, the points stay, and nothing of the replica
+ * is activated (it has no live volume, so no stable device). */
+static void test_receive_doomed_replica(void **st)
+{
+	struct json_object *o = replica_base(), *f;
+	struct dmr_vm *vm;
+
+	json_object_object_add(o, "doomed_ids", ids(11, 12));
+	vm_write(o);
+	vol_add(11);
+	vol_add(12);
+	vm = recover_ok(0);
+	calls_are("remove dmrep-thin-11;delete 11;remove dmrep-thin-12;delete 12;");
+	assert_int_equal(vm->n_doomed, 0);
+	assert_int_equal(vm->n_points, 1);
+	assert_int_equal(vm->role, DMR_VM_REPLICA);
+	assert_null(dev_find(D0));
+	f = state_file();
+	assert_true(file_null(f, "doomed_ids"));
+	assert_int_equal(file_points(f), 1);
+	json_object_put(f);
+}
+
+/* A replica at rest after a reboot: nothing to bring up. */
+static void test_replica_reboot(void **st)
+{
+	vm_write(replica_base());
+	(void)recover_ok(0);
+	calls_are("");
+}
+
 /* An older dmrep's names (dmrep-VM-DISK): found by UUID, renamed. */
 static void test_legacy_renamed(void **st)
 {
@@ -1357,6 +1423,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_suspended_cleared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_undone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_doomed_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_receive_new_undone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_receive_doomed_replica, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_reboot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_renamed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_moved, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_moved_failed_over, setup, teardown),
