@@ -101,7 +101,9 @@ static ssize_t fd_read(void *userdata, void *buf, size_t len)
  * the stream's fault (32773), with the reader's line. */
 static int stream_fail(struct dmr_job *job, struct dmr_stream_reader *rd, int r)
 {
-	const char *why = rd ? dmr_stream_reader_error(rd) : NULL;
+	/* Without a reader (its header was refused): why this thread's
+	 * dmr_stream_reader_new failed. */
+	const char *why = dmr_stream_reader_error(rd);
 
 	switch (r) {
 	case -EBADMSG:
