@@ -4,13 +4,13 @@
 # root's ssh works both ways with no prompt and gives the command's PATH;
 # each host has its own kernel, device-mapper and scratch disk (journaled);
 # this machine's /root/.ssh is masked by the lab's own; the link reaches
-# nothing but the other host; the peer's agent answers `ssh lab2 dmrep`;
+# nothing but the other host; each host's agent answers `ssh HOST dmrep`;
 # `lab-power off lab2` cuts it at once (ssh fails within seconds), `on`
 # boots it again on the same disk with what was synced before the cut; and
 # the library's teardown fails a test that leaves a device on the peer.
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
-pair_setup
+pair_agent_setup
 
 declare -A addr=([lab1]=169.254.1.1 [lab2]=169.254.1.2)
 boot_id() { cat /proc/sys/kernel/random/boot_id; }
@@ -42,6 +42,14 @@ is "its first entry is the repo's build/bin" "$(dirname "$(command -v dmrep)")" 
 is "dmrep there is the repo's" "$(command -v dmrep)" "$(ssh lab2 command -v dmrep)"
 is "ssh lab1's PATH (from lab2) is the same" "$PATH" "$(on_peer ssh lab1 printenv PATH)"
 is "LAB and LAB_SCRATCH in an ssh session" "1 /run/lab/scratch" "$(ssh lab2 'echo $LAB $LAB_SCRATCH')"
+head -c 4194304 /dev/urandom >"$W/rand"
+want=$(sha256sum <"$W/rand" | cut -d' ' -f1)
+is "4 MiB through on_peer's stdin arrive intact" "$want" "$(on_peer sha256sum <"$W/rand" | cut -d' ' -f1)"
+t0=${EPOCHREALTIME/[.,]/}
+got=$(ssh lab2 sha256sum <"$W/rand" | cut -d' ' -f1)
+t1=${EPOCHREALTIME/[.,]/}
+is "and through a plain ssh lab2" "$want" "$got"
+diag "4 MiB through ssh lab2 (connection included): $(((t1 - t0) / 1000)) ms"
 
 # --- this machine's /root/.ssh: masked ----------------------------------------------
 lab_files="authorized_keys config environment id_ed25519 id_ed25519.pub known_hosts"
@@ -77,6 +85,9 @@ if peer_agent_start; then ok "dmrepd starts on lab2 (peer_agent_start)"; else no
 check "ssh lab2 dmrep --json vm list reaches it on the default socket" \
 	sh -c 'ssh lab2 dmrep --json vm list | jq -e "type == \"array\" and length == 0"'
 check "peer_agent_alive" peer_agent_alive
+check "and back: ssh lab1 dmrep from lab2 reaches lab1's agent (pair_agent_setup)" \
+	on_peer sh -c 'ssh lab1 dmrep --json vm list | jq -e "type == \"array\""'
+check "the socket there is this test's agent's" sh -c "ss -xlpn | grep -q '/run/dmrep/dmrepd.sock .*pid=$AGENT_PID,'"
 
 # --- lab-power --------------------------------------------------------------------
 token="h-00 $$ $RANDOM"

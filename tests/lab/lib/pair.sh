@@ -11,6 +11,11 @@
 #                            runs on both hosts, each a counted line
 #                            `ok - teardown: nothing left behind` and
 #                            `ok - teardown on lab2: nothing left behind`
+#   pair_agent_setup         pair_setup, then this host's agent as
+#                            agent_setup starts it ($SOCK, $STATE=$W/state,
+#                            `ok - dmrepd starts and answers`) but on the
+#                            default socket, so that `ssh lab1 dmrep ...`
+#                            from the peer (its --to commands) reaches it
 #   on_peer CMD [ARG...]     CMD with its ARGs (each quoted) on $PEER by ssh,
 #                            in the repo root; stdin passes through (give it
 #                            </dev/null inside a `while read` loop)
@@ -105,6 +110,16 @@ pair_setup() {
 		not_ok "$PEER is set up for the test (ssh $PEER, its guard, its \$W)"
 		exit 1
 	fi
+}
+
+pair_agent_setup() {
+	pair_setup
+	AGENT_USED=1
+	SOCK=/run/dmrep/dmrepd.sock
+	STATE=$W/state
+	export DMREP_SOCKET=$SOCK
+	agent_start || { not_ok "dmrepd starts"; exit 1; }
+	ok "dmrepd starts and answers"
 }
 
 # --- run on the peer (peer_sh) ---------------------------------------------
