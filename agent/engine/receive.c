@@ -101,8 +101,7 @@ static ssize_t fd_read(void *userdata, void *buf, size_t len)
  * the stream's fault (32773), with the reader's line. */
 static int stream_fail(struct dmr_job *job, struct dmr_stream_reader *rd, int r)
 {
-	/* Without a reader (its header was refused): why this thread's
-	 * dmr_stream_reader_new failed. */
+	/* NULL: why this thread's dmr_stream_reader_new failed. */
 	const char *why = dmr_stream_reader_error(rd);
 
 	switch (r) {

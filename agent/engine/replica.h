@@ -37,7 +37,11 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 			   uint64_t *ret_job, char **ret_why);
 
 /* Start ReceiveReplicationPoint of VM vm from fd (taken, on failure too).
- * The job's result fields: "point", "uuid". */
+ * The job's result fields: "point", "uuid" (and "bytes" read).  It takes
+ * the VM's busy lock itself, the caller holds none: a VM not here yet is
+ * only a name until the stream's header is read, in the job (-EBUSY and
+ * *ret_why while another operation holds the name).  Every check of the
+ * stream is the job's (agent/engine/receive.h): it fails with the code. */
 int dmr_replica_receive_start(struct dmr_agent *a, const char *vm, int fd, uint64_t *ret_job,
 			      char **ret_why);
 

@@ -36,6 +36,7 @@
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
 #include "common/log.h"
+#include "common/path.h"
 #include "common/rc.h"
 #include "common/stream.h"
 #include "common/testhook.h"
@@ -54,7 +55,7 @@ struct send_ctx {
 	uint32_t disk;
 	uint64_t done_bytes, data_bytes;
 	bool first_chunk;
-	bool fifo, sock;
+	bool fifo, sock, nonblock;
 };
 
 static void send_ctx_free(void *p)
@@ -93,10 +94,13 @@ static int wait_writable(struct send_ctx *c)
 }
 
 /* One write that does not block where the descriptor allows it: a socket
- * with MSG_DONTWAIT, a pipe with RWF_NOWAIT (where the kernel has it; else
- * a plain write after poll said there is room). */
+ * with MSG_DONTWAIT; a pipe through a non-blocking open of its own
+ * (nonblock_open), else with RWF_NOWAIT where the kernel has it for pipes,
+ * else a plain write (which a reader that stalls can hold). */
 static ssize_t write_some(struct send_ctx *c, const void *p, size_t len)
 {
+	if (c->nonblock)
+		return write(c->fd, p, len);
 	if (c->sock)
 		return send(c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (c->fifo) {
@@ -108,6 +112,28 @@ static ssize_t write_some(struct send_ctx *c, const void *p, size_t len)
 		c->fifo = false; /* no RWF_NOWAIT on pipes here: plain writes */
 	}
 	return write(c->fd, p, len);
+}
+
+/* A pipe reopened through /proc/self/fd as a new open file description of
+ * our own, O_NONBLOCK: setting that flag on the one we were handed would
+ * change it for every process that shares it (the client's shell, the
+ * next command writing to the same pipe).  Not possible (no reader left:
+ * ENXIO; no /proc): the descriptor as it is. */
+static void nonblock_open(struct send_ctx *c)
+{
+	char name[DMR_PATH_FD_NAME_MAX];
+	int fd;
+
+	dmr_path_fd_name(c->fd, name);
+	fd = open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		log_debug("VM %s: cannot reopen the stream's pipe non-blocking: %s", c->vm,
+			  strerror(errno));
+		return;
+	}
+	close(c->fd);
+	c->fd = fd;
+	c->nonblock = true;
 }
 
 /* The stream writer's output: all of buf, or -errno (-EPIPE: the reader
@@ -244,6 +270,8 @@ static int send_job(struct dmr_job *job, void *userdata)
 		c->fifo = S_ISFIFO(st.st_mode);
 		c->sock = S_ISSOCK(st.st_mode);
 	}
+	if (c->fifo)
+		nonblock_open(c);
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;

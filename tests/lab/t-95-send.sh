@@ -219,7 +219,7 @@ sleep 1
 kill -TERM "$AGENT_PID"
 if agent_exited 30; then is "SIGTERM, the reader stalled: the agent stops within 30 s (exit 0)" 0 "$AGENT_RC"; else
 	not_ok "SIGTERM, the reader stalled: the agent stops within 30 s"
-	agent_stop
+	stop_pid AGENT_PID KILL
 fi
 kill "$rpid" 2>/dev/null
 wait "$spid" "$rpid" 2>/dev/null

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -497,6 +498,50 @@ static void test_stopping(void **st)
 	agent_done(&a);
 }
 
+/* A reader that holds the pipe open and never reads: the agent stopping
+ * still ends the send (the pipe is written through a non-blocking open of
+ * the agent's own), and the descriptor the client shares stays blocking. */
+static void *stop_later(void *p)
+{
+	usleep(300000);
+	((struct dmr_agent *)p)->stopping = 1;
+	return NULL;
+}
+
+static void test_stalled_reader(void **st)
+{
+	struct dmr_agent a = { 0 };
+	const struct dmr_extent d[] = { { 0, 16, DMR_EXTENT_DATA } };
+	struct dmr_send_req req = { .vm = "s", .point = 1 };
+	_cleanup_free_ char *why = NULL;
+	struct json_object *job;
+	pthread_t t;
+	uint64_t id, t0;
+	int p[2];
+
+	(void)st;
+	send_registry(&a, 1, false);
+	fake(0, 100, 1, d);
+	fake(0, 101, 1, d);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	req.fd = dup(p[1]);
+	t0 = dmr_now_usec();
+	assert_int_equal(dmr_replica_send_start(&a, &req, &id, &why), 0);
+	assert_int_equal(pthread_create(&t, NULL, stop_later, &a), 0);
+	job = wait_job(&a, id);
+	pthread_join(t, NULL);
+	assert_int_equal(job_int(job, "job_state"), 10);
+	assert_non_null(strstr(job_str(job, "error_description"), "agent is stopping"));
+	assert_true(dmr_now_usec() - t0 < 3000000);
+	assert_int_equal(n_up, 0);
+	assert_false(fcntl(p[1], F_GETFL) & O_NONBLOCK);
+	json_object_put(job);
+	close(p[0]);
+	close(p[1]);
+	a.stopping = 0;
+	agent_done(&a);
+}
+
 /* A send killed mid-way left a point's device up: recovery removes it
  * and releases the pool's metadata snapshot. */
 static void test_recover(void **st)
@@ -677,6 +722,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_incremental_send, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stopping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_refused, setup, teardown),
