@@ -408,9 +408,12 @@ static int write_stream(struct recv_ctx *ctx, struct dmr_stream_reader *rd, stru
 	writers_abort(&ws);
 	if (r == 0) {
 		dmr_job_add_step(ctx->job, "data", dmr_now_usec() - t0);
+		t0 = dmr_now_usec();
 		r = be->receive_done(ctx->reg, vm, ids);
 		if (r < 0)
 			dmr_job_fail(ctx->job, r, "cannot take down the received volumes' devices");
+		else
+			dmr_job_add_step(ctx->job, "devices-down", dmr_now_usec() - t0);
 	}
 	if (r < 0) {
 		int q = be->remove(ctx->reg, vm, vm->n_disks, ids);
@@ -494,6 +497,7 @@ static int receive_job(struct dmr_job *job, void *userdata)
 		unrecord(ctx, vm, created, ids, gone);
 		goto out;
 	}
+	t0 = dmr_now_usec();
 	r = record_point(ctx, vm, h, ids, &point);
 	if (r < 0) {
 		int q = dmr_backend_of(vm)->remove(reg, vm, vm->n_disks, ids);
@@ -502,6 +506,7 @@ static int receive_job(struct dmr_job *job, void *userdata)
 		unrecord(ctx, vm, created, ids, q == 0);
 		goto out;
 	}
+	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
 	dmr_test_hook("receive:point-saved");
 	/* A replica keeps what its own retention says (vm set). */
 	if (dmr_retention_apply(reg, vm, &dropped) < 0)
