@@ -15,7 +15,8 @@
 # (lab_stream flip at lab_stream dump's offsets), a truncated stream,
 # trailing bytes, and streams forged well-formed but for one field
 # (lab_stream forge): an extent past the disk's end, a disk name with '/',
-# an absurd disk size.  A classic VM's send: 32770.
+# an absurd disk size (2^60 bytes: 32773; 1 PiB, within the format, against
+# the replica's 16 MiB: 32775).  A classic VM's send: 32770.
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
@@ -201,7 +202,7 @@ head -c $((size - 100)) "$S/s9" >"$S/truncated"
 refused "a truncated stream" 32773 "$S/truncated"
 { cat "$S/s9"; printf 'x'; } >"$S/trailing"
 refused "a stream followed by one byte" 32773 "$S/trailing"
-for kind in good past-end disk-slash disk-size; do
+for kind in good past-end disk-slash disk-size disk-huge; do
 	lab_stream forge "$kind" "$S/s9" "$S/forge-$kind" || not_ok "lab_stream forge $kind"
 done
 check "a forged stream with nothing wrong reads whole (the forge's control)" lab_stream dump "$S/forge-good"
@@ -215,6 +216,9 @@ done
 refused "an extent past the disk's end (forged)" 32773 "$S/forge-past-end"
 refused "a disk name with '/' (forged)" 32773 "$S/forge-disk-slash"
 refused "an absurd disk size, 2^60 bytes (forged)" 32773 "$S/forge-disk-size"
+check "a 1 PiB disk (2^50, DMR_STREAM_SIZE_MAX) is within the format: the reader takes it" \
+	lab_stream dump "$S/forge-disk-huge"
+refused "a 1 PiB disk where the replica's is 16 MiB (forged)" 32775 "$S/forge-disk-huge"
 
 # After every refusal, the good stream still goes in.
 out=$(ssh lab2 dmrep --json point receive "$VM" <"$S/s9")

@@ -40,6 +40,9 @@
  *       past-end    the data record is 8 KiB at 4 KiB before disk 0's end
  *       disk-slash  disk 0's name has a '/' ("x/" in front of it)
  *       disk-size   disk 0's size is 2^60 bytes (past DMR_STREAM_SIZE_MAX)
+ *       disk-huge   disk 0's size is 2^50 bytes (DMR_STREAM_SIZE_MAX: the
+ *                   reader takes it; a replica whose disk is smaller must
+ *                   not)
  *     Written here, byte by byte, not by the writer: the writer refuses
  *     such a header or extent (dmr_stream_header_check), and a receiver's
  *     checks must not lean on the sender's.  Exit status 0, or 2.
@@ -401,9 +404,9 @@ static int forge(const char *kind, const char *template, const char *out)
 	int fd, e;
 
 	if (strcmp(kind, "good") && strcmp(kind, "past-end") && strcmp(kind, "disk-slash") &&
-	    strcmp(kind, "disk-size")) {
-		fprintf(stderr, "lab_stream: forge: no kind %s (good, past-end, disk-slash, disk-size)\n",
-			kind);
+	    strcmp(kind, "disk-size") && strcmp(kind, "disk-huge")) {
+		fprintf(stderr, "lab_stream: forge: no kind %s (good, past-end, disk-slash, disk-size,"
+			" disk-huge)\n", kind);
 		return 2;
 	}
 	fd = open(template, O_RDONLY | O_CLOEXEC);
@@ -436,6 +439,8 @@ static int forge(const char *kind, const char *template, const char *out)
 		name[n + 2] = '\0';
 	} else if (strcmp(kind, "disk-size") == 0) {
 		h.disks[0].size_bytes = 1ull << 60;
+	} else if (strcmp(kind, "disk-huge") == 0) {
+		h.disks[0].size_bytes = DMR_STREAM_SIZE_MAX;
 	}
 	h.data_bytes = len;
 
