@@ -46,7 +46,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench install clean
+.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stream install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -135,6 +135,13 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --timeout 2400 -- tools/bench/run
+
+# Replication streams between two hosts over ssh (tools/bench/stream, issue
+# 14): the two-host lab, scratch disks large enough for a 4 GiB disk's pool
+# and a dd copy (sparse images).  Apart from `make bench`: another lab.
+bench-stream: deps
+	@$(MAKE) --no-print-directory all
+	@tools/lab/run --hosts 2 --disk-mb 8192 --timeout 2400 -- tools/bench/stream
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(UNITDIR)

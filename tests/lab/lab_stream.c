@@ -28,6 +28,25 @@
  *     few data, zstd, zero and unmap records) to FILE: a known stream for
  *     checking dump and flip, and a reader, without an agent.
  *
+ *   lab_stream forge KIND TEMPLATE OUT
+ *     Writes to OUT a small stream that is well-formed but for exactly one
+ *     field: the header of TEMPLATE (a real stream: its VM, VM uuid, base,
+ *     block size, disks), a new point uuid, a label "forge KIND", one DATA
+ *     record of 4 KiB of 0xf0 at offset 0 of disk 0, and the trailer;
+ *     every record checksummed as common/stream.c's writer does (xxh3 of
+ *     the record's framing and payload; the trailer's counts and the xxh3
+ *     of everything before it).  KIND:
+ *       good        nothing wrong (a reader takes it: the control)
+ *       past-end    the data record is 8 KiB at 4 KiB before disk 0's end
+ *       disk-slash  disk 0's name has a '/' ("x/" in front of it)
+ *       disk-size   disk 0's size is 2^60 bytes (past DMR_STREAM_SIZE_MAX)
+ *       disk-huge   disk 0's size is 2^50 bytes (DMR_STREAM_SIZE_MAX: the
+ *                   reader takes it; a replica whose disk is smaller must
+ *                   not)
+ *     Written here, byte by byte, not by the writer: the writer refuses
+ *     such a header or extent (dmr_stream_header_check), and a receiver's
+ *     checks must not lean on the sender's.  Exit status 0, or 2.
+ *
  * A test finds what to damage with dump (the payload_offset of a data
  * record, of the header, of the trailer) and damages it with flip.
  */
@@ -41,6 +60,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <xxhash.h>
 
 #include "common/stream.h"
 
@@ -291,6 +311,177 @@ usage:
 	return 2;
 }
 
+/* --- forge: a stream written byte by byte (docs/stream.md) -------------- */
+
+#define F_REC_HDR 16u           /* type u32, flags u32, payload length u64 */
+#define F_SUM 8u
+#define F_DATA_LEN 4096u
+
+struct forge {
+	int fd;
+	XXH3_state_t *sum;      /* every byte so far: the trailer's checksum */
+	uint64_t bytes, records, data_bytes;
+	int err;
+};
+
+static void le(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void f_out(struct forge *f, const void *buf, size_t len)
+{
+	if (f->err)
+		return;
+	if (fd_write(&f->fd, buf, len) < 0) {
+		f->err = errno ? errno : EIO;
+		return;
+	}
+	XXH3_64bits_update(f->sum, buf, len);
+	f->bytes += len;
+}
+
+/* One record: framing, payload, xxh3 of both (as stream.c's w_record). */
+static void f_record(struct forge *f, uint32_t type, const uint8_t *payload, size_t len)
+{
+	static uint8_t rec[F_REC_HDR + (16u << 10) + F_SUM];
+
+	if (len > sizeof(rec) - F_REC_HDR - F_SUM) {
+		f->err = E2BIG;
+		return;
+	}
+	le(rec, type, 4);
+	le(rec + 4, 0, 4);
+	le(rec + 8, len, 8);
+	memcpy(rec + F_REC_HDR, payload, len);
+	le(rec + F_REC_HDR + len, XXH3_64bits(rec, F_REC_HDR + len), 8);
+	f_out(f, rec, F_REC_HDR + len + F_SUM);
+	f->records++;
+}
+
+/* The header payload as stream.c's header_encode lays it out. */
+static size_t f_header(const struct dmr_stream_header *h, uint8_t *buf)
+{
+	uint8_t *p = buf;
+	size_t n;
+
+	memcpy(p, h->vm_uuid, 36), p += 36;
+	memcpy(p, h->point_uuid, 36), p += 36;
+	if (h->base_uuid[0])
+		memcpy(p, h->base_uuid, 36);
+	else
+		memset(p, 0, 36);
+	p += 36;
+	le(p, h->created_usec, 8), p += 8;
+	le(p, h->block_bytes, 4), p += 4;
+	le(p, h->application ? 1 : 0, 4), p += 4;
+	le(p, h->data_bytes, 8), p += 8;
+	n = strlen(h->vm);
+	le(p, n, 2), p += 2;
+	memcpy(p, h->vm, n), p += n;
+	n = strlen(h->label);
+	le(p, n, 2), p += 2;
+	memcpy(p, h->label, n), p += n;
+	le(p, h->n_disks, 4), p += 4;
+	for (uint32_t i = 0; i < h->n_disks; i++) {
+		n = strlen(h->disks[i].name);
+		le(p, n, 2), p += 2;
+		memcpy(p, h->disks[i].name, n), p += n;
+		le(p, h->disks[i].size_bytes, 8), p += 8;
+	}
+	return (size_t)(p - buf);
+}
+
+static int forge(const char *kind, const char *template, const char *out)
+{
+	static struct dmr_stream_header h;
+	static uint8_t buf[64u << 10];
+	struct dmr_stream_reader *r = NULL;
+	struct forge f = { -1, NULL, 0, 0, 0, 0 };
+	uint64_t offset = 0, len = F_DATA_LEN;
+	uint8_t pre[12], *p;
+	int fd, e;
+
+	if (strcmp(kind, "good") && strcmp(kind, "past-end") && strcmp(kind, "disk-slash") &&
+	    strcmp(kind, "disk-size") && strcmp(kind, "disk-huge")) {
+		fprintf(stderr, "lab_stream: forge: no kind %s (good, past-end, disk-slash, disk-size,"
+			" disk-huge)\n", kind);
+		return 2;
+	}
+	fd = open(template, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "lab_stream: %s: %s\n", template, strerror(errno));
+		return 2;
+	}
+	e = dmr_stream_reader_new(fd_read, &fd, &r);
+	if (e < 0) {
+		fprintf(stderr, "lab_stream: %s: %s\n", template, dmr_stream_reader_error(NULL));
+		close(fd);
+		return 2;
+	}
+	h = *dmr_stream_reader_header(r);
+	dmr_stream_reader_free(r);
+	close(fd);
+
+	dmr_uuid_new(h.point_uuid);
+	snprintf(h.label, sizeof(h.label), "forge %s", kind);
+	if (strcmp(kind, "past-end") == 0) {
+		len = 2 * F_DATA_LEN;
+		offset = h.disks[0].size_bytes - F_DATA_LEN;
+	} else if (strcmp(kind, "disk-slash") == 0) {
+		char *name = h.disks[0].name;
+		size_t n = strnlen(name, DMR_STREAM_NAME_MAX - 2);
+
+		memmove(name + 2, name, n);
+		name[0] = 'x';
+		name[1] = '/';
+		name[n + 2] = '\0';
+	} else if (strcmp(kind, "disk-size") == 0) {
+		h.disks[0].size_bytes = 1ull << 60;
+	} else if (strcmp(kind, "disk-huge") == 0) {
+		h.disks[0].size_bytes = DMR_STREAM_SIZE_MAX;
+	}
+	h.data_bytes = len;
+
+	f.fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	f.sum = XXH3_createState();
+	if (f.fd < 0 || !f.sum) {
+		fprintf(stderr, "lab_stream: %s: %s\n", out, strerror(f.fd < 0 ? errno : ENOMEM));
+		XXH3_freeState(f.sum);
+		return 2;
+	}
+	XXH3_64bits_reset(f.sum);
+	memcpy(pre, "DMREPSTR", 8);
+	le(pre + 8, DMR_STREAM_VERSION, 4);
+	f_out(&f, pre, sizeof(pre));
+	f_record(&f, DMR_STREAM_T_HEADER, buf, f_header(&h, buf));
+
+	/* DATA: disk u32, pad u32, offset u64, the bytes. */
+	p = buf;
+	le(p, 0, 4);
+	le(p + 4, 0, 4);
+	le(p + 8, offset, 8);
+	memset(p + 16, 0xf0, len);
+	f_record(&f, DMR_STREAM_DATA, buf, 16 + len);
+	f.data_bytes += len;
+
+	/* TRAILER: records (the header's too, not its own), data bytes, zero
+	 * bytes, the stream's bytes with its own, the xxh3 of all before it. */
+	le(buf, f.records, 8);
+	le(buf + 8, f.data_bytes, 8);
+	le(buf + 16, 0, 8);
+	le(buf + 24, f.bytes + F_REC_HDR + 40 + F_SUM, 8);
+	le(buf + 32, XXH3_64bits_digest(f.sum), 8);
+	f_record(&f, DMR_STREAM_T_TRAILER, buf, 40);
+	XXH3_freeState(f.sum);
+	if (f.err || close(f.fd) < 0) {
+		fprintf(stderr, "lab_stream: writing %s: %s\n", out, strerror(f.err ? f.err : errno));
+		return 2;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "dump") == 0)
@@ -299,6 +490,9 @@ int main(int argc, char **argv)
 		return sample(argv[2]);
 	if (argc == 5 && strcmp(argv[1], "flip") == 0)
 		return flip(argv[2], argv[3], argv[4]);
-	fprintf(stderr, "usage: lab_stream dump FILE | flip FILE BYTE_OFFSET BIT | sample FILE\n");
+	if (argc == 5 && strcmp(argv[1], "forge") == 0)
+		return forge(argv[2], argv[3], argv[4]);
+	fprintf(stderr, "usage: lab_stream dump FILE | flip FILE BYTE_OFFSET BIT | sample FILE |"
+		" forge KIND TEMPLATE OUT\n");
 	return 2;
 }
