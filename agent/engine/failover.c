@@ -739,7 +739,7 @@ int dmr_failover_role_check(const struct dmr_vm *vm, enum dmr_failover_op op,
 	/* A test failover is made from the point alone (views, no guest);
 	 * a real one on a replica brings up a VM that never ran here. */
 	if (op == DMR_FAILOVER_INITIATE) {
-		*ret_why = "failover on a replica is not built yet (issue 15)";
+		*ret_why = "a replica VM takes only a test failover (--test) in this version";
 		return -EOPNOTSUPP;
 	}
 	*ret_why = "a replica has no failover to revert or commit";

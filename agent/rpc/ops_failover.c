@@ -119,9 +119,17 @@ static int fo_handler(struct dmr_call *call, enum dmr_failover_op m)
 		dmr_monitor_refresh(reg, name);
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
-	r = dmr_failover_new(reg, vm, m, call->agent->hook_dir, &fo);
-	rc = r < 0 ? dmr_call_fail(call, dmr_rc_from_errno(r), "%s", strerror(-r)) :
-		     fo_check(call, m, vm, &point);
+	{
+		/* A replica's refusals say why (a real failover on one is
+		 * issue 15's), not just "Operation not supported". */
+		const char *why = NULL;
+
+		r = vm ? dmr_failover_role_check(vm, m, &why) : 0;
+		if (r == 0)
+			r = dmr_failover_new(reg, vm, m, call->agent->hook_dir, &fo);
+		rc = r < 0 ? dmr_call_fail(call, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r)) :
+			     fo_check(call, m, vm, &point);
+	}
 	if (rc == 0) {
 		r = dmr_failover_prepare(fo, vm, point, dmr_streq(guest, "reset"));
 		if (r < 0)
