@@ -54,6 +54,7 @@ struct send_ctx {
 	struct dmr_stream_writer *w;
 	uint32_t disk;
 	uint64_t done_bytes, data_bytes;
+	uint64_t percent_usec;  /* when percent_complete was last set */
 	bool first_chunk;
 	bool fifo, sock, nonblock;
 };
@@ -204,8 +205,12 @@ static int on_chunk(void *userdata, uint64_t offset, const void *buf, size_t len
 		c->first_chunk = false;
 		dmr_test_hook("send:data");
 	}
-	if (c->data_bytes)
+	/* Every change of percent_complete is a durable write of the job's
+	 * record: twice a second at most, not once a percent. */
+	if (c->data_bytes && dmr_now_usec() - c->percent_usec >= 500000) {
+		c->percent_usec = dmr_now_usec();
 		dmr_job_set_percent(k->job, (unsigned)(c->done_bytes * 99 / c->data_bytes));
+	}
 	return 0;
 }
 

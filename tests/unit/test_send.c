@@ -379,11 +379,8 @@ static void test_full_send(void **st)
 	assert_int_equal(h.n_disks, 2);
 	assert_string_equal(h.disks[1].name, "vdb");
 	assert_int_equal(h.disks[1].size_bytes, 1u << 20);
-	/* The header's bound: every DATA extent; the data: what is not zero.
-	 * (0: a codec that does not carry the bound yet, i14-stream at
-	 * 99b46ff predates the field.) */
-	if (h.data_bytes)
-		assert_int_equal(h.data_bytes, 3 * BB);
+	/* The header's bound: every DATA extent; the data: what is not zero. */
+	assert_int_equal(h.data_bytes, 3 * BB);
 	assert_int_equal(n, 2);
 	assert_int_equal(recs[0].type, DMR_STREAM_DATA);
 	assert_int_equal(recs[0].disk, 0);
@@ -429,8 +426,7 @@ static void test_incremental_send(void **st)
 	n = read_back(fd, &h, recs, 16, &tot);
 	assert_string_equal(h.base_uuid, vm->points[0].uuid);
 	assert_string_equal(h.point_uuid, vm->points[2].uuid);
-	if (h.data_bytes)
-		assert_int_equal(h.data_bytes, 2 * BB);
+	assert_int_equal(h.data_bytes, 2 * BB);
 	/* DATA, then the zero grain inside the changed block as ZERO (it
 	 * must overwrite the base), then the unmapped run. */
 	assert_true(n >= 3);
