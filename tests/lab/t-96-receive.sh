@@ -193,7 +193,8 @@ is "the pool holds one volume per disk and point" 9 "$THIN"
 mk wrongbase 4 1 $(pat3 f)
 refused "an incremental from point 1 (the latest is 3)" 32775 "$S/wrongbase"
 refused "a point already held (stream 3 again)" 32775 "$S/s3"
-refused "a full stream into a replica with points" 32775 "$S/s1"
+mk full7 7 0 $(pat3 f)
+refused "a full stream (of a new point) into a replica with points" 32775 "$S/full7"
 size=$(stat -c %s "$S/s4")
 flip "$S/s4" 40
 refused "one flipped bit in the header" 32773 "$S/s4.bad"
