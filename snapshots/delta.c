@@ -258,6 +258,24 @@ static bool blank(const char *p, size_t n)
 	return true;
 }
 
+/* The next element of the tool's output, blank lines skipped: 1 and *e,
+ * 0 at the end, or -EBADMSG (both parsers' loop). */
+static int next_elem(const char *buf, size_t len, size_t *off, struct elem *e)
+{
+	for (;;) {
+		const char *p;
+		size_t n;
+		int r = next_line(buf, len, off, &p, &n);
+
+		if (r <= 0)
+			return r;
+		if (blank(p, n))
+			continue;
+		r = parse_elem(p, n, e);
+		return r < 0 ? r : 1;
+	}
+}
+
 /*
  * thin_dump --dev-id ID:
  *   <superblock ...>
@@ -280,18 +298,11 @@ int dmr_delta_parse_dump(const char *buf, size_t len, uint64_t max_blocks,
 	if (!buf || !ret_ext || !ret_n)
 		return -EINVAL;
 	for (;;) {
-		const char *p;
-		size_t n;
 		struct elem e;
 		uint64_t b, l;
 
-		r = next_line(buf, len, &off, &p, &n);
+		r = next_elem(buf, len, &off, &e);
 		if (r <= 0)
-			break;
-		if (blank(p, n))
-			continue;
-		r = parse_elem(p, n, &e);
-		if (r < 0)
 			break;
 		r = -EBADMSG;
 		if (st == TOP && elem_is(&e, "superblock") && !e.closing && !e.empty)
@@ -382,18 +393,11 @@ int dmr_delta_parse_delta(const char *buf, size_t len, uint64_t max_blocks,
 	if (!buf || !ret_ext || !ret_n)
 		return -EINVAL;
 	for (;;) {
-		const char *p;
-		size_t n;
 		struct elem e;
 		uint64_t b, l;
 
-		r = next_line(buf, len, &off, &p, &n);
+		r = next_elem(buf, len, &off, &e);
 		if (r <= 0)
-			break;
-		if (blank(p, n))
-			continue;
-		r = parse_elem(p, n, &e);
-		if (r < 0)
 			break;
 		r = -EBADMSG;
 		if (st == TOP && elem_is(&e, "superblock") && !e.closing && !e.empty)
