@@ -107,6 +107,12 @@ check "its job JSON has the contract's fields" jq -e --arg vm "$VM" '.method == 
 	and .vm == $vm and .state == "completed" and .percent_complete == 100
 	and (.steps | length) > 0 and (.started | length) > 0 and (.finished | length) > 0' <<<"$out"
 check "the guest was paused for a measured window" jq -e '.guest_paused_usec > 0' <<<"$out"
+check "the window's phases are steps that add up to at most the window" jq -e '
+	[.steps[] | select(.name | startswith("window:")) | .name] ==
+	["window:pause", "window:sync", "window:suspend", "window:resume", "window:flushbuf",
+	 "window:guest-resume"] and
+	([.steps[] | select(.name | startswith("window:")) | .usec] | add) <=
+	([.steps[] | select(.name == "window") | .usec][0]) + 1000' <<<"$out"
 echo "# guest-paused window: $(jq .guest_paused_usec <<<"$out") us (reset policy, 3 disks)"
 check "the VM is recovered on point 1" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"recovered\" and .failover_point == 1'"
 is_t=$(targets)
