@@ -57,7 +57,7 @@ tools/lab/run --timeout "${LAB_PAIR_TIMEOUT:-1800}" --hosts 2 -- tests/lab/run-a
 ppid=$!
 : >"$log"
 start=$(date +%s)
-tools/lab/run --timeout "${LAB_TIMEOUT:-2400}" -- tests/lab/run-all 2>&1 | tee "$log"
+tools/lab/run --timeout "${LAB_TIMEOUT:-3600}" -- tests/lab/run-all 2>&1 | tee "$log"
 lab_rc=${PIPESTATUS[0]}
 echo "lab: finished in $(($(date +%s) - start)) s (exit $lab_rc)"
 lab_counts lab "$log" "$lab_rc"
