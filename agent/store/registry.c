@@ -251,7 +251,14 @@ static struct json_object *replication_api_json(const struct dmr_vm *vm)
 			newest = &vm->points[i];
 			break;
 		}
+	/* CONTRACT.md's shape; continuous replication (issue 15) fills it. */
 	json_object_object_add(o, "state", json_object_new_string("off"));
+	json_object_object_add(o, "interval", json_object_new_int64(0));
+	json_object_object_add(o, "to", json_object_new_string(""));
+	json_object_object_add(o, "last_success", NULL);
+	json_object_object_add(o, "lag_seconds", NULL);
+	json_object_object_add(o, "bytes_sent", json_object_new_int64(0));
+	json_object_object_add(o, "last_error", json_object_new_string(""));
 	if (vm->role == DMR_VM_REPLICA) {
 		uint64_t now = dmr_realtime_usec();
 

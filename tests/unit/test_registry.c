@@ -77,6 +77,39 @@ static void test_uuids_made_and_checked(void **state)
 	dmr_vm_free(vm);
 }
 
+/* vm show's role and replication object: CONTRACT.md's fields, and a
+ * replica's side. */
+static void test_api_role_replication(void **state)
+{
+	struct dmr_vm *vm = make_vm(1, 2);
+	struct json_object *o, *rep, *v;
+
+	(void)state;
+	o = dmr_vm_api_json(vm);
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "role")), "primary");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "uuid")), vm->uuid);
+	rep = json_object_object_get(o, "replication");
+	assert_string_equal(json_object_get_string(json_object_object_get(rep, "state")), "off");
+	assert_true(json_object_object_get_ex(rep, "interval", NULL));
+	assert_true(json_object_object_get_ex(rep, "to", NULL));
+	assert_true(json_object_object_get_ex(rep, "last_success", &v) && !v);
+	assert_true(json_object_object_get_ex(rep, "lag_seconds", &v) && !v);
+	assert_true(json_object_object_get_ex(rep, "bytes_sent", NULL));
+	assert_true(json_object_object_get_ex(rep, "last_error", NULL));
+	assert_false(json_object_object_get_ex(rep, "last_received", NULL));
+	json_object_put(o);
+	vm->role = DMR_VM_REPLICA;
+	vm->last_received_usec = 1700000000000000ull;
+	o = dmr_vm_api_json(vm);
+	rep = json_object_object_get(o, "replication");
+	assert_string_equal(json_object_get_string(json_object_object_get(o, "role")), "replica");
+	assert_string_equal(json_object_get_string(json_object_object_get(rep, "last_received")),
+			    "2023-11-14T22:13:20Z");
+	assert_true(json_object_object_get_ex(rep, "newest_point_age_seconds", &v) && v);
+	json_object_put(o);
+	dmr_vm_free(vm);
+}
+
 static void test_round_trip(void **state)
 {
 	struct dmr_vm *vm = make_vm(3, 4), *back = NULL;
@@ -489,6 +522,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_uuids_made_and_checked),
+		cmocka_unit_test(test_api_role_replication),
 		cmocka_unit_test(test_corrupt_detected),
 		cmocka_unit_test(test_retention_keep_last),
 		cmocka_unit_test(test_retention_keeps_latest_valid),
