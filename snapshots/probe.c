@@ -22,20 +22,14 @@ static void blkid_free_probep(blkid_probe *pr)
 		blkid_free_probe(*pr);
 }
 
-int dmr_probe_path_kind(const char *path, bool *ret_is_block, uint64_t *ret_size_bytes)
+int dmr_probe_fd_kind(int fd, bool *ret_is_block, uint64_t *ret_size_bytes)
 {
 	struct stat st;
 	uint64_t size;
 
-	if (!path)
-		return -EINVAL;
-	if (stat(path, &st) < 0)
+	if (fstat(fd, &st) < 0)
 		return dmr_negerrno();
 	if (S_ISBLK(st.st_mode)) {
-		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-
-		if (fd < 0)
-			return dmr_negerrno();
 		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
 			return dmr_negerrno();
 	} else if (S_ISREG(st.st_mode)) {
@@ -47,6 +41,30 @@ int dmr_probe_path_kind(const char *path, bool *ret_is_block, uint64_t *ret_size
 		*ret_is_block = S_ISBLK(st.st_mode);
 	if (ret_size_bytes)
 		*ret_size_bytes = size;
+	return 0;
+}
+
+int dmr_probe_path_kind(const char *path, bool *ret_is_block, uint64_t *ret_size_bytes)
+{
+	struct stat st;
+
+	if (!path)
+		return -EINVAL;
+	if (stat(path, &st) < 0)
+		return dmr_negerrno();
+	if (S_ISBLK(st.st_mode)) {
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+		if (fd < 0)
+			return dmr_negerrno();
+		return dmr_probe_fd_kind(fd, ret_is_block, ret_size_bytes);
+	}
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if (ret_is_block)
+		*ret_is_block = false;
+	if (ret_size_bytes)
+		*ret_size_bytes = (uint64_t)st.st_size;
 	return 0;
 }
 

@@ -61,5 +61,7 @@ int dmr_probe_unused_blank(const char *path, bool force, char **ret_what);
  * directory, fifo, socket).  Either out-parameter may be NULL.
  */
 int dmr_probe_path_kind(const char *path, bool *ret_is_block, uint64_t *ret_size_bytes);
+/* The same of an open descriptor (fstat; no symlink to follow). */
+int dmr_probe_fd_kind(int fd, bool *ret_is_block, uint64_t *ret_size_bytes);
 
 #endif

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/xfer.h"
 
+#include "snapshots/probe.h"
+
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libaio.h>
@@ -36,26 +38,6 @@ static int depth_of(unsigned queue_depth, unsigned *ret)
 	if (d > DMR_COPY_QUEUE_DEPTH_MAX)
 		return -EINVAL;
 	*ret = d;
-	return 0;
-}
-
-static int fd_size(int fd, bool *ret_blk, uint64_t *ret_size)
-{
-	struct stat st;
-	uint64_t size;
-
-	if (fstat(fd, &st) < 0)
-		return dmr_negerrno();
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-			return dmr_negerrno();
-	} else if (S_ISREG(st.st_mode)) {
-		size = (uint64_t)st.st_size;
-	} else {
-		return -EINVAL;
-	}
-	*ret_blk = S_ISBLK(st.st_mode);
-	*ret_size = size;
 	return 0;
 }
 
@@ -395,7 +377,7 @@ int dmr_xfer_read(const char *dev, const struct dmr_extent *ext, size_t n, uint6
 	r.fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (r.fd < 0)
 		return dmr_negerrno();
-	k = fd_size(r.fd, &blk, &r.dev_size);
+	k = dmr_probe_fd_kind(r.fd, &blk, &r.dev_size);
 	if (k < 0)
 		goto out;
 	/* No more buffers than chunks to read. */
@@ -608,7 +590,7 @@ int dmr_xfer_writer_open(const char *dev, uint64_t size_bytes, unsigned queue_de
 		r = dmr_negerrno();
 		goto fail;
 	}
-	r = fd_size(w->fd, &w->blk, &have);
+	r = dmr_probe_fd_kind(w->fd, &w->blk, &have);
 	if (r < 0)
 		goto fail;
 	if (have < size_bytes) {
