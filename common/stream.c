@@ -385,7 +385,7 @@ struct dmr_stream_writer {
 	unsigned flags;
 	dmr_stream_write_fn write;
 	void *userdata;
-	XXH3_state_t *stream_sum;       /* every byte written so far */
+	XXH3_state_t *stream_sum;       /* the preamble, then each record's checksum */
 	XXH3_state_t *rec_sum;
 	ZSTD_CCtx *cctx;
 	uint8_t *buf;                   /* framing, small payloads, zstd output */
@@ -406,7 +406,6 @@ static int w_out(struct dmr_stream_writer *w, const void *buf, size_t len)
 		return r;
 	if ((size_t)r != len)
 		return -EIO;
-	XXH3_64bits_update(w->stream_sum, buf, len);
 	w->t.stream_bytes += len;
 	return 0;
 }
@@ -430,7 +429,8 @@ static int w_record(struct dmr_stream_writer *w, uint32_t type, size_t head_len,
 	put_u32(frame + 4, 0);
 	put_u64(frame + 8, (uint64_t)head_len + body_len);
 	if (body_len == 0) {
-		put_u64(frame + REC_HDR_LEN + head_len, XXH3_64bits(frame, REC_HDR_LEN + head_len));
+		put_u64(sum, XXH3_64bits(frame, REC_HDR_LEN + head_len));
+		memcpy(frame + REC_HDR_LEN + head_len, sum, sizeof(sum));
 		if ((r = w_out(w, frame, REC_HDR_LEN + head_len + REC_SUM_LEN)) < 0)
 			goto fail;
 	} else {
@@ -442,6 +442,10 @@ static int w_record(struct dmr_stream_writer *w, uint32_t type, size_t head_len,
 		    (r = w_out(w, body, body_len)) < 0 || (r = w_out(w, sum, sizeof(sum))) < 0)
 			goto fail;
 	}
+	/* The stream's checksum chains the records' own: every byte is
+	 * hashed once, and a record lost, repeated or moved still changes
+	 * it (docs/stream.md, the trailer). */
+	XXH3_64bits_update(w->stream_sum, sum, sizeof(sum));
 	w->t.records++;
 	return 0;
 fail:
@@ -494,6 +498,7 @@ int dmr_stream_writer_new(const struct dmr_stream_header *h, unsigned flags,
 	memcpy(pre, MAGIC, MAGIC_LEN);
 	put_u32(pre + MAGIC_LEN, DMR_STREAM_VERSION);
 	n = header_encode(&w->h, W_HEAD(w));
+	XXH3_64bits_update(w->stream_sum, pre, sizeof(pre));
 	if ((r = w_out(w, pre, sizeof(pre))) < 0 ||
 	    (r = w_record(w, DMR_STREAM_T_HEADER, n, NULL, 0)) < 0) {
 		dmr_stream_writer_free(w);
@@ -612,7 +617,7 @@ int dmr_stream_writer_finish(struct dmr_stream_writer *w, struct dmr_stream_tota
 	if (w->err)
 		return w->err;
 	/* The trailer counts itself in the stream's length (it is the end of
-	 * it), not in the records; its sum is of everything before it. */
+	 * it), not in the records; its sum chains those before it. */
 	t = w->t;
 	t.stream_bytes += REC_HDR_LEN + TRAILER_LEN + REC_SUM_LEN;
 	p = W_HEAD(w);
@@ -649,7 +654,7 @@ struct dmr_stream_reader {
 	dmr_stream_trace_fn trace;
 	void *trace_userdata;
 	struct dmr_stream_header h;
-	XXH3_state_t *stream_sum;       /* every record before the trailer */
+	XXH3_state_t *stream_sum;       /* the preamble, then each record's checksum */
 	ZSTD_DCtx *dctx;                /* made at the first DATA_ZSTD */
 	uint8_t *buf;                   /* the current record, framing and all */
 	size_t buf_size;
@@ -775,10 +780,11 @@ static void r_trace(struct dmr_stream_reader *r, const struct raw_rec *rr,
 		r->trace(r->trace_userdata, &info);
 }
 
-/* A record is done: into the stream's checksum and the counts. */
+/* A record is done: its checksum (already compared with its bytes) into
+ * the stream's, and into the counts. */
 static void r_count(struct dmr_stream_reader *r, const struct raw_rec *rr)
 {
-	XXH3_64bits_update(r->stream_sum, r->buf, REC_HDR_LEN + rr->len + REC_SUM_LEN);
+	XXH3_64bits_update(r->stream_sum, r->buf + REC_HDR_LEN + rr->len, REC_SUM_LEN);
 	r->t.records++;
 	r->index++;
 }

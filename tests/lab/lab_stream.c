@@ -319,7 +319,7 @@ usage:
 
 struct forge {
 	int fd;
-	XXH3_state_t *sum;      /* every byte so far: the trailer's checksum */
+	XXH3_state_t *sum;      /* the preamble, then each record's checksum: the trailer's */
 	uint64_t bytes, records, data_bytes;
 	int err;
 };
@@ -338,7 +338,6 @@ static void f_out(struct forge *f, const void *buf, size_t len)
 		f->err = errno ? errno : EIO;
 		return;
 	}
-	XXH3_64bits_update(f->sum, buf, len);
 	f->bytes += len;
 }
 
@@ -356,6 +355,7 @@ static void f_record(struct forge *f, uint32_t type, const uint8_t *payload, siz
 	le(rec + 8, len, 8);
 	memcpy(rec + F_REC_HDR, payload, len);
 	le(rec + F_REC_HDR + len, XXH3_64bits(rec, F_REC_HDR + len), 8);
+	XXH3_64bits_update(f->sum, rec + F_REC_HDR + len, F_SUM);
 	f_out(f, rec, F_REC_HDR + len + F_SUM);
 	f->records++;
 }
@@ -454,6 +454,7 @@ static int forge(const char *kind, const char *template, const char *out)
 	XXH3_64bits_reset(f.sum);
 	memcpy(pre, "DMREPSTR", 8);
 	le(pre + 8, DMR_STREAM_VERSION, 4);
+	XXH3_64bits_update(f.sum, pre, sizeof(pre));
 	f_out(&f, pre, sizeof(pre));
 	f_record(&f, DMR_STREAM_T_HEADER, buf, f_header(&h, buf));
 
@@ -467,7 +468,7 @@ static int forge(const char *kind, const char *template, const char *out)
 	f.data_bytes += len;
 
 	/* TRAILER: records (the header's too, not its own), data bytes, zero
-	 * bytes, the stream's bytes with its own, the xxh3 of all before it. */
+	 * bytes, the stream's bytes with its own, the chained checksums. */
 	le(buf, f.records, 8);
 	le(buf + 8, f.data_bytes, 8);
 	le(buf + 16, 0, 8);
