@@ -127,6 +127,7 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm->overlay_ids);
 	free(vm->test_ids);
 	free(vm->doomed);
+	dmr_repl_clear(&vm->repl);
 	free(vm->name);
 	free(vm->backend);
 	free(vm->qmp);
@@ -251,14 +252,31 @@ static struct json_object *replication_api_json(const struct dmr_vm *vm)
 			newest = &vm->points[i];
 			break;
 		}
-	/* CONTRACT.md's shape; continuous replication (issue 15) fills it. */
-	json_object_object_add(o, "state", json_object_new_string("off"));
-	json_object_object_add(o, "interval", json_object_new_int64(0));
-	json_object_object_add(o, "to", json_object_new_string(""));
-	json_object_object_add(o, "last_success", NULL);
-	json_object_object_add(o, "lag_seconds", NULL);
-	json_object_object_add(o, "bytes_sent", json_object_new_int64(0));
-	json_object_object_add(o, "last_error", json_object_new_string(""));
+	/* CONTRACT.md's shape, from the settings and what the cycles learned
+	 * (agent/store/repl.h). */
+	{
+		const struct dmr_repl *rp = &vm->repl;
+		uint64_t now = dmr_realtime_usec();
+		int64_t lag = dmr_repl_lag_sec(rp, now);
+		char ok_ts[32] = "";
+
+		if (rp->last_success_usec)
+			(void)dmr_format_rfc3339(rp->last_success_usec, ok_ts);
+		json_object_object_add(o, "state",
+				       json_object_new_string(dmr_repl_health_name(dmr_repl_health(rp, now))));
+		json_object_object_add(o, "interval", json_object_new_int64(rp->to ? rp->interval_sec : 0));
+		json_object_object_add(o, "to", json_object_new_string(rp->to ? rp->to : ""));
+		json_object_object_add(o, "last_success",
+				       rp->last_success_usec ? json_object_new_string(ok_ts) : NULL);
+		json_object_object_add(o, "lag_seconds", lag >= 0 ? json_object_new_int64(lag) : NULL);
+		json_object_object_add(o, "bytes_sent", json_object_new_int64((int64_t)rp->bytes_sent));
+		json_object_object_add(o, "last_error",
+				       json_object_new_string(rp->last_error ? rp->last_error : ""));
+		json_object_object_add(o, "acknowledged",
+				       rp->acked_uuid[0] ? json_object_new_string(rp->acked_uuid) : NULL);
+		json_object_object_add(o, "failures", json_object_new_int64(rp->failures));
+		json_object_object_add(o, "paused", json_object_new_boolean(rp->paused));
+	}
 	if (vm->role == DMR_VM_REPLICA) {
 		uint64_t now = dmr_realtime_usec();
 
@@ -374,6 +392,9 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "role", json_object_new_string(dmr_vm_role_name(vm->role)));
 	json_object_object_add(o, "last_received_usec",
 			       json_object_new_int64((int64_t)vm->last_received_usec));
+	/* Absent while replication was never set: files stay as they were. */
+	if (vm->repl.to || vm->repl.acked_uuid[0])
+		json_object_object_add(o, "replication", dmr_repl_state_json(&vm->repl));
 	json_object_object_add(o, "backend", json_object_new_string(vm->backend));
 	json_object_object_add(o, "state", json_object_new_string(dmr_vm_state_name(vm->state)));
 	json_object_object_add(o, "test_failover", json_object_new_boolean(vm->test_failover));
@@ -682,6 +703,13 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 		if (json_object_object_get_ex(o, "last_received_usec", &v) &&
 		    (r = get_u64(o, "last_received_usec", &vm->last_received_usec)) < 0)
 			return r;
+		/* Absent in files from before continuous replication: off. */
+		if (json_object_object_get_ex(o, "replication", &v) && v) {
+			const char *field = NULL;
+
+			if ((r = dmr_repl_state_parse(v, &vm->repl, &field)) < 0)
+				return r == -EBADMSG ? bad(field ? field : "replication") : r;
+		}
 	}
 	if (dmr_name_obj_valid(vm->name, DMR_OBJ_NAME_MAX) < 0)
 		return bad("name");

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "agent/core/agent.h"
+#include "agent/store/repl.h"
 #include "common/util.h"
 #include "common/uuid.h"
 #include "dm/name.h"
@@ -114,6 +115,9 @@ struct dmr_vm {
 	enum dmr_vm_role role;
 	/* Replica: when the newest point arrived (CLOCK_REALTIME), 0: never. */
 	uint64_t last_received_usec;
+	/* Primary: continuous replication to another host (agent/store/repl.h);
+	 * off (repl.to NULL) until root sets it. */
+	struct dmr_repl repl;
 	char *backend;          /* "thin" or "classic" */
 	enum dmr_vm_state state;
 	bool test_failover;
