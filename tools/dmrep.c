@@ -212,6 +212,38 @@ static void connect_agent(void)
 
 /* Send the first bytes of p with descriptor fd attached (SCM_RIGHTS): the
  * agent takes it for the request line that starts here.  How many went. */
+/* The request could not be sent: the agent may have refused the connection
+ * (too many of them) and closed it before the request went out, its reason
+ * still queued on the socket.  Say that reason if it is there; else that
+ * the connection was lost.  Never returns. */
+__attribute__((noreturn)) static void fail_lost(const char *what, int err)
+{
+	char line[1024];
+	ssize_t k;
+
+	do
+		k = recv(agent.fd, line, sizeof(line) - 1, MSG_DONTWAIT);
+	while (k < 0 && errno == EINTR);
+	if (k > 0) {
+		struct json_object *o, *v;
+		char *nl;
+
+		line[k] = '\0';
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		o = json_tokener_parse(line);
+		if (o && json_object_is_type(o, json_type_object) &&
+		    json_object_object_get_ex(o, "id", &v) && !v &&
+		    json_object_object_get_ex(o, "return", &v) && json_object_is_type(v, json_type_int))
+			fail(json_object_get_int(v), "%s",
+			     str_field(o, "error", dmr_rc_name(json_object_get_int(v))));
+		json_object_put(o);
+	}
+	errno = err;
+	fail(DMR_RC_UNAVAILABLE, "%s: %m", what);
+}
+
 static size_t send_with_fd(const char *p, size_t n, int fd)
 {
 	union {
@@ -234,7 +266,7 @@ static size_t send_with_fd(const char *p, size_t n, int fd)
 		k = sendmsg(agent.fd, &mh, MSG_NOSIGNAL);
 	while (k < 0 && errno == EINTR);
 	if (k <= 0)
-		fail(DMR_RC_UNAVAILABLE, "cannot hand the descriptor to the agent: %m");
+		fail_lost("cannot hand the descriptor to the agent", k < 0 ? errno : EPIPE);
 	return (size_t)k;
 }
 
@@ -248,7 +280,7 @@ static void send_all(const char *p, size_t n)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			fail(DMR_RC_UNAVAILABLE, "lost the connection to the agent: %m");
+			fail_lost("lost the connection to the agent", errno);
 		p += k;
 		n -= (size_t)k;
 	}
@@ -310,7 +342,7 @@ static struct json_object *read_reply(void)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			fail(DMR_RC_UNAVAILABLE, "lost the connection to the agent: %m");
+			fail_lost("lost the connection to the agent", errno);
 		if (k == 0)
 			fail(DMR_RC_UNAVAILABLE, "the agent closed the connection before answering");
 		agent.len += (size_t)k;
