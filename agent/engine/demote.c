@@ -132,8 +132,9 @@ static int check(const struct dmr_vm *vm, const struct dmr_demote_req *req,
 		const struct dmr_point *c = &vm->points[plan->common];
 
 		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s has %zu point(s) newer than point %" PRIu64 " (uuid %s, %s): "
-			      "the other host never had them; --force drops them", vm->name,
+			      "VM %s has %zu point(s) newer than point %" PRIu64 " (uuid %s, %s), "
+			      "taken as points the other host does not hold: --force drops them, "
+			      "--point names another common point", vm->name,
 			      plan->drop, c->id, c->uuid, dmr_demote_rule_name(plan->rule));
 	}
 	return 0;
