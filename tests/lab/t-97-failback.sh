@@ -29,6 +29,7 @@ OUT=/tmp/dmrep-hooks$$.out
 mkdir -p "$HOOKS"
 chmod 0755 "$HOOKS"
 export DMREPD_ARGS="--hook-dir $HOOKS"
+# shellcheck disable=SC2016 # expanded by the teardown
 lab_cleanup 'rm -rf "$HOOKS" "$OUT".*'
 
 # mk FILE K BASE A B: the stream of point K (base BASE, 0: full) of $R,
@@ -200,6 +201,7 @@ expect_rc "demote with two points newer than the acknowledged base: refused 3277
 check "the reason gives the count" jq -e '.error | test("has 2 point")' <<<"$out"
 diag "it said: $(jq -r '.error // .error_description' <<<"$out")"
 expect_rc "demote --point 99: no such point (32779)" 32779 "$(dmrep --json vm demote "$R" --point 99 --force)"
+# shellcheck disable=SC2016 # the shim's own $1
 printf '#!/bin/sh\n[ "$1" = status ] && cat %s\nexit 0\n' "$W/guest" >"$W/shim"
 chmod 0755 "$W/shim"
 echo running >"$W/guest"
