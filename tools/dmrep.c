@@ -1268,6 +1268,23 @@ static const struct command commands[] = {
 	  "failover hooks get them in their environment (dmrepd --hook-dir).",
 	  OPT(O_MAC) | OPT(O_ADDRESS) | OPT(O_GATEWAY) | OPT(O_DNS) | OPT(O_CLEAR), { "VM", NULL },
 	  { "vm", NULL }, { false }, "SetFailoverNetworkAdapterSettings", run_simple },
+	{ "vm", "demote", "VM [--point POINT] [--force]",
+	  "On the old primary, after the VM failed over to another host and was committed\n"
+	  "there: make the VM here a replica of that host, so that it replicates back\n"
+	  "incrementally.  The common point (the last point both hosts hold) is --point\n"
+	  "if given (this host's id), else the last point the other host acknowledged\n"
+	  "(vm replicate), else the newest valid point.  The points newer than it are\n"
+	  "dropped: refused (32775, with their count) unless --force.  The live disks\n"
+	  "(the data written here since, diverged) and /dev/dmrep/VM/DISK go; the\n"
+	  "replication settings are cleared; the VM's latest point is then the common\n"
+	  "point, the base of the other host's next incremental.  With no common point,\n"
+	  "--force drops every point (the next stream must be full).  Refused while a\n"
+	  "disk's device is open (32774), and unless --force while the hypervisor says\n"
+	  "the guest runs or is paused (32775) or does not answer (32777): shut the\n"
+	  "guest down first.  Prints {\"return\": 0, \"point\": POINT, \"uuid\": \"...\",\n"
+	  "\"dropped\": N}.  Root only (32769).  Thin VMs only (classic: 32770).",
+	  OPT(O_POINT) | OPT(O_FORCE), { "VM", NULL }, { "vm", NULL }, { false }, "DemoteVirtualSystem",
+	  run_simple },
 	{ "point", "create",
 	  "VM [--consistency crash|application] [--label TEXT]\n"
 	  "            [--cow-dev DISK=DEVICE ...] [--force]",
@@ -1305,7 +1322,10 @@ static const struct command commands[] = {
 	{ "failover", "start", "VM [--point POINT] [--test] [--guest resume|reset] [--wait]",
 	  "Switch every disk of the VM to a point (default: the latest valid one) and reset\n"
 	  "(default) or resume the guest.  --test instead shows the point at\n"
-	  "/dev/dmrep/VM-test/DISK beside the running VM.",
+	  "/dev/dmrep/VM-test/DISK beside the running VM.  On a replica (the primary is\n"
+	  "lost): /dev/dmrep/VM/DISK appear, a writable view of the point (never written\n"
+	  "itself), with no hypervisor; the failover hooks may start the VM; revert takes\n"
+	  "them away, commit makes this host the VM's primary.",
 	  OPT(O_POINT) | OPT(O_TEST) | OPT(O_GUEST) | OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false },
 	  "InitiateFailover", run_failover },
 	{ "failover", "revert", "VM [--guest resume|reset] [--wait]",
@@ -1313,7 +1333,10 @@ static const struct command commands[] = {
 	  "the guest, which now sees the live disks again.",
 	  OPT(O_GUEST) | OPT(O_WAIT), { "VM", NULL }, { "vm", NULL }, { false }, "RevertFailover", run_failover },
 	{ "failover", "commit", "VM [--wait]",
-	  "Keep the failover for good: the point's timeline becomes the live one.", OPT(O_WAIT),
+	  "Keep the failover for good: the point's timeline becomes the live one.  On a\n"
+	  "replica, the VM becomes a primary here (role \"primary\"): it takes points,\n"
+	  "can replicate back to the old primary once that is demoted (vm demote), and\n"
+	  "refuses that host's streams (32775).", OPT(O_WAIT),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "CommitFailover", run_failover },
 	{ "failover", "stop-test", "VM [--wait]", "Remove a test failover's devices.", OPT(O_WAIT),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "StopTestReplicaSystem", run_failover },

@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job_hooks.h"
@@ -33,12 +34,16 @@ struct dmr_failover {
 	bool pause_guest;   /* the guest ran and we paused it */
 	size_t n;
 	char (*names)[DMR_DM_NAME_SIZE];      /* stable dm names */
+	char (*uuids)[DMR_DM_UUID_SIZE];      /* and their UUIDs */
 	char (*test_names)[DMR_DM_NAME_SIZE]; /* test view names */
 	char (*test_uuids)[DMR_DM_UUID_SIZE];
 	uint64_t *sectors;
 	uint32_t *live_ids;
 	uint32_t *new_ids;       /* overlays being made */
 	uint32_t *old_ids;       /* overlays being dropped */
+	/* A replica VM (points only): no live volume and no stable device
+	 * until a failover, and no guest here to pause. */
+	bool replica;
 	struct dmr_shim *shim;
 	char *hook_dir;          /* failover hooks (agent/guest/hooks.h), or NULL */
 	struct json_object *network; /* a copy of the VM's settings, or NULL */
@@ -55,6 +60,7 @@ static void fo_ctx_free(void *p)
 	json_object_put(c->network);
 	free(c->vm);
 	free(c->names);
+	free(c->uuids);
 	free(c->test_names);
 	free(c->test_uuids);
 	free(c->sectors);
@@ -74,20 +80,23 @@ static int ctx_fill(struct dmr_failover *c, const struct dmr_vm *vm)
 	c->n = n;
 	c->be = dmr_backend_of(vm);
 	c->vmp = vm;
+	c->replica = vm->role == DMR_VM_REPLICA;
 	c->names = calloc(n, sizeof(*c->names));
+	c->uuids = calloc(n, sizeof(*c->uuids));
 	c->test_names = calloc(n, sizeof(*c->test_names));
 	c->test_uuids = calloc(n, sizeof(*c->test_uuids));
 	c->sectors = calloc(n, sizeof(*c->sectors));
 	c->live_ids = calloc(n, sizeof(*c->live_ids));
 	c->new_ids = calloc(n, sizeof(*c->new_ids));
 	c->old_ids = calloc(n, sizeof(*c->old_ids));
-	if (!c->names || !c->test_names || !c->test_uuids || !c->sectors || !c->live_ids ||
+	if (!c->names || !c->uuids || !c->test_names || !c->test_uuids || !c->sectors || !c->live_ids ||
 	    !c->new_ids || !c->old_ids)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		int k;
 
 		(void)dmr_vm_disk_dm_name(vm->name, vm->disks[i].name, c->names[i]);
+		(void)dmr_vm_disk_dm_uuid(vm->name, vm->disks[i].name, c->uuids[i]);
 		if ((k = dmr_vm_test_dm_name(vm->name, vm->disks[i].name, c->test_names[i])) < 0 ||
 		    (k = dmr_vm_test_dm_uuid(vm->name, vm->disks[i].name, c->test_uuids[i])) < 0)
 			return k;
@@ -150,6 +159,71 @@ static int devices_on(struct dmr_registry *reg, const struct dmr_failover *c, co
 			on++;
 	}
 	return on == c->n ? 1 : on == 0 ? 0 : -1;
+}
+
+/* ---- a replica's stable devices: its failover makes them, its revert
+ * takes them away (README, replica VMs) ------------------------------------ */
+
+/* Every disk's stable device made on ids[i]'s device, in one group (one
+ * udev wait, all or nothing): a replica has none before its failover, and
+ * no guest runs on it, so nothing is paused or swapped. */
+static int replica_devices_up(struct dmr_failover *c, const uint32_t *ids)
+{
+	_cleanup_free_ struct dmr_table **t = calloc(c->n, sizeof(*t));
+	_cleanup_free_ const char **names = calloc(c->n, sizeof(*names));
+	_cleanup_free_ const char **uuids = calloc(c->n, sizeof(*uuids));
+	int r;
+
+	if (!t || !names || !uuids)
+		return -ENOMEM;
+	r = c->be->volumes_up(c->reg, c->vmp, ids);
+	for (size_t i = 0; r == 0 && i < c->n; i++) {
+		names[i] = c->names[i];
+		uuids[i] = c->uuids[i];
+		r = c->be->stable_table(c->reg, c->vmp, i, ids[i], &t[i]);
+	}
+	if (r == 0)
+		r = dmr_test_fail("initiate:devices");
+	if (r == 0)
+		r = dmr_dm_create_group(c->n, names, uuids, (const struct dmr_table *const *)t, 0);
+	for (size_t i = 0; i < c->n; i++)
+		dmr_table_free(t[i]);
+	return r;
+}
+
+/* The replica's stable devices removed, only its own (the full UUID), and
+ * every disk's or none: -EBUSY when one is held open (a guest or a mount
+ * on it) after 2 s of retries (udev's probe lets go sooner), -EEXIST when
+ * one under its name is another device.  Missing ones count as gone. */
+static int replica_devices_down(const struct dmr_failover *c)
+{
+	_cleanup_free_ const char **names = calloc(c->n ? c->n : 1, sizeof(*names));
+	size_t m = 0;
+
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n; i++) {
+		struct dmr_dm_info info;
+		int r, tries = 20;
+
+		while ((r = dmr_dm_info(c->names[i], &info)) == 0 && info.exists &&
+		       dmr_streq(info.uuid, c->uuids[i]) && info.open_count > 0 && --tries > 0)
+			usleep(100 * 1000);
+		if (r < 0)
+			return r;
+		if (!info.exists)
+			continue;
+		if (!dmr_streq(info.uuid, c->uuids[i])) {
+			log_debug("VM %s: %s is another device (%s)", c->vm, c->names[i], info.uuid);
+			return -EEXIST;
+		}
+		if (info.open_count > 0) {
+			log_debug("VM %s: %s is open (%d)", c->vm, c->names[i], (int)info.open_count);
+			return -EBUSY;
+		}
+		names[m++] = c->names[i];
+	}
+	return m ? dmr_dm_remove_group(m, names, 20) : 0;
 }
 
 /*
@@ -447,12 +521,73 @@ static int guest_probe(struct dmr_job *job, struct dmr_failover *c)
 	return 0;
 }
 
+/*
+ * A replica's failover (issue 15): the primary is lost, its points are
+ * here.  The same intent and overlays as a primary's, but no guest to
+ * pause and no stable device to swap: the stable devices are made on the
+ * overlays, all disks in one group or none.  Crash steps initiate:intent,
+ * initiate:overlays, initiate:devices, initiate:done; recovery reads the
+ * devices as for a primary (all on the overlays: done; else they go, and
+ * the overlays).  The failover hooks run as on a primary, with this VM's
+ * own network settings (vm network here: nothing executable came in a
+ * stream), and may start the VM on this host.
+ */
+static int replica_initiate_job(struct dmr_job *job, struct dmr_failover *c)
+{
+	uint64_t t0;
+	int r;
+
+	c->pause_guest = false;
+	r = alloc_ids(c, c->new_ids);
+	if (r == 0)
+		r = intent_begin(c, "initiate", c->point, c->new_ids, false,
+				 DMR_VM_FAILOVER_IN_PROGRESS);
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
+	dmr_test_hook("initiate:intent");
+	t0 = dmr_now_usec();
+	r = make_overlays(c, c->new_ids);
+	if (r < 0) {
+		dmr_job_fail(job, r, "cannot make the overlays");
+		goto undo_catalog;
+	}
+	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);
+	dmr_job_set_percent(job, 40);
+	dmr_test_hook("initiate:overlays");
+	t0 = dmr_now_usec();
+	r = replica_devices_up(c, c->new_ids);
+	if (r < 0) {
+		dmr_job_fail(job, r, "cannot make the disks' devices");
+		goto undo_overlays;
+	}
+	dmr_job_add_step(job, "devices", dmr_now_usec() - t0);
+	dmr_job_set_percent(job, 90);
+	dmr_test_hook("initiate:devices");
+	r = vm_save_locked(c->reg, c->vm, initiate_done, NULL);
+	if (r < 0) {
+		/* Recovery at the next start finds every device on its
+		 * overlay and finishes this. */
+		dmr_job_fail(job, r, "the devices are up, but state not saved");
+		return r;
+	}
+	dmr_test_hook("initiate:done");
+	return stands(job, c, false);
+
+undo_overlays:
+	(void)delete_ids(c, c->new_ids);
+undo_catalog:
+	(void)vm_save_locked(c->reg, c->vm, initiate_undone, NULL);
+	return r;
+}
+
 static int initiate_job(struct dmr_job *job, void *userdata)
 {
 	struct dmr_failover *c = userdata;
 	uint64_t t0;
 	int r;
 
+	if (c->replica)
+		return replica_initiate_job(job, c);
 	if (guest_probe(job, c) < 0)
 		return -EHOSTUNREACH;
 	r = alloc_ids(c, c->new_ids);
@@ -509,11 +644,48 @@ static void revert_failed(struct dmr_vm *vm, void *p)
 	(void)p;
 }
 
+/* A replica's revert: its stable devices go (refused while one is open:
+ * a guest started on them must be stopped first), then the overlays;
+ * back to a replica with no live disk.  Crash steps revert:intent,
+ * revert:devices, revert:deleted; recovery finishes it. */
+static int replica_revert_job(struct dmr_job *job, struct dmr_failover *c)
+{
+	int r;
+
+	c->pause_guest = false;
+	r = intent_begin(c, "revert", 0, NULL, false, DMR_VM_FAILOVER_IN_PROGRESS);
+	if (r < 0)
+		return dmr_job_fail(job, r, "cannot record the intent");
+	dmr_test_hook("revert:intent");
+	r = replica_devices_down(c);
+	if (r < 0) {
+		if (r == -EBUSY)
+			dmr_job_set_error(job, DMR_RC_IN_USE, "a disk's device of VM %s is open (is the "
+					  "VM running here?): stop it first", c->vm);
+		else
+			dmr_job_fail(job, r, "cannot remove the disks' devices");
+		(void)vm_save_locked(c->reg, c->vm, revert_failed, NULL);
+		return r;
+	}
+	dmr_test_hook("revert:devices");
+	r = delete_ids(c, c->old_ids);
+	if (r < 0)
+		log_warning("VM %s: overlays not deleted (%s); recovery retries", c->vm, strerror(-r));
+	dmr_test_hook("revert:deleted");
+	r = vm_save_locked(c->reg, c->vm, revert_done, NULL);
+	if (r < 0)
+		return dmr_job_fail(job, r, "reverted, but state not saved");
+	dmr_job_set_percent(job, 100);
+	return 0;
+}
+
 static int revert_job(struct dmr_job *job, void *userdata)
 {
 	struct dmr_failover *c = userdata;
 	int r;
 
+	if (c->replica)
+		return replica_revert_job(job, c);
 	if (guest_probe(job, c) < 0)
 		return -EHOSTUNREACH;
 	r = intent_begin(c, c->reset ? "revert-reset" : "revert", 0, NULL, false,
@@ -560,6 +732,22 @@ static void commit_done(struct dmr_vm *vm, void *p)
 	for (size_t i = vm->n_points; i-- > 0;)
 		if (vm->points[i].id > vm->failover_point)
 			dmr_vm_point_drop(vm, i);
+	if (vm->role == DMR_VM_REPLICA) {
+		/* A replica failed over for good is the VM's primary now: it
+		 * takes points and can replicate, and refuses streams.  Every
+		 * point it holds came from the other host; the newest left
+		 * (the failover point: newer ones went above) is the last one
+		 * both hosts share, so a cycle back to the old primary, once
+		 * demoted, is incremental from it (agent/store/repl.h). */
+		const struct dmr_point *pt = dmr_vm_point_find(vm, vm->failover_point);
+
+		vm->role = DMR_VM_PRIMARY;
+		dmr_repl_clear(&vm->repl);
+		if (pt) {
+			snprintf(vm->repl.acked_uuid, sizeof(vm->repl.acked_uuid), "%s", pt->uuid);
+			vm->repl.acked_usec = pt->created_usec;
+		}
+	}
 	free(vm->overlay_ids);
 	vm->overlay_ids = NULL;
 	vm->failover_point = 0;
@@ -579,8 +767,10 @@ static int commit_victims(struct dmr_registry *reg, const char *name, uint32_t *
 	vm = dmr_reg_vm_find(reg, name);
 	ids = vm ? calloc(vm->n_disks * (vm->n_points + 1), sizeof(*ids)) : NULL;
 	if (ids) {
+		/* A replica's disks have no live volume (0): nothing to drop. */
 		for (size_t i = 0; i < vm->n_disks; i++)
-			if (vm->overlay_ids && vm->disks[i].thin_id != vm->overlay_ids[i])
+			if (vm->overlay_ids && vm->disks[i].thin_id &&
+			    vm->disks[i].thin_id != vm->overlay_ids[i])
 				ids[n++] = vm->disks[i].thin_id;
 		for (size_t p = 0; p < vm->n_points; p++)
 			if (vm->points[p].id > vm->failover_point)
@@ -751,16 +941,12 @@ int dmr_failover_role_check(const struct dmr_vm *vm, enum dmr_failover_op op,
 			    const char **ret_why)
 {
 	assert(vm && ret_why);
-	if (vm->role != DMR_VM_REPLICA || op == DMR_FAILOVER_TEST || op == DMR_FAILOVER_STOP_TEST)
-		return 0;
-	/* A test failover is made from the point alone (views, no guest);
-	 * a real one on a replica brings up a VM that never ran here. */
-	if (op == DMR_FAILOVER_INITIATE) {
-		*ret_why = "a replica VM takes only a test failover (--test) in this version";
-		return -EOPNOTSUPP;
-	}
-	*ret_why = "a replica has no failover to revert or commit";
-	return -DMR_E_STATE;
+	/* Every operation runs on a replica too (issue 15): a failover
+	 * there makes the stable devices on the point's overlays, with no
+	 * guest to pause; revert and commit need a failover (the caller's
+	 * state check).  A replica's guest polices nothing: --guest is moot. */
+	(void)op;
+	return 0;
 }
 
 int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
@@ -849,7 +1035,8 @@ int dmr_failover_on_overlays(const struct dmr_failover *c)
 
 int dmr_failover_retarget_live(const struct dmr_failover *c)
 {
-	return retarget_all(c->reg, c, c->live_ids);
+	/* A replica's live state has no stable device. */
+	return c->replica ? replica_devices_down(c) : retarget_all(c->reg, c, c->live_ids);
 }
 
 int dmr_failover_delete_overlays(struct dmr_failover *c)

@@ -50,10 +50,12 @@ struct dmr_failover;
  * a state file edited by hand made invalid). */
 int dmr_failover_new(struct dmr_registry *reg, const struct dmr_vm *vm, enum dmr_failover_op op,
 		     const char *hook_dir, struct dmr_failover **ret_fo);
-/* May op run on vm as its role is (a replica: test failover only)?  0, or
- * -EOPNOTSUPP (a real failover on a replica: issue 15) / -DMR_E_STATE,
- * *ret_why (static) the reason for the caller's reply.  dmr_failover_new
- * refuses the same. */
+/* May op run on vm as its role is?  0, or a negative errno and *ret_why
+ * (static) the reason for the caller's reply; dmr_failover_new refuses the
+ * same.  Every operation runs on a replica now: its failover makes the
+ * stable devices on the point's overlays (no guest to pause), its revert
+ * removes them, its commit makes it the VM's primary (role "primary",
+ * repl.acked_uuid the failover point's: the last point both hosts share). */
 int dmr_failover_role_check(const struct dmr_vm *vm, enum dmr_failover_op op,
 			    const char **ret_why);
 /* Once the caller has checked the VM's state: the point (INITIATE, TEST: a
@@ -84,7 +86,8 @@ int dmr_failover_ctx_recovery(struct dmr_registry *reg, const struct dmr_vm *vm,
 			      struct dmr_failover **ret);
 /* Which the stable devices run: 1 every disk its overlay, 0 none, -1 a mix. */
 int dmr_failover_on_overlays(const struct dmr_failover *c);
-/* Every stable device back on its live volume (reload, suspend, resume). */
+/* Every stable device back on its live volume (reload, suspend, resume);
+ * a replica's, whose live state has none, removed (only its own). */
 int dmr_failover_retarget_live(const struct dmr_failover *c);
 /* Remove the overlays (vm->overlay_ids) / the test views' volumes. */
 int dmr_failover_delete_overlays(struct dmr_failover *c);

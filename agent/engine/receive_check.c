@@ -49,9 +49,14 @@ int dmr_receive_check(const struct dmr_stream_header *h, const char *name,
 		return refuse(ret_why, -EOPNOTSUPP,
 			      "stream format version %" PRIu32 " is newer than this agent reads (%u)",
 			      h->version, DMR_STREAM_VERSION);
+	/* A promoted replica (failover commit) is a primary too: a returning
+	 * old primary's streams never overwrite it; the reason says the way
+	 * out, which is on the sending host. */
 	if (vm && vm->role != DMR_VM_REPLICA)
-		return refuse(ret_why, -DMR_E_STATE, "VM %s is a primary here: a replica takes streams",
-			      name);
+		return refuse(ret_why, -DMR_E_STATE,
+			      "VM %s is a primary here: a replica takes streams (if the sender is "
+			      "its old primary, demote it there with vm demote and replicate from "
+			      "here)", name);
 	if (vm && !dmr_streq(vm->uuid, h->vm_uuid))
 		return refuse(ret_why, -DMR_E_STATE,
 			      "the stream is of VM uuid %s; VM %s here is uuid %s", h->vm_uuid, name,

@@ -7,6 +7,7 @@
 #include "agent/engine/vm.h"
 #include "agent/backend/backend.h"
 #include "agent/backend/identity.h"
+#include "agent/engine/demote.h"
 #include "agent/engine/failover.h"
 #include "agent/engine/point.h"
 #include "agent/guest/qga.h"
@@ -314,6 +315,13 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 				(void)dmr_failover_delete_test_views(c);
 			dmr_failover_test_undone(vm);
 		}
+	} else if (dmr_streq(intent, "demote")) {
+		/* The switch to a replica is one save that clears the intent:
+		 * still here, it never happened, and reconcile brought the
+		 * devices back on the live volumes. */
+		log_notice("VM %s: a demote was interrupted before it changed the catalog: undone, "
+			   "still a primary (vm demote again)", vm->name);
+		dmr_demote_undone(vm);
 	} else {
 		log_error("VM %s: unknown intent '%s' left alone", vm->name, intent);
 		return;

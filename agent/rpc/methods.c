@@ -36,6 +36,7 @@ const struct dmr_method dmr_methods[] = {
 	{ "StopTestReplicaSystem", true, dmr_h_stop_test, false, false },
 	{ "SendReplicationPoint", true, dmr_h_send_point, false, true },
 	{ "ReceiveReplicationPoint", true, dmr_h_receive_point, false, true },
+	{ "DemoteVirtualSystem", true, dmr_h_demote_vm, false, false },
 	{ "GetJob", false, dmr_h_get_job, false, false },
 	{ "ListJobs", false, dmr_h_list_jobs, false, false },
 	{ NULL, false, NULL, false, false },

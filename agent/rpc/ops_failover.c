@@ -120,8 +120,7 @@ static int fo_handler(struct dmr_call *call, enum dmr_failover_op m)
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	{
-		/* A replica's refusals say why (a real failover on one is
-		 * issue 15's), not just "Operation not supported". */
+		/* A refusal by role says why, not just its errno's words. */
 		const char *why = NULL;
 
 		r = vm ? dmr_failover_role_check(vm, m, &why) : 0;

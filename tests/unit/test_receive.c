@@ -157,7 +157,8 @@ static void test_vm_mismatch(void **state)
 	header(&h, 0, 1);
 	vm->role = DMR_VM_PRIMARY;
 	assert_int_equal(check(&h, "web01", vm, FREE, &base,
-			       "VM web01 is a primary here: a replica takes streams"),
+			       "VM web01 is a primary here: a replica takes streams (if the sender is "
+			       "its old primary, demote it there with vm demote"),
 			 DMR_RC_INVALID_STATE);
 	vm->role = DMR_VM_REPLICA;
 	snprintf(h.vm_uuid, sizeof(h.vm_uuid), "0b5e7c1e-1111-4a2b-9c3d-000000000009");

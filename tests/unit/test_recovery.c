@@ -1148,6 +1148,167 @@ static void test_replica_reboot(void **st)
 	calls_are("");
 }
 
+/* ---- a replica's failover (issue 15): no live volume, no guest -------- */
+
+static struct json_object *replica_initiating(void)
+{
+	struct json_object *o = replica_base();
+
+	set_str(o, "state", "failover-in-progress");
+	set_str(o, "intent", "initiate");
+	set_u64(o, "intent_point", 1);
+	json_object_object_add(o, "overlay_ids", ids(7, 8));
+	return o;
+}
+
+/* Both stable devices had been made on the overlays (initiate:devices):
+ * the failover stands, the devices stay. */
+static void test_replica_initiate_forward(void **st)
+{
+	struct dmr_vm *vm;
+
+	vm_write(replica_initiating());
+	stack_add(D0, U0, 7);
+	stack_add(D1, U1, 8);
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_RECOVERED);
+	assert_int_equal(vm->role, DMR_VM_REPLICA);
+	assert_int_equal(vm->failover_point, 1);
+	assert_string_equal(vm->intent, "");
+	calls_are("");
+	assert_int_equal(shows(D0), 7);
+	assert_int_equal(shows(D1), 8);
+}
+
+/* Killed before the devices were made (initiate:overlays), or after a
+ * reboot took them: no device to look at; the overlays go, the replica
+ * has no device again. */
+static void test_replica_initiate_back(void **st)
+{
+	struct json_object *f;
+	struct dmr_vm *vm;
+
+	vm_write(replica_initiating());
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_REPLICATING);
+	assert_null(vm->overlay_ids);
+	assert_string_equal(vm->intent, "");
+	calls_are("delete 7;delete 8;");
+	assert_null(dev_find(D0));
+	f = state_file();
+	assert_string_equal(file_str(f, "state"), "replicating");
+	assert_true(file_null(f, "overlay_ids"));
+	json_object_put(f);
+}
+
+/* One device up, the other not (a group cut short): the one up goes
+ * (never retargeted: a replica has no live volume to show), then the
+ * overlays. */
+static void test_replica_initiate_back_one(void **st)
+{
+	struct dmr_vm *vm;
+
+	vm_write(replica_initiating());
+	stack_add(D0, U0, 7);
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_REPLICATING);
+	assert_null(dev_find(D0));
+	calls_are("remove " D0 ";remove dmrep-thin-7;delete 7;delete 8;");
+}
+
+/* A device under the replica's stable name with another UUID: never
+ * removed; the rollback stops there and the intent stays. */
+static void test_replica_initiate_foreign(void **st)
+{
+	struct dmr_vm *vm;
+
+	vm_write(replica_initiating());
+	dev_add(D0, "DMREP-disk-other", 9);
+	vm = recover_ok(0);
+	assert_non_null(dev_find(D0));
+	assert_string_equal(vm->intent, "initiate");
+	calls_are("");
+}
+
+/* A replica's revert killed after its devices went (revert:devices): the
+ * overlays go, a replica with no device again. */
+static void test_replica_revert_forward(void **st)
+{
+	struct json_object *o = replica_base();
+	struct dmr_vm *vm;
+
+	set_str(o, "state", "failover-in-progress");
+	set_str(o, "intent", "revert");
+	set_u64(o, "failover_point", 1);
+	json_object_object_add(o, "overlay_ids", ids(7, 8));
+	vm_write(o);
+	stack_add(D1, U1, 8);
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_REPLICATING);
+	assert_null(vm->overlay_ids);
+	assert_string_equal(vm->intent, "");
+	assert_null(dev_find(D1));
+	calls_are("remove " D1 ";remove dmrep-thin-8;delete 7;delete 8;");
+}
+
+/* A replica's commit killed after its intent: finished, and the replica
+ * is the VM's primary now, its overlays its live volumes, the newer
+ * received point gone, and the failover point acknowledged (the base of
+ * a cycle back to the old primary). */
+static void test_replica_commit_forward(void **st)
+{
+	struct json_object *o = replica_base(), *f;
+	struct dmr_vm *vm;
+
+	set_str(o, "state", "recovered");
+	set_str(o, "intent", "commit");
+	set_u64(o, "failover_point", 1);
+	json_object_object_add(o, "overlay_ids", ids(7, 8));
+	add_pending_point(o, 2, 0, 5, 6);
+	vm_write(o);
+	stack_add(D0, U0, 7);
+	stack_add(D1, U1, 8);
+	vm = recover_ok(0);
+	assert_int_equal(vm->role, DMR_VM_PRIMARY);
+	assert_int_equal(vm->state, DMR_VM_COMMITTED);
+	assert_int_equal(vm->disks[0].thin_id, 7);
+	assert_int_equal(vm->disks[1].thin_id, 8);
+	assert_int_equal(vm->n_points, 1);
+	assert_string_not_equal(vm->points[0].uuid, "");
+	assert_string_equal(vm->repl.acked_uuid, vm->points[0].uuid);
+	assert_int_equal(vm->repl.acked_usec, 1);
+	calls_are("delete 5;delete 6;");
+	f = state_file();
+	assert_string_equal(file_str(f, "role"), "primary");
+	assert_string_equal(file_str(f, "state"), "committed");
+	json_object_put(f);
+}
+
+/* ---- DemoteVirtualSystem --------------------------------------------- */
+
+/* Killed before the switch was saved (demote:intent, demote:down): the
+ * VM is still the primary it was; its devices come back on the live
+ * volumes, its points and volumes all stay, the intent goes. */
+static void test_demote_undone(void **st)
+{
+	struct json_object *o = vm_base(), *f;
+	struct dmr_vm *vm;
+
+	set_str(o, "intent", "demote");
+	set_u64(o, "intent_point", 1);
+	vm_write(o);
+	vm = recover_ok(0);
+	assert_int_equal(vm->role, DMR_VM_PRIMARY);
+	assert_string_equal(vm->intent, "");
+	assert_int_equal(vm->n_points, 1);
+	assert_int_equal(shows(D0), 1);
+	assert_int_equal(shows(D1), 2);
+	f = state_file();
+	assert_string_equal(file_str(f, "intent"), "");
+	assert_string_equal(file_str(f, "role"), "primary");
+	json_object_put(f);
+}
+
 /* An older dmrep's names (dmrep-VM-DISK): found by UUID, renamed. */
 static void test_legacy_renamed(void **st)
 {
@@ -1438,6 +1599,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_classic_point_back_foreign_origin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_add_undone_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classic_doomed_removed_stack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_initiate_forward, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_initiate_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_initiate_back_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_initiate_foreign, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_revert_forward, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replica_commit_forward, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_demote_undone, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
