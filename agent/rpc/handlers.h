@@ -33,6 +33,8 @@ int dmr_h_stop_test(struct dmr_call *c);          /* StopTestReplicaSystem, muta
 /* agent/rpc/ops_replica.c: root only, each takes a descriptor */
 int dmr_h_send_point(struct dmr_call *c);         /* SendReplicationPoint, mutating */
 int dmr_h_receive_point(struct dmr_call *c);      /* ReceiveReplicationPoint, mutating */
+int dmr_h_set_replication(struct dmr_call *c);    /* SetReplication, mutating */
+int dmr_h_start_replication_cycle(struct dmr_call *c); /* StartReplicationCycle, mutating */
 /* agent/rpc/ops_job.c */
 int dmr_h_get_job(struct dmr_call *c);            /* GetJob */
 int dmr_h_list_jobs(struct dmr_call *c);          /* ListJobs */

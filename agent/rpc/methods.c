@@ -36,6 +36,8 @@ const struct dmr_method dmr_methods[] = {
 	{ "StopTestReplicaSystem", true, dmr_h_stop_test, false, false },
 	{ "SendReplicationPoint", true, dmr_h_send_point, false, true },
 	{ "ReceiveReplicationPoint", true, dmr_h_receive_point, false, true },
+	{ "SetReplication", true, dmr_h_set_replication, false, false },
+	{ "StartReplicationCycle", true, dmr_h_start_replication_cycle, false, false },
 	{ "GetJob", false, dmr_h_get_job, false, false },
 	{ "ListJobs", false, dmr_h_list_jobs, false, false },
 	{ NULL, false, NULL, false, false },

@@ -61,7 +61,15 @@ struct dmr_repl {
 	 * at once, whatever the count, with last_error saying why. */
 	bool refused;
 	char *last_error;       /* one line, or NULL */
+	/* A cycle started and has not ended: saved before COMMAND runs, so
+	 * that an agent killed mid-cycle finds it at its next start and
+	 * counts it failed (dmr_repl_interrupted). */
+	bool cycle_running;
 };
+
+/* At start: a cycle that was running when the agent stopped is counted a
+ * failure (failures++, last_error says so); true if r changed (save it). */
+bool dmr_repl_interrupted(struct dmr_repl *r);
 
 void dmr_repl_clear(struct dmr_repl *r);        /* frees, then all zero (off) */
 const char *dmr_repl_health_name(enum dmr_repl_health h);
