@@ -473,7 +473,7 @@ static void *capture_main(void *p)
 }
 
 /* In the child, between fork and execve: async-signal-safe calls only. */
-_Noreturn static void exec_child(const char *cmd, int in_fd, int out_fd, int err_fd)
+_Noreturn static void exec_child(char *const *argv, int in_fd, int out_fd, int err_fd)
 {
 	struct rlimit rl;
 	sigset_t none;
@@ -503,7 +503,7 @@ _Noreturn static void exec_child(const char *cmd, int in_fd, int out_fd, int err
 		for (int fd = 3; fd < (int)rl.rlim_cur; fd++)
 			(void)close(fd);
 	}
-	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+	execve("/bin/sh", argv, environ);
 	_exit(127);
 }
 
@@ -511,6 +511,8 @@ _Noreturn static void exec_child(const char *cmd, int in_fd, int out_fd, int err
 static int child_start(struct child *c, const char *cmd, int *ret_in)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	/* Built before the fork: the child only calls what is safe there. */
+	char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
 	int r;
 
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
@@ -523,7 +525,7 @@ static int child_start(struct child *c, const char *cmd, int *ret_in)
 		goto fail;
 	}
 	if (c->pid == 0)
-		exec_child(cmd, in[0], out[1], err[1]);
+		exec_child(argv, in[0], out[1], err[1]);
 	/* Also here, so that a kill right away finds the group. */
 	(void)setpgid(c->pid, c->pid);
 	close(in[0]);
@@ -654,7 +656,7 @@ static void cycle_ctx_free(void *p)
  * is gone.  Only while the VM still replicates to the same COMMAND. */
 static void cycle_record(struct dmr_registry *reg, const char *name, const char *to, bool ok,
 			 const char *uuid, uint64_t created, uint64_t bytes, bool refused,
-			 bool resync, const char *why)
+			 bool resync, const char *why, int sent)
 {
 	struct dmr_vm *vm;
 	int r;
@@ -672,6 +674,12 @@ static void cycle_record(struct dmr_registry *reg, const char *name, const char 
 		return;
 	}
 	vm->repl.cycle_running = false;
+	/* sent: 1 the point went whole and its answer is missing (uuid),
+	 * 0 that doubt is over, -1 as it was. */
+	if (sent == 1 && uuid)
+		snprintf(vm->repl.sent_uuid, sizeof(vm->repl.sent_uuid), "%s", uuid);
+	else if (sent == 0)
+		vm->repl.sent_uuid[0] = '\0';
 	if (ok) {
 		snprintf(vm->repl.acked_uuid, sizeof(vm->repl.acked_uuid), "%s", uuid);
 		vm->repl.acked_usec = created;
@@ -705,8 +713,9 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	struct dmr_registry *reg = a->reg;
 	_cleanup_free_ char *to = NULL, *qga = NULL, *why = NULL;
 	char acked[DMR_UUID_STR_SIZE] = "", uuid[DMR_UUID_STR_SIZE] = "", line[512];
-	uint64_t base = 0, point = 0, created = 0, bytes = 0, bandwidth = 0, t0;
-	bool application = false, zstd = false;
+	char sent[DMR_UUID_STR_SIZE] = "";
+	uint64_t base = 0, point = 0, created = 0, bytes = 0, bandwidth = 0, t0, sent_base = 0;
+	bool application = false, zstd = false, trying_sent = false;
 	uint32_t interval = DMR_REPL_INTERVAL_DEFAULT;
 	struct child *ch = NULL;
 	struct dmr_vm *vm;
@@ -728,14 +737,30 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 		bandwidth = vm->repl.bandwidth;
 		interval = vm->repl.interval_sec;
 		snprintf(acked, sizeof(acked), "%s", vm->repl.acked_uuid);
+		snprintf(sent, sizeof(sent), "%s", vm->repl.sent_uuid);
 		vm->repl.last_attempt_usec = dmr_realtime_usec();
 		vm->repl.cycle_running = true;
 		if (!to || (vm->qga && !qga))
 			r = -ENOMEM;
-		for (size_t i = 0; acked[0] && i < vm->n_points; i++)
-			if (!vm->points[i].pending_tid && vm->points[i].valid &&
-			    strcmp(vm->points[i].uuid, acked) == 0)
-				base = vm->points[i].id;
+		for (size_t i = 0; i < vm->n_points; i++) {
+			const struct dmr_point *pt = &vm->points[i];
+
+			if (pt->pending_tid || !pt->valid)
+				continue;
+			if (acked[0] && strcmp(pt->uuid, acked) == 0)
+				base = pt->id;
+			if (sent[0] && strcmp(pt->uuid, sent) == 0)
+				sent_base = pt->id;
+		}
+		/* A point sent whole whose answer was lost: the replica's
+		 * latest, likely; tried once as the base. */
+		if (sent_base && sent_base != base) {
+			base = sent_base;
+			trying_sent = true;
+			snprintf(acked, sizeof(acked), "%s", sent);
+		} else if (sent[0]) {
+			vm->repl.sent_uuid[0] = '\0';
+		}
 		if (r == 0)
 			r = dmr_reg_vm_save(reg, vm);
 	}
@@ -749,14 +774,14 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	if (acked[0] && !base) {
 		snprintf(line, sizeof(line), "the point the replica acknowledged last (%s) is gone "
 			 "here: no common point is left, a resync is required", acked);
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, true, line);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, true, line, -1);
 		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "%s", line);
 		return -DMR_E_STATE;
 	}
 	if (application && !qga) {
 		snprintf(line, sizeof(line), "VM %s has no guest agent for an application-consistent "
 			 "point", ctx->vm);
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
 		dmr_job_set_error(job, DMR_RC_INVALID_PARAMETER, "%s", line);
 		return -EINVAL;
 	}
@@ -769,7 +794,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 
 		(void)dmr_job_get_error(job, e, sizeof(e));
 		snprintf(line, sizeof(line), "cannot take the cycle's point: %s", *e ? e : strerror(-r));
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
 		return r;
 	}
 	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
@@ -786,16 +811,20 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	pthread_mutex_unlock(&reg->lock);
 	if (!uuid[0]) {
 		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false,
-			     "the cycle's point is gone");
+			     "the cycle's point is gone", -1);
 		return dmr_job_fail(job, -ENOENT, "the cycle's point %" PRIu64 " is gone", point);
 	}
 	if (base)
 		dmr_job_set_result(job, "base_uuid", json_object_new_string(acked));
+	if (trying_sent) {
+		dmr_job_set_result(job, "base_unacknowledged", json_object_new_boolean(true));
+		log_info("VM %s: the answer to point %s was lost: trying it as the base", ctx->vm, sent);
+	}
 
 	/* 3. COMMAND. */
 	ch = calloc(1, sizeof(*ch));
 	if (!ch) {
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, "out of memory");
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, "out of memory", -1);
 		return -ENOMEM;
 	}
 	ch->a = a;
@@ -804,7 +833,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	r = child_start(ch, to, &in_fd);
 	if (r < 0) {
 		snprintf(line, sizeof(line), "cannot start COMMAND: %s", strerror(-r));
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
 		free(ch);
 		return dmr_job_fail(job, r, "cannot start COMMAND");
 	}
@@ -840,7 +869,8 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	if (ch->timed_out) {
 		snprintf(line, sizeof(line), "COMMAND did not finish within %" PRIu64 " s: its "
 			 "process group was killed", dmr_replicate_timeout_sec(interval));
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, line,
+			     send_r == 0 ? 1 : -1);
 		dmr_job_replace_error(job, DMR_RC_TIMEOUT, "%s", line);
 		r = -ETIMEDOUT;
 	} else if (ch->stopped) {
@@ -850,8 +880,20 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	} else if (rc) {
 		/* The receiver's own refusal explains whatever broke here. */
 		bool refused = rc == DMR_RC_INVALID_STATE;
+		int doubt = -1;
 
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, refused, false, why);
+		if (refused && trying_sent) {
+			/* The guess was wrong: the replica does not hold the
+			 * point whose answer was lost; the next cycle goes
+			 * from the acknowledged one. */
+			refused = false;
+			doubt = 0;
+		} else if (!refused && send_r == 0 && rc != DMR_RC_INVALID_PARAMETER) {
+			/* Answered with an error after the whole stream (its
+			 * agent gone: 32777): it may hold the point. */
+			doubt = 1;
+		}
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, refused, false, why, doubt);
 		dmr_job_replace_error(job, rc, "%s", why);
 		r = -EREMOTEIO;
 	} else if (send_r < 0) {
@@ -867,7 +909,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 				snprintf(line + strlen(line), sizeof(line) - strlen(line),
 					 "; COMMAND: %s", last);
 		}
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
 		dmr_job_replace_error(job, code ? code : DMR_RC_FAILED, "%s", line);
 		r = send_r;
 	} else if (status != 0) {
@@ -882,16 +924,16 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 		else
 			snprintf(line, sizeof(line), "COMMAND was killed by signal %d%s%s",
 				 WTERMSIG(status), last[0] ? ": " : "", last);
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line);
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, line, 1);
 		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", line);
 		r = -EIO;
 	} else if (r < 0) {
-		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, why);
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, why, 1);
 		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", why ? why : "no acknowledgement");
 	} else {
 		/* 6. Acknowledged: saved before the job ends. */
 		dmr_test_hook("cycle:acknowledged");
-		cycle_record(reg, ctx->vm, to, true, uuid, created, bytes, false, false, NULL);
+		cycle_record(reg, ctx->vm, to, true, uuid, created, bytes, false, false, NULL, 0);
 		dmr_job_set_result(job, "acknowledged", json_object_new_string(uuid));
 		log_info("VM %s: cycle acknowledged: point %" PRIu64 " (%s), %" PRIu64 " bytes%s",
 			 ctx->vm, point, uuid, bytes, base ? " as an incremental" : "");

@@ -50,6 +50,12 @@ struct dmr_repl {
 
 	/* What the cycles learned. */
 	char acked_uuid[DMR_UUID_STR_SIZE];     /* "" : none yet (next cycle is full) */
+	/* A point whose stream was written whole but whose answer never came
+	 * (COMMAND died, the replica's agent died after the point was
+	 * durable): the replica may hold it.  The next cycle tries it as its
+	 * base; a refusal (32775) clears it and the one after goes from
+	 * acked_uuid.  "": none. */
+	char sent_uuid[DMR_UUID_STR_SIZE];
 	uint64_t acked_usec;    /* that point's creation time (the lag's start) */
 	uint64_t last_success_usec;             /* when it was acknowledged, 0: never */
 	uint64_t last_attempt_usec;             /* when the last cycle started, 0: never */

@@ -141,6 +141,7 @@ static void test_state_round_trip(void **state)
 	r.failures = 2;
 	r.refused = true;
 	r.cycle_running = true;
+	strcpy(r.sent_uuid, UUID_B);
 	r.last_error = strdup("the receiver refused (32775): no");
 	o = dmr_repl_state_json(&r);
 	assert_int_equal(dmr_repl_state_parse(o, &back, &field), 0);
@@ -150,6 +151,7 @@ static void test_state_round_trip(void **state)
 	assert_false(back.paused || back.resync_required);
 	assert_int_equal(back.bandwidth, 262144);
 	assert_string_equal(back.acked_uuid, UUID_A);
+	assert_string_equal(back.sent_uuid, UUID_B);
 	assert_int_equal(back.acked_usec, T0 + 1);
 	assert_int_equal(back.last_success_usec, T0 + 2);
 	assert_int_equal(back.last_attempt_usec, T0 + 3);
@@ -163,10 +165,12 @@ static void test_state_round_trip(void **state)
 	dmr_repl_clear(&r);
 	o = dmr_repl_state_json(&r);
 	json_object_object_del(o, "cycle_running");
+	json_object_object_del(o, "sent_uuid");
 	assert_int_equal(dmr_repl_state_parse(o, &back, &field), 0);
 	assert_null(back.to);
 	assert_null(back.last_error);
 	assert_false(back.cycle_running);
+	assert_string_equal(back.sent_uuid, "");
 	assert_int_equal(dmr_repl_health(&back, T0), DMR_REPL_OFF);
 	json_object_put(o);
 	dmr_repl_clear(&back);
@@ -192,6 +196,8 @@ static void test_state_refusals(void **state)
 		{ "failures", "4294967296", "failures" },
 		{ "refused", "\"yes\"", "refused" },
 		{ "cycle_running", "0", "cycle_running" },
+		{ "sent_uuid", "\"../../etc\"", "sent_uuid" },
+		{ "sent_uuid", "7", "sent_uuid" },
 	};
 	struct dmr_repl r, keep;
 	char longerr[DMR_REPL_ERROR_MAX + 8];
