@@ -138,7 +138,7 @@ static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char
 			e = json_object_get_string(v);
 		*ret_rc = rc > 0 && rc < 65536 ? (int)rc : DMR_RC_FAILED;
 		dmr_cescape(esc, DMR_REPL_ERROR_MAX, e);
-		why_set(ret_why, "the receiver refused (%" PRId64 "): %s", rc, *e ? esc : dmr_rc_name((int)rc));
+		why_set(ret_why, "the receiver answered %" PRId64 ": %s", rc, *e ? esc : dmr_rc_name((int)rc));
 		return -EBADMSG;
 	}
 	if (!json_object_object_get_ex(o, "uuid", &v) || !json_object_is_type(v, json_type_string) ||
