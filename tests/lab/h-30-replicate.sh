@@ -270,7 +270,8 @@ sums() {
 n=0
 bad=0
 acked_all
-while read -r u; do
+# The list on fd 3: the ssh under id2 and sums reads stdin.
+while read -r u <&3; do
 	[ -n "$u" ] || continue
 	p1=$(id1 "$u") p2=$(id2 "$u")
 	# Both hosts at once.
@@ -283,7 +284,7 @@ while read -r u; do
 		bad=$((bad + 1))
 		diag "point $u: lab1 $p1 '$s1', lab2 $p2 '$s2'"
 	fi
-done <"$W/acked"
+done 3<"$W/acked"
 check "at least 5 acknowledged cycles ($n)" test "$n" -ge 5
 is "every acknowledged point equals lab2's copy bit for bit (sha256 of vda and vdb, $n points)" 0 "$bad"
 
