@@ -280,7 +280,9 @@ while read -r u <&3; do
 	wait $!
 	s1=$(cat "$W/s1")
 	n=$((n + 1))
-	if [ -z "$p1" ] || [ -z "$p2" ] || [ "$s1" != "$s2" ]; then
+	# Two sha256 sums each, or it is no comparison.
+	if [ -z "$p1" ] || [ -z "$p2" ] || [ "$s1" != "$s2" ] ||
+		! [[ $s1 =~ ^[0-9a-f]{64}\ [0-9a-f]{64}\ $ ]]; then
 		bad=$((bad + 1))
 		diag "point $u: lab1 $p1 '$s1', lab2 $p2 '$s2'"
 	fi
