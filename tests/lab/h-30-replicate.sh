@@ -16,7 +16,9 @@
 # lab2's copy bit for bit (sha256 of both disks through a test failover on
 # each host).  Retention with --keep-last 1 keeps the acknowledged point (a
 # point taken after it is newer) and the next cycle is an incremental from
-# it.  Refusals: --interval 29 (32773), --resync / --verify (32770), a
+# it.  A lost acknowledgement (a second VM whose COMMAND drops the
+# receiver's answer once): the next cycle goes from the point lab2 holds
+# and is acknowledged.  Refusals: --interval 29 (32773), --resync / --verify (32770), a
 # replica VM (32775), --now on a VM that does not replicate (32775).
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
@@ -300,6 +302,38 @@ is "... with the newest: two points left" 2 "$(jq length <<<"$list")"
 expect_rc "--resume" 0 "$(dmrep --json vm replicate "$VM" --resume)"
 cycle "the cycle after retention"
 check "... an incremental from the acknowledged point" jq -e --arg u "$acked" '.base_uuid == $u' <<<"${LAST:-null}"
+
+# ---- a lost acknowledgement ---------------------------------------------------------
+# A second VM whose COMMAND drops the receiver's answer while $W/lose
+# exists (and exits 1): lab2 then holds a point lab1 never saw
+# acknowledged.  The next cycle tries that point as its base and is
+# acknowledged: no refusal, no critical.
+V2=${VM}l
+TO2="ssh lab2 dmrep --json point receive $V2 | (if [ -e $W/lose ]; then cat >/dev/null; exit 1; else cat; fi)"
+expect_rc "a second VM, one disk" 0 "$(dmrep --json vm add "$V2" --disk vda="$W/l.img:4M")"
+expect_rc "... replicated by a COMMAND that can lose the answer" 0 \
+	"$(dmrep --json vm replicate "$V2" --to "$TO2" --interval 600)"
+wait_until 120 sh -c "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
+check "... its first cycle (the timer's) acknowledged" sh -c "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
+touch "$W/lose"
+out=$(dmrep --json vm replicate "$V2" --now --wait)
+check "the answer lost: the cycle fails" jq -e '.job_state == 10 and .exit_status == 1' <<<"$out"
+lost=$(jq -r .uuid <<<"$out")
+on_peer dmrep --json point list "$V2" | jq -e --arg u "$lost" 'any(.[]; .uuid == $u)' >/dev/null &&
+	ok "... lab2 holds the point sent ($lost)" || not_ok "... lab2 holds the point sent ($lost)"
+rm -f "$W/lose"
+out=$(dmrep --json vm replicate "$V2" --now --wait)
+if job_ok "$out" && jq -e --arg u "$lost" '.base_uuid == $u and .base_unacknowledged == true' <<<"$out" >/dev/null; then
+	ok "the next cycle goes from the point whose answer was lost, and is acknowledged"
+else
+	not_ok "the next cycle goes from the point whose answer was lost (${out:0:500})"
+fi
+is "... health ok" ok "$(dmrep --json vm show "$V2" | jq -r .replication.state)"
+out=$(dmrep --json vm replicate "$V2" --now --wait)
+check "... and the one after from the acknowledged point" jq -e '.job_state == 7 and (has("base_unacknowledged") | not)' <<<"$out"
+expect_rc "the second VM's replication off" 0 "$(dmrep --json vm replicate "$V2" --off)"
+expect_rc "... its replica removed on lab2" 0 "$(peer_dmrep --json vm remove "$V2")"
+expect_rc "... and it on lab1" 0 "$(dmrep --json vm remove "$V2")"
 
 # ---- off ---------------------------------------------------------------------------
 expect_rc "--off" 0 "$(dmrep --json vm replicate "$VM" --off)"
