@@ -173,13 +173,14 @@ fi
 expect_rc "--bandwidth 0 (no cap)" 0 "$(dmrep --json vm replicate "$VM" --bandwidth 0)"
 
 # ---- faults mid-cycle ----------------------------------------------------------------
-# start_slow: 2 MiB fresh, a --now cycle started at 256 KiB/s (8 s or
-# more of stream), the cap lifted again for the cycles after it (a cycle
-# reads it when it starts); once its stream runs (percent above 0).
+# start_slow: 4 MiB fresh, a --now cycle started at 128 KiB/s (32 s or
+# more of stream, time enough to find and hit it however slow the lab; a
+# hit cycle ends at once), the cap lifted again for the cycles after it (a
+# cycle reads it when it starts); once its stream runs (percent above 0).
 start_slow() {
-	fresh 2
+	fresh 4
 	wait_until 300 idle
-	expect_rc "$1: --bandwidth 256K" 0 "$(dmrep --json vm replicate "$VM" --bandwidth 256K)"
+	expect_rc "$1: --bandwidth 128K" 0 "$(dmrep --json vm replicate "$VM" --bandwidth 128K)"
 	out=$(dmrep --json vm replicate "$VM" --now)
 	expect_rc "$1: a capped cycle starts" 4096 "$out"
 	CJOB=$(jq -r .job <<<"$out")
