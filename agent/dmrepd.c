@@ -23,6 +23,7 @@
 #include "agent/engine/monitor.h"
 #include "agent/engine/recovery.h"
 #include "agent/engine/replica.h"
+#include "agent/engine/replicate.h"
 #include "agent/store/registry.h"
 #include "agent/rpc/server.h"
 #include "common/log.h"
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
 	struct dmr_agent a = { 0 };
 	struct dmr_server *srv = NULL;
 	struct dmr_monitor *mon = NULL;
+	struct dmr_replicator *repl = NULL;
 	unsigned monitor_s = DMR_MONITOR_INTERVAL_DEFAULT;
 	enum dmr_log_level level = DMR_LOG_INFO;
 	const char *sock = DEFAULT_SOCKET, *state = DEFAULT_STATE, *group = NULL;
@@ -293,6 +295,11 @@ int main(int argc, char **argv)
 	if (monitor_s && (r = dmr_monitor_start(&a, monitor_s, &mon)) < 0)
 		log_error("cannot start the space monitor: %s (use is read only when points "
 			  "are listed or used)", strerror(-r));
+	/* Continuous replication's cycles, once recovery is done: a cycle
+	 * takes points and reads them. */
+	if ((r = dmr_replicate_start(&a, &repl)) < 0)
+		log_error("cannot start the replication scheduler: %s (no cycle runs but with "
+			  "vm replicate --now)", strerror(-r));
 	log_notice("ready: socket %s, state %s", sock, state);
 	r = dmr_notify("READY=1");
 	if (r < 0)
@@ -307,6 +314,9 @@ int main(int argc, char **argv)
 	/* No new callers from here; jobs in flight finish or roll back. */
 	dmr_server_free(srv);
 	dmr_monitor_stop(mon);
+	/* No cycle starts from here; one in flight sees a.stopping and
+	 * kills its COMMAND. */
+	dmr_replicate_stop(repl);
 	a.stopping = 1;
 out_reg:
 	/* Jobs first: they use the catalog. */

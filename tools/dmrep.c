@@ -634,7 +634,8 @@ enum {
 	O_DATA, O_META, O_DATA_SIZE, O_META_SIZE, O_FORCE, O_DISK, O_BACKEND, O_QMP, O_QGA,
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
-	O_COW_DEV, O_SPARSE, O_BASE, O_COMPRESS, O__COUNT,
+	O_COW_DEV, O_SPARSE, O_BASE, O_COMPRESS, O_TO, O_INTERVAL, O_BANDWIDTH, O_NOW, O_RESYNC,
+	O_VERIFY, O_PAUSE, O_RESUME, O_OFF, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -682,10 +683,20 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_COW_DEV] = { "cow-dev", K_MAP, "cow_devices", NULL },
 	[O_BASE] = { "base", K_U64, "base", NULL },
 	[O_COMPRESS] = { "compress", K_STRING, "compress", compressors },
+	/* A command line for the agent's shell, passed as given. */
+	[O_TO] = { "to", K_STRING, "to", NULL },
+	[O_INTERVAL] = { "interval", K_U64, "interval", NULL },
+	[O_BANDWIDTH] = { "bandwidth", K_SIZE, "bandwidth", NULL },
+	[O_NOW] = { "now", K_FLAG, "now", NULL },
+	[O_RESYNC] = { "resync", K_FLAG, "resync", NULL },
+	[O_VERIFY] = { "verify", K_FLAG, "verify", NULL },
+	[O_PAUSE] = { "pause", K_FLAG, "pause", NULL },
+	[O_RESUME] = { "resume", K_FLAG, "resume", NULL },
+	[O_OFF] = { "off", K_FLAG, "off", NULL },
 };
-_Static_assert(O__COUNT <= 32, "OPT() bits fit an unsigned");
+_Static_assert(O__COUNT <= 64, "OPT() bits fit a uint64_t");
 
-#define OPT(o) (1u << (o))
+#define OPT(o) (1ull << (o))
 
 struct invocation;
 
@@ -693,7 +704,7 @@ struct command {
 	const char *group, *name;
 	const char *synopsis; /* after "dmrep GROUP NAME " */
 	const char *help;
-	unsigned opts;          /* OPT() bits it accepts */
+	uint64_t opts;          /* OPT() bits it accepts */
 	const char *pos[2];     /* positional argument names */
 	const char *pos_key[2]; /* their request parameters */
 	bool pos_u64[2];        /* positional is a number */
@@ -854,6 +865,11 @@ static void apply_option(struct invocation *inv, int idx, const char *arg)
 		add(inv->params, def->key, json_object_new_string(s));
 		break;
 	case K_SIZE:
+		/* --bandwidth 0: no cap (a size elsewhere is never 0). */
+		if (idx == O_BANDWIDTH && dmr_streq(arg, "0")) {
+			add(inv->params, def->key, json_object_new_int64(0));
+			break;
+		}
 		add(inv->params, def->key, json_object_new_int64((int64_t)parse_size_arg(what, arg)));
 		break;
 	case K_U64:
@@ -1184,6 +1200,48 @@ static int run_failover(const struct command *cmd, struct invocation *inv)
 	return finish_job(job);
 }
 
+static bool take_flag(struct json_object *params, const char *key)
+{
+	bool set = json_object_object_get_ex(params, key, NULL);
+
+	json_object_object_del(params, key);
+	return set;
+}
+
+/* vm replicate: --now, --resync and --verify start a job
+ * (StartReplicationCycle), as the failover commands do; the other forms
+ * set or change replication (SetReplication) and answer at once. */
+static int run_vm_replicate(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL;
+	bool now = take_flag(inv->params, "now"), resync = take_flag(inv->params, "resync"),
+	     verify = take_flag(inv->params, "verify");
+
+	if (now + resync + verify > 1)
+		usage_error("vm replicate: --now, --resync and --verify are one at a time");
+	if (!now && !resync && !verify) {
+		if (inv->wait)
+			usage_error("vm replicate: --wait goes with --now, --resync or --verify");
+		if (json_object_object_length(inv->params) < 2)
+			usage_error("vm replicate: give --to COMMAND (and settings), --now, --pause, "
+				    "--resume or --off");
+		return run_simple(cmd, inv);
+	}
+	if (json_object_object_length(inv->params) > 1)
+		usage_error("vm replicate: --%s takes no settings (only --wait)",
+			    now ? "now" : resync ? "resync" : "verify");
+	add(inv->params, "kind", json_object_new_string(now ? "cycle" : resync ? "resync" : "verify"));
+	rep = call("StartReplicationCycle", DMR_TAKE_PTR(inv->params));
+	if (!inv->wait) {
+		print_reply(rep);
+		if (!opt_json)
+			printf("(dmrep job wait %" PRIu64 " to follow it)\n", reply_job_id(rep));
+		return 0;
+	}
+	job = wait_job(reply_job_id(rep), false, 0);
+	return finish_job(job);
+}
+
 static int run_job_show(const struct command *cmd, struct invocation *inv)
 {
 	_cleanup_json_ struct json_object *rep = call(cmd->method, DMR_TAKE_PTR(inv->params));
@@ -1285,6 +1343,30 @@ static const struct command commands[] = {
 	  "\"dropped\": N}.  Root only (32769).  Thin VMs only (classic: 32770).",
 	  OPT(O_POINT) | OPT(O_FORCE), { "VM", NULL }, { "vm", NULL }, { false }, "DemoteVirtualSystem",
 	  run_simple },
+	{ "vm", "replicate",
+	  "VM --to COMMAND [--interval SECONDS] [--consistency crash|application]\n"
+	  "            [--compress zstd] [--bandwidth SIZE]\n"
+	  "   or: dmrep vm replicate VM --now [--wait] | --pause | --resume | --off",
+	  "Replicate the VM to another host every --interval seconds (default 300, at\n"
+	  "least 30): each cycle takes a point (--consistency, default crash), starts\n"
+	  "COMMAND as root through /bin/sh -c, writes the point's stream to its stdin\n"
+	  "(incrementally from the last point the replica acknowledged) and counts it\n"
+	  "acknowledged only when COMMAND exits 0 and the last line of its stdout is\n"
+	  "the receiver's JSON with return 0 and the uuid sent; the usual COMMAND is\n"
+	  "'ssh REPLICA dmrep --json point receive VM'.  Setting --to is root-only\n"
+	  "(32769).  --bandwidth caps the bytes per second written to COMMAND (0: no\n"
+	  "cap); --compress zstd compresses the data.  Settings may be changed later\n"
+	  "without --to; a new --to forgets the acknowledged point (the next cycle is\n"
+	  "full).  --now runs a cycle at once: prints {\"return\": 4096, \"job\": JOB},\n"
+	  "or with --wait the finished job (method ReplicationCycle; its \"stderr\" holds\n"
+	  "COMMAND's) and exits by its outcome.  --pause and --resume stop and restart\n"
+	  "the cycles, --off ends replication (settings and acknowledged point\n"
+	  "forgotten).  vm show's \"replication\" object has the health.  --resync and\n"
+	  "--verify are not supported in this version (32770).  A replica VM: 32775.",
+	  OPT(O_TO) | OPT(O_INTERVAL) | OPT(O_CONSISTENCY) | OPT(O_COMPRESS) | OPT(O_BANDWIDTH) |
+		  OPT(O_NOW) | OPT(O_RESYNC) | OPT(O_VERIFY) | OPT(O_WAIT) | OPT(O_PAUSE) |
+		  OPT(O_RESUME) | OPT(O_OFF),
+	  { "VM", NULL }, { "vm", NULL }, { false }, "SetReplication", run_vm_replicate },
 	{ "point", "create",
 	  "VM [--consistency crash|application] [--label TEXT]\n"
 	  "            [--cow-dev DISK=DEVICE ...] [--force]",

@@ -94,7 +94,7 @@ static const char *const member_methods[] = {
 	"AddVirtualSystem",   "RemoveVirtualSystem", "SetRetentionPolicy",
 	"CreateReplicationPoint", "DestroyReplicationPoint", "InitiateFailover",
 	"RevertFailover",     "CommitFailover",      "TestReplicaSystem",
-	"StopTestReplicaSystem",
+	"StopTestReplicaSystem", "SetReplication",     "StartReplicationCycle",
 };
 
 static bool has(struct json_object *params, const char *key)
@@ -124,6 +124,10 @@ int dmr_authz_method(const struct dmr_authz *az, enum dmr_peer_class peer, const
 			    dmr_streq(method, "SetFailoverNetworkAdapterSettings") ?
 				    "hands its settings to failover hooks that run as root" :
 				    "is not one of the group's methods");
+	/* The group may pause, resume, stop, retune and run cycles; COMMAND
+	 * itself runs as root through a shell: root's to name. */
+	if (dmr_streq(method, "SetReplication") && has(params, "to"))
+		return deny(why, len, "setting --to is root-only: the agent runs COMMAND as root");
 	if (dmr_streq(method, "CreateReplicationPoint")) {
 		bool force = false;
 		struct json_object *v;

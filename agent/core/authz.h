@@ -20,7 +20,8 @@
  *                           and writable by no one else
  *           and root-only: CreatePool, SetFailoverNetworkAdapterSettings
  *           (the settings go to hooks that run as root), cow_devices and
- *           force on CreateReplicationPoint, any method not listed as a
+ *           force on CreateReplicationPoint, to on SetReplication (COMMAND
+ *           runs as root), any method not listed as a
  *           member's.  No dir configured: that kind of path is root's.
  *   other   anyone else who can open the socket: read methods only.
  * A refusal is 32769 with one line naming the rule.

@@ -744,6 +744,32 @@ void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	pthread_mutex_unlock(&job->jobs->lock);
 }
 
+void dmr_job_replace_error(struct dmr_job *job, int rc, const char *fmt, ...)
+{
+	char raw[sizeof(job->error)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&job->jobs->lock);
+	job->error_code = 0;
+	pthread_mutex_unlock(&job->jobs->lock);
+	dmr_job_set_error(job, rc, "%s", raw);
+}
+
+int dmr_job_get_error(struct dmr_job *job, char *buf, size_t size)
+{
+	int rc;
+
+	pthread_mutex_lock(&job->jobs->lock);
+	rc = job->error_code;
+	if (size)
+		snprintf(buf, size, "%s", job->error);
+	pthread_mutex_unlock(&job->jobs->lock);
+	return rc;
+}
+
 int dmr_job_fail(struct dmr_job *job, int negerrno, const char *fmt, ...)
 {
 	char what[sizeof(job->error)];

@@ -58,6 +58,13 @@ void dmr_job_set_guest_paused(struct dmr_job *job, uint64_t usec);
 void dmr_job_set_suspended(struct dmr_job *job, uint64_t usec);
 void dmr_job_set_error(struct dmr_job *job, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The cause found after a consequence was recorded (a replication
+ * cycle's broken pipe, then the receiver's refusal that broke it): the
+ * job's error replaced. */
+void dmr_job_replace_error(struct dmr_job *job, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The error recorded so far: its code (0: none) and its line in buf. */
+int dmr_job_get_error(struct dmr_job *job, char *buf, size_t size);
 /* Record an error from a negative errno: the code from dmr_rc_from_errno,
  * the description "<fmt>: <strerror>".  Returns negerrno, so that
  * `return dmr_job_fail(job, r, "cannot record the point");` reads as one. */

@@ -83,9 +83,8 @@ static int guest_freeze(struct dmr_job *job, const struct point_ctx *ctx, struct
 	return 0;
 }
 
-static int point_job(struct dmr_job *job, void *userdata)
+static int point_make(struct dmr_job *job, const struct point_ctx *ctx, uint64_t *ret_point)
 {
-	struct point_ctx *ctx = userdata;
 	struct dmr_registry *reg = ctx->reg;
 	_cleanup_free_ uint32_t *ids = NULL;
 	const struct dmr_backend *be;
@@ -233,10 +232,30 @@ drop_pending:
 	if (dropped)
 		dmr_job_add_step(job, "retention", dmr_now_usec() - t0);
 	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)point_id));
-	dmr_job_set_percent(job, 100);
 	log_info("VM %s: point %" PRIu64 " made, volumes suspended %" PRIu64 " us", vm->name, point_id,
 		 suspended);
+	*ret_point = point_id;
 	return 0;
+}
+
+static int point_job(struct dmr_job *job, void *userdata)
+{
+	uint64_t id;
+	int r = point_make(job, userdata, &id);
+
+	if (r == 0)
+		dmr_job_set_percent(job, 100);
+	return r;
+}
+
+int dmr_point_make(struct dmr_job *job, struct dmr_registry *reg, const char *vm,
+		   bool application, const char *qga, const char *label, uint64_t *ret_point)
+{
+	struct point_ctx ctx = { .reg = reg, .vm = (char *)vm, .application = application,
+				 .qga = (char *)qga, .label = (char *)label };
+
+	assert(job && reg && vm && label && ret_point && (!application || qga));
+	return point_make(job, &ctx, ret_point);
 }
 
 int dmr_point_job_start(struct dmr_agent *agent, const char *vm, bool application,

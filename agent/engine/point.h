@@ -39,6 +39,16 @@ int dmr_point_job_start(struct dmr_agent *agent, const char *vm, bool applicatio
 			const char *qga, const char *label, char **cow_devs, size_t n_disks,
 			uint64_t *ret_job);
 
+/* The point job's work, synchronously from a job of the caller's that
+ * holds the VM's busy lock (a replication cycle, agent/engine/replicate.c):
+ * the same pending record, freeze, backend and retention as
+ * dmr_point_job_start, no COW devices (a thin VM's; a classic VM's stores
+ * are files).  Steps, the result field "point" and on failure the error
+ * go to job.  *ret_point: the new point's id. */
+struct dmr_job;
+int dmr_point_make(struct dmr_job *job, struct dmr_registry *reg, const char *vm,
+		   bool application, const char *qga, const char *label, uint64_t *ret_point);
+
 /* Does the VM's backend take block devices for a point's stores? */
 bool dmr_point_takes_cow_devices(const struct dmr_vm *vm);
 /* Check path as a point's COW store device (the backend's

@@ -36,6 +36,19 @@ struct dmr_send_req {
 int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 			   uint64_t *ret_job, char **ret_why);
 
+/* The send itself, from a job of the caller's that holds the VM's busy
+ * lock (a replication cycle, agent/engine/replicate.c): point (valid,
+ * checked with dmr_replica_send_check) against base (0: a full stream)
+ * written to fd (taken, closed at the end: the reader sees the stream's
+ * end).  bandwidth caps the bytes written per second (0: no cap).  The
+ * steps, percent (to 99) and result fields ("point", "uuid", "bytes",
+ * "data_bytes", "base") are job's; on failure its error is set too.
+ * *ret_bytes: the stream's size. */
+struct dmr_job;
+int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char *vm,
+			   uint64_t point, uint64_t base, bool zstd, uint64_t bandwidth, int fd,
+			   uint64_t *ret_bytes);
+
 /* Start ReceiveReplicationPoint of VM vm from fd (taken, on failure too).
  * The job's result fields: "point", "uuid" (and "bytes" read).  It takes
  * the VM's busy lock itself, the caller holds none: a VM not here yet is

@@ -60,6 +60,12 @@ struct send_ctx {
 	/* The data step's parts, for the log: devices up, read, down. */
 	uint64_t up_usec, read_usec, down_usec;
 	bool fifo, sock, nonblock;
+	/* --bandwidth of a replication cycle: a token bucket in bytes per
+	 * second (0: no cap), refilled in write_fd. */
+	uint64_t rate;
+	double tokens;
+	uint64_t tokens_usec;
+	uint64_t stream_bytes;  /* the stream's size once finished */
 };
 
 static void send_ctx_free(void *p)
@@ -140,6 +146,47 @@ static void nonblock_open(struct send_ctx *c)
 	c->nonblock = true;
 }
 
+/* How much the bucket lets through now (all of want without a cap): it
+ * fills at c->rate bytes a second up to one second's worth (at least
+ * 64 KiB, so a low cap still moves whole chunks), and a writer that finds
+ * it empty sleeps until there is some, a->stopping checked twice a
+ * second. */
+#define BUCKET_MIN 65536.0
+static int bucket_take(struct send_ctx *c, size_t want, size_t *ret_n)
+{
+	double cap;
+
+	if (!c->rate) {
+		*ret_n = want;
+		return 0;
+	}
+	cap = (double)c->rate > BUCKET_MIN ? (double)c->rate : BUCKET_MIN;
+	for (;;) {
+		uint64_t now = dmr_now_usec();
+
+		if (c->a->stopping)
+			return -ECANCELED;
+		if (!c->tokens_usec) {
+			c->tokens_usec = now;
+			c->tokens = cap;
+		}
+		c->tokens += (double)(now - c->tokens_usec) * (double)c->rate / 1e6;
+		c->tokens_usec = now;
+		if (c->tokens > cap)
+			c->tokens = cap;
+		if (c->tokens >= 1.0) {
+			*ret_n = want < (size_t)c->tokens ? want : (size_t)c->tokens;
+			c->tokens -= (double)*ret_n;
+			return 0;
+		}
+		{
+			uint64_t need = (uint64_t)((1.0 - c->tokens) * 1e6 / (double)c->rate) + 1;
+
+			usleep(need > 500000 ? 500000 : (useconds_t)need);
+		}
+	}
+}
+
 /* The stream writer's output: all of buf, or -errno (-EPIPE: the reader
  * went away; -ECANCELED: the agent stops). */
 static int write_fd(void *userdata, const void *buf, size_t len)
@@ -149,11 +196,17 @@ static int write_fd(void *userdata, const void *buf, size_t len)
 	size_t left = len;
 
 	while (left > 0) {
+		size_t n;
 		ssize_t k;
+		int q;
 
 		if (c->a->stopping)
 			return -ECANCELED;
-		k = write_some(c, p, left);
+		if ((q = bucket_take(c, left, &n)) < 0)
+			return q;
+		k = write_some(c, p, n);
+		if (c->rate && (k < 0 || (size_t)k < n))
+			c->tokens += (double)(n - (k > 0 ? (size_t)k : 0)); /* not sent: back */
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -279,9 +332,8 @@ static int send_fail(struct dmr_job *job, int r, const char *what)
 	return r;
 }
 
-static int send_job(struct dmr_job *job, void *userdata)
+static int send_run(struct dmr_job *job, struct send_ctx *c)
 {
-	struct send_ctx *c = userdata;
 	struct dmr_registry *reg = c->a->reg;
 	struct dmr_stream_header *h = NULL;
 	struct dmr_extent **ext = NULL;
@@ -432,7 +484,7 @@ static int send_job(struct dmr_job *job, void *userdata)
 		dmr_job_set_result(job, "base", json_object_new_int64((int64_t)c->base));
 	dmr_job_set_result(job, "bytes", json_object_new_int64((int64_t)tot.stream_bytes));
 	dmr_job_set_result(job, "data_bytes", json_object_new_int64((int64_t)tot.data_bytes));
-	dmr_job_set_percent(job, 100);
+	c->stream_bytes = tot.stream_bytes;
 	log_info("VM %s: point %" PRIu64 " sent (base %" PRIu64 "): %" PRIu64 " bytes, %" PRIu64
 		 " of data; devices up %.2f s, read %.2f s, down %.2f s", c->vm, c->point, c->base,
 		 tot.stream_bytes, tot.data_bytes, (double)c->up_usec / 1e6,
@@ -448,6 +500,35 @@ out:
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	return r;
+}
+
+static int send_job(struct dmr_job *job, void *userdata)
+{
+	int r = send_run(job, userdata);
+
+	if (r == 0)
+		dmr_job_set_percent(job, 100);
+	return r;
+}
+
+int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char *vm,
+			   uint64_t point, uint64_t base, bool zstd, uint64_t bandwidth, int fd,
+			   uint64_t *ret_bytes)
+{
+	struct send_ctx c = { .a = a, .point = point, .base = base, .zstd = zstd, .fd = fd,
+			      .rate = bandwidth };
+	int r;
+
+	assert(a && job && vm && point);
+	/* The caller's job holds the VM's busy lock, as SendReplicationPoint's
+	 * does; the name is only read. */
+	c.vm = (char *)vm;
+	r = send_run(job, &c);
+	if (c.fd >= 0)
+		close(c.fd);
+	if (r == 0 && ret_bytes)
+		*ret_bytes = c.stream_bytes;
 	return r;
 }
 

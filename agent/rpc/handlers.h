@@ -35,6 +35,9 @@ int dmr_h_send_point(struct dmr_call *c);         /* SendReplicationPoint, mutat
 int dmr_h_receive_point(struct dmr_call *c);      /* ReceiveReplicationPoint, mutating */
 /* agent/rpc/ops_demote.c: root only */
 int dmr_h_demote_vm(struct dmr_call *c);          /* DemoteVirtualSystem, mutating */
+/* agent/rpc/ops_replicate.c: continuous replication (to: root only) */
+int dmr_h_set_replication(struct dmr_call *c);    /* SetReplication, mutating */
+int dmr_h_start_replication_cycle(struct dmr_call *c); /* StartReplicationCycle, mutating */
 /* agent/rpc/ops_job.c */
 int dmr_h_get_job(struct dmr_call *c);            /* GetJob */
 int dmr_h_list_jobs(struct dmr_call *c);          /* ListJobs */

@@ -37,6 +37,8 @@ const struct dmr_method dmr_methods[] = {
 	{ "SendReplicationPoint", true, dmr_h_send_point, false, true },
 	{ "ReceiveReplicationPoint", true, dmr_h_receive_point, false, true },
 	{ "DemoteVirtualSystem", true, dmr_h_demote_vm, false, false },
+	{ "SetReplication", true, dmr_h_set_replication, false, false },
+	{ "StartReplicationCycle", true, dmr_h_start_replication_cycle, false, false },
 	{ "GetJob", false, dmr_h_get_job, false, false },
 	{ "ListJobs", false, dmr_h_list_jobs, false, false },
 	{ NULL, false, NULL, false, false },

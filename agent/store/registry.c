@@ -1054,6 +1054,12 @@ int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 		for (size_t l = 0; l < vm->n_layers; l++)
 			if (vm->layers[l].point == p->id)
 				pinned = true;
+		/* A primary's acknowledged point is the next cycle's base
+		 * (agent/store/repl.h): dropping it would turn every later
+		 * cycle into a full send, or a resync. */
+		if (vm->role != DMR_VM_REPLICA && vm->repl.acked_uuid[0] &&
+		    strcmp(p->uuid, vm->repl.acked_uuid) == 0)
+			pinned = true;
 		if (pinned)
 			continue;
 		if (vm->keep_last && valid_seen > vm->keep_last)

@@ -267,7 +267,8 @@ int dmr_reg_doomed_forget(struct dmr_registry *reg, struct dmr_vm *vm, const uin
 			  size_t n);
 
 /* Retention: indexes of points that the VM's policy drops at time now,
- * never the latest valid point.  *ret_idx malloc()ed (may be NULL if 0). */
+ * never the latest valid point, nor (a primary's) the point the replica
+ * acknowledged last (repl.acked_uuid).  *ret_idx malloc()ed (may be NULL if 0). */
 int dmr_vm_retention_victims(const struct dmr_vm *vm, uint64_t now_usec,
 			     size_t **ret_idx, size_t *ret_n);
 

@@ -68,6 +68,25 @@ enum dmr_repl_health dmr_repl_health(const struct dmr_repl *r, uint64_t now_usec
 	return DMR_REPL_OK;
 }
 
+bool dmr_repl_interrupted(struct dmr_repl *r)
+{
+	char *e;
+
+	if (!r->cycle_running)
+		return false;
+	r->cycle_running = false;
+	if (!r->to)
+		return true;
+	if (r->failures < UINT32_MAX)
+		r->failures++;
+	e = strdup("a cycle was interrupted: the agent stopped during it");
+	if (e) {
+		free(r->last_error);
+		r->last_error = e;
+	}
+	return true;
+}
+
 int dmr_repl_to_valid(const char *to)
 {
 	size_t n;
@@ -115,6 +134,8 @@ struct json_object *dmr_repl_state_json(const struct dmr_repl *r)
 	json_object_object_add(o, "refused", json_object_new_boolean(r->refused));
 	json_object_object_add(o, "last_error",
 			       r->last_error ? json_object_new_string(r->last_error) : NULL);
+	json_object_object_add(o, "cycle_running", json_object_new_boolean(r->cycle_running));
+	json_object_object_add(o, "sent_uuid", json_object_new_string(r->sent_uuid));
 	return o;
 }
 
@@ -223,6 +244,20 @@ int dmr_repl_state_parse(struct json_object *o, struct dmr_repl *ret, const char
 	if ((e = p_bool(o, "resync_required", &r.resync_required, &field)) < 0 ||
 	    (e = p_bool(o, "refused", &r.refused, &field)) < 0 ||
 	    (e = p_str(o, "last_error", DMR_REPL_ERROR_MAX, &r.last_error, &field)) < 0)
+		goto fail;
+	/* Absent in files from before them: no cycle was running, no answer
+	 * is missing. */
+	if (json_object_object_get_ex(o, "sent_uuid", &v) &&
+	    (!json_object_is_type(v, json_type_string) ||
+	     (json_object_get_string_len(v) != 0 && !dmr_uuid_valid(json_object_get_string(v))))) {
+		field = "sent_uuid";
+		e = -EBADMSG;
+		goto fail;
+	}
+	if (v && json_object_is_type(v, json_type_string))
+		memcpy(r.sent_uuid, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
+	if (json_object_object_get_ex(o, "cycle_running", NULL) &&
+	    (e = p_bool(o, "cycle_running", &r.cycle_running, &field)) < 0)
 		goto fail;
 	dmr_repl_clear(ret);
 	*ret = r;

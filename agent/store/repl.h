@@ -50,6 +50,12 @@ struct dmr_repl {
 
 	/* What the cycles learned. */
 	char acked_uuid[DMR_UUID_STR_SIZE];     /* "" : none yet (next cycle is full) */
+	/* A point whose stream was written whole but whose answer never came
+	 * (COMMAND died, the replica's agent died after the point was
+	 * durable): the replica may hold it.  The next cycle tries it as its
+	 * base; a refusal (32775) clears it and the one after goes from
+	 * acked_uuid.  "": none. */
+	char sent_uuid[DMR_UUID_STR_SIZE];
 	uint64_t acked_usec;    /* that point's creation time (the lag's start) */
 	uint64_t last_success_usec;             /* when it was acknowledged, 0: never */
 	uint64_t last_attempt_usec;             /* when the last cycle started, 0: never */
@@ -61,7 +67,15 @@ struct dmr_repl {
 	 * at once, whatever the count, with last_error saying why. */
 	bool refused;
 	char *last_error;       /* one line, or NULL */
+	/* A cycle started and has not ended: saved before COMMAND runs, so
+	 * that an agent killed mid-cycle finds it at its next start and
+	 * counts it failed (dmr_repl_interrupted). */
+	bool cycle_running;
 };
+
+/* At start: a cycle that was running when the agent stopped is counted a
+ * failure (failures++, last_error says so); true if r changed (save it). */
+bool dmr_repl_interrupted(struct dmr_repl *r);
 
 void dmr_repl_clear(struct dmr_repl *r);        /* frees, then all zero (off) */
 const char *dmr_repl_health_name(enum dmr_repl_health h);

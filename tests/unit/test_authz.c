@@ -142,6 +142,20 @@ static void test_method_policy(void **state)
 	assert_non_null(strstr(why, "cow_devices"));
 	assert_int_equal(M(&az, DMR_PEER_MEMBER, "CreateReplicationPoint", true,
 			   "{\"force\":true}"), DMR_RC_ACCESS_DENIED);
+	/* replication: a member tunes, pauses and runs cycles; COMMAND is
+	 * root's to name (it runs as root) */
+	assert_int_equal(M(&none, DMR_PEER_MEMBER, "SetReplication", true,
+			   "{\"vm\":\"a\",\"pause\":true}"), 0);
+	assert_int_equal(M(&none, DMR_PEER_MEMBER, "SetReplication", true,
+			   "{\"vm\":\"a\",\"interval\":60}"), 0);
+	assert_int_equal(M(&none, DMR_PEER_MEMBER, "StartReplicationCycle", true,
+			   "{\"vm\":\"a\"}"), 0);
+	assert_int_equal(M(&az, DMR_PEER_MEMBER, "SetReplication", true,
+			   "{\"vm\":\"a\",\"to\":\"ssh b dmrep point receive a\"}"),
+			 DMR_RC_ACCESS_DENIED);
+	assert_non_null(strstr(why, "--to is root-only"));
+	assert_int_equal(M(&az, DMR_PEER_OTHER, "SetReplication", true, "{\"vm\":\"a\"}"),
+			 DMR_RC_ACCESS_DENIED);
 	/* a method nobody judged yet is root's */
 	assert_int_equal(M(&az, DMR_PEER_MEMBER, "RepairPool", true, "{}"), DMR_RC_ACCESS_DENIED);
 	/* paths only where root configured a directory for them */

@@ -589,6 +589,56 @@ static void test_point_create_waits(void **st)
 	}
 }
 
+/* vm replicate: settings to SetReplication; --now to StartReplicationCycle,
+ * answered with the job, or with --wait the finished job and its outcome. */
+static void test_vm_replicate(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "SetReplication", "{\"return\": 0}" },
+		{ "SetReplication", "{\"return\": 0}" },
+		{ "StartReplicationCycle", "{\"return\": 4096, \"job\": 31}" },
+		{ "StartReplicationCycle", "{\"return\": 4096, \"job\": 32}" },
+		{ "GetJob", "{\"return\": 0, \"job\": {\"id\": 32, \"method\": \"ReplicationCycle\", "
+			    "\"vm\": \"web\", \"job_state\": 10, \"state\": \"exception\", "
+			    "\"error_code\": 32775, \"error_description\": \"the receiver refused\"}}" },
+		{ "StartReplicationCycle", "{\"return\": 32770, \"error\": \"not supported\"}" },
+		{ NULL, NULL },
+	};
+	struct json_object *p;
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "vm", "replicate", "web", "--to", "ssh b dmrep --json point receive web",
+	    "--interval", "60", "--bandwidth", "2M", "--compress", "zstd", "--consistency", "crash",
+	    "--json");
+	assert_int_equal(s->res.status, 0);
+	assert_json_doc(s->res.out, "{\"return\": 0}");
+	p = request_params(&s->fa, 0, "SetReplication");
+	assert_string_equal(str_at(p, "vm"), "web");
+	assert_string_equal(str_at(p, "to"), "ssh b dmrep --json point receive web");
+	assert_int_equal(int_at(p, "interval"), 60);
+	assert_int_equal(int_at(p, "bandwidth"), 2 << 20);
+	assert_string_equal(str_at(p, "compress"), "zstd");
+	RUN(&s->fa, &s->res, "vm", "replicate", "web", "--pause", "--json");
+	assert_int_equal(s->res.status, 0);
+	p = request_params(&s->fa, 1, "SetReplication");
+	assert_true(json_object_get_boolean(json_object_object_get(p, "pause")));
+	assert_false(json_object_object_get_ex(p, "now", NULL));
+	RUN(&s->fa, &s->res, "vm", "replicate", "web", "--now", "--json");
+	assert_int_equal(s->res.status, 0);
+	assert_json_doc(s->res.out, "{\"return\": 4096, \"job\": 31}");
+	p = request_params(&s->fa, 2, "StartReplicationCycle");
+	assert_string_equal(str_at(p, "kind"), "cycle");
+	assert_false(json_object_object_get_ex(p, "now", NULL));
+	/* --wait: the finished job, the exit status its outcome's. */
+	RUN(&s->fa, &s->res, "vm", "replicate", "web", "--now", "--wait", "--json");
+	assert_int_equal(s->res.status, 32775 - 32767);
+	assert_non_null(strstr(s->res.out, "\"ReplicationCycle\""));
+	RUN(&s->fa, &s->res, "vm", "replicate", "web", "--verify", "--json");
+	assert_int_equal(s->res.status, 32770 - 32767);
+	assert_string_equal(str_at(request_params(&s->fa, 5, "StartReplicationCycle"), "kind"), "verify");
+}
+
 static void test_point_create_job_fails(void **st)
 {
 	struct state *s = *st;
@@ -862,6 +912,12 @@ static void test_usage_errors(void **st)
 		{ "point", "create", "web", "--cow-dev", "/dev/x", NULL },   /* no DISK= */
 		{ "point", "create", "web", "--cow-dev", "vda=", NULL },     /* no DEVICE */
 		{ "point", "create", "web", "--cow-dev", "a=/x", "--cow-dev", "a=/y" }, /* twice */
+		{ "vm", "replicate", "web", NULL },                           /* nothing to do */
+		{ "vm", "replicate", "web", "--now", "--verify", NULL },      /* one at a time */
+		{ "vm", "replicate", "web", "--now", "--interval", "60", NULL }, /* no settings */
+		{ "vm", "replicate", "web", "--pause", "--wait", NULL },      /* --wait: jobs only */
+		{ "vm", "replicate", "web", "--to", "x", "--bandwidth", "9Q", NULL },
+		{ "vm", "replicate", "web", "--compress", "lz4", NULL },
 		{ NULL },
 	};
 
@@ -1025,6 +1081,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_replicate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_done, setup, teardown),

@@ -252,6 +252,30 @@ static void test_retention_spares_failover_point(void **state)
 	dmr_vm_free(vm);
 }
 
+/* A primary replicating: the point the replica acknowledged last is the
+ * next cycle's base and stays whatever keep_last says; on a replica the
+ * same uuid pins nothing (its own history follows its own policy). */
+static void test_retention_spares_acked_point(void **state)
+{
+	struct dmr_vm *vm = make_vm(1, 5);
+	size_t *idx = NULL, n = 0;
+
+	(void)state;
+	vm->keep_last = 1;
+	memcpy(vm->repl.acked_uuid, vm->points[1].uuid, sizeof(vm->repl.acked_uuid));
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t k = 0; k < n; k++)
+		assert_int_not_equal(idx[k], 1);
+	free(idx);
+	idx = NULL;
+	vm->role = DMR_VM_REPLICA;
+	assert_int_equal(dmr_vm_retention_victims(vm, 1800000000000000ull, &idx, &n), 0);
+	assert_int_equal(n, 4);
+	free(idx);
+	dmr_vm_free(vm);
+}
+
 static void test_retention_none(void **state)
 {
 	struct dmr_vm *vm = make_vm(2, 3);
@@ -527,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_retention_keep_last),
 		cmocka_unit_test(test_retention_keeps_latest_valid),
 		cmocka_unit_test(test_retention_spares_failover_point),
+		cmocka_unit_test(test_retention_spares_acked_point),
 		cmocka_unit_test(test_retention_none),
 		cmocka_unit_test(test_alloc_thin_ids),
 		cmocka_unit_test(test_names),

@@ -1,0 +1,1190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * agent/engine/replicate.c - continuous replication: settings, the
+ * scheduler, and the ReplicationCycle job (agent/engine/replicate.h).
+ *
+ * A cycle, with the VM's busy lock:
+ *   1. the settings read, the cycle recorded as running (saved: a restart
+ *      counts it failed), the base resolved: the acknowledged point when
+ *      this host still holds it, none for a first cycle, and a resync
+ *      required (the cycle fails) when the acknowledged point is gone;
+ *   2. a point taken as `point create` takes it (agent/engine/point.c,
+ *      retention after it, which keeps the acknowledged point);
+ *   3. COMMAND started by /bin/sh -c in its own process group, stdin a
+ *      pipe, stdout and stderr captured (their last 64 KiB) by a thread
+ *      that also kills the group past the cycle's timeout or when the
+ *      agent stops;
+ *   4. the stream written into the pipe (agent/engine/send.c), at most
+ *      --bandwidth bytes a second, and the pipe closed;
+ *   5. COMMAND reaped, its answer read: acknowledged only with exit status
+ *      0 and the receiver's JSON with return 0 and the uuid sent;
+ *   6. the outcome saved in the catalog, then the job ends.
+ * Nothing here touches a device but through the point and send code, so
+ * a crash anywhere leaves what those leave (which recovery handles) and a
+ * cycle marked running, which the next start counts as a failure.
+ */
+#include "agent/engine/replicate.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/backend/backend.h"
+#include "agent/engine/job.h"
+#include "agent/engine/point.h"
+#include "agent/engine/replica.h"
+#include "agent/store/registry.h"
+#include "agent/store/repl.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/rc.h"
+#include "common/testhook.h"
+#include "common/thread.h"
+#include "common/util.h"
+#include "dm/name.h"
+
+static int why_set(char **ret_why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int why_set(char **ret_why, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, fmt);
+	if (ret_why && vasprintf(&s, fmt, ap) >= 0)
+		*ret_why = s;
+	va_end(ap);
+	return 0;
+}
+
+/* ---- the pure parts -------------------------------------------------------- */
+
+const char *dmr_replicate_last_line(const char *buf, size_t len, size_t *ret_len)
+{
+	size_t end = len;
+
+	for (;;) {
+		size_t b;
+
+		while (end > 0 && (buf[end - 1] == '\n' || buf[end - 1] == '\r' ||
+				   buf[end - 1] == ' ' || buf[end - 1] == '\t'))
+			end--;
+		if (end == 0)
+			break;
+		b = end;
+		while (b > 0 && buf[b - 1] != '\n')
+			b--;
+		*ret_len = end - b;
+		return buf + b;
+	}
+	*ret_len = 0;
+	return NULL;
+}
+
+static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char **ret_why);
+
+int dmr_replicate_ack_check(const char *buf, size_t len, const char *uuid, int *ret_rc,
+			    char **ret_why)
+{
+	struct json_object *o = NULL;
+	const char *line;
+	size_t n;
+	int r;
+
+	assert(uuid && ret_rc);
+	*ret_rc = 0;
+	line = dmr_replicate_last_line(buf, len, &n);
+	if (!line) {
+		why_set(ret_why, "COMMAND printed nothing on stdout (the receiver's JSON answer is "
+			"expected there)");
+		return -EBADMSG;
+	}
+	if (dmr_json_parse_object(line, n, &o) < 0) {
+		why_set(ret_why, "the last line of COMMAND's stdout is not the receiver's JSON answer");
+		return -EBADMSG;
+	}
+	r = ack_object(o, uuid, ret_rc, ret_why);
+	json_object_put(o);
+	return r;
+}
+
+static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char **ret_why)
+{
+	struct json_object *v = NULL;
+	int64_t rc;
+
+	if (!json_object_object_get_ex(o, "return", &v) || !json_object_is_type(v, json_type_int)) {
+		why_set(ret_why, "the receiver's answer has no \"return\" code");
+		return -EBADMSG;
+	}
+	rc = json_object_get_int64(v);
+	if (rc != 0) {
+		const char *e = "";
+		char esc[4 * DMR_REPL_ERROR_MAX + 1];
+
+		if (json_object_object_get_ex(o, "error", &v) && json_object_is_type(v, json_type_string))
+			e = json_object_get_string(v);
+		*ret_rc = rc > 0 && rc < 65536 ? (int)rc : DMR_RC_FAILED;
+		dmr_cescape(esc, DMR_REPL_ERROR_MAX, e);
+		why_set(ret_why, "the receiver answered %" PRId64 ": %s", rc, *e ? esc : dmr_rc_name((int)rc));
+		return -EBADMSG;
+	}
+	if (!json_object_object_get_ex(o, "uuid", &v) || !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), uuid) != 0) {
+		char esc[4 * DMR_UUID_STR_SIZE + 1] = "";
+
+		if (v && json_object_is_type(v, json_type_string))
+			dmr_cescape(esc, sizeof(esc), json_object_get_string(v));
+		why_set(ret_why, "the receiver acknowledged %s%s, not the point sent (%s)",
+			*esc ? "uuid " : "no uuid", esc, uuid);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+uint64_t dmr_replicate_timeout_sec(uint32_t interval_sec)
+{
+	uint64_t t = (uint64_t)interval_sec * DMR_REPLICATE_TIMEOUT_INTERVALS;
+
+	return t < DMR_REPLICATE_TIMEOUT_MIN_SEC ? DMR_REPLICATE_TIMEOUT_MIN_SEC : t;
+}
+
+/* ---- settings ---------------------------------------------------------------- */
+
+/* The VM as a replicating primary can be (reg->lock held). */
+static int primary_check(struct dmr_registry *reg, struct dmr_vm *vm, char **ret_why)
+{
+	const struct dmr_backend *be = dmr_backend_of(vm);
+
+	if (vm->role == DMR_VM_REPLICA) {
+		why_set(ret_why, "VM %s is a replica: it receives its points from its primary and "
+			"replicates nothing until a failover there is committed", vm->name);
+		return -DMR_E_STATE;
+	}
+	if (!be->point_extents) {
+		why_set(ret_why, "%s", be->stream_unsupported ? be->stream_unsupported :
+			"this VM's backend cannot send points");
+		return -EOPNOTSUPP;
+	}
+	(void)reg;
+	return 0;
+}
+
+static int set_error(struct dmr_repl *rp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int set_error(struct dmr_repl *rp, const char *fmt, ...)
+{
+	char raw[DMR_REPL_ERROR_MAX + 1], line[DMR_REPL_ERROR_MAX + 1];
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	/* One line, printable, within the state file's bound. */
+	dmr_cescape(line, sizeof(line), raw);
+	s = strdup(line);
+	if (!s)
+		return -ENOMEM;
+	free(rp->last_error);
+	rp->last_error = s;
+	return 0;
+}
+
+int dmr_replicate_configure(struct dmr_agent *a, const char *name,
+			    const struct dmr_replicate_settings *s, char **ret_why)
+{
+	struct dmr_registry *reg = a->reg;
+	struct dmr_repl old, *rp;
+	struct dmr_vm *vm;
+	char *to = NULL;
+	int r;
+
+	assert(a && name && s);
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (!vm) {
+		why_set(ret_why, "no VM named %s", name);
+		r = -ENOENT;
+		goto out;
+	}
+	if ((r = primary_check(reg, vm, ret_why)) < 0)
+		goto out;
+	rp = &vm->repl;
+	if (!rp->to && !s->to) {
+		why_set(ret_why, "VM %s does not replicate: --to COMMAND first", name);
+		r = -DMR_E_STATE;
+		goto out;
+	}
+	if (s->to && dmr_repl_to_valid(s->to) < 0) {
+		why_set(ret_why, "--to: one command line of 1 to %u bytes, no control characters",
+			DMR_REPL_TO_MAX);
+		r = -EINVAL;
+		goto out;
+	}
+	if (s->interval_sec && dmr_repl_interval_valid(s->interval_sec) < 0) {
+		why_set(ret_why, "--interval: %u to %u seconds", DMR_REPL_INTERVAL_MIN,
+			DMR_REPL_INTERVAL_MAX);
+		r = -EINVAL;
+		goto out;
+	}
+	if (s->bandwidth > (int64_t)(1ull << 40)) {
+		why_set(ret_why, "--bandwidth: at most 1T bytes per second");
+		r = -EINVAL;
+		goto out;
+	}
+	if ((s->consistency == 1 || (s->consistency < 0 && rp->application)) && !vm->qga) {
+		why_set(ret_why, "VM %s has no guest agent (vm add --qga SOCKET) for application "
+			"consistency", name);
+		r = -EINVAL;
+		goto out;
+	}
+	if (s->to && !(to = strdup(s->to))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	old = *rp;
+	if (old.to)
+		old.to = strdup(old.to);
+	if (old.last_error)
+		old.last_error = strdup(old.last_error);
+	if ((rp->to && !old.to) || (rp->last_error && !old.last_error)) {
+		free(old.to);
+		free(old.last_error);
+		free(to);
+		r = -ENOMEM;
+		goto out;
+	}
+	if (to) {
+		if (!rp->to || strcmp(rp->to, to) != 0) {
+			/* Another COMMAND may reach another replica: what
+			 * the old one acknowledged says nothing of it. */
+			bool paused = rp->paused;
+
+			dmr_repl_clear(rp);
+			rp->paused = paused;
+			rp->set_usec = dmr_realtime_usec();
+			rp->interval_sec = DMR_REPL_INTERVAL_DEFAULT;
+			rp->to = to;
+		} else {
+			free(to);
+		}
+		to = NULL;
+	}
+	if (s->interval_sec)
+		rp->interval_sec = s->interval_sec;
+	if (s->consistency >= 0)
+		rp->application = s->consistency == 1;
+	if (s->zstd >= 0)
+		rp->zstd = s->zstd == 1;
+	if (s->bandwidth >= 0)
+		rp->bandwidth = (uint64_t)s->bandwidth;
+	r = dmr_reg_vm_save(reg, vm);
+	if (r < 0) {
+		/* Not saved: not set either. */
+		dmr_repl_clear(rp);
+		*rp = old;
+		why_set(ret_why, "cannot save VM %s's state: %s", name, strerror(-r));
+	} else {
+		free(old.to);
+		free(old.last_error);
+		log_info("VM %s: replication to '%s' every %u s (%s, %s, bandwidth %" PRIu64 ")", name,
+			 rp->to, rp->interval_sec, rp->application ? "application" : "crash",
+			 rp->zstd ? "zstd" : "uncompressed", rp->bandwidth);
+	}
+out:
+	pthread_mutex_unlock(&reg->lock);
+	return r;
+}
+
+int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_action act,
+		      char **ret_why)
+{
+	struct dmr_registry *reg = a->reg;
+	struct dmr_repl old;
+	struct dmr_vm *vm;
+	int r;
+
+	assert(a && name);
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (!vm) {
+		why_set(ret_why, "no VM named %s", name);
+		r = -ENOENT;
+		goto out;
+	}
+	if (vm->role == DMR_VM_REPLICA) {
+		r = primary_check(reg, vm, ret_why);
+		goto out;
+	}
+	if (!vm->repl.to && act != DMR_REPLICATE_OFF) {
+		why_set(ret_why, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
+		r = -DMR_E_STATE;
+		goto out;
+	}
+	old = vm->repl;
+	switch (act) {
+	case DMR_REPLICATE_PAUSE:
+	case DMR_REPLICATE_RESUME:
+		vm->repl.paused = act == DMR_REPLICATE_PAUSE;
+		r = dmr_reg_vm_save(reg, vm);
+		if (r < 0)
+			vm->repl.paused = old.paused;
+		break;
+	case DMR_REPLICATE_OFF:
+		if (!old.to) {
+			r = 0; /* off already */
+			break;
+		}
+		memset(&vm->repl, 0, sizeof(vm->repl));
+		r = dmr_reg_vm_save(reg, vm);
+		if (r < 0)
+			vm->repl = old;
+		else {
+			free(old.to);
+			free(old.last_error);
+		}
+		break;
+	default:
+		r = -EINVAL;
+	}
+	if (r < 0)
+		why_set(ret_why, "cannot save VM %s's state: %s", name, strerror(-r));
+	else
+		log_info("VM %s: replication %s", name, act == DMR_REPLICATE_PAUSE ? "paused" :
+			 act == DMR_REPLICATE_RESUME ? "resumed" : "off");
+out:
+	pthread_mutex_unlock(&reg->lock);
+	return r;
+}
+
+/* ---- capturing COMMAND's output ---------------------------------------------------- */
+
+/* The last DMR_REPLICATE_CAPTURE_MAX bytes of a stream. */
+struct tail {
+	char buf[DMR_REPLICATE_CAPTURE_MAX];
+	size_t len;
+	bool cut;       /* bytes before these were dropped */
+};
+
+/* Not inlined: a caller's smaller buffer makes the n >= cap branch look
+ * out of bounds to the compiler. */
+__attribute__((noinline)) static void tail_add(struct tail *t, const char *p, size_t n)
+{
+	const size_t cap = sizeof(t->buf);
+
+	if (n >= cap) {
+		memcpy(t->buf, p + n - cap, cap);
+		t->cut = t->cut || t->len > 0 || n > cap;
+		t->len = cap;
+		return;
+	}
+	if (t->len + n > cap) {
+		size_t drop = t->len + n - cap;
+
+		memmove(t->buf, t->buf + drop, t->len - drop);
+		t->len -= drop;
+		t->cut = true;
+	}
+	memcpy(t->buf + t->len, p, n);
+	t->len += n;
+}
+
+struct child {
+	struct dmr_agent *a;
+	pid_t pid;
+	int out_fd, err_fd;
+	struct tail out, err;
+	uint64_t deadline;      /* dmr_now_usec() past which the group is killed */
+	volatile bool timed_out, stopped, reaped;
+	uint64_t reaped_usec;
+	pthread_t thread;
+};
+
+static void child_kill(struct child *c)
+{
+	(void)kill(-c->pid, SIGKILL);
+	(void)kill(c->pid, SIGKILL);
+}
+
+/* Kill the group past the deadline or when the agent stops; true if so. */
+static bool child_watch(struct child *c)
+{
+	if (c->timed_out || c->stopped)
+		return true;
+	if (dmr_now_usec() >= c->deadline) {
+		c->timed_out = true;
+		child_kill(c);
+		return true;
+	}
+	if (c->a->stopping) {
+		c->stopped = true;
+		child_kill(c);
+		return true;
+	}
+	return false;
+}
+
+/* Drain stdout and stderr until both end.  A descendant that left the
+ * group and keeps them open is not waited for past 2 s after COMMAND is
+ * reaped. */
+static void *capture_main(void *p)
+{
+	struct child *c = p;
+	char buf[16384];
+
+	while (c->out_fd >= 0 || c->err_fd >= 0) {
+		struct pollfd pf[2] = { { .fd = c->out_fd, .events = POLLIN },
+					{ .fd = c->err_fd, .events = POLLIN } };
+		int k = poll(pf, 2, 500);
+
+		if (k < 0 && errno != EINTR)
+			break;
+		for (int i = 0; k > 0 && i < 2; i++) {
+			int *fd = i == 0 ? &c->out_fd : &c->err_fd;
+			ssize_t n;
+
+			if (*fd < 0 || !pf[i].revents)
+				continue;
+			n = read(*fd, buf, sizeof(buf));
+			if (n > 0)
+				tail_add(i == 0 ? &c->out : &c->err, buf, (size_t)n);
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(*fd);
+				*fd = -1;
+			}
+		}
+		(void)child_watch(c);
+		if (c->reaped && dmr_now_usec() - c->reaped_usec > 2000000)
+			break;
+	}
+	return NULL;
+}
+
+/* In the child, between fork and execve: async-signal-safe calls only. */
+_Noreturn static void exec_child(char *const *argv, int in_fd, int out_fd, int err_fd)
+{
+	struct rlimit rl;
+	sigset_t none;
+
+	(void)setpgid(0, 0);
+	/* The agent's threads block signals and ignore SIGPIPE; COMMAND
+	 * starts with the defaults. */
+	sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	(void)signal(SIGPIPE, SIG_DFL);
+	/* Above stderr first: an agent started with 0..2 closed has pipes
+	 * there. */
+	in_fd = fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
+	out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+	err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
+	if (in_fd < 0 || out_fd < 0 || err_fd < 0 || dup2(in_fd, STDIN_FILENO) < 0 ||
+	    dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
+		_exit(126);
+	/* Nothing of the agent's but the three: descriptors other modules
+	 * opened without O_CLOEXEC (libdevmapper's control node) too. */
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+#endif
+	{
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > (1u << 20))
+			rl.rlim_cur = 1u << 20;
+		for (int fd = 3; fd < (int)rl.rlim_cur; fd++)
+			(void)close(fd);
+	}
+	execve("/bin/sh", argv, environ);
+	_exit(127);
+}
+
+/* Start COMMAND; *ret_in: the write end of its stdin. */
+static int child_start(struct child *c, const char *cmd, int *ret_in)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	/* Built before the fork: the child only calls what is safe there. */
+	char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
+	int r;
+
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	c->pid = fork();
+	if (c->pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (c->pid == 0)
+		exec_child(argv, in[0], out[1], err[1]);
+	/* Also here, so that a kill right away finds the group. */
+	(void)setpgid(c->pid, c->pid);
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	c->out_fd = out[0];
+	c->err_fd = err[0];
+	r = pthread_create(&c->thread, NULL, capture_main, c);
+	if (r != 0) {
+		close(c->out_fd);
+		close(c->err_fd);
+		c->out_fd = c->err_fd = -1;
+		close(in[1]);
+		child_kill(c);
+		(void)waitpid(c->pid, NULL, 0);
+		return -r;
+	}
+	*ret_in = in[1];
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	return r;
+}
+
+/* Reap COMMAND (the deadline and a->stopping still kill it), then let the
+ * capture end.  The wait status, or -1 if someone else reaped it. */
+static int child_wait(struct child *c)
+{
+	int status = -1;
+
+	for (;;) {
+		pid_t w = waitpid(c->pid, &status, WNOHANG);
+
+		if (w == c->pid)
+			break;
+		if (w < 0 && errno != EINTR) {
+			status = -1;
+			break;
+		}
+		(void)child_watch(c);
+		usleep(20000);
+	}
+	c->reaped_usec = dmr_now_usec();
+	c->reaped = true;
+	pthread_join(c->thread, NULL);
+	if (c->out_fd >= 0)
+		close(c->out_fd);
+	if (c->err_fd >= 0)
+		close(c->err_fd);
+	c->out_fd = c->err_fd = -1;
+	return status;
+}
+
+/* A captured stream as a job field: lines kept, every other control
+ * character and byte that is not UTF-8 escaped. */
+static struct json_object *tail_json(const struct tail *t)
+{
+	size_t cap = 4 * t->len + 64, o = 0;
+	_cleanup_free_ char *out = malloc(cap), *line = malloc(t->len + 1);
+	struct json_object *j;
+	size_t b = 0;
+
+	if (!out || !line)
+		return NULL;
+	if (t->cut)
+		o += (size_t)snprintf(out, cap, "[...]\n");
+	while (b < t->len) {
+		size_t e = b;
+
+		while (e < t->len && t->buf[e] != '\n')
+			e++;
+		memcpy(line, t->buf + b, e - b);
+		line[e - b] = '\0';
+		/* A NUL inside ends the line there: the rest is not text. */
+		dmr_cescape(out + o, cap - o, line);
+		o += strlen(out + o);
+		if (e < t->len && o + 1 < cap)
+			out[o++] = '\n';
+		out[o] = '\0';
+		b = e + 1;
+	}
+	out[o] = '\0';
+	j = json_object_new_string(out);
+	return j;
+}
+
+/* The last non-empty line of stderr, one printable line (for last_error). */
+static void tail_last_line(const struct tail *t, char *buf, size_t size)
+{
+	_cleanup_free_ char *line = NULL;
+	const char *l;
+	size_t n;
+
+	buf[0] = '\0';
+	l = dmr_replicate_last_line(t->buf, t->len, &n);
+	if (!l || !(line = strndup(l, n > 400 ? 400 : n)))
+		return;
+	dmr_cescape(buf, size, line);
+}
+
+/* ---- the cycle ------------------------------------------------------------- */
+
+struct cycle_ctx {
+	struct dmr_agent *a;
+	char *vm;
+};
+
+static void cycle_ctx_free(void *p)
+{
+	struct cycle_ctx *c = p;
+
+	if (!c)
+		return;
+	free(c->vm);
+	free(c);
+}
+
+/* The cycle's outcome into the catalog and saved (reg->lock not held).
+ * ok: acknowledged (uuid, its creation time, bytes); else failures++ and
+ * why; refused: the receiver refuses for good (32775); resync: the base
+ * is gone.  Only while the VM still replicates to the same COMMAND. */
+static void cycle_record(struct dmr_registry *reg, const char *name, const char *to, bool ok,
+			 const char *uuid, uint64_t created, uint64_t bytes, bool refused,
+			 bool resync, const char *why, int sent)
+{
+	struct dmr_vm *vm;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (!vm || !vm->repl.to || strcmp(vm->repl.to, to) != 0) {
+		/* Turned off or pointed elsewhere meanwhile: this cycle's
+		 * answer is not about the replica now set. */
+		if (vm && vm->repl.cycle_running) {
+			vm->repl.cycle_running = false;
+			(void)dmr_reg_vm_save(reg, vm);
+		}
+		pthread_mutex_unlock(&reg->lock);
+		return;
+	}
+	vm->repl.cycle_running = false;
+	/* sent: 1 the point went whole and its answer is missing (uuid),
+	 * 0 that doubt is over, -1 as it was. */
+	if (sent == 1 && uuid)
+		snprintf(vm->repl.sent_uuid, sizeof(vm->repl.sent_uuid), "%s", uuid);
+	else if (sent == 0)
+		vm->repl.sent_uuid[0] = '\0';
+	if (ok) {
+		snprintf(vm->repl.acked_uuid, sizeof(vm->repl.acked_uuid), "%s", uuid);
+		vm->repl.acked_usec = created;
+		vm->repl.last_success_usec = dmr_realtime_usec();
+		vm->repl.bytes_sent += bytes;
+		vm->repl.failures = 0;
+		vm->repl.refused = false;
+		vm->repl.resync_required = false;
+		free(vm->repl.last_error);
+		vm->repl.last_error = NULL;
+	} else {
+		if (vm->repl.failures < UINT32_MAX)
+			vm->repl.failures++;
+		if (refused)
+			vm->repl.refused = true;
+		if (resync)
+			vm->repl.resync_required = true;
+		(void)set_error(&vm->repl, "%s", why ? why : "the cycle failed");
+	}
+	r = dmr_reg_vm_save(reg, vm);
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0)
+		log_error("VM %s: cannot save the replication cycle's outcome: %s (the next start "
+			  "sees the cycle as interrupted)", name, strerror(-r));
+}
+
+static int cycle_job(struct dmr_job *job, void *userdata)
+{
+	struct cycle_ctx *ctx = userdata;
+	struct dmr_agent *a = ctx->a;
+	struct dmr_registry *reg = a->reg;
+	_cleanup_free_ char *to = NULL, *qga = NULL, *why = NULL;
+	char acked[DMR_UUID_STR_SIZE] = "", uuid[DMR_UUID_STR_SIZE] = "", line[512];
+	char sent[DMR_UUID_STR_SIZE] = "";
+	uint64_t base = 0, point = 0, created = 0, bytes = 0, bandwidth = 0, t0, sent_base = 0;
+	bool application = false, zstd = false, trying_sent = false;
+	uint32_t interval = DMR_REPL_INTERVAL_DEFAULT;
+	struct child *ch = NULL;
+	struct dmr_vm *vm;
+	int r, in_fd = -1, status, rc = 0, send_r;
+
+	/* 1. Settings, the cycle recorded as running, the base. */
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, ctx->vm);
+	r = vm ? primary_check(reg, vm, &why) : -ENOENT;
+	if (r == 0 && !vm->repl.to) {
+		why_set(&why, "VM %s does not replicate", ctx->vm);
+		r = -DMR_E_STATE;
+	}
+	if (r == 0) {
+		to = strdup(vm->repl.to);
+		qga = vm->qga ? strdup(vm->qga) : NULL;
+		application = vm->repl.application;
+		zstd = vm->repl.zstd;
+		bandwidth = vm->repl.bandwidth;
+		interval = vm->repl.interval_sec;
+		snprintf(acked, sizeof(acked), "%s", vm->repl.acked_uuid);
+		snprintf(sent, sizeof(sent), "%s", vm->repl.sent_uuid);
+		vm->repl.last_attempt_usec = dmr_realtime_usec();
+		vm->repl.cycle_running = true;
+		if (!to || (vm->qga && !qga))
+			r = -ENOMEM;
+		for (size_t i = 0; i < vm->n_points; i++) {
+			const struct dmr_point *pt = &vm->points[i];
+
+			if (pt->pending_tid || !pt->valid)
+				continue;
+			if (acked[0] && strcmp(pt->uuid, acked) == 0)
+				base = pt->id;
+			if (sent[0] && strcmp(pt->uuid, sent) == 0)
+				sent_base = pt->id;
+		}
+		/* A point sent whole whose answer was lost: the replica's
+		 * latest, likely; tried once as the base. */
+		if (sent_base && sent_base != base) {
+			base = sent_base;
+			trying_sent = true;
+			snprintf(acked, sizeof(acked), "%s", sent);
+		} else if (sent[0]) {
+			vm->repl.sent_uuid[0] = '\0';
+		}
+		if (r == 0)
+			r = dmr_reg_vm_save(reg, vm);
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		if (why)
+			dmr_job_set_error(job, dmr_rc_from_errno(r), "%s", why);
+		return r;
+	}
+	dmr_job_set_result(job, "to", json_object_new_string(to));
+	if (acked[0] && !base) {
+		snprintf(line, sizeof(line), "the point the replica acknowledged last (%s) is gone "
+			 "here: no common point is left, a resync is required", acked);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, true, line, -1);
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "%s", line);
+		return -DMR_E_STATE;
+	}
+	if (application && !qga) {
+		snprintf(line, sizeof(line), "VM %s has no guest agent for an application-consistent "
+			 "point", ctx->vm);
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
+		dmr_job_set_error(job, DMR_RC_INVALID_PARAMETER, "%s", line);
+		return -EINVAL;
+	}
+
+	/* 2. The point. */
+	t0 = dmr_now_usec();
+	r = dmr_point_make(job, reg, ctx->vm, application, qga, "replication", &point);
+	if (r < 0) {
+		char e[400];
+
+		(void)dmr_job_get_error(job, e, sizeof(e));
+		snprintf(line, sizeof(line), "cannot take the cycle's point: %s", *e ? e : strerror(-r));
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
+		return r;
+	}
+	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, ctx->vm);
+	{
+		struct dmr_point *pt = vm ? dmr_vm_point_find(vm, point) : NULL;
+
+		if (pt) {
+			snprintf(uuid, sizeof(uuid), "%s", pt->uuid);
+			created = pt->created_usec;
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (!uuid[0]) {
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false,
+			     "the cycle's point is gone", -1);
+		return dmr_job_fail(job, -ENOENT, "the cycle's point %" PRIu64 " is gone", point);
+	}
+	if (base)
+		dmr_job_set_result(job, "base_uuid", json_object_new_string(acked));
+	if (trying_sent) {
+		dmr_job_set_result(job, "base_unacknowledged", json_object_new_boolean(true));
+		log_info("VM %s: the answer to point %s was lost: trying it as the base", ctx->vm, sent);
+	}
+
+	/* 3. COMMAND. */
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, "out of memory", -1);
+		return -ENOMEM;
+	}
+	ch->a = a;
+	ch->out_fd = ch->err_fd = -1;
+	ch->deadline = dmr_now_usec() + dmr_replicate_timeout_sec(interval) * 1000000;
+	r = child_start(ch, to, &in_fd);
+	if (r < 0) {
+		snprintf(line, sizeof(line), "cannot start COMMAND: %s", strerror(-r));
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
+		free(ch);
+		return dmr_job_fail(job, r, "cannot start COMMAND");
+	}
+	dmr_test_hook("cycle:started");
+
+	/* 4. The stream, then the pipe closed (by the send). */
+	t0 = dmr_now_usec();
+	send_r = dmr_replica_send_to_fd(a, job, ctx->vm, point, base, zstd, bandwidth, in_fd,
+					&bytes);
+	dmr_job_add_step(job, "stream", dmr_now_usec() - t0);
+
+	/* 5. COMMAND's answer. */
+	t0 = dmr_now_usec();
+	status = child_wait(ch);
+	dmr_job_add_step(job, "acknowledge", dmr_now_usec() - t0);
+	dmr_job_set_result(job, "stderr", tail_json(&ch->err));
+	dmr_job_set_result(job, "exit_status",
+			   json_object_new_int(status < 0 ? -1 : WIFEXITED(status) ?
+					       WEXITSTATUS(status) : 128 + WTERMSIG(status)));
+	{
+		size_t n;
+		const char *l = dmr_replicate_last_line(ch->out.buf, ch->out.len, &n);
+		_cleanup_free_ char *raw = l ? strndup(l, n > 1024 ? 1024 : n) : NULL;
+		char esc[4 * 1024 + 1];
+
+		if (raw)
+			dmr_job_set_result(job, "answer",
+					   json_object_new_string(dmr_cescape(esc, sizeof(esc), raw)));
+	}
+	free(why);
+	why = NULL;
+	r = dmr_replicate_ack_check(ch->out.buf, ch->out.len, uuid, &rc, &why);
+	if (ch->timed_out) {
+		snprintf(line, sizeof(line), "COMMAND did not finish within %" PRIu64 " s: its "
+			 "process group was killed", dmr_replicate_timeout_sec(interval));
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, line,
+			     send_r == 0 ? 1 : -1);
+		dmr_job_replace_error(job, DMR_RC_TIMEOUT, "%s", line);
+		r = -ETIMEDOUT;
+	} else if (ch->stopped) {
+		/* Not recorded: the start after this one counts it. */
+		dmr_job_replace_error(job, DMR_RC_FAILED, "the agent is stopping: COMMAND killed");
+		r = -ECANCELED;
+	} else if (rc) {
+		/* The receiver's own refusal explains whatever broke here. */
+		bool refused = rc == DMR_RC_INVALID_STATE;
+		int doubt = -1;
+
+		if (refused && trying_sent) {
+			/* The guess was wrong: the replica does not hold the
+			 * point whose answer was lost; the next cycle goes
+			 * from the acknowledged one. */
+			refused = false;
+			doubt = 0;
+		} else if (!refused && send_r == 0 && rc != DMR_RC_INVALID_PARAMETER) {
+			/* Answered with an error after the whole stream (its
+			 * agent gone: 32777): it may hold the point. */
+			doubt = 1;
+		}
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, refused, false, why, doubt);
+		dmr_job_replace_error(job, rc, "%s", why);
+		r = -EREMOTEIO;
+	} else if (send_r < 0) {
+		char e[200];
+		int code = dmr_job_get_error(job, e, sizeof(e));
+
+		snprintf(line, sizeof(line), "%s", *e ? e : strerror(-send_r));
+		if (status != 0) {
+			char last[256];
+
+			tail_last_line(&ch->err, last, sizeof(last));
+			if (last[0])
+				snprintf(line + strlen(line), sizeof(line) - strlen(line),
+					 "; COMMAND: %s", last);
+		}
+		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);
+		dmr_job_replace_error(job, code ? code : DMR_RC_FAILED, "%s", line);
+		r = send_r;
+	} else if (status != 0) {
+		char last[256];
+
+		tail_last_line(&ch->err, last, sizeof(last));
+		if (status < 0)
+			snprintf(line, sizeof(line), "COMMAND's exit status is unknown");
+		else if (WIFEXITED(status))
+			snprintf(line, sizeof(line), "COMMAND exited with status %d%s%s",
+				 WEXITSTATUS(status), last[0] ? ": " : "", last);
+		else
+			snprintf(line, sizeof(line), "COMMAND was killed by signal %d%s%s",
+				 WTERMSIG(status), last[0] ? ": " : "", last);
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, line, 1);
+		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", line);
+		r = -EIO;
+	} else if (r < 0) {
+		cycle_record(reg, ctx->vm, to, false, uuid, 0, 0, false, false, why, 1);
+		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", why ? why : "no acknowledgement");
+	} else {
+		/* 6. Acknowledged: saved before the job ends. */
+		dmr_test_hook("cycle:acknowledged");
+		cycle_record(reg, ctx->vm, to, true, uuid, created, bytes, false, false, NULL, 0);
+		dmr_job_set_result(job, "acknowledged", json_object_new_string(uuid));
+		log_info("VM %s: cycle acknowledged: point %" PRIu64 " (%s), %" PRIu64 " bytes%s",
+			 ctx->vm, point, uuid, bytes, base ? " as an incremental" : "");
+	}
+	if (r < 0 && r != -ECANCELED) {
+		char e[512];
+
+		(void)dmr_job_get_error(job, e, sizeof(e));
+		log_warning("VM %s: replication cycle failed: %s", ctx->vm, e);
+	}
+	free(ch);
+	return r < 0 ? r : 0;
+}
+
+static int cycle_start(struct dmr_agent *a, const char *vm, uint64_t *ret_job)
+{
+	struct cycle_ctx *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c || !(c->vm = strdup(vm))) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->a = a;
+	r = dmr_job_start(a, "ReplicationCycle", vm, cycle_job, c, cycle_ctx_free, ret_job);
+	if (r < 0)
+		cycle_ctx_free(c);
+	return r;
+}
+
+int dmr_replicate_now(struct dmr_agent *a, const char *name, uint64_t *ret_job, char **ret_why)
+{
+	struct dmr_registry *reg = a->reg;
+	struct dmr_vm *vm;
+	int r;
+
+	assert(a && name && ret_job);
+	r = dmr_vm_busy_acquire(a, name);
+	if (r == -EBUSY)
+		why_set(ret_why, "VM %s is busy with another operation (a cycle, or another job)", name);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	if (!vm) {
+		why_set(ret_why, "no VM named %s", name);
+		r = -ENOENT;
+	} else if ((r = primary_check(reg, vm, ret_why)) == 0 && !vm->repl.to) {
+		why_set(ret_why, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
+		r = -DMR_E_STATE;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r == 0)
+		r = cycle_start(a, name, ret_job);
+	if (r < 0)
+		dmr_vm_busy_release(a, name);
+	return r;
+}
+
+/* ---- the scheduler --------------------------------------------------------------- */
+
+struct seen {
+	char *name;
+	enum dmr_repl_health health;
+	bool live;
+};
+
+struct dmr_replicator {
+	struct dmr_agent *a;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	struct seen *seen;
+	size_t n_seen;
+};
+
+/* The health last logged for name (a new entry: off). */
+static struct seen *seen_get(struct dmr_replicator *s, const char *name)
+{
+	struct seen *n;
+
+	for (size_t i = 0; i < s->n_seen; i++)
+		if (strcmp(s->seen[i].name, name) == 0)
+			return &s->seen[i];
+	n = realloc(s->seen, (s->n_seen + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	s->seen = n;
+	n = &s->seen[s->n_seen];
+	n->name = strdup(name);
+	if (!n->name)
+		return NULL;
+	n->health = DMR_REPL_OFF;
+	s->n_seen++;
+	return n;
+}
+
+struct due {
+	char name[DMR_OBJ_NAME_MAX + 1];
+	bool due;
+};
+
+static void tick(struct dmr_replicator *s)
+{
+	struct dmr_registry *reg = s->a->reg;
+	struct due *d = NULL;
+	size_t n = 0;
+	uint64_t now = dmr_realtime_usec();
+
+	for (size_t i = 0; i < s->n_seen; i++)
+		s->seen[i].live = false;
+	pthread_mutex_lock(&reg->lock);
+	if (reg->n_vms)
+		d = calloc(reg->n_vms, sizeof(*d));
+	for (size_t v = 0; d && v < reg->n_vms; v++) {
+		struct dmr_vm *vm = reg->vms[v];
+		const struct dmr_repl *rp = &vm->repl;
+		enum dmr_repl_health h;
+		struct seen *sn;
+
+		if (vm->role == DMR_VM_REPLICA || strlen(vm->name) > DMR_OBJ_NAME_MAX)
+			continue;
+		h = dmr_repl_health(rp, now);
+		sn = seen_get(s, vm->name);
+		if (sn) {
+			sn->live = true;
+			if (sn->health != h) {
+				if (h == DMR_REPL_OK || h == DMR_REPL_OFF || h == DMR_REPL_PAUSED)
+					log_info("VM %s: replication health %s (was %s)", vm->name,
+						 dmr_repl_health_name(h), dmr_repl_health_name(sn->health));
+				else
+					log_warning("VM %s: replication health %s (was %s)%s%s",
+						    vm->name, dmr_repl_health_name(h),
+						    dmr_repl_health_name(sn->health),
+						    rp->last_error ? ": " : "",
+						    rp->last_error ? rp->last_error : "");
+				sn->health = h;
+			}
+		}
+		if (!rp->to || rp->paused || rp->resync_required)
+			continue;
+		strcpy(d[n].name, vm->name);
+		d[n].due = !rp->last_attempt_usec ||
+			   now >= rp->last_attempt_usec + (uint64_t)rp->interval_sec * 1000000 ||
+			   now < rp->last_attempt_usec; /* the clock went back */
+		n++;
+	}
+	pthread_mutex_unlock(&reg->lock);
+	/* VMs gone: forget them, so one added again under the name starts
+	 * from off. */
+	for (size_t i = 0; i < s->n_seen;)
+		if (!s->seen[i].live) {
+			free(s->seen[i].name);
+			s->seen[i] = s->seen[--s->n_seen];
+		} else {
+			i++;
+		}
+	for (size_t i = 0; i < n && !s->a->stopping; i++) {
+		uint64_t job;
+		int r;
+
+		if (!d[i].due)
+			continue;
+		/* Busy (a cycle still running, or any other operation): the
+		 * next tick tries again; nothing failed. */
+		if (dmr_vm_busy_acquire(s->a, d[i].name) < 0)
+			continue;
+		r = cycle_start(s->a, d[i].name, &job);
+		if (r < 0) {
+			dmr_vm_busy_release(s->a, d[i].name);
+			log_error("VM %s: cannot start a replication cycle: %s", d[i].name,
+				  strerror(-r));
+		} else {
+			log_debug("VM %s: replication cycle job %" PRIu64, d[i].name, job);
+		}
+	}
+	free(d);
+}
+
+static void *sched_main(void *p)
+{
+	struct dmr_replicator *s = p;
+	struct timespec at;
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		pthread_mutex_unlock(&s->lock);
+		tick(s);
+		pthread_mutex_lock(&s->lock);
+		at.tv_sec += DMR_REPLICATE_TICK_SEC;
+		while (!s->stop && pthread_cond_timedwait(&s->cond, &s->lock, &at) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int dmr_replicate_start(struct dmr_agent *a, struct dmr_replicator **ret)
+{
+	struct dmr_registry *reg = a->reg;
+	struct dmr_replicator *s;
+	pthread_condattr_t ca;
+	int r;
+
+	assert(a && ret);
+	/* Cycles a stopped agent left running: failed, and said so. */
+	pthread_mutex_lock(&reg->lock);
+	for (size_t v = 0; v < reg->n_vms; v++) {
+		struct dmr_vm *vm = reg->vms[v];
+
+		if (dmr_repl_interrupted(&vm->repl)) {
+			log_warning("VM %s: a replication cycle was interrupted by the agent's stop; "
+				    "counted as failed", vm->name);
+			r = dmr_reg_vm_save(reg, vm);
+			if (r < 0)
+				log_error("VM %s: cannot save its state: %s", vm->name, strerror(-r));
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->a = a;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	r = pthread_create(&s->thread, NULL, sched_main, s);
+	if (r != 0) {
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void dmr_replicate_stop(struct dmr_replicator *s)
+{
+	if (!s)
+		return;
+	dmr_threads_stop(&s->lock, &s->cond, &s->stop);
+	pthread_join(s->thread, NULL);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	for (size_t i = 0; i < s->n_seen; i++)
+		free(s->seen[i].name);
+	free(s->seen);
+	free(s);
+}
