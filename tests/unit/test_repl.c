@@ -231,7 +231,9 @@ static void test_state_refusals(void **state)
 		json_object_object_del(o, "failures");
 		assert_int_equal(dmr_repl_state_parse(o, &keep, &field), -EBADMSG);
 		json_object_put(o);
-		assert_int_equal(dmr_repl_state_parse(json_object_new_array(), &keep, &field), -EBADMSG);
+		o = json_object_new_array();
+		assert_int_equal(dmr_repl_state_parse(o, &keep, &field), -EBADMSG);
+		json_object_put(o);
 	}
 	assert_int_equal(dmr_repl_to_valid("ssh b dmrep --json point receive web"), 0);
 	assert_int_equal(dmr_repl_to_valid(""), -EINVAL);
