@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -339,4 +340,19 @@ int dmr_mkdir_p(const char *path, mode_t mode)
 	if (mkdir(p, mode) < 0 && errno != EEXIST)
 		return dmr_negerrno();
 	return 0;
+}
+
+int dmr_why_set(char **ret_why, int r, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (!ret_why)
+		return r;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	*ret_why = s;
+	return r;
 }

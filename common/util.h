@@ -124,6 +124,10 @@ int dmr_parse_u64(const char *s, uint64_t *ret);
 uint64_t dmr_now_usec(void);
 
 /* Wall clock as RFC 3339 UTC ("2026-11-24T18:31:49Z") into buf[32]. */
+/* A refusal's one-line reason: *ret_why (if ret_why is not NULL) becomes a
+ * malloc()ed string of fmt, or NULL when there is no memory for it; returns
+ * r, so that `return dmr_why_set(ret_why, -EINVAL, "...")` refuses in one. */
+int dmr_why_set(char **ret_why, int r, const char *fmt, ...) _printf_(3, 4);
 int dmr_format_rfc3339(uint64_t realtime_usec, char buf[32]);
 uint64_t dmr_realtime_usec(void);
 

@@ -67,18 +67,6 @@ const char *dmr_demote_rule_name(enum dmr_demote_rule r)
 
 /* ---- the operation ---------------------------------------------------------- */
 
-static int refuse(char **ret_why, int r, const char *fmt, ...) _printf_(3, 4);
-static int refuse(char **ret_why, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(ret_why, fmt, ap) < 0)
-		*ret_why = NULL;
-	va_end(ap);
-	return r;
-}
-
 static int vm_shim(const struct dmr_vm *vm, struct dmr_shim **ret)
 {
 	if (vm->qmp)
@@ -98,44 +86,45 @@ static int check(const struct dmr_vm *vm, const struct dmr_demote_req *req,
 	/* A replica holds received points: a backend that cannot take a
 	 * stream can never be one. */
 	if (!be->receive_make)
-		return refuse(ret_why, -EOPNOTSUPP, "VM %s cannot be a replica: %s", vm->name,
-			      be->stream_unsupported ? be->stream_unsupported : "its backend takes no stream");
+		return dmr_why_set(ret_why, -EOPNOTSUPP, "VM %s cannot be a replica: %s", vm->name,
+				   be->stream_unsupported ? be->stream_unsupported : "its backend takes no stream");
 	if (vm->role == DMR_VM_REPLICA)
-		return refuse(ret_why, -DMR_E_STATE, "VM %s is a replica already", vm->name);
+		return dmr_why_set(ret_why, -DMR_E_STATE, "VM %s is a replica already", vm->name);
 	if (vm->importing)
-		return refuse(ret_why, -EBUSY, "VM %s is still being created", vm->name);
+		return dmr_why_set(ret_why, -EBUSY, "VM %s is still being created", vm->name);
 	if (vm->intent[0])
-		return refuse(ret_why, -DMR_E_STATE, "VM %s has an operation ('%s') left unfinished",
-			      vm->name, vm->intent);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s has an operation ('%s') left unfinished",
+				   vm->name, vm->intent);
 	if ((vm->state != DMR_VM_REPLICATING && vm->state != DMR_VM_COMMITTED) || vm->overlay_ids)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s is %s: revert or commit its failover here first", vm->name,
-			      dmr_vm_state_name(vm->state));
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s is %s: revert or commit its failover here first", vm->name,
+				   dmr_vm_state_name(vm->state));
 	if (vm->test_failover)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s has a test failover: stop it first (failover stop-test)", vm->name);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s has a test failover: stop it first (failover stop-test)", vm->name);
 	r = dmr_demote_plan(vm, req->point, plan);
 	if (r == -ENOENT)
-		return refuse(ret_why, -ENOENT, "VM %s has no valid point %" PRIu64, vm->name,
-			      req->point);
+		return dmr_why_set(ret_why, -ENOENT, "VM %s has no valid point %" PRIu64, vm->name,
+				   req->point);
 	if (r < 0)
 		return r;
 	if (!plan->found && !req->force && vm->n_points)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s holds no point the other host has (%s%s%s): --point names "
-			      "one; --force drops all %zu, and the next stream must be a full one",
-			      vm->name, dmr_demote_rule_name(plan->rule),
-			      plan->rule == DMR_DEMOTE_BY_ACKED ? " " : "",
-			      plan->rule == DMR_DEMOTE_BY_ACKED ? vm->repl.acked_uuid : "",
-			      vm->n_points);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s holds no point the other host has (%s%s%s): --point names "
+				   "one; --force drops all %zu, and the next stream must be a full one",
+				   vm->name, dmr_demote_rule_name(plan->rule),
+				   plan->rule == DMR_DEMOTE_BY_ACKED ? " " : "",
+				   plan->rule == DMR_DEMOTE_BY_ACKED ? vm->repl.acked_uuid : "",
+				   vm->n_points);
 	if (plan->found && plan->drop && !req->force) {
 		const struct dmr_point *c = &vm->points[plan->common];
 
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s has %zu point(s) newer than point %" PRIu64 " (uuid %s, %s), "
-			      "taken as points the other host does not hold: --force drops them, "
-			      "--point names another common point", vm->name,
-			      plan->drop, c->id, c->uuid, dmr_demote_rule_name(plan->rule));
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s has %zu point(s) newer than point %" PRIu64 " (uuid %s, %s), "
+				   "taken as points the other host does not hold: --force drops them, "
+				   "--point names another common point", vm->name,
+				   plan->drop, c->id, c->uuid, dmr_demote_rule_name(plan->rule));
 	}
 	return 0;
 }
@@ -152,16 +141,16 @@ static int guest_off(const struct dmr_vm *vm, struct dmr_shim *s, char **ret_why
 	if (r < 0) {
 		const char *why = dmr_shim_last_error(s);
 
-		return refuse(ret_why, -EHOSTUNREACH,
-			      "cannot tell whether VM %s's guest runs: the hypervisor (%s) does not "
-			      "answer (%s); --force goes on without asking", vm->name, dmr_shim_kind(s),
-			      why && *why ? why : strerror(-r));
+		return dmr_why_set(ret_why, -EHOSTUNREACH,
+				   "cannot tell whether VM %s's guest runs: the hypervisor (%s) does not "
+				   "answer (%s); --force goes on without asking", vm->name, dmr_shim_kind(s),
+				   why && *why ? why : strerror(-r));
 	}
 	if (gs == DMR_GUEST_RUNNING || gs == DMR_GUEST_PAUSED)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s's guest is %s here (hypervisor %s): shut it down before its disks "
-			      "go", vm->name, gs == DMR_GUEST_RUNNING ? "running" : "paused",
-			      dmr_shim_kind(s));
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s's guest is %s here (hypervisor %s): shut it down before its disks "
+				   "go", vm->name, gs == DMR_GUEST_RUNNING ? "running" : "paused",
+				   dmr_shim_kind(s));
 	return 0;
 }
 
@@ -182,8 +171,9 @@ static int devices_closed(const struct dmr_vm *vm, char **ret_why)
 		if (r < 0)
 			return r;
 		if (info.exists && info.open_count > 0)
-			return refuse(ret_why, -EBUSY, "%s is open (is VM %s running here?)", name,
-				      vm->name);
+			return dmr_why_set(ret_why, -EBUSY,
+					   "%s is open (is VM %s running here?)", name,
+					   vm->name);
 	}
 	return 0;
 }
@@ -316,9 +306,9 @@ int dmr_demote_run(struct dmr_agent *a, const struct dmr_demote_req *req,
 	assert(a && req && req->vm && ret_result && ret_why);
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, req->vm);
-	r = vm ? check(vm, req, &plan, ret_why) : refuse(ret_why, -ENOENT, "no VM %s", req->vm);
+	r = vm ? check(vm, req, &plan, ret_why) : dmr_why_set(ret_why, -ENOENT, "no VM %s", req->vm);
 	if (r == 0 && !req->force && (q = vm_shim(vm, &shim)) < 0)
-		r = refuse(ret_why, q, "VM %s: bad hypervisor shim: %s", vm->name, strerror(-q));
+		r = dmr_why_set(ret_why, q, "VM %s: bad hypervisor shim: %s", vm->name, strerror(-q));
 	if (r == 0 && plan.found) {
 		res.point = vm->points[plan.common].id;
 		snprintf(res.uuid, sizeof(res.uuid), "%s", vm->points[plan.common].uuid);
@@ -339,7 +329,7 @@ int dmr_demote_run(struct dmr_agent *a, const struct dmr_demote_req *req,
 
 	r = save_intent(reg, vm, "demote", res.point);
 	if (r < 0)
-		return refuse(ret_why, r, "cannot record the intent: %s", strerror(-r));
+		return dmr_why_set(ret_why, r, "cannot record the intent: %s", strerror(-r));
 	dmr_test_hook("demote:intent");
 	r = be->teardown(reg, vm, ret_why);
 	if (r == 0)
@@ -357,8 +347,8 @@ int dmr_demote_run(struct dmr_agent *a, const struct dmr_demote_req *req,
 		(void)dmr_reg_vm_save(reg, vm);
 		pthread_mutex_unlock(&reg->lock);
 		if (!*ret_why)
-			(void)refuse(ret_why, r, "cannot take VM %s's devices down: %s", vm->name,
-				     strerror(-r));
+			(void)dmr_why_set(ret_why, r, "cannot take VM %s's devices down: %s", vm->name,
+					  strerror(-r));
 		return r;
 	}
 	dmr_test_hook("demote:down");
@@ -376,7 +366,8 @@ int dmr_demote_run(struct dmr_agent *a, const struct dmr_demote_req *req,
 		dmr_demote_undone(vm);
 		(void)dmr_reg_vm_save(reg, vm);
 		pthread_mutex_unlock(&reg->lock);
-		return refuse(ret_why, r, "cannot save VM %s's state: %s", vm->name, strerror(-r));
+		return dmr_why_set(ret_why, r,
+				   "cannot save VM %s's state: %s", vm->name, strerror(-r));
 	}
 	res.dropped = plan.drop;
 	log_notice("VM %s demoted: a replica now, its latest point %" PRIu64 " (%s; %s), %zu "

@@ -11,18 +11,6 @@
 #include "common/util.h"
 #include "snapshots/ident.h"
 
-static int why_fail(char **ret_why, int r, const char *fmt, ...) _printf_(3, 4);
-static int why_fail(char **ret_why, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(ret_why, fmt, ap) < 0)
-		*ret_why = NULL;
-	va_end(ap);
-	return r;
-}
-
 #define MIB(b) ((b) >> 20)
 
 /*
@@ -43,8 +31,8 @@ static int pool_room(const struct dmr_pool_spec *spec, char **ret_warning, char 
 	*ret_warning = NULL;
 	if ((r = dmr_pool_file_growth(path[0], spec->data_size, &grow[0], &fs[0])) < 0 ||
 	    (r = dmr_pool_file_growth(path[1], meta_new, &grow[1], &fs[1])) < 0)
-		return why_fail(ret_why, -EINVAL, "cannot look at the pool's paths: %s",
-				strerror(-r));
+		return dmr_why_set(ret_why, -EINVAL, "cannot look at the pool's paths: %s",
+				   strerror(-r));
 	for (size_t k = 0; k < 2; k++) {
 		_cleanup_free_ char *dir = NULL;
 		char *slash;
@@ -54,22 +42,22 @@ static int pool_room(const struct dmr_pool_spec *spec, char **ret_warning, char 
 		need = grow[k] + (k == 0 && fs[1] == fs[0] ? grow[1] : 0);
 		dir = strdup(path[k]);
 		if (!dir)
-			return why_fail(ret_why, -ENOMEM, "out of memory");
+			return dmr_why_set(ret_why, -ENOMEM, "out of memory");
 		/* A file still to be made: its directory's filesystem. */
 		slash = strrchr(dir, '/');
 		if (access(path[k], F_OK) < 0 && slash)
 			slash[slash == dir] = '\0';
 		if (statvfs(dir, &sv) < 0)
-			return why_fail(ret_why, -errno, "cannot read free space of %s: %s", dir,
-					strerror(errno));
+			return dmr_why_set(ret_why, -errno, "cannot read free space of %s: %s", dir,
+					   strerror(errno));
 		avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 		if (need <= avail)
 			continue;
 		if (!spec->sparse)
-			return why_fail(ret_why, -ENOSPC,
-					"the filesystem of %s has %" PRIu64 " MiB free, the pool's "
-					"files need %" PRIu64 " MiB more: give smaller sizes, or "
-					"--sparse to overcommit it", path[k], MIB(avail), MIB(need));
+			return dmr_why_set(ret_why, -ENOSPC,
+					   "the filesystem of %s has %" PRIu64 " MiB free, the pool's "
+					   "files need %" PRIu64 " MiB more: give smaller sizes, or "
+					   "--sparse to overcommit it", path[k], MIB(avail), MIB(need));
 		if (asprintf(ret_warning, "sparse pool: the filesystem of %s has %" PRIu64 " MiB "
 			     "free, the pool's files may grow by %" PRIu64 " MiB; if it fills, writes "
 			     "to new blocks fail, the pool turns read-only (needs_check) and no point "
@@ -95,17 +83,17 @@ int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool for
 		return r;
 	r = dmr_pool_create(spec, force, &pool, &what);
 	if (r == -EEXIST && what)
-		return why_fail(ret_why, -EINVAL,
-				"refusing to overwrite: found %s; use --force to override", what);
+		return dmr_why_set(ret_why, -EINVAL,
+				   "refusing to overwrite: found %s; use --force to override", what);
 	if (r == -EBUSY)
-		return why_fail(ret_why, r, "the data or metadata device is in use");
+		return dmr_why_set(ret_why, r, "the data or metadata device is in use");
 	if (r == -EOPNOTSUPP)
-		return why_fail(ret_why, r, "the filesystem cannot preallocate the "
-				"pool's files (fallocate): give --sparse to use sparse files");
+		return dmr_why_set(ret_why, r, "the filesystem cannot preallocate the "
+				   "pool's files (fallocate): give --sparse to use sparse files");
 	if (r == -ENOSPC)
-		return why_fail(ret_why, r, "no room for the pool's files: %s", strerror(-r));
+		return dmr_why_set(ret_why, r, "no room for the pool's files: %s", strerror(-r));
 	if (r < 0)
-		return why_fail(ret_why, r, "cannot create the pool: %s", strerror(-r));
+		return dmr_why_set(ret_why, r, "cannot create the pool: %s", strerror(-r));
 
 	/* What the paths are now, checked before every later activation:
 	 * after a reboot /dev/loopN or /dev/sdX may be another device. */
@@ -130,7 +118,8 @@ int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool for
 	r = reg->pool_spec.data_path && reg->pool_spec.meta_path ? dmr_reg_pool_save(reg) : -ENOMEM;
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0)
-		return why_fail(ret_why, r, "pool made but its state not saved: %s", strerror(-r));
+		return dmr_why_set(ret_why, r,
+				   "pool made but its state not saved: %s", strerror(-r));
 	*ret_warning = DMR_TAKE_PTR(warning);
 	return 0;
 }
@@ -148,13 +137,13 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 	assert(ret_why);
 	r = dmr_pool_status(pool, &st);
 	if (r < 0)
-		return why_fail(ret_why, r, "cannot read pool status: %s", strerror(-r));
+		return dmr_why_set(ret_why, r, "cannot read pool status: %s", strerror(-r));
 	bb = dmr_pool_block_bytes(pool);
 	mode = st.fail ? "fail" : st.out_of_data_space ? "out_of_data_space" :
 	       st.read_only ? "ro" : "rw";
 	o = json_object_new_object();
 	if (!o)
-		return why_fail(ret_why, -ENOMEM, "out of memory");
+		return dmr_why_set(ret_why, -ENOMEM, "out of memory");
 	pthread_mutex_lock(&reg->lock);
 	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
 	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));

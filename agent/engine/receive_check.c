@@ -14,18 +14,6 @@
 #include "common/rc.h"
 #include "common/util.h"
 
-static int refuse(char **ret_why, int r, const char *fmt, ...) _printf_(3, 4);
-static int refuse(char **ret_why, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(ret_why, fmt, ap) < 0)
-		*ret_why = NULL;
-	va_end(ap);
-	return r;
-}
-
 const struct dmr_point *dmr_receive_latest(const struct dmr_vm *vm)
 {
 	for (size_t i = vm ? vm->n_points : 0; i-- > 0;)
@@ -44,66 +32,68 @@ int dmr_receive_check(const struct dmr_stream_header *h, const char *name,
 	assert(h && name && ret_base && ret_why);
 	full = h->base_uuid[0] == '\0';
 	if (!dmr_streq(h->vm, name))
-		return refuse(ret_why, -EINVAL, "the stream is of VM %s, not %s", h->vm, name);
+		return dmr_why_set(ret_why, -EINVAL, "the stream is of VM %s, not %s", h->vm, name);
 	if (h->version > DMR_STREAM_VERSION)
-		return refuse(ret_why, -EOPNOTSUPP,
-			      "stream format version %" PRIu32 " is newer than this agent reads (%u)",
-			      h->version, DMR_STREAM_VERSION);
+		return dmr_why_set(ret_why, -EOPNOTSUPP,
+				   "stream format version %" PRIu32 " is newer than this agent reads (%u)",
+				   h->version, DMR_STREAM_VERSION);
 	/* A promoted replica (failover commit) is a primary too: a returning
 	 * old primary's streams never overwrite it; the reason says the way
 	 * out, which is on the sending host. */
 	if (vm && vm->role != DMR_VM_REPLICA)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "VM %s is a primary here: a replica takes streams (if the sender is "
-			      "its old primary, demote it there with vm demote and replicate from "
-			      "here)", name);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "VM %s is a primary here: a replica takes streams (if the sender is "
+				   "its old primary, demote it there with vm demote and replicate from "
+				   "here)", name);
 	if (vm && !dmr_streq(vm->uuid, h->vm_uuid))
-		return refuse(ret_why, -DMR_E_STATE,
-			      "the stream is of VM uuid %s; VM %s here is uuid %s", h->vm_uuid, name,
-			      vm->uuid);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "the stream is of VM uuid %s; VM %s here is uuid %s", h->vm_uuid, name,
+				   vm->uuid);
 	/* A real failover runs the VM on this host's points: a new point
 	 * under it would be of a timeline it left.  A test one changes
 	 * nothing of the points. */
 	if (vm && vm->state != DMR_VM_REPLICATING)
-		return refuse(ret_why, -EBUSY, "VM %s is %s: a replica in a failover takes no stream",
-			      name, dmr_vm_state_name(vm->state));
+		return dmr_why_set(ret_why, -EBUSY,
+				   "VM %s is %s: a replica in a failover takes no stream",
+				   name, dmr_vm_state_name(vm->state));
 	if (vm && vm->importing)
-		return refuse(ret_why, -EBUSY, "VM %s is still being created", name);
+		return dmr_why_set(ret_why, -EBUSY, "VM %s is still being created", name);
 	for (size_t i = 0; vm && i < vm->n_points; i++)
 		if (dmr_streq(vm->points[i].uuid, h->point_uuid))
-			return refuse(ret_why, -DMR_E_STATE,
-				      "VM %s holds point %s already (point %" PRIu64 ")", name,
-				      h->point_uuid, vm->points[i].id);
+			return dmr_why_set(ret_why, -DMR_E_STATE,
+					   "VM %s holds point %s already (point %" PRIu64 ")", name,
+					   h->point_uuid, vm->points[i].id);
 	latest = dmr_receive_latest(vm);
 	if (full && latest)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "a full stream, but replica %s has points (latest %s): send an "
-			      "incremental from it", name, latest->uuid);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "a full stream, but replica %s has points (latest %s): send an "
+				   "incremental from it", name, latest->uuid);
 	if (!full && !vm)
-		return refuse(ret_why, -DMR_E_STATE,
-			      "stream's base is %s, but VM %s is not here: send a full stream first",
-			      h->base_uuid, name);
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "stream's base is %s, but VM %s is not here: send a full stream first",
+				   h->base_uuid, name);
 	if (!full && (!latest || !dmr_streq(latest->uuid, h->base_uuid)))
-		return refuse(ret_why, -DMR_E_STATE, "stream's base is %s, this replica's latest point is %s",
-			      h->base_uuid, latest ? latest->uuid : "none");
+		return dmr_why_set(ret_why, -DMR_E_STATE,
+				   "stream's base is %s, this replica's latest point is %s",
+				   h->base_uuid, latest ? latest->uuid : "none");
 	if (vm) {
 		if (vm->n_disks != h->n_disks)
-			return refuse(ret_why, -DMR_E_STATE,
-				      "the stream has %" PRIu32 " disk(s), replica %s has %zu", h->n_disks,
-				      name, vm->n_disks);
+			return dmr_why_set(ret_why, -DMR_E_STATE,
+					   "the stream has %" PRIu32 " disk(s), replica %s has %zu", h->n_disks,
+					   name, vm->n_disks);
 		for (size_t i = 0; i < vm->n_disks; i++)
 			if (!dmr_streq(vm->disks[i].name, h->disks[i].name) ||
 			    vm->disks[i].size_bytes != h->disks[i].size_bytes)
-				return refuse(ret_why, -DMR_E_STATE,
-					      "the stream's disk %zu is %s of %" PRIu64
-					      " bytes, replica %s's is %s of %" PRIu64 " bytes",
-					      i, h->disks[i].name, h->disks[i].size_bytes, name,
-					      vm->disks[i].name, vm->disks[i].size_bytes);
+				return dmr_why_set(ret_why, -DMR_E_STATE,
+						   "the stream's disk %zu is %s of %" PRIu64
+						   " bytes, replica %s's is %s of %" PRIu64 " bytes",
+						   i, h->disks[i].name, h->disks[i].size_bytes, name,
+						   vm->disks[i].name, vm->disks[i].size_bytes);
 	}
 	if (h->data_bytes > free_bytes)
-		return refuse(ret_why, -ENOSPC,
-			      "the stream carries up to %" PRIu64 " bytes, the pool has %" PRIu64 " free",
-			      h->data_bytes, free_bytes);
+		return dmr_why_set(ret_why, -ENOSPC,
+				   "the stream carries up to %" PRIu64 " bytes, the pool has %" PRIu64 " free",
+				   h->data_bytes, free_bytes);
 	*ret_base = full ? 0 : latest->id;
 	return 0;
 }

@@ -56,19 +56,6 @@
 #include "common/util.h"
 #include "dm/name.h"
 
-static int why_set(char **ret_why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int why_set(char **ret_why, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (ret_why && vasprintf(&s, fmt, ap) >= 0)
-		*ret_why = s;
-	va_end(ap);
-	return 0;
-}
-
 /* ---- the pure parts -------------------------------------------------------- */
 
 const char *dmr_replicate_last_line(const char *buf, size_t len, size_t *ret_len)
@@ -107,13 +94,13 @@ int dmr_replicate_ack_check(const char *buf, size_t len, const char *uuid, int *
 	*ret_rc = 0;
 	line = dmr_replicate_last_line(buf, len, &n);
 	if (!line) {
-		why_set(ret_why, "COMMAND printed nothing on stdout (the receiver's JSON answer is "
-			"expected there)");
-		return -EBADMSG;
+		return dmr_why_set(ret_why, -EBADMSG,
+				   "COMMAND printed nothing on stdout (the receiver's JSON answer is "
+				   "expected there)");
 	}
 	if (dmr_json_parse_object(line, n, &o) < 0) {
-		why_set(ret_why, "the last line of COMMAND's stdout is not the receiver's JSON answer");
-		return -EBADMSG;
+		return dmr_why_set(ret_why, -EBADMSG,
+				   "the last line of COMMAND's stdout is not the receiver's JSON answer");
 	}
 	r = ack_object(o, uuid, ret_rc, ret_why);
 	json_object_put(o);
@@ -126,8 +113,8 @@ static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char
 	int64_t rc;
 
 	if (!json_object_object_get_ex(o, "return", &v) || !json_object_is_type(v, json_type_int)) {
-		why_set(ret_why, "the receiver's answer has no \"return\" code");
-		return -EBADMSG;
+		return dmr_why_set(ret_why, -EBADMSG,
+				   "the receiver's answer has no \"return\" code");
 	}
 	rc = json_object_get_int64(v);
 	if (rc != 0) {
@@ -138,8 +125,9 @@ static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char
 			e = json_object_get_string(v);
 		*ret_rc = rc > 0 && rc < 65536 ? (int)rc : DMR_RC_FAILED;
 		dmr_cescape(esc, DMR_REPL_ERROR_MAX, e);
-		why_set(ret_why, "the receiver answered %" PRId64 ": %s", rc, *e ? esc : dmr_rc_name((int)rc));
-		return -EBADMSG;
+		return dmr_why_set(ret_why, -EBADMSG,
+				   "the receiver answered %" PRId64 ": %s",
+				   rc, *e ? esc : dmr_rc_name((int)rc));
 	}
 	if (!json_object_object_get_ex(o, "uuid", &v) || !json_object_is_type(v, json_type_string) ||
 	    strcmp(json_object_get_string(v), uuid) != 0) {
@@ -147,9 +135,9 @@ static int ack_object(struct json_object *o, const char *uuid, int *ret_rc, char
 
 		if (v && json_object_is_type(v, json_type_string))
 			dmr_cescape(esc, sizeof(esc), json_object_get_string(v));
-		why_set(ret_why, "the receiver acknowledged %s%s, not the point sent (%s)",
-			*esc ? "uuid " : "no uuid", esc, uuid);
-		return -EBADMSG;
+		return dmr_why_set(ret_why, -EBADMSG,
+				   "the receiver acknowledged %s%s, not the point sent (%s)",
+				   *esc ? "uuid " : "no uuid", esc, uuid);
 	}
 	return 0;
 }
@@ -169,14 +157,14 @@ static int primary_check(struct dmr_registry *reg, struct dmr_vm *vm, char **ret
 	const struct dmr_backend *be = dmr_backend_of(vm);
 
 	if (vm->role == DMR_VM_REPLICA) {
-		why_set(ret_why, "VM %s is a replica: it receives its points from its primary and "
-			"replicates nothing until a failover there is committed", vm->name);
+		dmr_why_set(ret_why, 0, "VM %s is a replica: it receives its points from its primary and "
+			    "replicates nothing until a failover there is committed", vm->name);
 		return -DMR_E_STATE;
 	}
 	if (!be->point_extents) {
-		why_set(ret_why, "%s", be->stream_unsupported ? be->stream_unsupported :
-			"this VM's backend cannot send points");
-		return -EOPNOTSUPP;
+		return dmr_why_set(ret_why, -EOPNOTSUPP,
+				   "%s", be->stream_unsupported ? be->stream_unsupported :
+				   "this VM's backend cannot send points");
 	}
 	(void)reg;
 	return 0;
@@ -215,7 +203,7 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		why_set(ret_why, "no VM named %s", name);
+		dmr_why_set(ret_why, 0, "no VM named %s", name);
 		r = -ENOENT;
 		goto out;
 	}
@@ -223,30 +211,30 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 		goto out;
 	rp = &vm->repl;
 	if (!rp->to && !s->to) {
-		why_set(ret_why, "VM %s does not replicate: --to COMMAND first", name);
+		dmr_why_set(ret_why, 0, "VM %s does not replicate: --to COMMAND first", name);
 		r = -DMR_E_STATE;
 		goto out;
 	}
 	if (s->to && dmr_repl_to_valid(s->to) < 0) {
-		why_set(ret_why, "--to: one command line of 1 to %u bytes, no control characters",
-			DMR_REPL_TO_MAX);
+		dmr_why_set(ret_why, 0, "--to: one command line of 1 to %u bytes, no control characters",
+			    DMR_REPL_TO_MAX);
 		r = -EINVAL;
 		goto out;
 	}
 	if (s->interval_sec && dmr_repl_interval_valid(s->interval_sec) < 0) {
-		why_set(ret_why, "--interval: %u to %u seconds", DMR_REPL_INTERVAL_MIN,
-			DMR_REPL_INTERVAL_MAX);
+		dmr_why_set(ret_why, 0, "--interval: %u to %u seconds", DMR_REPL_INTERVAL_MIN,
+			    DMR_REPL_INTERVAL_MAX);
 		r = -EINVAL;
 		goto out;
 	}
 	if (s->bandwidth > (int64_t)(1ull << 40)) {
-		why_set(ret_why, "--bandwidth: at most 1T bytes per second");
+		dmr_why_set(ret_why, 0, "--bandwidth: at most 1T bytes per second");
 		r = -EINVAL;
 		goto out;
 	}
 	if ((s->consistency == 1 || (s->consistency < 0 && rp->application)) && !vm->qga) {
-		why_set(ret_why, "VM %s has no guest agent (vm add --qga SOCKET) for application "
-			"consistency", name);
+		dmr_why_set(ret_why, 0, "VM %s has no guest agent (vm add --qga SOCKET) for application "
+			    "consistency", name);
 		r = -EINVAL;
 		goto out;
 	}
@@ -295,7 +283,7 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 		/* Not saved: not set either. */
 		dmr_repl_clear(rp);
 		*rp = old;
-		why_set(ret_why, "cannot save VM %s's state: %s", name, strerror(-r));
+		dmr_why_set(ret_why, 0, "cannot save VM %s's state: %s", name, strerror(-r));
 	} else {
 		free(old.to);
 		free(old.last_error);
@@ -320,7 +308,7 @@ int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		why_set(ret_why, "no VM named %s", name);
+		dmr_why_set(ret_why, 0, "no VM named %s", name);
 		r = -ENOENT;
 		goto out;
 	}
@@ -329,7 +317,7 @@ int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_
 		goto out;
 	}
 	if (!vm->repl.to && act != DMR_REPLICATE_OFF) {
-		why_set(ret_why, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
+		dmr_why_set(ret_why, 0, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
 		r = -DMR_E_STATE;
 		goto out;
 	}
@@ -360,7 +348,7 @@ int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_
 		r = -EINVAL;
 	}
 	if (r < 0)
-		why_set(ret_why, "cannot save VM %s's state: %s", name, strerror(-r));
+		dmr_why_set(ret_why, 0, "cannot save VM %s's state: %s", name, strerror(-r));
 	else
 		log_info("VM %s: replication %s", name, act == DMR_REPLICATE_PAUSE ? "paused" :
 			 act == DMR_REPLICATE_RESUME ? "resumed" : "off");
@@ -726,7 +714,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	vm = dmr_reg_vm_find(reg, ctx->vm);
 	r = vm ? primary_check(reg, vm, &why) : -ENOENT;
 	if (r == 0 && !vm->repl.to) {
-		why_set(&why, "VM %s does not replicate", ctx->vm);
+		dmr_why_set(&why, 0, "VM %s does not replicate", ctx->vm);
 		r = -DMR_E_STATE;
 	}
 	if (r == 0) {
@@ -973,16 +961,16 @@ int dmr_replicate_now(struct dmr_agent *a, const char *name, uint64_t *ret_job, 
 	assert(a && name && ret_job);
 	r = dmr_vm_busy_acquire(a, name);
 	if (r == -EBUSY)
-		why_set(ret_why, "VM %s is busy with another operation (a cycle, or another job)", name);
+		dmr_why_set(ret_why, 0, "VM %s is busy with another operation (a cycle, or another job)", name);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		why_set(ret_why, "no VM named %s", name);
+		dmr_why_set(ret_why, 0, "no VM named %s", name);
 		r = -ENOENT;
 	} else if ((r = primary_check(reg, vm, ret_why)) == 0 && !vm->repl.to) {
-		why_set(ret_why, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
+		dmr_why_set(ret_why, 0, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
 		r = -DMR_E_STATE;
 	}
 	pthread_mutex_unlock(&reg->lock);

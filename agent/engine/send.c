@@ -534,19 +534,6 @@ int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char 
 
 /* ---- starting it -------------------------------------------------------- */
 
-static int why_set(char **ret_why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int why_set(char **ret_why, const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (ret_why && vasprintf(&s, fmt, ap) >= 0)
-		*ret_why = s;
-	va_end(ap);
-	return 0;
-}
-
 /* The latest valid point (0: none). */
 static uint64_t latest_valid(const struct dmr_vm *vm)
 {
@@ -563,38 +550,39 @@ int dmr_replica_send_check(const struct dmr_vm *vm, uint64_t *point, uint64_t ba
 	struct dmr_point *pt, *bp;
 
 	if (!be->point_extents) {
-		why_set(ret_why, "%s", be->stream_unsupported ? be->stream_unsupported :
-			"this VM's backend cannot send points");
-		return -EOPNOTSUPP;
+		return dmr_why_set(ret_why, -EOPNOTSUPP,
+				   "%s", be->stream_unsupported ? be->stream_unsupported :
+				   "this VM's backend cannot send points");
 	}
 	if (*point == 0 && !(*point = latest_valid(vm))) {
-		why_set(ret_why, "VM %s has no valid point to send", vm->name);
-		return -ENOENT;
+		return dmr_why_set(ret_why, -ENOENT, "VM %s has no valid point to send", vm->name);
 	}
 	pt = dmr_vm_point_find((struct dmr_vm *)vm, *point);
 	if (!pt || pt->pending_tid) {
-		why_set(ret_why, "VM %s has no point %" PRIu64, vm->name, *point);
-		return -ENOENT;
+		return dmr_why_set(ret_why, -ENOENT,
+				   "VM %s has no point %" PRIu64, vm->name, *point);
 	}
 	if (!pt->valid) {
-		why_set(ret_why, "point %" PRIu64 " of VM %s is not valid", *point, vm->name);
-		return -EINVAL;
+		return dmr_why_set(ret_why, -EINVAL,
+				   "point %" PRIu64 " of VM %s is not valid", *point, vm->name);
 	}
 	if (!base)
 		return 0;
 	bp = dmr_vm_point_find((struct dmr_vm *)vm, base);
 	if (!bp || bp->pending_tid) {
-		why_set(ret_why, "VM %s has no point %" PRIu64 " to send against", vm->name, base);
-		return -ENOENT;
+		return dmr_why_set(ret_why, -ENOENT,
+				   "VM %s has no point %" PRIu64 " to send against",
+				   vm->name, base);
 	}
 	if (base >= *point) {
-		why_set(ret_why, "the base point %" PRIu64 " is not older than point %" PRIu64, base,
-			*point);
-		return -EINVAL;
+		return dmr_why_set(ret_why, -EINVAL,
+				   "the base point %" PRIu64 " is not older than point %" PRIu64, base,
+				   *point);
 	}
 	if (!bp->valid) {
-		why_set(ret_why, "the base point %" PRIu64 " of VM %s is not valid", base, vm->name);
-		return -EINVAL;
+		return dmr_why_set(ret_why, -EINVAL,
+				   "the base point %" PRIu64 " of VM %s is not valid",
+				   base, vm->name);
 	}
 	return 0;
 }
@@ -615,19 +603,19 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 	reg = a->reg;
 	r = dmr_vm_busy_acquire(a, req->vm);
 	if (r == -EBUSY)
-		why_set(ret_why, "VM %s is busy with another operation", req->vm);
+		dmr_why_set(ret_why, 0, "VM %s is busy with another operation", req->vm);
 	if (r < 0)
 		return r;
 	point = req->point;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, req->vm);
 	if (!vm) {
-		why_set(ret_why, "no VM named %s", req->vm);
+		dmr_why_set(ret_why, 0, "no VM named %s", req->vm);
 		r = -ENOENT;
 	} else {
 		r = dmr_replica_send_check(vm, &point, req->base, ret_why);
 		if (r == 0 && dmr_backend_of(vm)->needs_pool && !reg->pool) {
-			why_set(ret_why, "the pool is not active");
+			dmr_why_set(ret_why, 0, "the pool is not active");
 			r = -EHOSTUNREACH;
 		}
 	}
@@ -651,7 +639,7 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 	if (r < 0) {
 		send_ctx_free(c);
 		dmr_vm_busy_release(a, req->vm);
-		why_set(ret_why, "cannot start the job: %s", strerror(-r));
+		dmr_why_set(ret_why, 0, "cannot start the job: %s", strerror(-r));
 	}
 	return r;
 }
