@@ -203,39 +203,33 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		dmr_why_set(ret_why, 0, "no VM named %s", name);
-		r = -ENOENT;
+		r = dmr_why_set(ret_why, -ENOENT, "no VM named %s", name);
 		goto out;
 	}
 	if ((r = primary_check(reg, vm, ret_why)) < 0)
 		goto out;
 	rp = &vm->repl;
 	if (!rp->to && !s->to) {
-		dmr_why_set(ret_why, 0, "VM %s does not replicate: --to COMMAND first", name);
-		r = -DMR_E_STATE;
+		r = dmr_why_set(ret_why, -DMR_E_STATE, "VM %s does not replicate: --to COMMAND first", name);
 		goto out;
 	}
 	if (s->to && dmr_repl_to_valid(s->to) < 0) {
-		dmr_why_set(ret_why, 0, "--to: one command line of 1 to %u bytes, no control characters",
-			    DMR_REPL_TO_MAX);
-		r = -EINVAL;
+		r = dmr_why_set(ret_why, -EINVAL, "--to: one command line of 1 to %u bytes, no control characters",
+				DMR_REPL_TO_MAX);
 		goto out;
 	}
 	if (s->interval_sec && dmr_repl_interval_valid(s->interval_sec) < 0) {
-		dmr_why_set(ret_why, 0, "--interval: %u to %u seconds", DMR_REPL_INTERVAL_MIN,
-			    DMR_REPL_INTERVAL_MAX);
-		r = -EINVAL;
+		r = dmr_why_set(ret_why, -EINVAL, "--interval: %u to %u seconds", DMR_REPL_INTERVAL_MIN,
+				DMR_REPL_INTERVAL_MAX);
 		goto out;
 	}
 	if (s->bandwidth > (int64_t)(1ull << 40)) {
-		dmr_why_set(ret_why, 0, "--bandwidth: at most 1T bytes per second");
-		r = -EINVAL;
+		r = dmr_why_set(ret_why, -EINVAL, "--bandwidth: at most 1T bytes per second");
 		goto out;
 	}
 	if ((s->consistency == 1 || (s->consistency < 0 && rp->application)) && !vm->qga) {
-		dmr_why_set(ret_why, 0, "VM %s has no guest agent (vm add --qga SOCKET) for application "
-			    "consistency", name);
-		r = -EINVAL;
+		r = dmr_why_set(ret_why, -EINVAL, "VM %s has no guest agent (vm add --qga SOCKET) for application "
+				"consistency", name);
 		goto out;
 	}
 	if (s->to && !(to = strdup(s->to))) {
@@ -308,8 +302,7 @@ int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		dmr_why_set(ret_why, 0, "no VM named %s", name);
-		r = -ENOENT;
+		r = dmr_why_set(ret_why, -ENOENT, "no VM named %s", name);
 		goto out;
 	}
 	if (vm->role == DMR_VM_REPLICA) {
@@ -317,8 +310,7 @@ int dmr_replicate_act(struct dmr_agent *a, const char *name, enum dmr_replicate_
 		goto out;
 	}
 	if (!vm->repl.to && act != DMR_REPLICATE_OFF) {
-		dmr_why_set(ret_why, 0, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
-		r = -DMR_E_STATE;
+		r = dmr_why_set(ret_why, -DMR_E_STATE, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
 		goto out;
 	}
 	old = vm->repl;
@@ -967,11 +959,9 @@ int dmr_replicate_now(struct dmr_agent *a, const char *name, uint64_t *ret_job, 
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
 	if (!vm) {
-		dmr_why_set(ret_why, 0, "no VM named %s", name);
-		r = -ENOENT;
+		r = dmr_why_set(ret_why, -ENOENT, "no VM named %s", name);
 	} else if ((r = primary_check(reg, vm, ret_why)) == 0 && !vm->repl.to) {
-		dmr_why_set(ret_why, 0, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
-		r = -DMR_E_STATE;
+		r = dmr_why_set(ret_why, -DMR_E_STATE, "VM %s does not replicate (vm replicate %s --to COMMAND)", name, name);
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (r == 0)

@@ -610,13 +610,11 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, req->vm);
 	if (!vm) {
-		dmr_why_set(ret_why, 0, "no VM named %s", req->vm);
-		r = -ENOENT;
+		r = dmr_why_set(ret_why, -ENOENT, "no VM named %s", req->vm);
 	} else {
 		r = dmr_replica_send_check(vm, &point, req->base, ret_why);
 		if (r == 0 && dmr_backend_of(vm)->needs_pool && !reg->pool) {
-			dmr_why_set(ret_why, 0, "the pool is not active");
-			r = -EHOSTUNREACH;
+			r = dmr_why_set(ret_why, -EHOSTUNREACH, "the pool is not active");
 		}
 	}
 	pthread_mutex_unlock(&reg->lock);
