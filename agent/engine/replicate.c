@@ -251,10 +251,21 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 	if (to) {
 		if (!rp->to || strcmp(rp->to, to) != 0) {
 			/* Another COMMAND may reach another replica: what
-			 * the old one acknowledged says nothing of it. */
-			bool paused = rp->paused;
+			 * the old one acknowledged says nothing of it.  With
+			 * no COMMAND before, an acknowledged point can only be
+			 * a commit's on a replica (failover.c): the point the
+			 * old primary shares, kept so that the first cycle
+			 * back is incremental (docs/failback.md). */
+			bool paused = rp->paused, keep = !rp->to && rp->acked_uuid[0];
+			char acked[DMR_UUID_STR_SIZE];
+			uint64_t acked_usec = rp->acked_usec;
 
+			snprintf(acked, sizeof(acked), "%s", rp->acked_uuid);
 			dmr_repl_clear(rp);
+			if (keep) {
+				snprintf(rp->acked_uuid, sizeof(rp->acked_uuid), "%s", acked);
+				rp->acked_usec = acked_usec;
+			}
 			rp->paused = paused;
 			rp->set_usec = dmr_realtime_usec();
 			rp->interval_sec = DMR_REPL_INTERVAL_DEFAULT;

@@ -2,8 +2,10 @@
 # Two-host lab test: the primary lost, failover on the replica, failback
 # without a full copy, and a planned failback (issue 15, items 5-7,
 # "Tests").  lab1's power is not ours to cut, so lab2 starts as the
-# primary of a 2-disk VM and lab1 is its replica; points travel by hand
-# (`point send | ssh ... point receive`, where a cycle would send).
+# primary of a 2-disk VM and lab1 is its replica; its first points travel
+# by hand (`point send | ssh ... point receive`; h-30 tests the cycles
+# themselves), the way back and the planned failback by cycles
+# (`vm replicate --to`, the timer's first cycle and --now).
 #   - a test failover on lab1 while a point arrives; a failover start and
 #     revert on lab1 without commit (devices up, then gone);
 #   - lab2 writes on (a point lab1 never gets) and its power is cut;
@@ -12,16 +14,17 @@
 #     ran with its own network settings; `failover commit`: a primary;
 #   - lab2 powered on: its agent brings the VM back as it was (a primary,
 #     its disks and its four points), and its stream to lab1 is refused
-#     (32775: lab1 is the primary now);
-#   - `vm demote` on lab2: refused without --force (its newer point),
-#     then with it; the reverse stream (lab1's point, --base the common
-#     point) is incremental: its bytes under 25% of a disk; both hosts
-#     then hold the same data;
-#   - a planned failback to lab2: lab1's writes stopped, a final point
-#     sent, failover and commit on lab2: each disk on lab2 equals lab1's,
-#     block for block (sha256 of the whole device); lab1 demoted (its
-#     stale acknowledged base named over with --point) and lab2's next
-#     incremental taken by it.
+#     (32775: lab1 is the primary now); so is its replication cycle, and
+#     its health says `critical` with lab1's reason;
+#   - `vm demote` on lab2: refused without --force (its newer points),
+#     then with it; lab1's first cycle back (`vm replicate --to`) is
+#     incremental from the common point (by uuid): its bytes under 25% of
+#     a disk; both hosts then hold the same data;
+#   - a planned failback to lab2: lab1's writes stopped, the final point
+#     sent by `vm replicate --now --wait`, failover and commit on lab2:
+#     each disk on lab2 equals lab1's, block for block (sha256 of the whole
+#     device); lab1 demoted by its acknowledged point (nothing to drop) and
+#     lab2's first cycle, incremental from it, taken by lab1.
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
@@ -65,13 +68,6 @@ to1() {
 	ssh lab2 dmrep --json point send "$VM" "$@" 2>"$W/$name.send" | dmrep --json point receive "$VM" >"$W/$name.recv"
 	cat "$W/$name.recv"
 }
-# to2 NAME SEND-ARGS...: lab1's point send into lab2's receive (ssh).
-to2() {
-	local name=$1
-	shift
-	dmrep --json point send "$VM" "$@" 2>"$W/$name.send" | ssh lab2 dmrep --json point receive "$VM" >"$W/$name.recv"
-	cat "$W/$name.recv"
-}
 sums1() { for d in vda vdb; do sha256sum <"/dev/dmrep/$VM/$d" | cut -d' ' -f1; done | tr '\n' ' '; }
 sums2() { on_peer sh -c "for d in vda vdb; do sha256sum </dev/dmrep/$VM/\$d | cut -d' ' -f1; done | tr '\n' ' '"; }
 sums1_test() { for d in vda vdb; do sha256sum <"/dev/dmrep/$VM-test/$d" | cut -d' ' -f1; done | tr '\n' ' '; }
@@ -83,6 +79,27 @@ id1() { dmrep --json point list "$VM" | jq -r --arg u "$1" '.[] | select(.uuid =
 id2() { peer_dmrep --json point list "$VM" | jq -r --arg u "$1" '.[] | select(.uuid == $u) | .id'; }
 last_uuid1() { dmrep --json point list "$VM" | jq -r '.[-1].uuid'; }
 last_uuid2() { peer_dmrep --json point list "$VM" | jq -r '.[-1].uuid'; }
+# cycles WHERE: WHERE's finished ReplicationCycle jobs of the VM (WHERE:
+# dmrep or peer_dmrep), a count; last_cycle WHERE: the newest of them.
+cycles() { "$1" --json job list | jq --arg vm "$VM" '[.[] | select(.method == "ReplicationCycle" and .vm == $vm and .job_state >= 7)] | length'; }
+last_cycle() {
+	local id
+	id=$("$1" --json job list | jq -r --arg vm "$VM" \
+		'[.[] | select(.method == "ReplicationCycle" and .vm == $vm and .job_state >= 7)] | max_by(.id) | .id // empty')
+	[ -n "$id" ] && "$1" --json job show "$id"
+}
+# replicate_to WHERE COMMAND: `vm replicate --to COMMAND` on WHERE with an
+# interval long enough that only its first cycle (the timer's, at once)
+# runs; returns when that cycle has finished, its job in $CYCLE.
+cycle_after() { [ "$(cycles "$1")" -gt "$2" ]; }
+replicate_to() {
+	local n host=lab1
+	[ "$1" = peer_dmrep ] && host=lab2
+	n=$(cycles "$1")
+	expect_rc "$host: vm replicate --to '$2'" 0 "$("$1" --json vm replicate "$VM" --to "$2" --interval 3600)"
+	wait_until 300 cycle_after "$1" "$n"
+	CYCLE=$(last_cycle "$1")
+}
 role_state() { jq -r '.role + " " + .state + " " + ([.disks[].target] | unique | join(","))'; }
 
 # ---- replicated by hand: lab2 -> lab1 --------------------------------------------
@@ -151,27 +168,44 @@ expect_rc "lab2's stream to lab1 is refused: 32775" 32775 "$out"
 diag "lab1 said: $(jq -r '.error // .error_description' <<<"$out")"
 check "and says lab1 is the primary here" jq -e '(.error // .error_description // "") | test("primary here")' <<<"$out"
 is "lab1's points unchanged by it" "$UP1" "$(last_uuid1)"
+# Its replication cycles too (lab2 still takes itself for the primary):
+# the first, at once, takes a point (lab2's fifth) and lab1 refuses it.
+TO1="ssh lab1 dmrep --socket $SOCK --json point receive $VM"
+replicate_to peer_dmrep "$TO1"
+check "lab2's cycle to lab1 is refused: 32775" jq -e '.job_state == 10 and .error_code == 32775' <<<"$CYCLE"
+rep=$(peer_dmrep --json vm show "$VM" | jq -c .replication)
+is "lab2's health: critical" critical "$(jq -r .state <<<"$rep")"
+check "with lab1's reason (the primary is there)" jq -e '.last_error | test("primary here")' <<<"$rep"
+diag "lab2's health: $rep"
+is "lab1's points unchanged by the cycle" "$UP1" "$(last_uuid1)"
 
 # ---- demote lab2, replicate back -------------------------------------------------
 P3=$(id2 "$U3")
 out=$(peer_dmrep --json vm demote "$VM" --point "$P3")
-expect_rc "vm demote on lab2 (common: point $P3, point 4 newer): refused 32775" 32775 "$out"
-check "the reason counts the newer point" jq -e '.error | test("has 1 point")' <<<"$out"
+expect_rc "vm demote on lab2 (common: point $P3, points 4 and 5 newer): refused 32775" 32775 "$out"
+check "the reason counts the newer points" jq -e '.error | test("has 2 point")' <<<"$out"
 diag "lab2 said: $(jq -r .error <<<"$out")"
 check "still a primary on lab2" sh -c "ssh lab2 dmrep --json vm show $VM | jq -e '.role == \"primary\"'"
 out=$(peer_dmrep --json vm demote "$VM" --point "$P3" --force)
 expect_rc "vm demote --force on lab2" 0 "$out"
-check "it dropped one point; the common one is point 3's uuid" jq -e --arg u "$U3" '.dropped == 1 and .uuid == $u' <<<"$out"
+check "it dropped two points; the common one is point 3's uuid" jq -e --arg u "$U3" '.dropped == 2 and .uuid == $u' <<<"$out"
+is "and lab2's replication settings with them" off "$(peer_dmrep --json vm show "$VM" | jq -r .replication.state)"
 show=$(peer_dmrep --json vm show "$VM")
 is "lab2: a replica, no disk" "replica replicating none" "$(role_state <<<"$show")"
 check "lab2 has no /dev/dmrep/$VM/vda" on_peer test ! -e "/dev/dmrep/$VM/vda"
 is "lab2's latest point is the common point" "$U3" "$(last_uuid2)"
-out=$(to2 back --base "$(id1 "$U3")")
-expect_rc "lab1 -> lab2, incremental from the common point" 0 "$out"
-bytes=$(jq -r .bytes "$W/back.send")
-diag "the reverse stream: $bytes bytes (4 MiB changed on each of two 64 MiB disks)"
+# Reverse replication: lab1's first cycle back to lab2 (a point of its
+# own, no write since UP1: the same data).
+replicate_to dmrep "ssh lab2 dmrep --json point receive $VM"
+check "lab1's first cycle back is acknowledged" jq -e '.job_state == 7 and (.acknowledged | type == "string")' <<<"$CYCLE"
+is "... incremental from the common point (point 3's uuid), not a full copy" "$U3" "$(jq -r .base_uuid <<<"$CYCLE")"
+bytes=$(jq -r .bytes <<<"$CYCLE")
+diag "the reverse cycle's stream: $bytes bytes (4 MiB changed on each of two 64 MiB disks)"
 check "its bytes are under 25% of a disk ($((DISK / 4)))" test "${bytes:-999999999999}" -lt $((DISK / 4))
-is "lab2 holds lab1's point" "$UP1" "$(last_uuid2)"
+UB=$(jq -r .acknowledged <<<"$CYCLE")
+is "the cycle's point is lab1's newest" "$UB" "$(last_uuid1)"
+is "lab2 holds it" "$UB" "$(last_uuid2)"
+is "lab1's health: ok" ok "$(dmrep --json vm show "$VM" | jq -r .replication.state)"
 out=$(peer_dmrep --json failover start "$VM" --test --wait)
 check "a test failover of it on lab2" job_ok "$out"
 is "both hosts hold the same data (sha256 of each disk)" "$SUMP1" "$(sums2_test)"
@@ -181,10 +215,13 @@ check "stop-test on lab2" job_ok "$(peer_dmrep --json failover stop-test "$VM" -
 write1 2 56
 # The guest is shut down here (none runs in the lab): nothing writes from
 # now on, so the final point is the last data.
-expect_rc "lab1's final point" 0 "$(dmrep --json point create "$VM")"
-UP2=$(last_uuid1)
+out=$(dmrep --json vm replicate "$VM" --now --wait)
+check "the final point sent by vm replicate --now --wait" job_ok "$out"
+is "... incremental from the cycle before" "$UB" "$(jq -r .base_uuid <<<"$out")"
+UP2=$(jq -r .acknowledged <<<"$out")
+is "... its point is lab1's newest" "$UP2" "$(last_uuid1)"
+is "... and lab2's" "$UP2" "$(last_uuid2)"
 FINAL=$(sums1)
-expect_rc "sent to lab2 (incremental from lab1's previous point)" 0 "$(to2 final --base "$(id1 "$UP1")")"
 check "failover start on lab2" job_ok "$(peer_dmrep --json failover start "$VM" --wait)"
 check "failover commit on lab2" job_ok "$(peer_dmrep --json failover commit "$VM" --wait)"
 is "lab2: a primary again" "primary committed live" "$(peer_dmrep --json vm show "$VM" | role_state)"
@@ -195,17 +232,17 @@ for d in vda vdb; do
 		"$(on_peer blockdev --getsize64 "/dev/dmrep/$VM/$d")"
 done
 
-# lab1's acknowledged base is still point 3 (its sends were by hand): a
-# demote by it alone would drop lab1's two points that lab2 holds.
+# lab1's acknowledged point is the final one, the newest both hold: a
+# demote by it drops nothing.
 out=$(dmrep --json vm demote "$VM")
-expect_rc "vm demote on lab1 by its stale acknowledged base: refused 32775" 32775 "$out"
-check "the reason counts two newer points" jq -e '.error | test("has 2 point")' <<<"$out"
-out=$(dmrep --json vm demote "$VM" --point "$(id1 "$UP2")")
-expect_rc "vm demote on lab1, naming the final point: nothing to drop" 0 "$out"
-check "it dropped nothing" jq -e '.dropped == 0' <<<"$out"
+expect_rc "vm demote on lab1, by its acknowledged point" 0 "$out"
+check "it dropped nothing; the common point is the final one" jq -e --arg u "$UP2" '.dropped == 0 and .uuid == $u' <<<"$out"
 is "lab1: a replica" "replica replicating none" "$(dmrep --json vm show "$VM" | role_state)"
-expect_rc "lab2 takes a point" 0 "$(peer_dmrep --json point create "$VM")"
-expect_rc "and its incremental from the final point reaches lab1" 0 "$(to1 again --base "$(id2 "$UP2")")"
+write2 1 8
+replicate_to peer_dmrep "$TO1"
+check "lab2's first cycle to lab1 is acknowledged" jq -e '.job_state == 7 and (.acknowledged | type == "string")' <<<"$CYCLE"
+is "... incremental from the final point" "$UP2" "$(jq -r .base_uuid <<<"$CYCLE")"
+is "lab1 holds it" "$(jq -r .acknowledged <<<"$CYCLE")" "$(last_uuid1)"
 
 expect_rc "the VM removed on lab1" 0 "$(dmrep --json vm remove "$VM")"
 expect_rc "the VM removed on lab2" 0 "$(peer_dmrep --json vm remove "$VM")"

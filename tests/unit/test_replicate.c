@@ -149,6 +149,40 @@ static void test_configure(void **st)
 	test_bare_free(reg);
 }
 
+/* A replica's commit leaves the point both hosts share as acknowledged,
+ * with no COMMAND (failover.c): the first --to keeps it, so that the cycle
+ * back to the old primary is incremental (the h-40 lab test found it
+ * cleared, and the first cycle a full stream the old primary refused). */
+static void test_configure_after_commit(void **st)
+{
+	struct dmr_registry *reg = test_bare_registry(dir);
+	struct dmr_agent a = { .state_dir = dir, .reg = reg };
+	struct dmr_vm *vm = test_make_vm("back", false, 1, 2);
+	struct dmr_replicate_settings s = { .to = TO, .consistency = -1, .zstd = -1, .bandwidth = -1 };
+	struct json_object *o;
+	char *why = NULL;
+
+	(void)st;
+	dmr_uuid_new(vm->uuid);
+	strcpy(vm->repl.acked_uuid, UUID_A);
+	vm->repl.acked_usec = 1234;
+	assert_int_equal(dmr_reg_vm_insert(reg, vm), 0);
+	assert_int_equal(dmr_replicate_configure(&a, "back", &s, &why), 0);
+	assert_null(why);
+	assert_string_equal(vm->repl.to, TO);
+	assert_string_equal(vm->repl.acked_uuid, UUID_A);
+	assert_int_equal(vm->repl.acked_usec, 1234);
+	o = saved("back");
+	assert_string_equal(s_at(o, "acked_uuid"), UUID_A);
+	json_object_put(o);
+	/* --off forgets it: the next --to starts from nothing (a full stream). */
+	assert_int_equal(dmr_replicate_act(&a, "back", DMR_REPLICATE_OFF, &why), 0);
+	assert_string_equal(vm->repl.acked_uuid, "");
+	assert_int_equal(dmr_replicate_configure(&a, "back", &s, &why), 0);
+	assert_string_equal(vm->repl.acked_uuid, "");
+	test_bare_free(reg);
+}
+
 static void test_act(void **st)
 {
 	struct dmr_registry *reg = test_bare_registry(dir);
@@ -198,6 +232,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_configure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_configure_after_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_act, setup, teardown),
 	};
 
