@@ -129,7 +129,7 @@ ASAN_UNIT_BINS := $(UNIT_SRCS:%.c=$(ASAN_BUILD)/%)
 # mostly repeat those paths on other storage (classic, reboot, identity,
 # monitor, pool filesystem, stall, application, network) and the pair's
 # own checks and power cut.  README says the same.
-ASAN_LAB_TESTS ?= t-00 t-01 t-02 t-03 t-30 t-35 t-37 t-40 t-50 t-60 t-62 t-95 t-96 t-97
+ASAN_LAB_TESTS ?= t-00 t-01 t-02 t-03 t-30 t-35 t-37 t-40 t-50 t-60 t-62 t-66 t-95 t-96 t-97
 ASAN_PAIR_TESTS ?= h-10
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=1 all $(ASAN_UNIT_BINS)
