@@ -109,6 +109,16 @@ check "and nothing else" test "$(grep -vc '^#' <<<"$out")" = 1
 out=$(dmrep --json metrics)
 check "--json: one document holding the text" jq -e '.return == 0 and (.metrics | test("dmrep_up 1"))' <<<"$out"
 
+# --- the example unit's command: the file replaced atomically -----------------------
+# Its ExecStart, with systemd's $$ made the shell's $ again.
+unit_cmd=$(sed -n "s|^ExecStart=/bin/sh -c '\(.*\)'\$|\1|p" tools/metrics/dmrep-metrics.service | sed 's/\$\$/$/g')
+mkdir "$W/prom"
+echo "old" >"$W/prom/dmrep.prom"
+DMREP_PROM_DIR=$W/prom sh -c "$unit_cmd"
+is "dmrep-metrics.service's command exits 0" 0 "$?"
+check "it replaced dmrep.prom with the metrics" grep -qx "dmrep_up 1" "$W/prom/dmrep.prom"
+is "and left no temporary file" "dmrep.prom" "$(ls -A "$W/prom" | paste -sd' ')"
+
 # --- the completion's names, from this agent -------------------------------------
 complete_words() {
 	bash --norc --noprofile -c '
@@ -134,4 +144,7 @@ rc=$?
 is "the agent stopped: exit 10 (32777)" 10 "$rc"
 check "and dmrep_up 0" grep -qx "dmrep_up 0" <<<"$out"
 is "completion with the agent down: nothing" "" "$(complete_words dmrep vm show "")"
+DMREP_PROM_DIR=$W/prom sh -c "$unit_cmd"
+check "the unit's command fails with the agent down" test "$?" -ne 0
+check "and the file says dmrep_up 0" grep -qx "dmrep_up 0" "$W/prom/dmrep.prom"
 summary
