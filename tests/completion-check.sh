@@ -8,7 +8,7 @@
 # client.  tests/lab/t-98-metrics.sh completes names from a real agent.
 # Last line: `completion: N passed, N failed`.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BIN=${BUILD:-build}/bin/dmrep
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }

@@ -12,7 +12,7 @@
 #     their pages.
 # Last line: `man: N passed, N failed`.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 DMREP=$BUILD/bin/dmrep
 DMREPD=$BUILD/bin/dmrepd
@@ -59,8 +59,11 @@ render "$MAN/dmrepd.8" >"$tmp/dmrepd.txt"
 # "group name", or "group" for a command of one word.
 mapfile -t cmds < <(awk '$1 == "dmrep" && $2 ~ /^[a-z]/ {
 	if ($3 ~ /^[a-z][a-z-]*$/) print $2 " " $3; else print $2 }' "$tmp/help" | sort -u)
-[ "${#cmds[@]}" -gt 10 ] && ok "dmrep --help lists ${#cmds[@]} commands" ||
+if [ "${#cmds[@]}" -gt 10 ]; then
+	ok "dmrep --help lists ${#cmds[@]} commands"
+else
 	not_ok "dmrep --help lists commands (found ${#cmds[@]})"
+fi
 # The command headings of the page: lines "dmrep GROUP [NAME] ..." at the
 # indent of a tagged paragraph.
 grep -nE '^ {7}dmrep [a-z]' "$tmp/dmrep.txt" >"$tmp/heads"
@@ -109,20 +112,26 @@ missing=
 for o in $(words "$tmp/common") -h; do
 	grep -q -- "$o\b" "$tmp/dmrep.txt" || missing+=" $o"
 done
-[ -z "$missing" ] && ok "dmrep(8): the options of every command" || not_ok "dmrep(8): lacks$missing"
+if [ -z "$missing" ]; then ok "dmrep(8): the options of every command"; else not_ok "dmrep(8): lacks$missing"; fi
 
 # --- dmrepd ---------------------------------------------------------------------------
 "$DMREPD" --help >"$tmp/dhelp"
 # Its options: the words that begin a line of the option list.
 grep -oE '^  (-h, )?--[a-z][a-z0-9-]*' "$tmp/dhelp" | grep -oE -- '--[a-z0-9-]+' | sort -u >"$tmp/dopts"
-[ "$(wc -l <"$tmp/dopts")" -gt 10 ] && ok "dmrepd --help lists $(wc -l <"$tmp/dopts") options" ||
+if [ "$(wc -l <"$tmp/dopts")" -gt 10 ]; then
+	ok "dmrepd --help lists $(wc -l <"$tmp/dopts") options"
+else
 	not_ok "dmrepd --help lists options"
+fi
 missing=
 while read -r o; do
 	grep -qE -- "^ {7}(-h, )?$o\b" "$tmp/dmrepd.txt" || missing+=" $o"
 done <"$tmp/dopts"
-[ -z "$missing" ] && ok "dmrepd(8): every option of dmrepd --help, each its own entry" ||
+if [ -z "$missing" ]; then
+	ok "dmrepd(8): every option of dmrepd --help, each its own entry"
+else
 	not_ok "dmrepd(8): lacks$missing"
+fi
 
 echo "man: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
