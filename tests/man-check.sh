@@ -48,6 +48,15 @@ done
 # render PAGE: its text, one line per paragraph or heading (no wrapping, so
 # no option is broken at its hyphen), no overstrike.
 render() { mandoc -T utf8 -O width=1000 "$1" 2>/dev/null | col -bx; }
+# lacking DESC LIST PREFIX PAGE: ok if PAGE has every option of LIST (one a
+# line) as a word, after the regex PREFIX; else not ok naming the others.
+lacking() {
+	local desc=$1 list=$2 pre=$3 page=$4 o missing=
+	while read -r o; do
+		grep -qE -- "$pre$o\b" "$page" || missing+=" $o"
+	done <"$list"
+	if [ -z "$missing" ]; then ok "$desc"; else not_ok "$desc: lacks$missing"; fi
+}
 # words FILE: every --option in it, one a line.
 words() { grep -oE -- '--[a-z][a-z0-9-]*' "$1" | sort -u; }
 
@@ -96,23 +105,12 @@ for c in "${cmds[@]}"; do
 	else
 		not_ok "dmrep $c --help: synopsis lacks '${missing}', lists '${extra}' the command does not take"
 	fi
-	missing=
-	while read -r o; do
-		grep -q -- "$o\b" "$tmp/section" || missing+=" $o"
-	done <"$tmp/table"
-	if [ -z "$missing" ]; then
-		ok "dmrep(8), dmrep $c: every option of its --help"
-	else
-		not_ok "dmrep(8), dmrep $c: lacks$missing"
-	fi
+	lacking "dmrep(8), dmrep $c: every option of its --help" "$tmp/table" "" "$tmp/section"
 done
 # The options of every command (the block before the notes of --help).
 awk '/^Options of every command/ { on = 1; next } on && !NF { exit } on' "$tmp/help" >"$tmp/common"
-missing=
-for o in $(words "$tmp/common") -h; do
-	grep -q -- "$o\b" "$tmp/dmrep.txt" || missing+=" $o"
-done
-if [ -z "$missing" ]; then ok "dmrep(8): the options of every command"; else not_ok "dmrep(8): lacks$missing"; fi
+{ words "$tmp/common"; echo -h; } >"$tmp/commonw"
+lacking "dmrep(8): the options of every command" "$tmp/commonw" "" "$tmp/dmrep.txt"
 
 # --- dmrepd ---------------------------------------------------------------------------
 "$DMREPD" --help >"$tmp/dhelp"
@@ -123,15 +121,8 @@ if [ "$(wc -l <"$tmp/dopts")" -gt 10 ]; then
 else
 	not_ok "dmrepd --help lists options"
 fi
-missing=
-while read -r o; do
-	grep -qE -- "^ {7}(-h, )?$o\b" "$tmp/dmrepd.txt" || missing+=" $o"
-done <"$tmp/dopts"
-if [ -z "$missing" ]; then
-	ok "dmrepd(8): every option of dmrepd --help, each its own entry"
-else
-	not_ok "dmrepd(8): lacks$missing"
-fi
+lacking "dmrepd(8): every option of dmrepd --help, each its own entry" "$tmp/dopts" \
+	"^ {7}(-h, )?" "$tmp/dmrepd.txt"
 
 echo "man: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
