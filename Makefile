@@ -53,7 +53,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream install clean man
+.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 # Man pages from scdoc sources (docs/man/*.scd): built by `all` when scdoc
@@ -62,6 +62,7 @@ all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 # -T lint would warn about (tests/man-check.sh runs it).
 MAN_SRCS := $(wildcard docs/man/*.scd)
 MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
+.PHONY: man
 man: $(MAN_PAGES)
 ifneq ($(shell command -v scdoc 2>/dev/null),)
 all: man
