@@ -64,6 +64,7 @@ MAN_SRCS := $(wildcard docs/man/*.scd)
 MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
 .PHONY: man
 man: $(MAN_PAGES)
+install: man
 ifneq ($(shell command -v scdoc 2>/dev/null),)
 all: man
 endif
@@ -184,7 +185,7 @@ bench-stream: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --hosts 2 --disk-mb 8192 --timeout 2400 -- tools/bench/stream
 
-install: all man
+install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(UNITDIR)
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
