@@ -9,6 +9,13 @@ SBINDIR ?= $(PREFIX)/sbin
 BINDIR ?= $(PREFIX)/bin
 UDEVRULESDIR ?= /lib/udev/rules.d
 UNITDIR ?= /lib/systemd/system
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+# bash-completion's own directory under our prefix (completions there are
+# loaded on demand; /usr/local/share is on its search path too).
+BASHCOMPDIR ?= $(shell pkg-config --define-variable=datadir=$(DATADIR) \
+	--variable=completionsdir bash-completion 2>/dev/null || \
+	echo $(DATADIR)/bash-completion/completions)
 
 PKGS := devmapper blkid json-c uuid libxxhash libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -48,6 +55,22 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 .PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream bench-replicate install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
+
+# Man pages from scdoc sources (docs/man/*.scd): built by `all` when scdoc
+# is there (make deps installs it), always by `make man` and `make install`.
+# docs/man/tidy.awk drops the empty paragraphs scdoc writes, which mandoc
+# -T lint would warn about (tests/man-check.sh runs it).
+MAN_SRCS := $(wildcard docs/man/*.scd)
+MAN_PAGES := $(MAN_SRCS:docs/man/%.scd=$(BUILD)/man/%)
+.PHONY: man
+man: $(MAN_PAGES)
+install: man
+ifneq ($(shell command -v scdoc 2>/dev/null),)
+all: man
+endif
+$(BUILD)/man/%: docs/man/%.scd docs/man/tidy.awk
+	@mkdir -p $(dir $@)
+	scdoc <$< | awk -f docs/man/tidy.awk >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -172,6 +195,12 @@ bench-replicate: deps
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(filter %.8,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 tools/completion/dmrep $(DESTDIR)$(BASHCOMPDIR)/dmrep
+	install -m 0644 tools/metrics/dmrep-metrics.service tools/metrics/dmrep-metrics.timer \
+		$(DESTDIR)$(UNITDIR)/
 	install -m 0755 $(BUILD)/bin/dmrepd $(DESTDIR)$(SBINDIR)/dmrepd
 	install -m 0755 $(BUILD)/bin/dmrep $(DESTDIR)$(BINDIR)/dmrep
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/
@@ -180,6 +209,6 @@ install: all
 
 clean:
 	rm -rf $(BUILD)/bin $(BUILD)/common $(BUILD)/dm $(BUILD)/snapshots \
-		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(LIBDMR) $(ASAN_BUILD)
+		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(BUILD)/man $(LIBDMR) $(ASAN_BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

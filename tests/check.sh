@@ -1,8 +1,9 @@
 #!/bin/bash
 # `make check` (and `make check-asan`): the layer check (tests/layers.sh),
-# unit tests, the lab suite on real device-mapper, then the two-host lab
-# suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).  The last line
-# counts them all: `N passed, N failed`.  A lab that cannot boot is a
+# unit tests, the man pages and the completion (tests/man-check.sh,
+# tests/completion-check.sh), the lab suite on real device-mapper, then the
+# two-host lab suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).
+# The last line counts them all: `N passed, N failed`.  A lab that cannot boot is a
 # failure, never a skip.
 set -u
 cd "$(dirname "$0")/.."
@@ -27,6 +28,16 @@ read -r yp yf < <(sed -n 's/^layers\(-self-test\)\{0,1\}: \([0-9]*\) passed, \([
 tests/run-unit.sh "$@" | tee "$log"
 unit_rc=${PIPESTATUS[0]}
 read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+
+# The man pages against --help, and the shell completion (no lab needed).
+: >"$log"
+tests/man-check.sh | tee "$log"
+docs_rc=${PIPESTATUS[0]}
+tests/completion-check.sh | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || docs_rc=1
+read -r dp df < <(sed -n 's/^\(man\|completion\): \([0-9]*\) passed, \([0-9]*\) failed$/\2 \3/p' "$log" |
+	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
+[ "$docs_rc" -eq 0 ] || [ "$df" -gt 0 ] || df=1
 
 # The lab passes only LAB_* and DMREP_* in: under CI a skip fails there too.
 [ "${CI:-}" = true ] && export LAB_CI=true
@@ -74,6 +85,6 @@ lab_counts lab-pair "$plog" "$pair_rc"
 l2p=$lp l2f=$lf
 lp=$((l1p + l2p)) lf=$((l1f + l2f))
 up=${up:-0} uf=${uf:-1}
-echo "$((yp + up + lp)) passed, $((yf + uf + lf)) failed"
-[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] &&
-	[ "$((yf + uf + lf))" -eq 0 ]
+echo "$((yp + up + dp + lp)) passed, $((yf + uf + df + lf)) failed"
+[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] &&
+	[ "$pair_rc" -eq 0 ] && [ "$((yf + uf + df + lf))" -eq 0 ]

@@ -61,6 +61,9 @@ static bool opt_json;
 static const char *opt_socket;
 /* point send: stdout is the stream, so --json goes to stderr. */
 static bool json_on_stderr;
+/* metrics: what stdout says when the command fails (dmrep_up 0), so that
+ * a scraped file tells the agent is down rather than going stale. */
+static const char *fail_stdout;
 
 static void json_putp(struct json_object **o)
 {
@@ -108,6 +111,8 @@ __attribute__((noreturn)) _printf_(2, 3) static void fail(int rc, const char *fm
 			json_object_object_add(o, "error", json_object_new_string(msg));
 			print_json(o);
 		}
+	} else if (fail_stdout) {
+		fputs(fail_stdout, stdout);
 	}
 	/* On stderr already as JSON (point send): one document there. */
 	if (!(opt_json && json_on_stderr))
@@ -359,9 +364,10 @@ static int reply_rc(struct json_object *rep)
 }
 
 /* Call a method (params consumed, may be NULL) and return its reply; any
- * return code but 0 and 4096 ends the process with the agent's error.
- * fd >= 0: handed to the agent with the request (point send, receive). */
-static struct json_object *call_fd(const char *method, struct json_object *params, int fd)
+ * return code but 0 and 4096 ends the process with the agent's error,
+ * unless any_rc (the caller reads the code).  fd >= 0: handed to the agent
+ * with the request (point send, receive). */
+static struct json_object *call_any(const char *method, struct json_object *params, int fd, bool any_rc)
 {
 	_cleanup_json_ struct json_object *req = new_object();
 	struct json_object *rep, *v;
@@ -393,9 +399,14 @@ static struct json_object *call_fd(const char *method, struct json_object *param
 	 * else means the agent and we no longer agree on the stream. */
 	if (int_field(rep, "id", -1) != id)
 		fail(DMR_RC_FAILED, "the agent's reply does not match the request");
-	if (rc != DMR_RC_OK && rc != DMR_RC_JOB_STARTED)
+	if (!any_rc && rc != DMR_RC_OK && rc != DMR_RC_JOB_STARTED)
 		fail(rc, "%s", str_field(rep, "error", dmr_rc_name(rc)));
 	return rep;
+}
+
+static struct json_object *call_fd(const char *method, struct json_object *params, int fd)
+{
+	return call_any(method, params, fd, false);
 }
 
 static struct json_object *call(const char *method, struct json_object *params)
@@ -1276,6 +1287,315 @@ static int run_job_list(const struct command *cmd, struct invocation *inv)
 	return 0;
 }
 
+/* ---- metrics ---------------------------------------------------------------------- */
+
+/*
+ * dmrep metrics: Prometheus' text exposition format (what node_exporter's
+ * textfile collector reads), composed from the read methods a non-member
+ * may call too: GetPoolStatus, ListVirtualSystems, ListReplicationPoints
+ * per VM and ListJobs.  Composed in memory and printed at the end, so that
+ * stdout holds the whole exposition or, on failure, only "dmrep_up 0".
+ */
+
+/* dm-thin's metadata block, in bytes (the kernel's fixed 4 KiB). */
+#define THIN_META_BLOCK_BYTES 4096
+
+static const char metrics_down[] =
+	"# HELP dmrep_up Whether dmrep metrics could read everything from the agent.\n"
+	"# TYPE dmrep_up gauge\n"
+	"dmrep_up 0\n";
+
+static const char *const repl_states[] = { "off", "ok", "warning", "critical", "paused",
+					   "resync-required", NULL };
+static const char *const pool_modes[] = { "rw", "ro", "out_of_data_space", "fail", NULL };
+
+struct vm_metrics {
+	const char *name;
+	struct json_object *vm;     /* borrowed from the VM list */
+	int64_t points;             /* -1: the list could not be read */
+	int64_t oldest_usec, newest_valid_usec; /* 0: none */
+	struct json_object *failover; /* borrowed: the newest finished InitiateFailover */
+};
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value as the format wants it: backslash, quote, newline escaped. */
+static void label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+/* name{vm="VM"[,key="val"]} value; vm NULL: no labels. */
+static void sample(FILE *f, const char *name, const char *vm, const char *key, const char *val, double v)
+{
+	fputs(name, f);
+	if (vm) {
+		fputs("{vm=\"", f);
+		label_value(f, vm);
+		fputc('"', f);
+		if (key) {
+			fprintf(f, ",%s=\"", key);
+			label_value(f, val);
+			fputc('"', f);
+		}
+		fputc('}', f);
+	}
+	/* Integers (bytes, counts) exactly, fractions to the microsecond. */
+	if (v == (double)(int64_t)v)
+		fprintf(f, " %" PRId64 "\n", (int64_t)v);
+	else
+		fprintf(f, " %.6f\n", v);
+}
+
+/* An RFC 3339 UTC time as the agent writes it, in µs; 0 if unreadable. */
+static int64_t rfc3339_usec(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+	time_t t;
+
+	if (!end || *end)
+		return 0;
+	t = timegm(&tm);
+	return t < 0 ? 0 : (int64_t)t * 1000000;
+}
+
+static double age_s(int64_t now_usec, int64_t then_usec)
+{
+	return now_usec > then_usec ? (double)((now_usec - then_usec) / 1000000) : 0;
+}
+
+static struct json_object *repl_of(struct json_object *vm)
+{
+	struct json_object *r;
+
+	return json_object_object_get_ex(vm, "replication", &r) && json_object_is_type(r, json_type_object) ?
+		       r : NULL;
+}
+
+static void metrics_pool(FILE *f, struct json_object *pool)
+{
+	const char *mode = pool ? str_field(pool, "mode", "") : "";
+
+	family(f, "dmrep_pool_up", "gauge", "Whether the thin pool exists and its status could be read.");
+	sample(f, "dmrep_pool_up", NULL, NULL, NULL, pool != NULL);
+	if (!pool)
+		return;
+	family(f, "dmrep_pool_data_used_bytes", "gauge", "Data space of the thin pool in use.");
+	sample(f, "dmrep_pool_data_used_bytes", NULL, NULL, NULL, (double)int_field(pool, "data_used_bytes", 0));
+	family(f, "dmrep_pool_data_size_bytes", "gauge", "Data space of the thin pool.");
+	sample(f, "dmrep_pool_data_size_bytes", NULL, NULL, NULL, (double)int_field(pool, "data_size_bytes", 0));
+	family(f, "dmrep_pool_metadata_used_bytes", "gauge", "Metadata space of the thin pool in use.");
+	sample(f, "dmrep_pool_metadata_used_bytes", NULL, NULL, NULL,
+	       (double)int_field(pool, "meta_used_blocks", 0) * THIN_META_BLOCK_BYTES);
+	family(f, "dmrep_pool_metadata_size_bytes", "gauge", "Metadata space of the thin pool.");
+	sample(f, "dmrep_pool_metadata_size_bytes", NULL, NULL, NULL,
+	       (double)int_field(pool, "meta_total_blocks", 0) * THIN_META_BLOCK_BYTES);
+	family(f, "dmrep_pool_mode", "gauge", "The thin pool's mode (1 for the current one).");
+	for (const char *const *m = pool_modes; *m; m++) {
+		fputs("dmrep_pool_mode{mode=\"", f);
+		label_value(f, *m);
+		fprintf(f, "\"} %d\n", dmr_streq(*m, mode));
+	}
+	family(f, "dmrep_pool_needs_check", "gauge", "Whether the pool's metadata needs a check (read-only).");
+	sample(f, "dmrep_pool_needs_check", NULL, NULL, NULL, bool_field(pool, "needs_check"));
+}
+
+static void metrics_vms(FILE *f, struct vm_metrics *m, size_t n, int64_t now)
+{
+	family(f, "dmrep_vm_info", "gauge", "A protected VM: its role, backend and state as labels.");
+	for (size_t i = 0; i < n; i++) {
+		fputs("dmrep_vm_info{vm=\"", f);
+		label_value(f, m[i].name);
+		fputs("\",role=\"", f);
+		label_value(f, str_field(m[i].vm, "role", ""));
+		fputs("\",backend=\"", f);
+		label_value(f, str_field(m[i].vm, "backend", ""));
+		fputs("\",state=\"", f);
+		label_value(f, str_field(m[i].vm, "state", ""));
+		fputs("\"} 1\n", f);
+	}
+	family(f, "dmrep_vm_points", "gauge", "Replication points of the VM.");
+	for (size_t i = 0; i < n; i++)
+		if (m[i].points >= 0)
+			sample(f, "dmrep_vm_points", m[i].name, NULL, NULL, (double)m[i].points);
+	family(f, "dmrep_vm_newest_point_age_seconds", "gauge",
+	       "Age of the VM's newest valid point (what a failover uses by default).");
+	for (size_t i = 0; i < n; i++)
+		if (m[i].newest_valid_usec)
+			sample(f, "dmrep_vm_newest_point_age_seconds", m[i].name, NULL, NULL,
+			       age_s(now, m[i].newest_valid_usec));
+	family(f, "dmrep_vm_oldest_point_age_seconds", "gauge", "Age of the VM's oldest point.");
+	for (size_t i = 0; i < n; i++)
+		if (m[i].oldest_usec)
+			sample(f, "dmrep_vm_oldest_point_age_seconds", m[i].name, NULL, NULL,
+			       age_s(now, m[i].oldest_usec));
+	family(f, "dmrep_vm_last_failover_guest_paused_seconds", "gauge",
+	       "How long the guest was paused in the VM's newest finished failover (InitiateFailover).");
+	for (size_t i = 0; i < n; i++)
+		if (m[i].failover)
+			sample(f, "dmrep_vm_last_failover_guest_paused_seconds", m[i].name, NULL, NULL,
+			       (double)int_field(m[i].failover, "guest_paused_usec", 0) / 1e6);
+	family(f, "dmrep_replication_state", "gauge", "The VM's replication health (1 for the current one).");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *r = repl_of(m[i].vm);
+		const char *st = r ? str_field(r, "state", NULL) : NULL;
+		bool known = false;
+
+		if (!st)
+			continue;
+		for (const char *const *s = repl_states; *s; s++) {
+			known |= dmr_streq(*s, st);
+			sample(f, "dmrep_replication_state", m[i].name, "state", *s, dmr_streq(*s, st));
+		}
+		if (!known) /* a state of a later agent */
+			sample(f, "dmrep_replication_state", m[i].name, "state", st, 1);
+	}
+	family(f, "dmrep_replication_lag_seconds", "gauge",
+	       "How far the replica is behind: the age of the newest point it acknowledged.");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *r = repl_of(m[i].vm), *v;
+
+		if (r && json_object_object_get_ex(r, "lag_seconds", &v) && json_object_is_type(v, json_type_int))
+			sample(f, "dmrep_replication_lag_seconds", m[i].name, NULL, NULL,
+			       (double)json_object_get_int64(v));
+	}
+	family(f, "dmrep_replication_sent_bytes_total", "counter", "Stream bytes the VM's replication sent.");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *r = repl_of(m[i].vm);
+
+		if (r && json_object_object_get_ex(r, "bytes_sent", NULL))
+			sample(f, "dmrep_replication_sent_bytes_total", m[i].name, NULL, NULL,
+			       (double)int_field(r, "bytes_sent", 0));
+	}
+	family(f, "dmrep_replica_newest_point_age_seconds", "gauge",
+	       "On a replica: the age of the newest point received.");
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *r = repl_of(m[i].vm), *v;
+
+		if (r && json_object_object_get_ex(r, "newest_point_age_seconds", &v) &&
+		    json_object_is_type(v, json_type_int))
+			sample(f, "dmrep_replica_newest_point_age_seconds", m[i].name, NULL, NULL,
+			       (double)json_object_get_int64(v));
+	}
+}
+
+/* A VM's points: their count, the oldest's and the newest valid one's time. */
+static void vm_points(struct vm_metrics *m)
+{
+	struct json_object *p = new_object();
+	_cleanup_json_ struct json_object *rep = NULL;
+	struct json_object *pts;
+
+	add(p, "vm", json_object_new_string(m->name));
+	rep = call_any("ListReplicationPoints", p, -1, true);
+	/* Removed since the VM list: left out, not a failure. */
+	if (reply_rc(rep) == DMR_RC_NOT_FOUND)
+		return;
+	if (reply_rc(rep) != DMR_RC_OK)
+		fail(reply_rc(rep), "%s", str_field(rep, "error", dmr_rc_name(reply_rc(rep))));
+	if (!json_object_object_get_ex(rep, "points", &pts) || !json_object_is_type(pts, json_type_array))
+		fail(DMR_RC_FAILED, "the agent's reply has no points");
+	m->points = (int64_t)json_object_array_length(pts);
+	for (size_t k = 0; k < json_object_array_length(pts); k++) {
+		struct json_object *pt = json_object_array_get_idx(pts, k);
+		int64_t t = rfc3339_usec(str_field(pt, "created", NULL));
+
+		if (t && (!m->oldest_usec || t < m->oldest_usec))
+			m->oldest_usec = t;
+		if (t && bool_field(pt, "valid") && t > m->newest_valid_usec)
+			m->newest_valid_usec = t;
+	}
+}
+
+static int run_metrics(const struct command *cmd, struct invocation *inv)
+{
+	_cleanup_json_ struct json_object *pool_rep = NULL, *vms_rep = NULL, *jobs_rep = NULL;
+	_cleanup_free_ struct vm_metrics *m = NULL;
+	_cleanup_free_ char *text = NULL;
+	struct json_object *pool = NULL, *vms, *jobs;
+	int64_t now = (int64_t)dmr_realtime_usec(), failed = 0, running = 0;
+	size_t n, len = 0;
+	FILE *f;
+
+	fail_stdout = metrics_down;
+	pool_rep = call_any("GetPoolStatus", DMR_TAKE_PTR(inv->params), -1, true);
+	/* No pool (32775: classic VMs need none) or a pool down (32777): said
+	 * by dmrep_pool_up, not a failure of the command. */
+	if (reply_rc(pool_rep) == DMR_RC_OK)
+		json_object_object_get_ex(pool_rep, "pool", &pool);
+	else if (reply_rc(pool_rep) != DMR_RC_INVALID_STATE && reply_rc(pool_rep) != DMR_RC_UNAVAILABLE)
+		fail(reply_rc(pool_rep), "%s", str_field(pool_rep, "error", dmr_rc_name(reply_rc(pool_rep))));
+	vms_rep = call("ListVirtualSystems", NULL);
+	if (!json_object_object_get_ex(vms_rep, "vms", &vms) || !json_object_is_type(vms, json_type_array))
+		fail(DMR_RC_FAILED, "the agent's reply has no vms");
+	jobs_rep = call("ListJobs", NULL);
+	if (!json_object_object_get_ex(jobs_rep, "jobs", &jobs) || !json_object_is_type(jobs, json_type_array))
+		fail(DMR_RC_FAILED, "the agent's reply has no jobs");
+	n = json_object_array_length(vms);
+	m = calloc(n ? n : 1, sizeof(*m));
+	if (!m)
+		fail_oom();
+	for (size_t i = 0; i < n; i++) {
+		m[i].vm = json_object_array_get_idx(vms, i);
+		m[i].name = str_field(m[i].vm, "name", "");
+		m[i].points = -1;
+		vm_points(&m[i]);
+	}
+	/* Jobs come oldest first: the last finished failover of a VM wins. */
+	for (size_t k = 0; k < json_object_array_length(jobs); k++) {
+		struct json_object *j = json_object_array_get_idx(jobs, k);
+
+		if (int_field(j, "job_state", 0) < JOB_COMPLETED) {
+			running++;
+			continue;
+		}
+		if (job_rc(j) != DMR_RC_OK)
+			failed++;
+		if (!dmr_streq(str_field(j, "method", ""), "InitiateFailover"))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (dmr_streq(m[i].name, str_field(j, "vm", NULL)))
+				m[i].failover = j;
+	}
+
+	f = open_memstream(&text, &len);
+	if (!f)
+		fail_oom();
+	family(f, "dmrep_up", "gauge", "Whether dmrep metrics could read everything from the agent.");
+	sample(f, "dmrep_up", NULL, NULL, NULL, 1);
+	metrics_pool(f, pool);
+	metrics_vms(f, m, n, now);
+	family(f, "dmrep_jobs_failed", "gauge",
+	       "Finished jobs that failed, of those the agent keeps (its last 1000).");
+	sample(f, "dmrep_jobs_failed", NULL, NULL, NULL, (double)failed);
+	family(f, "dmrep_jobs_running", "gauge", "Jobs not finished yet.");
+	sample(f, "dmrep_jobs_running", NULL, NULL, NULL, (double)running);
+	if (fclose(f) != 0 || !text)
+		fail_oom();
+	if (opt_json) {
+		_cleanup_json_ struct json_object *out = new_object();
+
+		add(out, "return", json_object_new_int(DMR_RC_OK));
+		add(out, "metrics", json_object_new_string(text));
+		print_json(out);
+	} else {
+		fputs(text, stdout);
+	}
+	fail_stdout = NULL;
+	return 0;
+}
+
 static const struct command commands[] = {
 	{ "pool", "create", "--data PATH --meta PATH [--data-size SIZE] [--meta-size SIZE] [--force]\n"
 	  "            [--sparse]",
@@ -1346,7 +1666,8 @@ static const struct command commands[] = {
 	{ "vm", "replicate",
 	  "VM --to COMMAND [--interval SECONDS] [--consistency crash|application]\n"
 	  "            [--compress zstd] [--bandwidth SIZE]\n"
-	  "   or: dmrep vm replicate VM --now [--wait] | --pause | --resume | --off",
+	  "   or: dmrep vm replicate VM --now [--wait] | --resync [--wait] | --verify [--wait]\n"
+	  "   or: dmrep vm replicate VM --pause | --resume | --off",
 	  "Replicate the VM to another host every --interval seconds (default 300, at\n"
 	  "least 30): each cycle takes a point (--consistency, default crash), starts\n"
 	  "COMMAND as root through /bin/sh -c, writes the point's stream to its stdin\n"
@@ -1429,6 +1750,14 @@ static const struct command commands[] = {
 	  "outcome.  Past --timeout (at most 3162240000, 100 years): 32772.",
 	  OPT(O_TIMEOUT), { "JOB", NULL }, { "job", NULL }, { true }, "GetJob", run_job_wait },
 	{ "job", "list", "", "The agent's jobs.", 0, { NULL }, { NULL }, { false }, "ListJobs", run_job_list },
+	{ "metrics", NULL, "",
+	  "Print the agent's state in Prometheus' text exposition format, for\n"
+	  "node_exporter's textfile collector: pool use, points and their age per VM,\n"
+	  "the last failover's guest-paused window, failed jobs, replication health,\n"
+	  "lag and bytes sent.  Only read methods: anyone who may open the socket may\n"
+	  "run it.  When the agent cannot be read, stdout still says dmrep_up 0 (and\n"
+	  "the exit status says why).  With --json: {\"return\": 0, \"metrics\": TEXT}.",
+	  0, { NULL }, { NULL }, { false }, "GetPoolStatus", run_metrics },
 };
 
 static const char common_help[] =
@@ -1458,7 +1787,62 @@ static const char notes_help[] =
 
 static void print_synopsis(const struct command *c)
 {
-	printf("  dmrep %s %s%s%s\n", c->group, c->name, *c->synopsis ? " " : "", c->synopsis);
+	printf("  dmrep %s%s%s%s%s\n", c->group, c->name ? " " : "", c->name ? c->name : "",
+	       *c->synopsis ? " " : "", c->synopsis);
+}
+
+/* What an option's value is called in the option list of --help. */
+static const char *opt_value_name(int i)
+{
+	static char choices[128];
+	const struct opt_def *d = &opt_defs[i];
+
+	if (d->kind == K_FLAG || i == O_TEST || i == O_WAIT)
+		return NULL;
+	if (d->choices) {
+		choices[0] = '\0';
+		for (const char *const *c = d->choices; *c; c++)
+			snprintf(choices + strlen(choices), sizeof(choices) - strlen(choices), "%s%s",
+				 c == d->choices ? "" : "|", *c);
+		return choices;
+	}
+	switch (d->kind) {
+	case K_PATH:
+		return i == O_QMP || i == O_QGA ? "SOCKET" : "PATH";
+	case K_SHIM:
+		return "COMMAND";
+	case K_SIZE:
+		return "SIZE";
+	case K_DISK:
+		return "NAME=PATH[:SIZE]";
+	case K_MAP:
+		return "DISK=DEVICE";
+	case K_LIST:
+		return "IP";
+	case K_U64:
+		return i == O_POINT || i == O_BASE ? "POINT" : i == O_MAX_AGE || i == O_INTERVAL ? "SECONDS" : "N";
+	case K_CLIENT:
+		return "SECONDS"; /* --timeout */
+	default:
+		return i == O_TO ? "COMMAND" : i == O_MAC ? "MAC" : "TEXT";
+	}
+}
+
+/* The command's options, one a line, from the option table itself (so
+ * that --help cannot list what the command does not take, and shell
+ * completion reads them here). */
+static void print_options(const struct command *c)
+{
+	if (!c->opts)
+		return;
+	printf("Options of this command:\n");
+	for (int i = 0; i < O__COUNT; i++)
+		if (c->opts & OPT(i)) {
+			const char *v = opt_value_name(i);
+
+			printf("  --%s%s%s\n", opt_defs[i].name, v ? " " : "", v ? v : "");
+		}
+	putchar('\n');
 }
 
 /* Usage of one command, of a group's commands, or of everything. */
@@ -1467,7 +1851,9 @@ static void print_help(const char *group, const struct command *only)
 	if (only) {
 		printf("Usage:\n");
 		print_synopsis(only);
-		printf("\n%s\n\n%s", only->help, common_help);
+		printf("\n%s\n\n", only->help);
+		print_options(only);
+		printf("%s", common_help);
 		return;
 	}
 	printf("Usage: dmrep [--socket PATH] [--json] COMMAND ...\n\n");
@@ -1477,10 +1863,12 @@ static void print_help(const char *group, const struct command *only)
 	printf("\n%s\n%s", common_help, notes_help);
 }
 
+/* name NULL: the command of one word (dmrep metrics), if group is one. */
 static const struct command *find_command(const char *group, const char *name)
 {
 	for (size_t i = 0; i < DMR_ARRAY_SIZE(commands); i++)
-		if (dmr_streq(group, commands[i].group) && dmr_streq(name, commands[i].name))
+		if (dmr_streq(group, commands[i].group) &&
+		    (name ? dmr_streq(name, commands[i].name) : !commands[i].name))
 			return &commands[i];
 	return NULL;
 }
@@ -1533,7 +1921,8 @@ int main(int argc, char **argv)
 	const char *group, *name;
 	bool help, version;
 	size_t n = 0, npos = 0;
-	int c, r;
+	int c, r, words;
+	char what[64];
 
 	opt_socket = getenv("DMREP_SOCKET");
 	if (!opt_socket || !*opt_socket)
@@ -1543,7 +1932,8 @@ int main(int argc, char **argv)
 	json_on_stderr = group && name && dmr_streq(group, "point") && dmr_streq(name, "send") &&
 			 !help;
 	if (help && (!group || known_group(group))) {
-		print_help(group, group && name ? find_command(group, name) : NULL);
+		cmd = group ? find_command(group, NULL) : NULL;
+		print_help(group, cmd ? cmd : group && name ? find_command(group, name) : NULL);
 		return fflush(stdout) == 0 ? 0 : 1;
 	}
 	if (version) {
@@ -1554,11 +1944,16 @@ int main(int argc, char **argv)
 		usage_error("no command");
 	if (!known_group(group))
 		usage_error("unknown command '%s'", group);
-	if (!name)
-		usage_error("%s: missing a subcommand", group);
-	cmd = find_command(group, name);
-	if (!cmd)
-		usage_error("unknown command '%s %s'", group, name);
+	cmd = find_command(group, NULL);
+	if (!cmd) {
+		if (!name)
+			usage_error("%s: missing a subcommand", group);
+		cmd = find_command(group, name);
+		if (!cmd)
+			usage_error("unknown command '%s %s'", group, name);
+	}
+	words = cmd->name ? 2 : 1;
+	snprintf(what, sizeof(what), "%s%s%s", group, cmd->name ? " " : "", cmd->name ? name : "");
 
 	longopts[n++] = (struct option){ "json", no_argument, NULL, O_JSON };
 	longopts[n++] = (struct option){ "socket", required_argument, NULL, O_SOCKET };
@@ -1587,25 +1982,26 @@ int main(int argc, char **argv)
 		case O_VERSION:
 			break; /* handled by prescan */
 		case ':':
-			usage_error("%s %s: option '%s' needs an argument", group, name, argv[optind - 1]);
+			usage_error("%s: option '%s' needs an argument", what, argv[optind - 1]);
 		case '?':
 			if (optopt)
-				usage_error("%s %s: unknown option '-%c'", group, name, optopt);
-			usage_error("%s %s: unknown option '%s'", group, name, argv[optind - 1]);
+				usage_error("%s: unknown option '-%c'", what, optopt);
+			usage_error("%s: unknown option '%s'", what, argv[optind - 1]);
 		default:
 			apply_option(&inv, c, optarg);
 		}
 	}
 	/* getopt moved the words to the end, in order: GROUP NAME ARGS. */
-	if (argc - optind < 2 || !dmr_streq(argv[optind], group) || !dmr_streq(argv[optind + 1], name))
-		usage_error("%s %s: give the command before its options' values", group, name);
-	for (int i = optind + 2; i < argc; i++) {
+	if (argc - optind < words || !dmr_streq(argv[optind], group) ||
+	    (cmd->name && !dmr_streq(argv[optind + 1], name)))
+		usage_error("%s: give the command before its options' values", what);
+	for (int i = optind + words; i < argc; i++) {
 		if (npos >= DMR_ARRAY_SIZE(cmd->pos) || !cmd->pos[npos])
-			usage_error("%s %s: unexpected argument '%s'", group, name, argv[i]);
+			usage_error("%s: unexpected argument '%s'", what, argv[i]);
 		inv.pos[npos++] = argv[i];
 	}
 	if (npos < DMR_ARRAY_SIZE(cmd->pos) && cmd->pos[npos])
-		usage_error("%s %s: missing %s", group, name, cmd->pos[npos]);
+		usage_error("%s: missing %s", what, cmd->pos[npos]);
 	for (size_t i = 0; i < npos; i++)
 		add(inv.params, cmd->pos_key[i],
 		    cmd->pos_u64[i] ? json_object_new_int64((int64_t)parse_u64_arg(cmd->pos[i], inv.pos[i])) :

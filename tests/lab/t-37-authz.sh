@@ -11,15 +11,8 @@ set -u
 
 agent_setup
 agent_stop
-G=dmrg$$
-U=dmru$$
-groupadd "$G" && useradd -M -N -g nogroup -G "$G" -s /bin/false "$U" ||
-	{ not_ok "groupadd/useradd in the lab"; exit 1; }
-GID=$(getent group "$G" | cut -d: -f3)
-UID_M=$(id -u "$U")
-cleanup_users() { userdel "$U" 2>/dev/null; groupdel "$G" 2>/dev/null; rm -f "/etc/$G-nologin"; }
-lab_cleanup cleanup_users
-as_member() { setpriv --reuid="$UID_M" --regid=65534 --groups="$GID" -- "$@"; }
+member_setup
+lab_cleanup 'rm -f "/etc/$G-nologin"'
 mdrep() { as_member dmrep --socket "$SOCK" --json "$@"; }
 # expect_denied DESC JSON RULE: the agent (not the socket's mode) refused
 # with 32769, and its one line names RULE.

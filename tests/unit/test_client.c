@@ -982,6 +982,93 @@ static void test_job_wait_done(void **st)
 	assert_int_equal(count_method(&s->fa, "GetJob"), 2);
 }
 
+/* dmrep metrics: the exposition composed from the read methods; the
+ * failover window is the newest finished InitiateFailover's; a VM gone
+ * between the list and its points is left out; a pool missing is
+ * dmrep_pool_up 0; the agent unreachable still prints dmrep_up 0. */
+static void test_metrics(void **st)
+{
+	struct state *s = *st;
+	static const struct canned script[] = {
+		{ "GetPoolStatus", "{\"return\": 0, \"pool\": {\"data_used_bytes\": 65536, \"data_size_bytes\": "
+				   "1073741824, \"meta_used_blocks\": 10, \"meta_total_blocks\": 4096, "
+				   "\"mode\": \"rw\", \"needs_check\": false}}" },
+		{ "ListVirtualSystems", "{\"return\": 0, \"vms\": [{\"name\": \"web\", \"role\": \"primary\", "
+					"\"backend\": \"thin\", \"state\": \"replicating\", \"replication\": "
+					"{\"state\": \"ok\", \"lag_seconds\": 42, \"bytes_sent\": 1234}}, "
+					"{\"name\": \"gone\", \"role\": \"primary\", \"backend\": \"thin\", "
+					"\"state\": \"replicating\"}]}" },
+		{ "ListJobs", "{\"return\": 0, \"jobs\": [{\"id\": 1, \"method\": \"InitiateFailover\", \"vm\": "
+			      "\"web\", \"job_state\": 7, \"error_code\": 0, \"guest_paused_usec\": 1500000}, "
+			      "{\"id\": 2, \"method\": \"InitiateFailover\", \"vm\": \"web\", \"job_state\": 10, "
+			      "\"error_code\": 32777, \"guest_paused_usec\": 250000}, {\"id\": 3, \"method\": "
+			      "\"TestReplicaSystem\", \"vm\": \"web\", \"job_state\": 7, \"error_code\": 0, "
+			      "\"guest_paused_usec\": 9}, {\"id\": 4, \"method\": \"CreateReplicationPoint\", "
+			      "\"vm\": \"web\", \"job_state\": 4}]}" },
+		{ "ListReplicationPoints", "{\"return\": 0, \"points\": [{\"id\": 1, \"created\": "
+					   "\"2020-01-01T00:00:00Z\", \"valid\": true}, {\"id\": 2, \"created\": "
+					   "\"2020-01-02T00:00:00Z\", \"valid\": false}]}" },
+		{ "ListReplicationPoints", "{\"return\": 32779, \"error\": \"no VM named gone\"}" },
+		{ NULL, NULL },
+	};
+	static const struct canned nopool[] = {
+		{ "GetPoolStatus", "{\"return\": 32775, \"error\": \"no pool\"}" },
+		{ "ListVirtualSystems", "{\"return\": 0, \"vms\": []}" },
+		{ "ListJobs", "{\"return\": 0, \"jobs\": []}" },
+		{ NULL, NULL },
+	};
+	static const char *const want[] = {
+		"# TYPE dmrep_up gauge\ndmrep_up 1\n",
+		"dmrep_pool_up 1\n",
+		"dmrep_pool_data_used_bytes 65536\n",
+		"dmrep_pool_data_size_bytes 1073741824\n",
+		"dmrep_pool_metadata_used_bytes 40960\n",
+		"dmrep_pool_metadata_size_bytes 16777216\n",
+		"dmrep_pool_mode{mode=\"rw\"} 1\n",
+		"dmrep_pool_mode{mode=\"fail\"} 0\n",
+		"dmrep_vm_info{vm=\"web\",role=\"primary\",backend=\"thin\",state=\"replicating\"} 1\n",
+		"dmrep_vm_points{vm=\"web\"} 2\n",
+		"# TYPE dmrep_vm_last_failover_guest_paused_seconds gauge\n",
+		"dmrep_vm_last_failover_guest_paused_seconds{vm=\"web\"} 0.250000\n",
+		"dmrep_replication_state{vm=\"web\",state=\"ok\"} 1\n",
+		"dmrep_replication_state{vm=\"web\",state=\"critical\"} 0\n",
+		"dmrep_replication_lag_seconds{vm=\"web\"} 42\n",
+		"# TYPE dmrep_replication_sent_bytes_total counter\n",
+		"dmrep_replication_sent_bytes_total{vm=\"web\"} 1234\n",
+		"dmrep_jobs_failed 1\n",
+		"dmrep_jobs_running 1\n",
+	};
+	const char *newest, *oldest;
+
+	fake_start(&s->fa, script);
+	RUN(&s->fa, &s->res, "metrics");
+	assert_int_equal(s->res.status, 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (!strstr(s->res.out, want[i]))
+			fail_msg("metrics lack '%s' in:\n%s", want[i], s->res.out);
+	assert_null(strstr(s->res.out, "vm=\"gone\"}"));
+	/* The newest valid point is the first (the second is invalid), so
+	 * its age is the oldest's, not a day less. */
+	newest = strstr(s->res.out, "dmrep_vm_newest_point_age_seconds{vm=\"web\"} ");
+	oldest = strstr(s->res.out, "dmrep_vm_oldest_point_age_seconds{vm=\"web\"} ");
+	assert_non_null(newest);
+	assert_non_null(oldest);
+	assert_true(strtoll(strchr(newest, '}') + 2, NULL, 10) == strtoll(strchr(oldest, '}') + 2, NULL, 10));
+	fake_stop(&s->fa);
+
+	fake_start(&s->fa, nopool);
+	RUN(&s->fa, &s->res, "metrics");
+	assert_int_equal(s->res.status, 0);
+	assert_non_null(strstr(s->res.out, "dmrep_pool_up 0\n"));
+	assert_null(strstr(s->res.out, "dmrep_pool_data_used_bytes"));
+	fake_stop(&s->fa);
+
+	RUN_ENV(&s->fa, &s->res, NULL, "metrics", "--socket", "/nonexistent/dmrepd.sock");
+	assert_int_equal(s->res.status, 10);
+	assert_non_null(strstr(s->res.out, "# TYPE dmrep_up gauge\ndmrep_up 0\n"));
+	assert_null(strstr(s->res.out, "dmrep_pool"));
+}
+
 static void test_help(void **st)
 {
 	struct state *s = *st;
@@ -1086,6 +1173,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_job_wait_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_wait_done, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_help, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_text_escaped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_list_unloadable, setup, teardown),

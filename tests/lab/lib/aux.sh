@@ -12,6 +12,10 @@
 #   put_all PHASE / all_have PHASE disk k of $DISKS (of $VM) gets / has the
 #                                  byte PHASEk (a0, a1...)
 #   wait_state VM JQ               VM's state file satisfies JQ within 30 s
+#   member_setup                   a group $G and a user $U in it, not root
+#                                  (for dmrepd --group): $GID, $UID_M; the
+#                                  teardown removes them
+#   as_member CMD...               CMD as $U, with only the group $G
 #   failover_step STEP VM          for a crash hook's step (initiate:*,
 #                                  revert:*, test:*, commit:*): $STEP_PRE, the
 #                                  state the VM must be in first, and
@@ -58,6 +62,18 @@ all_have() {
 }
 vm_is() { dmrep --json vm show "$VM" | jq -e "$1" >/dev/null; }
 wait_state() { wait_until 30 jq -e "$2" "$STATE/vms/$1.json"; }
+
+member_setup() {
+	G=dmrg$$
+	U=dmru$$
+	groupadd "$G" && useradd -M -N -g nogroup -G "$G" -s /bin/false "$U" ||
+		{ not_ok "groupadd/useradd in the lab"; exit 1; }
+	GID=$(getent group "$G" | cut -d: -f3)
+	UID_M=$(id -u "$U")
+	lab_cleanup member_cleanup
+}
+member_cleanup() { userdel "$U" 2>/dev/null; groupdel "$G" 2>/dev/null; }
+as_member() { setpriv --reuid="$UID_M" --regid=65534 --groups="$GID" -- "$@"; }
 
 failover_step() {
 	case $1 in
