@@ -32,17 +32,18 @@ bool dmr_vm_is_classic(const struct dmr_vm *vm)
 
 int dmr_classic_dev_name(uint32_t id, char buf[DMR_DM_NAME_SIZE])
 {
-	return snprintf(buf, 128, "dmrep-snap-%" PRIu32, id) >= 128 ? -ENAMETOOLONG : 0;
+	return snprintf(buf, DMR_DM_NAME_SIZE, "dmrep-snap-%" PRIu32, id) >= DMR_DM_NAME_SIZE ? -ENAMETOOLONG : 0;
 }
 
 static void dev_uuid(uint32_t id, char buf[DMR_DM_UUID_SIZE])
 {
-	snprintf(buf, 129, DMR_UUID_PREFIX "snap-%" PRIu32, id);
+	snprintf(buf, DMR_DM_UUID_SIZE, DMR_UUID_PREFIX "snap-%" PRIu32, id);
 }
 
 int dmr_classic_dev_path(uint32_t id, char buf[DMR_DM_PATH_SIZE])
 {
-	return snprintf(buf, 160, "/dev/mapper/dmrep-snap-%" PRIu32, id) >= 160 ? -ENAMETOOLONG : 0;
+	return snprintf(buf, DMR_DM_PATH_SIZE, "/dev/mapper/dmrep-snap-%" PRIu32, id) >= (int)DMR_DM_PATH_SIZE ?
+		       -ENAMETOOLONG : 0;
 }
 
 static int store_path(const struct dmr_registry *reg, uint32_t id, char **ret)
