@@ -33,6 +33,8 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 # Test builds compile in the crash-injection hook (DMREP_TEST_CRASH_AT).
 CFLAGS += -DDMR_TEST_HOOKS=$(if $(filter 0,$(TEST_HOOKS)),0,1)
+# The preprocessor's flags from the environment (dpkg-buildflags: fortify).
+CFLAGS += $(CPPFLAGS)
 
 COMMON_SRCS := $(wildcard common/*.c)
 DM_SRCS := $(wildcard dm/*.c)
@@ -53,7 +55,7 @@ BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream bench-replicate bench-soak install clean
+.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream bench-replicate bench-soak install install-files deb clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 # Man pages from scdoc sources (docs/man/*.scd): built by `all` when scdoc
@@ -202,7 +204,10 @@ bench-soak: deps
 	@$(MAKE) --no-print-directory all
 	@tools/lab/run --timeout 3600 -- tools/bench/soak
 
-install: all
+# install-files: what `install` copies, built alone (debian/rules: the
+# binaries and the man pages, not the lab's and the bench's tools).
+install: all install-files
+install-files: $(BINS) man
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UDEVRULESDIR) $(DESTDIR)$(UNITDIR)
 	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0644 $(filter %.5,$(MAN_PAGES)) $(DESTDIR)$(MANDIR)/man5/
@@ -215,6 +220,11 @@ install: all
 	install -m 0644 udev/*.rules $(DESTDIR)$(UDEVRULESDIR)/
 	sed 's|@SBINDIR@|$(SBINDIR)|g' agent/dmrepd.service.in > $(DESTDIR)$(UNITDIR)/dmrepd.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/dmrepd.service
+
+# The Debian package (debian/): dmrep_VERSION_ARCH.deb in the parent
+# directory, as dpkg-buildpackage puts it; tests/deb-check.sh checks it.
+deb:
+	dpkg-buildpackage -us -uc -b
 
 clean:
 	rm -rf $(BUILD)/bin $(BUILD)/common $(BUILD)/dm $(BUILD)/snapshots \

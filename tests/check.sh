@@ -1,7 +1,8 @@
 #!/bin/bash
 # `make check` (and `make check-asan`): the layer check (tests/layers.sh),
 # unit tests, the man pages and the completion (tests/man-check.sh,
-# tests/completion-check.sh), the lab suite on real device-mapper, then the
+# tests/completion-check.sh), the Debian package (tests/deb-check.sh), the
+# lab suite on real device-mapper, then the
 # two-host lab suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).
 # The last line counts them all: `N passed, N failed`.  A lab that cannot boot is a
 # failure, never a skip.
@@ -14,6 +15,17 @@ trap 'rm -f "$log"' EXIT
 if [ "${SANITIZE:-0}" = 1 ]; then
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 	export LAB_SANITIZE=1
+fi
+
+# The Debian package (tests/deb-check.sh) builds beside the checks below,
+# on the second core; the lab installs and purges it (t-99).  Not under
+# make check-asan: its lab subset has no t-99.
+debf=$(mktemp)
+trap 'rm -f "$log" "$debf"' EXIT
+deb_pid=
+if [ "${SANITIZE:-0}" != 1 ]; then
+	tests/deb-check.sh >"$debf" 2>&1 &
+	deb_pid=$!
 fi
 
 tests/layers.sh | grep -v '^ok' | tee "$log"
@@ -39,6 +51,16 @@ read -r dp df < <(sed -n 's/^\(man\|completion\): \([0-9]*\) passed, \([0-9]*\) 
 	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
 [ "$docs_rc" -eq 0 ] || [ "$df" -gt 0 ] || df=1
 
+bp=0 bf=0 deb_rc=0
+if [ -n "$deb_pid" ]; then
+	wait "$deb_pid"
+	deb_rc=$?
+	cat "$debf"
+	read -r bp bf < <(sed -n 's/^deb: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$debf")
+	bp=${bp:-0} bf=${bf:-1}
+	[ "$deb_rc" -eq 0 ] || [ "$bf" -gt 0 ] || bf=1
+fi
+
 # The lab passes only LAB_* and DMREP_* in: under CI a skip fails there too.
 [ "${CI:-}" = true ] && export LAB_CI=true
 # lab_counts NAME LOG RC: the counts of one lab run of tests/lab/run-all
@@ -61,7 +83,7 @@ lab_counts() {
 # The image first, once: two runs must not build it at the same time.
 tools/lab/build-image || echo "lab: cannot build the lab image" >&2
 plog=$(mktemp)
-trap 'rm -f "$log" "$plog"' EXIT
+trap 'rm -f "$log" "$plog" "$debf"' EXIT
 pstart=$(date +%s)
 # LAB_TESTS and LAB_PAIR_TESTS (patterns, as tests/lab/run-all takes them;
 # empty: all) narrow the suites: make check-asan runs a subset (README).
@@ -85,6 +107,6 @@ lab_counts lab-pair "$plog" "$pair_rc"
 l2p=$lp l2f=$lf
 lp=$((l1p + l2p)) lf=$((l1f + l2f))
 up=${up:-0} uf=${uf:-1}
-echo "$((yp + up + dp + lp)) passed, $((yf + uf + df + lf)) failed"
-[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] &&
-	[ "$pair_rc" -eq 0 ] && [ "$((yf + uf + df + lf))" -eq 0 ]
+echo "$((yp + up + dp + bp + lp)) passed, $((yf + uf + df + bf + lf)) failed"
+[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] && [ "$deb_rc" -eq 0 ] &&
+	[ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] && [ "$((yf + uf + df + bf + lf))" -eq 0 ]
