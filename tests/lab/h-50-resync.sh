@@ -159,9 +159,11 @@ fi
 # One block (10) of vda of lab2's copy of the acknowledged point, overwritten
 # through a plain dm thin device on its thin id (not dmrep's: removed here).
 tid=$(on_peer jq -r --arg u "$ACK" '.points[] | select(.uuid == $u) | .thin_ids[0]' "$PW/state/vms/$VM.json")
+peer_cleanup "dmsetup remove --retry ${T}corrupt 2>/dev/null || :"
+# udev probes the new device: settled before the remove, which retries.
 on_peer sh -c "dmsetup create ${T}corrupt --table '0 $((16 * 2048)) thin /dev/mapper/dmrep-pool $tid' &&
 	dd if=/dev/urandom of=/dev/mapper/${T}corrupt bs=64K count=1 seek=10 oflag=direct conv=notrunc status=none &&
-	dmsetup remove ${T}corrupt"
+	udevadm settle && dmsetup remove --retry ${T}corrupt"
 check "one block of lab2's copy overwritten (thin id $tid)" test -n "$tid"
 run --verify
 check "--verify --wait: fails (32768)" jq -e '.job_state == 10 and .error_code == 32768' <<<"$LAST"
