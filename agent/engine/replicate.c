@@ -714,6 +714,25 @@ static void cycle_record(struct dmr_registry *reg, const char *name, const char 
 			  "sees the cycle as interrupted)", name, strerror(-r));
 }
 
+/* The uuid and creation time of point `point` of VM name ("" and 0 if it
+ * is gone). */
+static void point_identity(struct dmr_registry *reg, const char *name, uint64_t point,
+			   char uuid[DMR_UUID_STR_SIZE], uint64_t *ret_created)
+{
+	struct dmr_vm *vm;
+	struct dmr_point *pt;
+
+	uuid[0] = '\0';
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	pt = vm ? dmr_vm_point_find(vm, point) : NULL;
+	if (pt) {
+		snprintf(uuid, DMR_UUID_STR_SIZE, "%s", pt->uuid);
+		*ret_created = pt->created_usec;
+	}
+	pthread_mutex_unlock(&reg->lock);
+}
+
 static int cycle_job(struct dmr_job *job, void *userdata)
 {
 	struct cycle_ctx *ctx = userdata;
@@ -806,17 +825,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
-	pthread_mutex_lock(&reg->lock);
-	vm = dmr_reg_vm_find(reg, ctx->vm);
-	{
-		struct dmr_point *pt = vm ? dmr_vm_point_find(vm, point) : NULL;
-
-		if (pt) {
-			snprintf(uuid, sizeof(uuid), "%s", pt->uuid);
-			created = pt->created_usec;
-		}
-	}
-	pthread_mutex_unlock(&reg->lock);
+	point_identity(reg, ctx->vm, point, uuid, &created);
 	if (!uuid[0]) {
 		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false,
 			     "the cycle's point is gone", -1);
@@ -1283,17 +1292,7 @@ static int resync_job(struct dmr_job *job, void *userdata)
 	if (r < 0)
 		goto out;
 	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
-	pthread_mutex_lock(&reg->lock);
-	{
-		struct dmr_vm *vm = dmr_reg_vm_find(reg, ctx->vm);
-		struct dmr_point *pt = vm ? dmr_vm_point_find(vm, point) : NULL;
-
-		if (pt) {
-			snprintf(uuid, sizeof(uuid), "%s", pt->uuid);
-			created = pt->created_usec;
-		}
-	}
-	pthread_mutex_unlock(&reg->lock);
+	point_identity(reg, ctx->vm, point, uuid, &created);
 	if (!uuid[0]) {
 		r = dmr_job_fail(job, -ENOENT, "the resync's point %" PRIu64 " is gone", point);
 		goto out;

@@ -530,24 +530,28 @@ static int send_job(struct dmr_job *job, void *userdata)
 	return r;
 }
 
+/* A send from the caller's job, which holds the VM's busy lock as
+ * SendReplicationPoint's does (c->vm is only read). */
+static int send_in_job(struct dmr_job *job, struct send_ctx *c, uint64_t *ret_bytes)
+{
+	int r = send_run(job, c);
+
+	if (c->fd >= 0)
+		close(c->fd);
+	if (r == 0 && ret_bytes)
+		*ret_bytes = c->stream_bytes;
+	return r;
+}
+
 int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char *vm,
 			   uint64_t point, uint64_t base, bool zstd, uint64_t bandwidth, int fd,
 			   uint64_t *ret_bytes)
 {
-	struct send_ctx c = { .a = a, .point = point, .base = base, .zstd = zstd, .fd = fd,
-			      .rate = bandwidth };
-	int r;
+	struct send_ctx c = { .a = a, .vm = (char *)vm, .point = point, .base = base,
+			      .zstd = zstd, .fd = fd, .rate = bandwidth };
 
 	assert(a && job && vm && point);
-	/* The caller's job holds the VM's busy lock, as SendReplicationPoint's
-	 * does; the name is only read. */
-	c.vm = (char *)vm;
-	r = send_run(job, &c);
-	if (c.fd >= 0)
-		close(c.fd);
-	if (r == 0 && ret_bytes)
-		*ret_bytes = c.stream_bytes;
-	return r;
+	return send_in_job(job, &c, ret_bytes);
 }
 
 int dmr_replica_send_blocks(struct dmr_agent *a, struct dmr_job *job, const char *vm,
@@ -555,19 +559,12 @@ int dmr_replica_send_blocks(struct dmr_agent *a, struct dmr_job *job, const char
 			    const size_t *n_ext, uint64_t block_bytes, bool zstd, uint64_t bandwidth,
 			    int fd, uint64_t *ret_bytes)
 {
-	struct send_ctx c = { .a = a, .point = point, .zstd = zstd, .fd = fd, .rate = bandwidth,
-			      .resync_base = base_uuid, .given = ext, .n_given = n_ext,
-			      .given_block = block_bytes };
-	int r;
+	struct send_ctx c = { .a = a, .vm = (char *)vm, .point = point, .zstd = zstd, .fd = fd,
+			      .rate = bandwidth, .resync_base = base_uuid, .given = ext,
+			      .n_given = n_ext, .given_block = block_bytes };
 
 	assert(a && job && vm && point && base_uuid && ext && n_ext && block_bytes);
-	c.vm = (char *)vm;
-	r = send_run(job, &c);
-	if (c.fd >= 0)
-		close(c.fd);
-	if (r == 0 && ret_bytes)
-		*ret_bytes = c.stream_bytes;
-	return r;
+	return send_in_job(job, &c, ret_bytes);
 }
 
 /* ---- starting it -------------------------------------------------------- */
