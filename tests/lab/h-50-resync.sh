@@ -19,18 +19,10 @@ set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
 lab_need jq
-pair_setup
-
-AGENT_USED=1
-SOCK=/run/dmrep-test$$/dmrepd.sock
-STATE=$W/state
-export DMREP_SOCKET=$SOCK
-agent_start || { not_ok "dmrepd starts on lab1"; exit 1; }
-ok "dmrepd starts on lab1 (the primary)"
-if peer_agent_start; then ok "dmrepd starts on lab2 (the replica)"; else
-	not_ok "dmrepd starts on lab2"
-	exit 1
-fi
+# lab1's agent (the primary) on the default socket, then lab2's.
+pair_agent_setup
+peer_agent_start || { not_ok "dmrepd starts on lab2 (the replica)"; exit 1; }
+ok "dmrepd starts on lab2 (the replica)"
 prepare_pool 256M 16M "a pool on lab1"
 expect_rc "a pool on lab2" 0 "$(peer_dmrep --json pool create --data "$PW/pool.data" --data-size 256M \
 	--meta "$PW/pool.meta" --meta-size 16M)"
