@@ -47,6 +47,9 @@
 	(HEADER_FIXED_LEN + DMR_STREAM_NAME_MAX + DMR_STREAM_LABEL_MAX +        \
 	 DMR_STREAM_DISKS_MAX * HEADER_DISK_LEN_MAX)
 #define HEADER_F_APPLICATION 1u
+/* A resync's stream (docs/stream.md): its base is a point of the
+ * replica's whose block hashes the sender compared, not a common point. */
+#define HEADER_F_RESYNC 2u
 #define ZSTD_LEVEL 1
 #define SECTOR 512u
 #define BLOCK_MIN (64u << 10)
@@ -174,6 +177,8 @@ static int header_check(const struct dmr_stream_header *h, const char **ret_why,
 		why = "base uuid";
 	else if (h->base_uuid[0] && strcmp(h->base_uuid, h->point_uuid) == 0)
 		why = "base uuid (the point's own)";
+	else if (h->resync && !h->base_uuid[0])
+		why = "resync without a base";
 	else if (!label_ok(h->label))
 		why = "label";
 	else if (h->block_bytes < BLOCK_MIN || h->block_bytes > BLOCK_MAX ||
@@ -231,7 +236,8 @@ static size_t header_encode(const struct dmr_stream_header *h, uint8_t *buf)
 	p += UUID_LEN;
 	put_u64(p, h->created_usec), p += 8;
 	put_u32(p, h->block_bytes), p += 4;
-	put_u32(p, h->application ? HEADER_F_APPLICATION : 0), p += 4;
+	put_u32(p, (h->application ? HEADER_F_APPLICATION : 0) |
+		   (h->resync ? HEADER_F_RESYNC : 0)), p += 4;
 	put_u64(p, h->data_bytes), p += 8;
 	n = strlen(h->vm);
 	put_u16(p, (uint16_t)n), p += 2;
@@ -332,11 +338,12 @@ static int header_decode(const uint8_t *buf, size_t len, struct dmr_stream_heade
 	if (!take_u64(&c, &h->created_usec) || !take_u32(&c, &h->block_bytes) ||
 	    !take_u32(&c, &flags))
 		goto short_;
-	if (flags & ~HEADER_F_APPLICATION) {
+	if (flags & ~(HEADER_F_APPLICATION | HEADER_F_RESYNC)) {
 		*ret_why = "unknown header flags";
 		return -EBADMSG;
 	}
 	h->application = flags & HEADER_F_APPLICATION;
+	h->resync = flags & HEADER_F_RESYNC;
 	if (!take_u64(&c, &h->data_bytes))
 		goto short_;
 	if (!take_str(&c, h->vm, DMR_STREAM_NAME_MAX)) {

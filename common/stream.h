@@ -68,6 +68,10 @@ struct dmr_stream_header {
 	char base_uuid[DMR_UUID_STR_SIZE];       /* "" for a full stream */
 	uint64_t created_usec;                   /* CLOCK_REALTIME */
 	bool application;                        /* consistency */
+	/* A resync (header flag bit 1): base_uuid is the replica's point
+	 * whose block hashes the sender compared, and the stream carries
+	 * the blocks that differ from it; it needs a base. */
+	bool resync;
 	char label[DMR_STREAM_LABEL_MAX + 1];
 	uint32_t block_bytes;                    /* the sender's pool block */
 	/* Disk bytes the DATA records will carry at most, over every disk:

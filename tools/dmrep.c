@@ -646,7 +646,7 @@ enum {
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
 	O_COW_DEV, O_SPARSE, O_BASE, O_COMPRESS, O_TO, O_INTERVAL, O_BANDWIDTH, O_NOW, O_RESYNC,
-	O_VERIFY, O_PAUSE, O_RESUME, O_OFF, O__COUNT,
+	O_VERIFY, O_PAUSE, O_RESUME, O_OFF, O_HASHES, O_POINT_UUID, O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -704,6 +704,9 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_PAUSE] = { "pause", K_FLAG, "pause", NULL },
 	[O_RESUME] = { "resume", K_FLAG, "resume", NULL },
 	[O_OFF] = { "off", K_FLAG, "off", NULL },
+	[O_HASHES] = { "hashes", K_FLAG, "hashes", NULL },
+	/* point receive --hashes --point UUID: a point by its uuid. */
+	[O_POINT_UUID] = { "point", K_STRING, "uuid", NULL },
 };
 _Static_assert(O__COUNT <= 64, "OPT() bits fit a uint64_t");
 
@@ -1143,17 +1146,64 @@ static int run_point_send(const struct command *cmd, struct invocation *inv)
 	return 0;
 }
 
+static bool take_flag(struct json_object *params, const char *key)
+{
+	bool set = json_object_object_get_ex(params, key, NULL);
+
+	json_object_object_del(params, key);
+	return set;
+}
+
+/* The block hashes of a point of VM (uuid NULL: its newest) written by the
+ * agent to our stdout (HashReplicaPoint), then the answer line
+ * (docs/stream.md "Hash requests"), JSON with or without --json: a
+ * resync's primary reads it. */
+static int print_hashes(const char *vm, const char *uuid)
+{
+	_cleanup_json_ struct json_object *rep = NULL, *job = NULL, *out = new_object();
+	struct json_object *params = new_object();
+
+	add(params, "vm", json_object_new_string(vm));
+	if (uuid)
+		add(params, "uuid", json_object_new_string(uuid));
+	fflush(stdout);
+	rep = call_fd("HashReplicaPoint", params, STDOUT_FILENO);
+	job = wait_stream_job(rep);
+	add(out, "return", json_object_new_int(DMR_RC_OK));
+	add(out, "point", json_object_new_int64(int_field(job, "point", 0)));
+	add(out, "hashes_of", json_object_new_string(str_field(job, "hashes_of", "")));
+	add(out, "bytes", json_object_new_int64(int_field(job, "bytes", 0)));
+	add(out, "checksum", json_object_new_string(str_field(job, "checksum", "")));
+	print_json(out);
+	return 0;
+}
+
 static int run_point_receive(const struct command *cmd, struct invocation *inv)
 {
 	_cleanup_json_ struct json_object *rep = NULL, *job = NULL, *out = new_object();
+	_cleanup_free_ char *vm = strdup(str_field(inv->params, "vm", ""));
+	struct json_object *v;
 	const char *uuid;
 	int64_t point;
 
+	if (!vm)
+		fail_oom();
+	if (take_flag(inv->params, "hashes")) {
+		_cleanup_free_ char *want = json_object_object_get_ex(inv->params, "uuid", &v) ?
+					    strdup(json_object_get_string(v)) : NULL;
+
+		return print_hashes(vm, want);
+	}
+	if (json_object_object_get_ex(inv->params, "uuid", NULL))
+		usage_error("point receive: --point goes with --hashes");
 	if (isatty(STDIN_FILENO))
 		fail(DMR_RC_INVALID_PARAMETER,
 		     "stdin is a terminal: redirect it from a file or a pipe");
 	rep = call_fd(cmd->method, DMR_TAKE_PTR(inv->params), STDIN_FILENO);
 	job = wait_stream_job(rep);
+	/* A resync's or a verify's hash request came instead of a stream. */
+	if (json_object_object_get_ex(job, "hash_request", &v))
+		return print_hashes(vm, json_object_get_string(v));
 	point = int_field(job, "point", -1);
 	uuid = str_field(job, "uuid", "");
 	if (point < 0)
@@ -1211,13 +1261,6 @@ static int run_failover(const struct command *cmd, struct invocation *inv)
 	return finish_job(job);
 }
 
-static bool take_flag(struct json_object *params, const char *key)
-{
-	bool set = json_object_object_get_ex(params, key, NULL);
-
-	json_object_object_del(params, key);
-	return set;
-}
 
 /* vm replicate: --now, --resync and --verify start a job
  * (StartReplicationCycle), as the failover commands do; the other forms
@@ -1683,7 +1726,7 @@ static const struct command commands[] = {
 	  "COMMAND's) and exits by its outcome.  --pause and --resume stop and restart\n"
 	  "the cycles, --off ends replication (settings and acknowledged point\n"
 	  "forgotten).  vm show's \"replication\" object has the health.  --resync and\n"
-	  "--verify are not supported in this version (32770).  A replica VM: 32775.",
+	  "--verify (docs/replication.md) are jobs as --now.  A replica VM: 32775.",
 	  OPT(O_TO) | OPT(O_INTERVAL) | OPT(O_CONSISTENCY) | OPT(O_COMPRESS) | OPT(O_BANDWIDTH) |
 		  OPT(O_NOW) | OPT(O_RESYNC) | OPT(O_VERIFY) | OPT(O_WAIT) | OPT(O_PAUSE) |
 		  OPT(O_RESUME) | OPT(O_OFF),
@@ -1720,8 +1763,10 @@ static const struct command commands[] = {
 	  "\"point\": POINT, \"uuid\": \"...\"} with --json once the point is durable.\n"
 	  "A stream that is corrupt, truncated or followed by anything is refused (32773),\n"
 	  "so is one whose base is not the replica's latest point or that it holds\n"
-	  "already (32775); nothing changes then.  Root only (32769).",
-	  0, { "VM", NULL }, { "vm", NULL }, { false }, "ReceiveReplicationPoint", run_point_receive },
+	  "already (32775); nothing changes then.  Root only (32769).  --hashes [--point\n"
+	  "UUID]: print the block hashes of the newest (or that) point instead\n"
+	  "(docs/stream.md), as a resync's or verify's hash request on stdin does.",
+	  OPT(O_HASHES) | OPT(O_POINT_UUID), { "VM", NULL }, { "vm", NULL }, { false }, "ReceiveReplicationPoint", run_point_receive },
 	{ "failover", "start", "VM [--point POINT] [--test] [--guest resume|reset] [--wait]",
 	  "Switch every disk of the VM to a point (default: the latest valid one) and reset\n"
 	  "(default) or resume the guest.  --test instead shows the point at\n"

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "agent/backend/backend.h"
+#include "agent/engine/hashes.h"
 #include "agent/engine/job.h"
 #include "agent/engine/receive.h"
 #include "agent/engine/retention.h"
@@ -51,6 +52,10 @@ struct recv_ctx {
 	int fd;
 	struct dmr_job *job;
 	uint64_t bytes_in;   /* read from fd */
+	/* The first bytes, read to tell a hash request from a stream
+	 * (peek_request), handed to the stream reader first. */
+	uint8_t peek[DMR_HASHREQ_MAX];
+	size_t peek_len, peek_off;
 };
 
 static void recv_ctx_free(void *p)
@@ -72,6 +77,15 @@ static ssize_t fd_read(void *userdata, void *buf, size_t len)
 	struct recv_ctx *ctx = userdata;
 	uint64_t idle_since = dmr_now_usec();
 
+	if (ctx->peek_off < ctx->peek_len) {
+		size_t n = ctx->peek_len - ctx->peek_off;
+
+		if (n > len)
+			n = len;
+		memcpy(buf, ctx->peek + ctx->peek_off, n);
+		ctx->peek_off += n;
+		return (ssize_t)n;
+	}
 	for (;;) {
 		struct pollfd pfd = { .fd = ctx->fd, .events = POLLIN };
 		ssize_t n;
@@ -446,6 +460,99 @@ static void unrecord(struct recv_ctx *ctx, struct dmr_vm *vm, bool created, cons
 	pthread_mutex_unlock(&reg->lock);
 }
 
+/* Read up to n more bytes into the peek buffer (fewer only at the end of
+ * the input): how many it holds, or -errno. */
+static int peek_fill(struct recv_ctx *ctx, size_t want)
+{
+	while (ctx->peek_len < want) {
+		ssize_t k;
+
+		ctx->peek_off = ctx->peek_len; /* fd_read reads the descriptor */
+		k = fd_read(ctx, ctx->peek + ctx->peek_len, want - ctx->peek_len);
+		if (k < 0)
+			return (int)k;
+		if (k == 0)
+			break;
+		ctx->peek_len += (size_t)k;
+	}
+	ctx->peek_off = 0;
+	return (int)ctx->peek_len;
+}
+
+/* A hash request (common/hashes.h) instead of a stream: the point it
+ * names is picked here, under this job's busy lock, and the job ends with
+ * "hash_request" set: the client then asks HashReplicaPoint for that
+ * point's hashes on its stdout (a receive's descriptor is its stdin).
+ * 1: it was one (the job's outcome set), 0: a stream (the bytes peeked
+ * are read by the stream reader first), -errno. */
+static int peek_request(struct recv_ctx *ctx)
+{
+	struct dmr_registry *reg = ctx->reg;
+	struct dmr_hash_request q;
+	_cleanup_free_ char *why = NULL;
+	const char *bad = NULL;
+	uint64_t plen = 0, id = 0;
+	struct dmr_vm *vm;
+	uint8_t extra;
+	int r;
+
+	r = peek_fill(ctx, DMR_HASHREQ_PEEK);
+	if (r < 0)
+		return stream_fail(ctx->job, NULL, r);
+	if (!dmr_hashreq_is(ctx->peek, ctx->peek_len, &plen))
+		return 0;
+	if (plen > DMR_HASHREQ_MAX - DMR_HASHREQ_PEEK - 8) {
+		dmr_job_set_error(ctx->job, DMR_RC_INVALID_PARAMETER,
+				  "the hash request is corrupt: payload length out of bounds");
+		return -EINVAL;
+	}
+	r = peek_fill(ctx, DMR_HASHREQ_PEEK + (size_t)plen + 8);
+	if (r < 0)
+		return stream_fail(ctx->job, NULL, r);
+	/* Nothing may follow the request. */
+	ctx->peek_off = ctx->peek_len;
+	r = (int)fd_read(ctx, &extra, 1);
+	if (r < 0)
+		return stream_fail(ctx->job, NULL, r);
+	r = r > 0 ? -EBADMSG : dmr_hashreq_parse(ctx->peek, ctx->peek_len, &q, &bad);
+	if (r == -EPROTONOSUPPORT) {
+		dmr_job_set_error(ctx->job, DMR_RC_NOT_SUPPORTED, "hash request: %s", bad);
+		return -EOPNOTSUPP;
+	}
+	if (r < 0) {
+		dmr_job_set_error(ctx->job, DMR_RC_INVALID_PARAMETER, "the hash request is corrupt: %s",
+				  bad ? bad : "bytes after the request");
+		return -EINVAL;
+	}
+	if (!dmr_streq(q.vm, ctx->vm)) {
+		dmr_job_set_error(ctx->job, DMR_RC_INVALID_PARAMETER,
+				  "the hash request is of VM %s, not %s", q.vm, ctx->vm);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, ctx->vm);
+	if (!vm)
+		r = dmr_why_set(&why, -ENOENT, "no VM named %s here to hash", ctx->vm);
+	else if (!dmr_streq(vm->uuid, q.vm_uuid))
+		r = dmr_why_set(&why, -DMR_E_STATE, "the hash request is of VM uuid %s; VM %s here "
+				"is uuid %s", q.vm_uuid, ctx->vm, vm->uuid);
+	else
+		r = dmr_hashes_pick(vm, q.point_uuid, &id, &why);
+	if (r == 0) {
+		const struct dmr_point *pt = dmr_vm_point_find(vm, id);
+
+		dmr_job_set_result(ctx->job, "hash_request", json_object_new_string(pt->uuid));
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		dmr_job_set_error(ctx->job, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+		return r;
+	}
+	dmr_job_add_step(ctx->job, "hash-request", 0);
+	dmr_job_set_percent(ctx->job, 100);
+	return 1;
+}
+
 static int receive_job(struct dmr_job *job, void *userdata)
 {
 	struct recv_ctx *ctx = userdata;
@@ -462,6 +569,9 @@ static int receive_job(struct dmr_job *job, void *userdata)
 	int r;
 
 	ctx->job = job;
+	r = peek_request(ctx);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	r = dmr_stream_reader_new(fd_read, ctx, &rd);
 	if (r < 0) {
 		r = stream_fail(job, rd, r);

@@ -72,6 +72,22 @@ int dmr_receive_check(const struct dmr_stream_header *h, const char *name,
 		return dmr_why_set(ret_why, -DMR_E_STATE,
 				   "stream's base is %s, but VM %s is not here: send a full stream first",
 				   h->base_uuid, name);
+	/* A resync's base is the point whose block hashes the sender
+	 * compared (named in the hash request, the newest by default): a
+	 * valid point here, not necessarily the latest. */
+	if (h->resync && vm) {
+		const struct dmr_point *bp = NULL;
+
+		for (size_t i = 0; i < vm->n_points && !bp; i++)
+			if (vm->points[i].valid && !vm->points[i].pending_tid &&
+			    dmr_streq(vm->points[i].uuid, h->base_uuid))
+				bp = &vm->points[i];
+		if (!bp)
+			return dmr_why_set(ret_why, -DMR_E_STATE,
+					   "the resync's base is %s, which replica %s does not hold "
+					   "(valid)", h->base_uuid, name);
+		latest = bp;
+	}
 	if (!full && (!latest || !dmr_streq(latest->uuid, h->base_uuid)))
 		return dmr_why_set(ret_why, -DMR_E_STATE,
 				   "stream's base is %s, this replica's latest point is %s",

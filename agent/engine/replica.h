@@ -49,6 +49,17 @@ int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char 
 			   uint64_t point, uint64_t base, bool zstd, uint64_t bandwidth, int fd,
 			   uint64_t *ret_bytes);
 
+/* A resync's stream (docs/replication.md): point against the replica's
+ * point of uuid base_uuid (which this host need not hold), carrying disk
+ * i's extents ext[i][0..n_ext[i]) (DATA: the blocks whose hashes differ,
+ * in blocks of block_bytes; zero grains in them go as ZERO records), the
+ * header flagged resync.  As dmr_replica_send_to_fd otherwise. */
+struct dmr_extent;
+int dmr_replica_send_blocks(struct dmr_agent *a, struct dmr_job *job, const char *vm,
+			    uint64_t point, const char *base_uuid, struct dmr_extent *const *ext,
+			    const size_t *n_ext, uint64_t block_bytes, bool zstd, uint64_t bandwidth,
+			    int fd, uint64_t *ret_bytes);
+
 /* Start ReceiveReplicationPoint of VM vm from fd (taken, on failure too).
  * The job's result fields: "point", "uuid" (and "bytes" read).  It takes
  * the VM's busy lock itself, the caller holds none: a VM not here yet is

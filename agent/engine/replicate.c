@@ -45,6 +45,7 @@
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
 #include "agent/engine/point.h"
+#include "agent/engine/hashes.h"
 #include "agent/engine/replica.h"
 #include "agent/store/registry.h"
 #include "agent/store/repl.h"
@@ -392,16 +393,41 @@ __attribute__((noinline)) static void tail_add(struct tail *t, const char *p, si
 	t->len += n;
 }
 
+struct child;
+static void big_add(struct child *c, const char *p, size_t n);
+
 struct child {
 	struct dmr_agent *a;
 	pid_t pid;
 	int out_fd, err_fd;
 	struct tail out, err;
+	/* With big_max: all of stdout (a hash reply), at most big_max bytes
+	 * (big_over past them), instead of its tail. */
+	char *big;
+	size_t big_len, big_max;
+	bool big_over;
 	uint64_t deadline;      /* dmr_now_usec() past which the group is killed */
 	volatile bool timed_out, stopped, reaped;
 	uint64_t reaped_usec;
 	pthread_t thread;
 };
+
+static void big_add(struct child *c, const char *p, size_t n)
+{
+	if (c->big_over || c->big_len + n > c->big_max) {
+		c->big_over = true;
+		return;
+	}
+	if (c->big_len + n + 1 > 0 && !c->big) {
+		c->big = malloc(c->big_max + 1);
+		if (!c->big) {
+			c->big_over = true;
+			return;
+		}
+	}
+	memcpy(c->big + c->big_len, p, n);
+	c->big_len += n;
+}
 
 static void child_kill(struct child *c)
 {
@@ -449,7 +475,9 @@ static void *capture_main(void *p)
 			if (*fd < 0 || !pf[i].revents)
 				continue;
 			n = read(*fd, buf, sizeof(buf));
-			if (n > 0)
+			if (n > 0 && i == 0 && c->big_max)
+				big_add(c, buf, (size_t)n);
+			else if (n > 0)
 				tail_add(i == 0 ? &c->out : &c->err, buf, (size_t)n);
 			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
 				close(*fd);
@@ -697,6 +725,25 @@ static void cycle_record(struct dmr_registry *reg, const char *name, const char 
 			  "sees the cycle as interrupted)", name, strerror(-r));
 }
 
+/* The uuid and creation time of point `point` of VM name ("" and 0 if it
+ * is gone). */
+static void point_identity(struct dmr_registry *reg, const char *name, uint64_t point,
+			   char uuid[DMR_UUID_STR_SIZE], uint64_t *ret_created)
+{
+	struct dmr_vm *vm;
+	struct dmr_point *pt;
+
+	uuid[0] = '\0';
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	pt = vm ? dmr_vm_point_find(vm, point) : NULL;
+	if (pt) {
+		snprintf(uuid, DMR_UUID_STR_SIZE, "%s", pt->uuid);
+		*ret_created = pt->created_usec;
+	}
+	pthread_mutex_unlock(&reg->lock);
+}
+
 static int cycle_job(struct dmr_job *job, void *userdata)
 {
 	struct cycle_ctx *ctx = userdata;
@@ -789,17 +836,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 		return r;
 	}
 	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
-	pthread_mutex_lock(&reg->lock);
-	vm = dmr_reg_vm_find(reg, ctx->vm);
-	{
-		struct dmr_point *pt = vm ? dmr_vm_point_find(vm, point) : NULL;
-
-		if (pt) {
-			snprintf(uuid, sizeof(uuid), "%s", pt->uuid);
-			created = pt->created_usec;
-		}
-	}
-	pthread_mutex_unlock(&reg->lock);
+	point_identity(reg, ctx->vm, point, uuid, &created);
 	if (!uuid[0]) {
 		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false,
 			     "the cycle's point is gone", -1);
@@ -939,7 +976,11 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	return r < 0 ? r : 0;
 }
 
-static int cycle_start(struct dmr_agent *a, const char *vm, uint64_t *ret_job)
+static int resync_job(struct dmr_job *job, void *userdata);
+static int verify_job(struct dmr_job *job, void *userdata);
+
+static int kind_start(struct dmr_agent *a, const char *vm, enum dmr_replicate_kind kind,
+		      uint64_t *ret_job)
 {
 	struct cycle_ctx *c = calloc(1, sizeof(*c));
 	int r;
@@ -949,13 +990,481 @@ static int cycle_start(struct dmr_agent *a, const char *vm, uint64_t *ret_job)
 		return -ENOMEM;
 	}
 	c->a = a;
-	r = dmr_job_start(a, "ReplicationCycle", vm, cycle_job, c, cycle_ctx_free, ret_job);
+	r = dmr_job_start(a, kind == DMR_REPLICATE_RESYNC ? "Resynchronize" :
+			  kind == DMR_REPLICATE_VERIFY ? "VerifyReplica" : "ReplicationCycle", vm,
+			  kind == DMR_REPLICATE_RESYNC ? resync_job :
+			  kind == DMR_REPLICATE_VERIFY ? verify_job : cycle_job, c, cycle_ctx_free,
+			  ret_job);
 	if (r < 0)
 		cycle_ctx_free(c);
 	return r;
 }
 
+static int cycle_start(struct dmr_agent *a, const char *vm, uint64_t *ret_job)
+{
+	return kind_start(a, vm, DMR_REPLICATE_CYCLE, ret_job);
+}
+
+/* ---- resync and verify ------------------------------------------------------ */
+
+/* What a resync or a verify reads of the VM, once (reg->lock taken). */
+struct rs_settings {
+	char *to, *qga;
+	char vm_uuid[DMR_UUID_STR_SIZE], acked[DMR_UUID_STR_SIZE];
+	uint64_t acked_id, bandwidth;
+	uint32_t interval;
+	bool application, zstd;
+};
+
+static void rs_settings_clear(struct rs_settings *st)
+{
+	free(st->to);
+	free(st->qga);
+	st->to = st->qga = NULL;
+}
+
+/* The VM replicates and is a primary; for a resync the cycle is recorded
+ * as running (a stop of the agent counts it failed, as a cycle's). */
+static int rs_settings_read(struct dmr_job *job, struct dmr_registry *reg, const char *name,
+			    bool running, struct rs_settings *st)
+{
+	_cleanup_free_ char *why = NULL;
+	struct dmr_vm *vm;
+	int r;
+
+	pthread_mutex_lock(&reg->lock);
+	vm = dmr_reg_vm_find(reg, name);
+	r = vm ? primary_check(reg, vm, &why) : dmr_why_set(&why, -ENOENT, "no VM named %s", name);
+	if (r == 0 && !vm->repl.to)
+		r = dmr_why_set(&why, -DMR_E_STATE, "VM %s does not replicate", name);
+	if (r == 0) {
+		st->to = strdup(vm->repl.to);
+		st->qga = vm->qga ? strdup(vm->qga) : NULL;
+		if (!st->to || (vm->qga && !st->qga))
+			r = -ENOMEM;
+		snprintf(st->vm_uuid, sizeof(st->vm_uuid), "%s", vm->uuid);
+		snprintf(st->acked, sizeof(st->acked), "%s", vm->repl.acked_uuid);
+		st->bandwidth = vm->repl.bandwidth;
+		st->interval = vm->repl.interval_sec;
+		st->application = vm->repl.application;
+		st->zstd = vm->repl.zstd;
+		for (size_t i = 0; st->acked[0] && i < vm->n_points; i++)
+			if (vm->points[i].valid && !vm->points[i].pending_tid &&
+			    strcmp(vm->points[i].uuid, st->acked) == 0)
+				st->acked_id = vm->points[i].id;
+		if (running && r == 0) {
+			vm->repl.last_attempt_usec = dmr_realtime_usec();
+			vm->repl.cycle_running = true;
+			r = dmr_reg_vm_save(reg, vm);
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+	if (r < 0) {
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+		return r;
+	}
+	dmr_job_set_result(job, "to", json_object_new_string(st->to));
+	return 0;
+}
+
+/* How COMMAND ended, one line, when it did not answer as it should. */
+static void command_outcome(const struct child *ch, int status, char *line, size_t size)
+{
+	char last[256];
+
+	tail_last_line(&ch->err, last, sizeof(last));
+	if (ch->timed_out)
+		snprintf(line, size, "COMMAND did not finish in time: its process group was killed");
+	else if (status < 0)
+		snprintf(line, size, "COMMAND's exit status is unknown");
+	else if (WIFEXITED(status))
+		snprintf(line, size, "COMMAND exited with status %d%s%s", WEXITSTATUS(status),
+			 last[0] ? ": " : "", last);
+	else
+		snprintf(line, size, "COMMAND was killed by signal %d%s%s", WTERMSIG(status),
+			 last[0] ? ": " : "", last);
+}
+
+/* Run COMMAND once with a hash request on its stdin and read the
+ * replica's hashes of the point uuid ("": its newest) from its stdout.
+ * expect_blocks bounds the reply (our own point's blocks).  0 and *ret,
+ * else the job's error set (the receiver's code when it answered one). */
+static int rs_ask_hashes(struct dmr_agent *a, struct dmr_job *job, const char *vm,
+			 const struct rs_settings *st, const char *uuid, uint64_t expect_blocks,
+			 struct dmr_hashes *ret)
+{
+	struct dmr_hash_request q = { 0 };
+	uint8_t req[DMR_HASHREQ_MAX];
+	_cleanup_free_ char *why = NULL;
+	struct child *ch = calloc(1, sizeof(*ch));
+	uint64_t t0 = dmr_now_usec();
+	int r, n, in_fd = -1, status, rc = 0;
+	char line[512];
+
+	if (!ch)
+		return dmr_job_fail(job, -ENOMEM, "cannot ask for the replica's hashes");
+	snprintf(q.vm, sizeof(q.vm), "%s", vm);
+	snprintf(q.vm_uuid, sizeof(q.vm_uuid), "%s", st->vm_uuid);
+	snprintf(q.point_uuid, sizeof(q.point_uuid), "%s", uuid ? uuid : "");
+	n = dmr_hashreq_encode(&q, req, sizeof(req));
+	if (n < 0) {
+		free(ch);
+		return dmr_job_fail(job, n, "cannot make the hash request");
+	}
+	ch->a = a;
+	ch->out_fd = ch->err_fd = -1;
+	ch->deadline = dmr_now_usec() + dmr_replicate_timeout_sec(st->interval) * 1000000;
+	/* Room for the replica's reply if its disks are up to twice ours:
+	 * a larger one is refused (its disks differ anyway). */
+	ch->big_max = (1u << 20) + 34 * (expect_blocks < DMR_HASHES_BLOCKS_MAX ?
+					 2 * expect_blocks : DMR_HASHES_BLOCKS_MAX);
+	r = child_start(ch, st->to, &in_fd);
+	if (r < 0) {
+		free(ch);
+		return dmr_job_fail(job, r, "cannot start COMMAND");
+	}
+	{
+		const uint8_t *p = req;
+		size_t left = (size_t)n;
+
+		/* Well within a pipe's buffer: a write never waits here. */
+		while (left > 0) {
+			ssize_t k = write(in_fd, p, left);
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				break;
+			p += k;
+			left -= (size_t)k;
+		}
+		close(in_fd);
+	}
+	status = child_wait(ch);
+	dmr_job_add_step(job, "hash-exchange", dmr_now_usec() - t0);
+	dmr_job_set_result(job, "hash_stderr", tail_json(&ch->err));
+	if (ch->stopped) {
+		r = -ECANCELED;
+		dmr_job_set_error(job, DMR_RC_FAILED, "the agent is stopping: COMMAND killed");
+	} else if (ch->big_over) {
+		r = -EFBIG;
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "the replica's hash reply is longer than "
+				  "%zu bytes: its disks are not this VM's", ch->big_max);
+	} else {
+		r = dmr_hashes_parse_reply(ch->big ? ch->big : "", ch->big_len, ret, &rc, &why);
+		if (r < 0 && rc)
+			dmr_job_set_error(job, rc, "%s", why);
+		else if (r < 0 && (ch->timed_out || status != 0)) {
+			command_outcome(ch, status, line, sizeof(line));
+			dmr_job_set_error(job, DMR_RC_FAILED, "%s", line);
+		} else if (r < 0) {
+			dmr_job_set_error(job, DMR_RC_FAILED, "%s", why ? why : "no hash reply");
+		}
+	}
+	free(ch->big);
+	free(ch);
+	return r;
+}
+
+/* Do our point's hashes and the replica's describe the same disks? */
+static int rs_same_geometry(struct dmr_job *job, const struct dmr_hashes *mine,
+			    const struct dmr_hashes *theirs)
+{
+	if (mine->n_disks != theirs->n_disks) {
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "the replica's point has %" PRIu32
+				  " disk(s), this VM %" PRIu32, theirs->n_disks, mine->n_disks);
+		return -DMR_E_STATE;
+	}
+	if (mine->block_bytes != theirs->block_bytes) {
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "the replica's pool blocks are %" PRIu32
+				  " bytes, this host's %" PRIu32 ": the hashes cannot be compared",
+				  theirs->block_bytes, mine->block_bytes);
+		return -DMR_E_STATE;
+	}
+	for (uint32_t i = 0; i < mine->n_disks; i++)
+		if (strcmp(mine->disks[i].name, theirs->disks[i].name) != 0 ||
+		    mine->disks[i].size_bytes != theirs->disks[i].size_bytes) {
+			dmr_job_set_error(job, DMR_RC_INVALID_STATE, "the replica's disk %" PRIu32
+					  " is %s of %" PRIu64 " bytes, this VM's %s of %" PRIu64
+					  " bytes", i, theirs->disks[i].name,
+					  theirs->disks[i].size_bytes, mine->disks[i].name,
+					  mine->disks[i].size_bytes);
+			return -DMR_E_STATE;
+		}
+	return 0;
+}
+
+int dmr_replicate_diff_extents(const struct dmr_hash_disk *a, const struct dmr_hash_disk *b,
+			       struct dmr_extent **ret_ext, size_t *ret_n)
+{
+	struct dmr_extent *ext = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t k = 0;
+
+	assert(a && b && ret_ext && ret_n && a->n == b->n);
+	while (k < a->n) {
+		uint64_t e;
+
+		if (a->h[k] == b->h[k]) {
+			k++;
+			continue;
+		}
+		for (e = k + 1; e < a->n && a->h[e] != b->h[e]; e++)
+			;
+		if (n == cap) {
+			struct dmr_extent *x = realloc(ext, (cap = cap ? 2 * cap : 16) * sizeof(*x));
+
+			if (!x) {
+				free(ext);
+				return -ENOMEM;
+			}
+			ext = x;
+		}
+		ext[n++] = (struct dmr_extent){ .begin = k, .length = e - k, .kind = DMR_EXTENT_DATA };
+		k = e;
+	}
+	*ret_ext = ext;
+	*ret_n = n;
+	return 0;
+}
+
+static uint64_t hashes_total(const struct dmr_hashes *hs)
+{
+	uint64_t t = 0;
+
+	for (uint32_t i = 0; i < hs->n_disks; i++)
+		t += hs->disks[i].n;
+	return t;
+}
+
+/* Per disk: its name, blocks, differing blocks and the first offsets
+ * (bytes) of those.  *ret_diff: differing blocks in all. */
+#define RS_FIRST_MAX 8u
+static struct json_object *rs_diff_json(const struct dmr_hashes *mine, const struct dmr_hashes *theirs,
+					uint64_t *ret_diff)
+{
+	struct json_object *arr = json_object_new_array();
+
+	*ret_diff = 0;
+	for (uint32_t i = 0; arr && i < mine->n_disks; i++) {
+		uint64_t first[RS_FIRST_MAX];
+		uint64_t d = dmr_hashes_diff(&mine->disks[i], &theirs->disks[i], first, RS_FIRST_MAX);
+		struct json_object *o = json_object_new_object(), *f = json_object_new_array();
+
+		for (uint64_t k = 0; f && k < d && k < RS_FIRST_MAX; k++)
+			json_object_array_add(f, json_object_new_int64((int64_t)(first[k] *
+										  mine->block_bytes)));
+		json_object_object_add(o, "name", json_object_new_string(mine->disks[i].name));
+		json_object_object_add(o, "blocks", json_object_new_int64((int64_t)mine->disks[i].n));
+		json_object_object_add(o, "differing", json_object_new_int64((int64_t)d));
+		json_object_object_add(o, "first_offsets", f);
+		json_object_array_add(arr, o);
+		*ret_diff += d;
+	}
+	return arr;
+}
+
+#define rs_ctx cycle_ctx
+
+/* Resynchronize: a point, its hashes and the replica's newest point's,
+ * then a stream of only the blocks that differ, onto that point. */
+static int resync_job(struct dmr_job *job, void *userdata)
+{
+	struct rs_ctx *ctx = userdata;
+	struct dmr_agent *a = ctx->a;
+	struct dmr_registry *reg = a->reg;
+	struct rs_settings st = { 0 };
+	struct dmr_hashes *mine = calloc(1, sizeof(*mine)), *theirs = calloc(1, sizeof(*theirs));
+	struct dmr_extent *ext[DMR_STREAM_DISKS_MAX] = { 0 };
+	size_t n_ext[DMR_STREAM_DISKS_MAX] = { 0 };
+	_cleanup_free_ char *why = NULL;
+	char uuid[DMR_UUID_STR_SIZE] = "", line[512], e[400];
+	uint64_t point = 0, created = 0, bytes = 0, diff = 0, t0;
+	struct child *ch = NULL;
+	int r, in_fd = -1, status, rc = 0, send_r;
+
+	if (!mine || !theirs) {
+		free(mine);
+		free(theirs);
+		return dmr_job_fail(job, -ENOMEM, "cannot resync");
+	}
+	r = rs_settings_read(job, reg, ctx->vm, true, &st);
+	if (r < 0)
+		goto out_norecord;
+	if (st.application && !st.qga) {
+		dmr_job_set_error(job, DMR_RC_INVALID_PARAMETER, "VM %s has no guest agent for an "
+				  "application-consistent point", ctx->vm);
+		r = -EINVAL;
+		goto out;
+	}
+	/* 1. A point, as a cycle takes one. */
+	t0 = dmr_now_usec();
+	r = dmr_point_make(job, reg, ctx->vm, st.application, st.qga, "resync", &point);
+	if (r < 0)
+		goto out;
+	dmr_job_add_step(job, "point", dmr_now_usec() - t0);
+	point_identity(reg, ctx->vm, point, uuid, &created);
+	if (!uuid[0]) {
+		r = dmr_job_fail(job, -ENOENT, "the resync's point %" PRIu64 " is gone", point);
+		goto out;
+	}
+	dmr_job_set_result(job, "point", json_object_new_int64((int64_t)point));
+	dmr_job_set_result(job, "uuid", json_object_new_string(uuid));
+	/* 2. Its hashes, then the replica's newest point's. */
+	r = dmr_hashes_of_point(a, job, ctx->vm, point, mine);
+	if (r < 0)
+		goto out;
+	r = rs_ask_hashes(a, job, ctx->vm, &st, NULL, hashes_total(mine), theirs);
+	if (r < 0)
+		goto out;
+	r = rs_same_geometry(job, mine, theirs);
+	if (r < 0)
+		goto out;
+	dmr_job_set_result(job, "base_uuid", json_object_new_string(theirs->uuid));
+	dmr_job_set_result(job, "disks", rs_diff_json(mine, theirs, &diff));
+	dmr_job_set_result(job, "blocks_differing", json_object_new_int64((int64_t)diff));
+	for (uint32_t i = 0; i < mine->n_disks && r == 0; i++)
+		r = dmr_replicate_diff_extents(&mine->disks[i], &theirs->disks[i], &ext[i], &n_ext[i]);
+	if (r < 0) {
+		dmr_job_fail(job, r, "cannot resync");
+		goto out;
+	}
+	/* 3. The differing blocks as an incremental onto the replica's point. */
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		r = dmr_job_fail(job, -ENOMEM, "cannot resync");
+		goto out;
+	}
+	ch->a = a;
+	ch->out_fd = ch->err_fd = -1;
+	ch->deadline = dmr_now_usec() + dmr_replicate_timeout_sec(st.interval) * 1000000;
+	r = child_start(ch, st.to, &in_fd);
+	if (r < 0) {
+		dmr_job_fail(job, r, "cannot start COMMAND");
+		goto out;
+	}
+	t0 = dmr_now_usec();
+	send_r = dmr_replica_send_blocks(a, job, ctx->vm, point, theirs->uuid, ext, n_ext,
+					 mine->block_bytes, st.zstd, st.bandwidth, in_fd, &bytes);
+	dmr_job_add_step(job, "stream", dmr_now_usec() - t0);
+	status = child_wait(ch);
+	dmr_job_set_result(job, "stderr", tail_json(&ch->err));
+	r = dmr_replicate_ack_check(ch->out.buf, ch->out.len, uuid, &rc, &why);
+	if (ch->stopped) {
+		dmr_job_replace_error(job, DMR_RC_FAILED, "the agent is stopping: COMMAND killed");
+		r = -ECANCELED;
+	} else if (rc) {
+		dmr_job_replace_error(job, rc, "%s", why);
+		r = -EREMOTEIO;
+	} else if (send_r < 0) {
+		r = send_r;
+	} else if (ch->timed_out || status != 0) {
+		command_outcome(ch, status, line, sizeof(line));
+		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", line);
+		r = -EIO;
+	} else if (r < 0) {
+		dmr_job_replace_error(job, DMR_RC_FAILED, "%s", why ? why : "no acknowledgement");
+	} else {
+		/* Acknowledged: the new point is common; cycles go on. */
+		cycle_record(reg, ctx->vm, st.to, true, uuid, created, bytes, false, false, NULL, 0);
+		dmr_job_set_result(job, "acknowledged", json_object_new_string(uuid));
+		dmr_job_set_result(job, "bytes", json_object_new_int64((int64_t)bytes));
+		log_info("VM %s: resynchronized onto the replica's point %s: %" PRIu64 " blocks "
+			 "differed, point %" PRIu64 " (%s) sent in %" PRIu64 " bytes", ctx->vm,
+			 theirs->uuid, diff, point, uuid, bytes);
+		goto done;
+	}
+out:
+	if (r != -ECANCELED) {
+		(void)dmr_job_get_error(job, e, sizeof(e));
+		snprintf(line, sizeof(line), "resync failed: %s", *e ? e : strerror(-r));
+		cycle_record(reg, ctx->vm, st.to ? st.to : "", false, NULL, 0, 0, false, false, line, -1);
+		log_warning("VM %s: %s", ctx->vm, line);
+	}
+out_norecord:
+done:
+	if (ch)
+		free(ch->big);
+	free(ch);
+	for (uint32_t i = 0; i < DMR_STREAM_DISKS_MAX; i++)
+		free(ext[i]);
+	dmr_hashes_clear(mine);
+	dmr_hashes_clear(theirs);
+	free(mine);
+	free(theirs);
+	rs_settings_clear(&st);
+	return r < 0 ? r : 0;
+}
+
+/* VerifyReplica: the hashes of the newest common point (the acknowledged
+ * one) on both sides; nothing changes. */
+static int verify_job(struct dmr_job *job, void *userdata)
+{
+	struct rs_ctx *ctx = userdata;
+	struct dmr_agent *a = ctx->a;
+	struct rs_settings st = { 0 };
+	struct dmr_hashes *mine = calloc(1, sizeof(*mine)), *theirs = calloc(1, sizeof(*theirs));
+	uint64_t diff = 0;
+	int r;
+
+	if (!mine || !theirs) {
+		free(mine);
+		free(theirs);
+		return dmr_job_fail(job, -ENOMEM, "cannot verify");
+	}
+	r = rs_settings_read(job, a->reg, ctx->vm, false, &st);
+	if (r == 0 && !st.acked_id) {
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "VM %s has no common point with its "
+				  "replica to verify (%s): %s", ctx->vm,
+				  st.acked[0] ? "the acknowledged one is gone here" :
+				  "nothing acknowledged yet", st.acked[0] ? "resync first" :
+				  "run a cycle first");
+		r = -DMR_E_STATE;
+	}
+	if (r == 0) {
+		dmr_job_set_result(job, "point", json_object_new_int64((int64_t)st.acked_id));
+		dmr_job_set_result(job, "uuid", json_object_new_string(st.acked));
+		r = dmr_hashes_of_point(a, job, ctx->vm, st.acked_id, mine);
+	}
+	if (r == 0)
+		r = rs_ask_hashes(a, job, ctx->vm, &st, st.acked, hashes_total(mine), theirs);
+	if (r == 0 && strcmp(theirs->uuid, st.acked) != 0) {
+		dmr_job_set_error(job, DMR_RC_FAILED, "the replica hashed point %s, not %s",
+				  theirs->uuid, st.acked);
+		r = -EBADMSG;
+	}
+	if (r == 0)
+		r = rs_same_geometry(job, mine, theirs);
+	if (r == 0) {
+		dmr_job_set_result(job, "disks", rs_diff_json(mine, theirs, &diff));
+		dmr_job_set_result(job, "blocks_differing", json_object_new_int64((int64_t)diff));
+		dmr_job_set_result(job, "blocks", json_object_new_int64((int64_t)hashes_total(mine)));
+		if (diff) {
+			dmr_job_set_error(job, DMR_RC_FAILED, "%" PRIu64 " block(s) of point %s differ "
+					  "between this host and the replica", diff, st.acked);
+			log_warning("VM %s: verify: %" PRIu64 " block(s) of point %s differ on the "
+				    "replica", ctx->vm, diff, st.acked);
+			r = -EIO;
+		} else {
+			log_info("VM %s: verify: point %s is the same on the replica", ctx->vm,
+				 st.acked);
+		}
+	}
+	dmr_hashes_clear(mine);
+	dmr_hashes_clear(theirs);
+	free(mine);
+	free(theirs);
+	rs_settings_clear(&st);
+	return r;
+}
+
 int dmr_replicate_now(struct dmr_agent *a, const char *name, uint64_t *ret_job, char **ret_why)
+{
+	return dmr_replicate_run(a, name, DMR_REPLICATE_CYCLE, ret_job, ret_why);
+}
+
+int dmr_replicate_run(struct dmr_agent *a, const char *name, enum dmr_replicate_kind kind,
+		      uint64_t *ret_job, char **ret_why)
 {
 	struct dmr_registry *reg = a->reg;
 	struct dmr_vm *vm;
@@ -976,7 +1485,7 @@ int dmr_replicate_now(struct dmr_agent *a, const char *name, uint64_t *ret_job, 
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (r == 0)
-		r = cycle_start(a, name, ret_job);
+		r = kind_start(a, name, kind, ret_job);
 	if (r < 0)
 		dmr_vm_busy_release(a, name);
 	return r;

@@ -72,7 +72,26 @@ int dmr_replicate_act(struct dmr_agent *a, const char *vm, enum dmr_replicate_ac
  * paused VM runs it too: it was asked for. */
 int dmr_replicate_now(struct dmr_agent *a, const char *vm, uint64_t *ret_job, char **ret_why);
 
+enum dmr_replicate_kind {
+	DMR_REPLICATE_CYCLE,    /* ReplicationCycle, as dmr_replicate_now */
+	DMR_REPLICATE_RESYNC,   /* Resynchronize: only the blocks that differ */
+	DMR_REPLICATE_VERIFY,   /* VerifyReplica: compare, change nothing */
+};
+/* Start a job of kind (docs/replication.md "Resync and verify"), with the
+ * refusals of dmr_replicate_now. */
+int dmr_replicate_run(struct dmr_agent *a, const char *vm, enum dmr_replicate_kind kind,
+		      uint64_t *ret_job, char **ret_why);
+
 /* ---- pure parts, exposed for unit tests ---- */
+
+/* The blocks whose hashes differ between a and b (the same number of
+ * blocks) as DATA extents, adjacent ones merged: *ret_ext malloc()ed
+ * (NULL when none). */
+struct dmr_hash_disk;
+struct dmr_extent;
+int dmr_replicate_diff_extents(const struct dmr_hash_disk *a, const struct dmr_hash_disk *b,
+			       struct dmr_extent **ret_ext, size_t *ret_n);
+
 
 /* Is COMMAND's stdout (buf[0..len), its last bytes) an acknowledgement of
  * the point uuid?  Its last non-empty line must be a JSON object with

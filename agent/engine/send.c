@@ -66,6 +66,12 @@ struct send_ctx {
 	double tokens;
 	uint64_t tokens_usec;
 	uint64_t stream_bytes;  /* the stream's size once finished */
+	/* A resync's (dmr_replica_send_blocks): the extents to send, given,
+	 * against the replica's point of uuid resync_base (not one of ours). */
+	const char *resync_base;
+	struct dmr_extent *const *given;
+	const size_t *n_given;
+	uint64_t given_block;
 };
 
 static void send_ctx_free(void *p)
@@ -339,7 +345,7 @@ static int send_run(struct dmr_job *job, struct send_ctx *c)
 	struct dmr_extent **ext = NULL;
 	size_t *n_ext = NULL, n = 0;
 	struct dmr_stream_totals tot = { 0 };
-	struct chunk_ctx k = { .c = c, .job = job, .full = c->base == 0 };
+	struct chunk_ctx k = { .c = c, .job = job, .full = c->base == 0 && !c->resync_base };
 	const struct dmr_backend *be;
 	char uuid[DMR_UUID_STR_SIZE];
 	uint64_t block_bytes = 0, t0;
@@ -375,6 +381,10 @@ static int send_run(struct dmr_job *job, struct send_ctx *c)
 		}
 		if (bp)
 			snprintf(h->base_uuid, sizeof(h->base_uuid), "%s", bp->uuid);
+		if (c->resync_base) {
+			snprintf(h->base_uuid, sizeof(h->base_uuid), "%s", c->resync_base);
+			h->resync = true;
+		}
 		h->n_disks = (uint32_t)n;
 		for (size_t i = 0; i < n && i < DMR_STREAM_DISKS_MAX; i++) {
 			snprintf(h->disks[i].name, sizeof(h->disks[i].name), "%s", vm->disks[i].name);
@@ -404,8 +414,16 @@ static int send_run(struct dmr_job *job, struct send_ctx *c)
 		uint64_t bb = 0;
 
 		r = dmr_test_fail("send:extents");
-		if (r == 0)
+		if (r == 0 && c->given) {
+			bb = c->given_block;
+			n_ext[i] = c->n_given[i];
+			if (n_ext[i] && !(ext[i] = malloc(n_ext[i] * sizeof(**ext))))
+				r = -ENOMEM;
+			else if (n_ext[i])
+				memcpy(ext[i], c->given[i], n_ext[i] * sizeof(**ext));
+		} else if (r == 0) {
 			r = be->point_extents(reg, vm, c->base, c->point, i, &ext[i], &n_ext[i], &bb);
+		}
 		if (r < 0) {
 			if (r == -EBUSY)
 				dmr_job_set_error(job, DMR_RC_IN_USE, "the pool holds a metadata "
@@ -512,24 +530,41 @@ static int send_job(struct dmr_job *job, void *userdata)
 	return r;
 }
 
+/* A send from the caller's job, which holds the VM's busy lock as
+ * SendReplicationPoint's does (c->vm is only read). */
+static int send_in_job(struct dmr_job *job, struct send_ctx *c, uint64_t *ret_bytes)
+{
+	int r = send_run(job, c);
+
+	if (c->fd >= 0)
+		close(c->fd);
+	if (r == 0 && ret_bytes)
+		*ret_bytes = c->stream_bytes;
+	return r;
+}
+
 int dmr_replica_send_to_fd(struct dmr_agent *a, struct dmr_job *job, const char *vm,
 			   uint64_t point, uint64_t base, bool zstd, uint64_t bandwidth, int fd,
 			   uint64_t *ret_bytes)
 {
-	struct send_ctx c = { .a = a, .point = point, .base = base, .zstd = zstd, .fd = fd,
-			      .rate = bandwidth };
-	int r;
+	struct send_ctx c = { .a = a, .vm = (char *)vm, .point = point, .base = base,
+			      .zstd = zstd, .fd = fd, .rate = bandwidth };
 
 	assert(a && job && vm && point);
-	/* The caller's job holds the VM's busy lock, as SendReplicationPoint's
-	 * does; the name is only read. */
-	c.vm = (char *)vm;
-	r = send_run(job, &c);
-	if (c.fd >= 0)
-		close(c.fd);
-	if (r == 0 && ret_bytes)
-		*ret_bytes = c.stream_bytes;
-	return r;
+	return send_in_job(job, &c, ret_bytes);
+}
+
+int dmr_replica_send_blocks(struct dmr_agent *a, struct dmr_job *job, const char *vm,
+			    uint64_t point, const char *base_uuid, struct dmr_extent *const *ext,
+			    const size_t *n_ext, uint64_t block_bytes, bool zstd, uint64_t bandwidth,
+			    int fd, uint64_t *ret_bytes)
+{
+	struct send_ctx c = { .a = a, .vm = (char *)vm, .point = point, .zstd = zstd, .fd = fd,
+			      .rate = bandwidth, .resync_base = base_uuid, .given = ext,
+			      .n_given = n_ext, .given_block = block_bytes };
+
+	assert(a && job && vm && point && base_uuid && ext && n_ext && block_bytes);
+	return send_in_job(job, &c, ret_bytes);
 }
 
 /* ---- starting it -------------------------------------------------------- */

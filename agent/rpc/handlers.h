@@ -33,6 +33,7 @@ int dmr_h_stop_test(struct dmr_call *c);          /* StopTestReplicaSystem, muta
 /* agent/rpc/ops_replica.c: root only, each takes a descriptor */
 int dmr_h_send_point(struct dmr_call *c);         /* SendReplicationPoint, mutating */
 int dmr_h_receive_point(struct dmr_call *c);      /* ReceiveReplicationPoint, mutating */
+int dmr_h_hash_point(struct dmr_call *c);         /* HashReplicaPoint */
 /* agent/rpc/ops_demote.c: root only */
 int dmr_h_demote_vm(struct dmr_call *c);          /* DemoteVirtualSystem, mutating */
 /* agent/rpc/ops_replicate.c: continuous replication (to: root only) */

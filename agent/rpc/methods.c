@@ -36,6 +36,7 @@ const struct dmr_method dmr_methods[] = {
 	{ "StopTestReplicaSystem", true, dmr_h_stop_test, false, false },
 	{ "SendReplicationPoint", true, dmr_h_send_point, false, true },
 	{ "ReceiveReplicationPoint", true, dmr_h_receive_point, false, true },
+	{ "HashReplicaPoint", true, dmr_h_hash_point, false, true },
 	{ "DemoteVirtualSystem", true, dmr_h_demote_vm, false, false },
 	{ "SetReplication", true, dmr_h_set_replication, false, false },
 	{ "StartReplicationCycle", true, dmr_h_start_replication_cycle, false, false },

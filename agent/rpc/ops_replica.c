@@ -8,6 +8,7 @@
  */
 #include <fcntl.h>
 
+#include "agent/engine/hashes.h"
 #include "agent/engine/replica.h"
 #include "agent/rpc/handlers.h"
 #include "agent/rpc/ops.h"
@@ -103,6 +104,37 @@ int dmr_h_receive_point(struct dmr_call *c)
 	if ((rc = dmr_ops_need_pool(c, &pool)) || (rc = dmr_ops_need_up(c, name)))
 		return rc;
 	r = dmr_replica_receive_start(c->agent, name, DMR_TAKE_FD(c->fd), &id, &why);
+	if (r < 0)
+		return start_failed(c, r, why, strerror(-r));
+	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));
+	return DMR_RC_JOB_STARTED;
+}
+
+/* HashReplicaPoint {vm, uuid?}: the block hashes of one point of VM (its
+ * newest valid one without uuid) written to the descriptor passed (the
+ * client's stdout) as common/hashes.h's reply; what `point receive VM
+ * --hashes` and a receive that got a hash request run. */
+int dmr_h_hash_point(struct dmr_call *c)
+{
+	_cleanup_free_ char *why = NULL;
+	const char *name, *uuid = NULL;
+	uint64_t id = 0;
+	int rc, r;
+
+	if ((rc = root_only(c)) || (rc = dmr_ops_vm_name(c, "vm", &name)) ||
+	    (rc = dmr_param_string(c, "uuid", false, &uuid)))
+		return rc;
+	if (uuid && !dmr_uuid_valid(uuid))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "uuid: not a point uuid");
+	if (c->fd < 0)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "HashReplicaPoint writes the hashes to a descriptor passed with "
+				     "the request");
+	if ((rc = fd_mode(c, true)))
+		return rc;
+	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_need_up(c, name)))
+		return rc;
+	r = dmr_hashes_start(c->agent, name, uuid, DMR_TAKE_FD(c->fd), &id, &why);
 	if (r < 0)
 		return start_failed(c, r, why, strerror(-r));
 	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));

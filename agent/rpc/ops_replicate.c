@@ -8,7 +8,8 @@
  *                  | {vm, pause: true} | {vm, resume: true} | {vm, off: true}
  *       -> {"return": 0}
  *   StartReplicationCycle {vm, kind?: "cycle" | "resync" | "verify"}
- *       -> {"return": 4096, "job": JOB}   (method ReplicationCycle)
+ *       -> {"return": 4096, "job": JOB}   (method ReplicationCycle,
+ *                                          Resynchronize, VerifyReplica)
  */
 #include "agent/engine/replicate.h"
 #include "agent/rpc/handlers.h"
@@ -85,15 +86,14 @@ int dmr_h_start_replication_cycle(struct dmr_call *c)
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)) ||
 	    (rc = dmr_param_string(c, "kind", false, &kind)))
 		return rc;
-	if (dmr_streq(kind, "resync") || dmr_streq(kind, "verify"))
-		return dmr_call_fail(c, DMR_RC_NOT_SUPPORTED,
-				     "vm replicate --%s is not supported in this version", kind);
-	if (!dmr_streq(kind, "cycle"))
+	if (!dmr_streq(kind, "cycle") && !dmr_streq(kind, "resync") && !dmr_streq(kind, "verify"))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
 				     "kind must be cycle, resync or verify");
 	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_need_up(c, name)))
 		return rc;
-	r = dmr_replicate_now(c->agent, name, &id, &why);
+	r = dmr_replicate_run(c->agent, name, dmr_streq(kind, "resync") ? DMR_REPLICATE_RESYNC :
+			      dmr_streq(kind, "verify") ? DMR_REPLICATE_VERIFY : DMR_REPLICATE_CYCLE,
+			      &id, &why);
 	if (r < 0)
 		return dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
 	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));

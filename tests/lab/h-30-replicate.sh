@@ -18,7 +18,7 @@
 # point taken after it is newer) and the next cycle is an incremental from
 # it.  A lost acknowledgement (a second VM whose COMMAND drops the
 # receiver's answer once): the next cycle goes from the point lab2 holds
-# and is acknowledged.  Refusals: --interval 29 (32773), --resync / --verify (32770), a
+# and is acknowledged.  Refusals: --interval 29 (32773), --resync / --verify before --to (32775), a
 # replica VM (32775), --now on a VM that does not replicate (32775).
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
@@ -117,8 +117,8 @@ fresh() { dd if=/dev/urandom of="/dev/dmrep/$VM/vda" bs=1M count="$1" oflag=dire
 # ---- refusals --------------------------------------------------------------------
 expect_rc "--interval 29 is refused" 32773 "$(dmrep --json vm replicate "$VM" --to "$TO" --interval 29)"
 expect_rc "--now before --to: 32775" 32775 "$(dmrep --json vm replicate "$VM" --now)"
-expect_rc "--resync: not supported in this version" 32770 "$(dmrep --json vm replicate "$VM" --resync)"
-expect_rc "--verify: not supported in this version" 32770 "$(dmrep --json vm replicate "$VM" --verify)"
+expect_rc "--resync before --to: 32775" 32775 "$(dmrep --json vm replicate "$VM" --resync)"
+expect_rc "--verify before --to: 32775" 32775 "$(dmrep --json vm replicate "$VM" --verify)"
 
 # ---- cycles from the timer, while the writer writes -------------------------------
 expect_rc "vm replicate --to '$TO' --interval 30" 0 \

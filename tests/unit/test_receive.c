@@ -134,6 +134,37 @@ static void test_incremental(void **state)
 	dmr_vm_free(vm);
 }
 
+/* A resync's stream (header flag): its base is the point whose hashes
+ * the sender compared, any valid point here, not only the latest. */
+static void test_resync_base(void **state)
+{
+	struct dmr_vm *vm = replica(3);
+	struct dmr_stream_header h;
+	uint64_t base = 0;
+
+	(void)state;
+	header(&h, 0, 5);
+	h.resync = true;
+	assert_int_equal(check(&h, "web01", vm, FREE, &base, NULL), 0);
+	assert_int_equal(base, 1);
+	header(&h, 2, 5);
+	h.resync = true;
+	assert_int_equal(check(&h, "web01", vm, FREE, &base, NULL), 0);
+	assert_int_equal(base, 3);
+	/* Without the flag the same older base is refused. */
+	header(&h, 0, 5);
+	assert_int_equal(check(&h, "web01", vm, FREE, &base, "latest point"), DMR_RC_INVALID_STATE);
+	/* A base it does not hold, or holds invalid. */
+	header(&h, 9, 5);
+	h.resync = true;
+	assert_int_equal(check(&h, "web01", vm, FREE, &base, "does not hold"), DMR_RC_INVALID_STATE);
+	vm->points[0].valid = false;
+	header(&h, 0, 5);
+	h.resync = true;
+	assert_int_equal(check(&h, "web01", vm, FREE, &base, "does not hold"), DMR_RC_INVALID_STATE);
+	dmr_vm_free(vm);
+}
+
 static void test_full_into_empty_replica(void **state)
 {
 	struct dmr_vm *vm = replica(0);
@@ -251,6 +282,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_new_vm),
 		cmocka_unit_test(test_incremental),
+		cmocka_unit_test(test_resync_base),
 		cmocka_unit_test(test_full_into_empty_replica),
 		cmocka_unit_test(test_vm_mismatch),
 		cmocka_unit_test(test_version_failover_room),

@@ -1366,7 +1366,7 @@ static void test_header_refusals(void **state)
 		buf_done(&p);
 		/* Unknown header flags. */
 		raw_header_payload(&p, &good);
-		p.p[108 + 8 + 4] |= 2;
+		p.p[108 + 8 + 4] |= 4; /* bit 1 is the resync flag */
 		assert_int_equal(read_header_payload(&p, &im), -EBADMSG);
 		assert_string_equal(im.error, "header: bad unknown header flags");
 		buf_done(&p);
