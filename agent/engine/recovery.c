@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/engine/recovery.h"
+#include "agent/engine/pool.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -421,7 +422,9 @@ int dmr_recovery_run(struct dmr_agent *a)
 	struct dmr_registry *reg = a->reg;
 
 	assert(reg);
+	dmr_pool_repair_recover_pre(reg);
 	pool_activate(reg);
+	dmr_pool_repair_recover_post(reg);
 	reconcile(reg);
 	failover_recover(reg);
 	log_info("catalog: %zu VM(s), pool transaction id %" PRIu64, reg->n_vms, reg->tid);
