@@ -501,6 +501,19 @@ static int repair_fn(struct dmr_job *job, void *userdata)
 #define STEP(name) do { dmr_job_add_step(job, name, dmr_now_usec() - t0); \
 		dmr_test_hook("repair:" name); t0 = dmr_now_usec(); } while (0)
 	dmr_job_set_result(job, "backup", json_object_new_string(rp->backup));
+	/* The metadata as it is, kept, before anything changes: a failed or
+	 * read-only pool writes no metadata, so the copy is its last commit
+	 * (and a metadata device that still fails is found here, nothing
+	 * changed).  The repair reads this copy, never the device, so a
+	 * crash in the copy back below is finished from the spare. */
+	if ((r = copy_bytes(pool->meta_dev, rp->backup, bytes)) < 0) {
+		(void)unlink(rp->backup);
+		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "cannot read the metadata device %s "
+				  "(%s): make it work again, then run 'dmrep pool repair'",
+				  pool->meta_dev, strerror(-r));
+		return -DMR_E_STATE;
+	}
+	STEP("backup");
 	if ((r = volumes_to_error(rp, pool)) < 0) {
 		(void)volumes_back(rp, pool);
 		(void)unlink(rp->intent);
@@ -514,13 +527,6 @@ static int repair_fn(struct dmr_job *job, void *userdata)
 	}
 	dmr_job_set_percent(job, 20);
 	STEP("pool-down");
-	/* The metadata as it is, kept: the repair reads this copy, so a
-	 * crash in the copy back below can be finished from the spare. */
-	if ((r = copy_bytes(pool->meta_dev, rp->backup, bytes)) < 0) {
-		rc = dmr_job_fail(job, r, "cannot copy the metadata to %s", rp->backup);
-		goto up;
-	}
-	STEP("backup");
 	r = run_check(rp->backup, err, sizeof(err));
 	dmr_job_set_result(job, "thin_check_before", json_object_new_string(r == 0 ? "clean" : err));
 	(void)unlink(rp->spare);

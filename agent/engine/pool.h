@@ -43,14 +43,15 @@ int dmr_pool_usable(struct dmr_registry *reg, char **ret_why);
 /*
  * RepairPool: a job (method "RepairPool", no VM) that brings a failed or
  * read-only pool back in service, as lvm2's `lvconvert --repair` does:
- * every thin VM's busy lock taken (-EBUSY if one is held), the volumes'
+ * every thin VM's busy lock taken (-EBUSY if one is held), the metadata
+ * copied to STATE/pool-meta.backup-TIME (the job's "backup"; a device that
+ * cannot be read fails the job with 32775, nothing changed), the volumes'
  * devices reloaded to `error` (stable devices untouched), the pool's
- * device down, the metadata copied to STATE/pool-meta.backup-TIME (the
- * job's "backup"), thin_check'ed, thin_repair'ed into STATE/pool-meta.spare,
+ * device down, the backup thin_check'ed, thin_repair'ed into STATE/pool-meta.spare,
  * that copied over the metadata device and checked, the pool and the
  * volumes' tables back.  Refused (-DMR_E_STATE) for a healthy pool or one
- * only out of data space.  Crash steps "repair:volumes-error",
- * "repair:pool-down", "repair:backup", "repair:repaired",
+ * only out of data space.  Crash steps "repair:backup",
+ * "repair:volumes-error", "repair:pool-down", "repair:repaired",
  * "repair:swapped", "repair:pool-up", "repair:volumes-back".
  */
 int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why);

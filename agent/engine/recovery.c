@@ -155,7 +155,11 @@ static void reconcile(struct dmr_registry *reg)
 		r = dmr_pool_status(reg->pool, &st);
 		if (r < 0)
 			log_error("pool status unreadable (%s): thin VMs not reconciled", strerror(-r));
-		thin_ok = r == 0;
+		/* A failed pool ("Fail") has no transaction id to go by: its
+		 * VMs wait for 'dmrep pool repair'. */
+		if (r == 0 && st.fail)
+			log_error("the pool failed: thin VMs not reconciled; run 'dmrep pool repair'");
+		thin_ok = r == 0 && !st.fail;
 	}
 	if (thin_ok)
 		k = st.transaction_id;
