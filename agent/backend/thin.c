@@ -56,6 +56,18 @@ static void vol_uuid(uint32_t id, char uuid[DMR_DM_UUID_SIZE])
 	snprintf(uuid, DMR_DM_UUID_SIZE, VOL_UUID_FMT, id);
 }
 
+bool dmr_backend_pool_volume(const char *uuid, uint32_t *ret_id)
+{
+	uint32_t id;
+	int end = 0;
+
+	assert(uuid && ret_id);
+	if (sscanf(uuid, VOL_UUID_FMT "%n", &id, &end) != 1 || uuid[end] != '\0' || !id)
+		return false;
+	*ret_id = id;
+	return true;
+}
+
 /* Is volume id's device up: 1 (and its info), 0 if not, -EEXIST if its
  * name is another device's. */
 static int vol_info(uint32_t id, struct dmr_dm_info *ret_info)

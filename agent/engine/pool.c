@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "agent/backend/backend.h"
 #include "agent/engine/job.h"
 #include "agent/engine/vm.h"
 #include "common/json.h"
@@ -271,7 +272,8 @@ static const char *health_advice(enum dmr_pool_health h)
 struct saved_dev {
 	char name[DMR_DM_NAME_SIZE];
 	uint64_t length;
-	char *params; /* "MAJ:MIN ID [ORIGIN]" of the pool it was on */
+	char *params; /* "MAJ:MIN ID" of the pool it was on */
+	bool read_only;
 };
 
 struct repair {
@@ -325,6 +327,7 @@ static int intent_write(const struct repair *rp, const char *step)
 		json_object_object_add(d, "name", json_object_new_string(rp->devs[i].name));
 		json_object_object_add(d, "length", json_object_new_int64((int64_t)rp->devs[i].length));
 		json_object_object_add(d, "params", json_object_new_string(rp->devs[i].params));
+		json_object_object_add(d, "read_only", json_object_new_boolean(rp->devs[i].read_only));
 		json_object_array_add(a, d);
 	}
 	json_object_object_add(o, "step", json_object_new_string(step));
@@ -335,21 +338,11 @@ static int intent_write(const struct repair *rp, const char *step)
 	return dmr_write_file_atomic(rp->intent, txt, strlen(txt), 0600);
 }
 
-/* A volume's own device on the pool: a DMREP- device whose live table is
- * one `thin` target on pool devno "MAJ:MIN". */
-static bool on_pool(const struct dmr_table *t, const char *devno)
-{
-	size_t n = strlen(devno);
-
-	return t->count == 1 && dmr_streq(t->targets[0].type, "thin") && t->targets[0].params &&
-	       strncmp(t->targets[0].params, devno, n) == 0 && t->targets[0].params[n] == ' ';
-}
-
-static int reload(const char *name, struct dmr_table *t)
+static int reload(const char *name, struct dmr_table *t, bool read_only)
 {
 	int r;
 
-	if ((r = dmr_dm_load(name, t, 0)) < 0)
+	if ((r = dmr_dm_load(name, t, read_only ? DMR_DM_READONLY : 0)) < 0)
 		return r;
 	if ((r = dmr_dm_suspend(name, DMR_DM_NOFLUSH)) < 0) {
 		(void)dmr_dm_clear(name);
@@ -375,7 +368,7 @@ static int restore_dev(const struct dmr_pool *pool, const struct saved_dev *d)
 		return -ENOMEM;
 	if (dmr_table_append(t, d->length, "thin", params) < 0)
 		return -ENOMEM;
-	return reload(d->name, t);
+	return reload(d->name, t, d->read_only);
 }
 
 static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
@@ -394,13 +387,22 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_table_ struct dmr_table *t = NULL;
 		struct saved_dev *d = &rp->devs[rp->n_devs];
+		struct dmr_dm_info info;
+		uint32_t id;
 
-		if (dmr_dm_table(devs[i].name, false, &t) < 0 || !on_pool(t, devno))
+		/* Which thin id from the UUID: a failed pool's thin devices
+		 * print "Fail" for their table, not "MAJ:MIN ID". */
+		if (!dmr_backend_pool_volume(devs[i].uuid, &id) ||
+		    dmr_dm_table(devs[i].name, false, &t) < 0 || t->count != 1 ||
+		    !dmr_streq(t->targets[0].type, "thin") || dmr_dm_info(devs[i].name, &info) < 0)
 			continue;
 		snprintf(d->name, sizeof(d->name), "%s", devs[i].name);
 		d->length = t->targets[0].length;
-		if (!(d->params = strdup(t->targets[0].params)))
+		d->read_only = info.read_only;
+		if (asprintf(&d->params, "%s %" PRIu32, devno, id) < 0) {
+			d->params = NULL;
 			return -ENOMEM;
+		}
 		rp->n_devs++;
 	}
 	/* Recorded before the first table changes: recovery reloads them. */
@@ -411,7 +413,7 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 
 		if (!t || dmr_table_add_error(t, rp->devs[i].length) < 0)
 			return -ENOMEM;
-		if ((r = reload(rp->devs[i].name, t)) < 0) {
+		if ((r = reload(rp->devs[i].name, t, false)) < 0) {
 			log_debug("repair: %s to error: %s", rp->devs[i].name, strerror(-r));
 			return r;
 		}
@@ -765,6 +767,8 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 		snprintf(sd.name, sizeof(sd.name), "%s", name);
 		sd.length = (uint64_t)json_object_get_int64(v);
 		sd.params = (char *)params;
+		sd.read_only = json_object_object_get_ex(d, "read_only", &v) &&
+			       json_object_get_boolean(v);
 		if ((r = restore_dev(reg->pool, &sd)) < 0) {
 			log_error("pool repair: cannot reload %s: %s", name, strerror(-r));
 			all = false;
