@@ -391,10 +391,14 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 		uint32_t id;
 
 		/* Which thin id from the UUID: a failed pool's thin devices
-		 * print "Fail" for their table, not "MAJ:MIN ID". */
+		 * print "Fail" for their table, not "MAJ:MIN ID".  One on
+		 * `error` already is an earlier repair's that a crash cut
+		 * short on a pool that stayed failed (a failed pool takes no
+		 * new thin table): it comes back with the others. */
 		if (!dmr_backend_pool_volume(devs[i].uuid, &id) ||
 		    dmr_dm_table(devs[i].name, false, &t) < 0 || t->count != 1 ||
-		    !dmr_streq(t->targets[0].type, "thin") || dmr_dm_info(devs[i].name, &info) < 0)
+		    (!dmr_streq(t->targets[0].type, "thin") && !dmr_streq(t->targets[0].type, "error")) ||
+		    dmr_dm_info(devs[i].name, &info) < 0)
 			continue;
 		snprintf(d->name, sizeof(d->name), "%s", devs[i].name);
 		d->length = t->targets[0].length;
@@ -774,8 +778,14 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 			all = false;
 		}
 	}
-	if (!all)
-		return; /* the intent stays: the next start tries again */
+	if (!all) {
+		/* A pool still failed takes no thin table: they stay on
+		 * error (as I/O on the failed pool would) until the repair,
+		 * which takes them with the others. */
+		log_error("pool repair interrupted: some volumes' devices stay on error until "
+			  "'dmrep pool repair' completes");
+		return;
+	}
 	(void)unlink(path);
 	if (jstr(o, "spare"))
 		(void)unlink(jstr(o, "spare"));
