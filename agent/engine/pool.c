@@ -195,7 +195,7 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 /* The repair job running now (0: none).  One pool per agent. */
 static _Atomic uint64_t repair_job;
 
-int dmr_pool_usable(struct dmr_registry *reg, char **ret_why)
+int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why)
 {
 	struct dmr_thin_pool_status st;
 	uint64_t job = repair_job;
@@ -217,6 +217,8 @@ int dmr_pool_usable(struct dmr_registry *reg, char **ret_why)
 	case DMR_POOL_OK:
 		return 0;
 	case DMR_POOL_OUT_OF_DATA_SPACE:
+		if (to_free)
+			return 0;
 		return dmr_why_set(ret_why, -ENOSPC, "the pool is out of data space: remove points "
 				   "or VMs, or grow its data device");
 	case DMR_POOL_FAIL:
@@ -591,7 +593,7 @@ up:
 		_cleanup_free_ char *why = NULL;
 
 		repair_job = 0; /* the check below is the callers' */
-		if ((r = dmr_pool_usable(reg, &why)) < 0) {
+		if ((r = dmr_pool_usable(reg, false, &why)) < 0) {
 			dmr_job_set_error(job, dmr_rc_from_errno(r), "repaired, but %s", why);
 			return r;
 		}

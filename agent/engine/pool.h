@@ -35,10 +35,11 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 
 /* May an operation use the pool (reg->pool up)?  0; -DMR_E_STATE when it
  * failed, needs a check, is read-only or its status cannot be read (the
- * reason says to run 'dmrep pool repair'), -ENOSPC out of data space,
+ * reason says to run 'dmrep pool repair'), -ENOSPC out of data space
+ * (unless to_free: the operation only frees space, as removing points),
  * -EBUSY while a repair runs; *ret_why (malloc()ed) says so in one line.
  * Reads the kernel (the pool's status). */
-int dmr_pool_usable(struct dmr_registry *reg, char **ret_why);
+int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why);
 
 /*
  * RepairPool: a job (method "RepairPool", no VM) that brings a failed or

@@ -30,7 +30,7 @@ static int need_pool_active(struct dmr_call *c, struct dmr_pool **ret_pool)
 	return 0;
 }
 
-int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
+static int need_pool(struct dmr_call *c, bool to_free, struct dmr_pool **ret_pool)
 {
 	_cleanup_free_ char *why = NULL;
 	struct dmr_pool *pool;
@@ -40,14 +40,19 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
 		return rc;
 	/* A failed, read-only or full pool refuses here, for every method
 	 * that needs it, with what to do (not a dm errno further down). */
-	r = dmr_pool_usable(c->agent->reg, &why);
+	r = dmr_pool_usable(c->agent->reg, to_free, &why);
 	if (r < 0)
 		return dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
 	*ret_pool = pool;
 	return 0;
 }
 
-int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
+int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
+{
+	return need_pool(c, false, ret_pool);
+}
+
+static int need_storage(struct dmr_call *c, const char *vm_name, bool to_free)
 {
 	struct dmr_registry *reg = c->agent->reg;
 	struct dmr_pool *pool;
@@ -58,7 +63,17 @@ int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
 	pthread_mutex_unlock(&reg->lock);
 	if (!needs)
 		return 0;
-	return dmr_ops_need_pool(c, &pool);
+	return need_pool(c, to_free, &pool);
+}
+
+int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
+{
+	return need_storage(c, vm_name, false);
+}
+
+int dmr_ops_need_storage_to_free(struct dmr_call *c, const char *vm_name)
+{
+	return need_storage(c, vm_name, true);
 }
 
 int dmr_ops_need_up(struct dmr_call *c, const char *vm_name)

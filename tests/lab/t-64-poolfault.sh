@@ -161,5 +161,9 @@ check "the reason says the pool is out of space" jq -e '.error | test("out of da
 diag "$(jq -r .error <<<"$out")"
 out=$(dmrep --json pool repair)
 expect_rc "repair does not apply to a full pool (32775)" 32775 "$out"
+out=$(dmrep --json point remove "$VM" 1)
+expect_rc "removing a point frees space: not refused in a full pool" 0 "$out"
+out=$(dmrep --json vm remove "${VM}b")
+expect_rc "nor removing a VM" 0 "$out"
 check "the agent is up" dmrep --json vm list
 summary
