@@ -10,8 +10,9 @@
 # pool back; a crash at each of its steps leaves the VM's devices back on
 # the pool after the restart and the repair can run again; the VM's data
 # and points are intact (sha256), point create and failover work again,
-# thin_check is clean on the metadata.  Then a pool out of data space:
-# 32778 with a reason.
+# thin_check is clean on the metadata; a data device on error during a
+# failover leaves the VM on one target, nothing suspended.  Then a pool out
+# of data space: 32778 with a reason, but removing points or a VM works.
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 . "$(dirname "$0")/lib/fault.sh"
@@ -141,6 +142,28 @@ is "the disk holds its live data" "$H" "$(head -c 16M "$D" | sha256sum)"
 out=$(dmrep --json pool repair)
 expect_rc "a healthy pool is not repaired (32775)" 32775 "$out"
 check "the reason says it is healthy" jq -e '.error | contains("healthy")' <<<"$out"
+
+# ---- the data device fails during a failover -----------------------------
+# The failover swaps tables and makes overlays (metadata only): whatever it
+# answers, the VM ends on one target, nothing is suspended, the agent is up.
+fault_table "${T}pdata" error
+out=$(timeout 300 dmrep --json failover start "$VM" --point 1 --wait)
+diag "failover with the data device on error: $(jq -c '{job_state, error_code, error_description}' <<<"$out" 2>/dev/null || echo "$out")"
+check "with the data device failing, the failover ends (completed or a documented code)" \
+	jq -e '.job_state == 7 or (.error_code >= 32768 and .error_code <= 32779)' <<<"$out"
+check "no DMREP- device suspended or with a table loaded" no_suspended_or_inactive
+out=$(dmrep --json vm show "$VM")
+check "the VM is on one target, as its state says" \
+	jq -e '(.state == "recovered" and ([.disks[].target] | unique) == ["point:1"]) or (.state == "replicating" and ([.disks[].target] | unique) == ["live"])' <<<"$out"
+check "the agent is up" dmrep --json vm list
+fault_table "${T}pdata" linear
+ok "the data device works again"
+if jq -e '.state == "recovered"' <<<"$out" >/dev/null; then
+	out=$(dmrep --json failover revert "$VM" --wait)
+	check "the failover is reverted once the device is back" job_ok "$out"
+fi
+is "the disk holds its live data" "$H" "$(head -c 16M "$D" | sha256sum)"
+healthy >/dev/null 2>&1 || diag "pool after the data fault: $(dmrep --json pool status | jq -c '{health, mode}')"
 
 # ---- thin_check on the metadata, the pool down ---------------------------
 lab_reboot
