@@ -126,6 +126,13 @@ int dmr_status_parse_thin_pool(const char *params, struct dmr_thin_pool_status *
 		*ret = st;
 		return 0;
 	}
+	/* pool_status() prints "Error" when it cannot read the metadata (the
+	 * first status after a metadata device failed, before "Fail"). */
+	if (ws.n == 1 && strcmp(ws.w[0], "Error") == 0) {
+		st.fail = st.error = true;
+		*ret = st;
+		return 0;
+	}
 	if (ws.n < 8 || ws.n > 9)
 		return -EINVAL;
 	if (word_u64(ws.w[0], &st.transaction_id) < 0 ||
@@ -168,6 +175,36 @@ int dmr_status_parse_thin_pool(const char *params, struct dmr_thin_pool_status *
 		return -EINVAL;
 	*ret = st;
 	return 0;
+}
+
+enum dmr_pool_health dmr_status_thin_pool_health(const struct dmr_thin_pool_status *st)
+{
+	if (!st || st->fail)
+		return DMR_POOL_FAIL;
+	if (st->needs_check)
+		return DMR_POOL_NEEDS_CHECK;
+	if (st->read_only)
+		return DMR_POOL_READ_ONLY;
+	if (st->out_of_data_space)
+		return DMR_POOL_OUT_OF_DATA_SPACE;
+	return DMR_POOL_OK;
+}
+
+const char *dmr_status_thin_pool_health_name(enum dmr_pool_health h)
+{
+	switch (h) {
+	case DMR_POOL_OK:
+		return "ok";
+	case DMR_POOL_FAIL:
+		return "fail";
+	case DMR_POOL_NEEDS_CHECK:
+		return "needs_check";
+	case DMR_POOL_READ_ONLY:
+		return "read_only";
+	case DMR_POOL_OUT_OF_DATA_SPACE:
+		return "out_of_data_space";
+	}
+	return "fail";
 }
 
 int dmr_status_parse_thin(const char *params, struct dmr_thin_status *ret)

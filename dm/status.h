@@ -24,7 +24,8 @@ int dmr_status_parse_snapshot(const char *params, struct dmr_snapshot_status *re
 enum dmr_no_space_policy { DMR_NO_SPACE_QUEUE, DMR_NO_SPACE_ERROR };
 
 struct dmr_thin_pool_status {
-	bool fail;           /* "Fail" */
+	bool fail;           /* "Fail", or "Error" (then error too) */
+	bool error;          /* "Error": the kernel could not read its metadata */
 	uint64_t transaction_id;
 	uint64_t used_meta_blocks, total_meta_blocks;
 	uint64_t used_data_blocks, total_data_blocks;
@@ -38,6 +39,21 @@ struct dmr_thin_pool_status {
 	uint64_t metadata_low_watermark; /* 0 if the kernel is too old to say */
 };
 int dmr_status_parse_thin_pool(const char *params, struct dmr_thin_pool_status *ret);
+
+/* What a parsed thin-pool status says of the pool's health, worst first:
+ * fail (every I/O errors), needs_check (a metadata operation failed: the
+ * metadata must be checked and repaired offline), read_only (no metadata
+ * change possible), out_of_data_space (writes to new blocks fail), ok. */
+enum dmr_pool_health {
+	DMR_POOL_OK,
+	DMR_POOL_FAIL,
+	DMR_POOL_NEEDS_CHECK,
+	DMR_POOL_READ_ONLY,
+	DMR_POOL_OUT_OF_DATA_SPACE,
+};
+enum dmr_pool_health dmr_status_thin_pool_health(const struct dmr_thin_pool_status *st);
+/* "ok", "fail", "needs_check", "read_only", "out_of_data_space". */
+const char *dmr_status_thin_pool_health_name(enum dmr_pool_health h);
 
 struct dmr_thin_status {
 	bool fail;

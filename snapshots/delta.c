@@ -570,8 +570,8 @@ static void first_line(const char *err, size_t len, char *buf, size_t size)
  * /dev/null; its stdout into *ret_out (NUL-terminated, *ret_len bytes),
  * the first line of its stderr into err[err_size].  0 only if it exited 0.
  */
-static int run_tool(const char *const *argv, char **ret_out, size_t *ret_len, char *err,
-		    size_t err_size)
+int dmr_delta_run_tool(const char *const *argv, char **ret_out, size_t *ret_len, char *err,
+		       size_t err_size)
 {
 	char path[256];
 	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
@@ -683,12 +683,12 @@ int dmr_delta_extents(const struct dmr_pool *pool, uint32_t base_id, uint32_t id
 		const char *argv[] = { "thin_dump", "--metadata-snap", "--dev-id", ids[1],
 				       pool->meta_dev, NULL };
 
-		r = run_tool(argv, &out, &len, err, sizeof(err));
+		r = dmr_delta_run_tool(argv, &out, &len, err, sizeof(err));
 	} else {
 		const char *argv[] = { "thin_delta", "--metadata-snap", "--snap1", ids[0],
 				       "--snap2", ids[1], pool->meta_dev, NULL };
 
-		r = run_tool(argv, &out, &len, err, sizeof(err));
+		r = dmr_delta_run_tool(argv, &out, &len, err, sizeof(err));
 		/* 0.9.0 says "Unable to find mapping tree for snap1 (9)". */
 		if (r == -EIO && dmr_startswith(err, "Unable to find mapping tree"))
 			r = -ENOENT;

@@ -66,4 +66,13 @@ int dmr_delta_parse_dump(const char *buf, size_t len, uint64_t max_blocks,
 int dmr_delta_parse_delta(const char *buf, size_t len, uint64_t max_blocks,
 			  struct dmr_extent **ret_ext, size_t *ret_n);
 
+/* Run a thin-provisioning-tools program: argv[0] a name looked up in
+ * PATH (then /usr/sbin, /sbin, ...), no shell, stdin /dev/null; its stdout
+ * into *ret_out (NUL-terminated, *ret_len bytes, bounded), the first line
+ * of its stderr, escaped, into err[err_size].  0 only if it exited 0;
+ * -EIO if it failed, -ENOEXEC if it could not run.  (Shared with the
+ * pool's repair, agent/engine/pool.c.) */
+int dmr_delta_run_tool(const char *const *argv, char **ret_out, size_t *ret_len, char *err,
+		       size_t err_size);
+
 #endif

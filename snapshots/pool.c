@@ -412,6 +412,34 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
 	return 0;
 }
 
+int dmr_pool_deactivate(const struct dmr_pool *pool)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	assert(pool);
+	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
+	if (r < 0 || !info.exists)
+		return r;
+	if (!dmr_name_uuid_is_ours(info.uuid))
+		return -EPERM;
+	return dmr_dm_remove(DMR_POOL_DM_NAME, 5);
+}
+
+int dmr_pool_reactivate(struct dmr_pool *pool)
+{
+	struct dmr_dm_info info;
+	int r;
+
+	assert(pool);
+	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
+	if (r < 0)
+		return r;
+	if (!info.exists && (r = pool_load(pool)) < 0)
+		return r;
+	return pool_fill_devno(pool);
+}
+
 int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret)
 {
 	_cleanup_free_ char *params = NULL;

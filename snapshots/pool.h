@@ -75,6 +75,14 @@ int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
  * device if absent).  Never formats anything. */
 int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_pool);
 
+/* The pool's repair (agent/engine/pool.c): take its dm device down, its
+ * data and metadata devices (loops) staying attached, so that the
+ * metadata can be checked and rewritten offline (-EBUSY while a thin
+ * device still uses it; absent is not an error); and bring it back over
+ * the same devices, pool->major/minor refreshed (they may change). */
+int dmr_pool_deactivate(const struct dmr_pool *pool);
+int dmr_pool_reactivate(struct dmr_pool *pool);
+
 int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret);
 /* "MAJ:MIN" of the pool device, for thin tables. */
 void dmr_pool_devno(const struct dmr_pool *pool, char buf[32]);

@@ -1650,8 +1650,16 @@ static const struct command commands[] = {
 	  OPT(O_DATA) | OPT(O_META) | OPT(O_DATA_SIZE) | OPT(O_META_SIZE) | OPT(O_FORCE) |
 	  OPT(O_SPARSE), { NULL },
 	  { NULL }, { false }, "CreatePool", run_pool_create },
-	{ "pool", "status", "", "The pool's usage and mode.", 0, { NULL }, { NULL }, { false },
+	{ "pool", "status", "", "The pool's usage, mode and health (ok, fail, needs_check,\n"
+	  "read_only, out_of_data_space) and what to do about it.", 0, { NULL }, { NULL }, { false },
 	  "GetPoolStatus", run_pool_status },
+	{ "pool", "repair", "[--wait]",
+	  "Bring a failed or read-only pool back (root only; after its metadata device\n"
+	  "works again): its volumes' devices are switched to error, the metadata is\n"
+	  "backed up, checked and rewritten with thin_repair, then everything is brought\n"
+	  "back as it was.  Prints the job; with --wait the finished job (its \"backup\"\n"
+	  "names the old metadata's copy).",
+	  OPT(O_WAIT), { NULL }, { NULL }, { false }, "RepairPool", run_failover },
 	{ "vm", "add",
 	  "VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
 	  "            [--qmp SOCKET] [--qga SOCKET] [--exec-shim COMMAND]\n"

@@ -281,4 +281,10 @@ const struct dmr_backend *dmr_backend_named(const char *name);
  * the first error (-ENOENT for a device that does not exist). */
 int dmr_backend_retarget(struct dmr_registry *reg, const struct dmr_vm *vm, const uint32_t *ids);
 
+/* The pool's repair (agent/engine/pool.c) reloads every volume device in
+ * the agent's pool: is the dm device of this UUID one (thin: DMREP-thin-ID),
+ * and of which thin id?  Needed because a failed pool's thin devices show
+ * "Fail" for their table too.  Names only, no dm call. */
+bool dmr_backend_pool_volume(const char *uuid, uint32_t *ret_id);
+
 #endif

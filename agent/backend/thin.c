@@ -12,6 +12,7 @@
 #include <stdarg.h>
 
 #include "common/log.h"
+#include "common/rc.h"
 #include "common/path.h"
 #include "common/util.h"
 #include "dm/dm.h"
@@ -53,6 +54,18 @@ static void vol_name(uint32_t id, char name[DMR_DM_NAME_SIZE])
 static void vol_uuid(uint32_t id, char uuid[DMR_DM_UUID_SIZE])
 {
 	snprintf(uuid, DMR_DM_UUID_SIZE, VOL_UUID_FMT, id);
+}
+
+bool dmr_backend_pool_volume(const char *uuid, uint32_t *ret_id)
+{
+	uint32_t id;
+	int end = 0;
+
+	assert(uuid && ret_id);
+	if (sscanf(uuid, VOL_UUID_FMT "%n", &id, &end) != 1 || uuid[end] != '\0' || !id)
+		return false;
+	*ret_id = id;
+	return true;
 }
 
 /* Is volume id's device up: 1 (and its info), 0 if not, -EEXIST if its
@@ -293,15 +306,27 @@ static int thin_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 	int r = dmr_pool_status(reg->pool, &st);
 
 	if (r < 0) {
-		if (asprintf(ret_why, "cannot read pool status: %s", strerror(-r)) < 0)
+		if (asprintf(ret_why, "cannot read pool status (%s): run 'dmrep pool repair'",
+			     strerror(-r)) < 0)
 			*ret_why = NULL;
-		return r;
+		return -DMR_E_STATE;
 	}
-	if (st.fail || st.read_only || st.out_of_data_space) {
-		if (asprintf(ret_why, "the pool is %s",
-			     st.fail ? "failed" : st.read_only ? "read-only" : "out of data space") < 0)
+	/* A damaged pool is a state to repair, not a lack of room (the
+	 * same words as the handlers' check, for jobs that did not pass it:
+	 * replication cycles). */
+	switch (dmr_status_thin_pool_health(&st)) {
+	case DMR_POOL_OK:
+		break;
+	case DMR_POOL_OUT_OF_DATA_SPACE:
+		if (asprintf(ret_why, "the pool is out of data space: remove points or VMs, "
+			     "or grow its data device") < 0)
 			*ret_why = NULL;
 		return -ENOSPC;
+	default:
+		if (asprintf(ret_why, "the pool is %s: run 'dmrep pool repair'",
+			     st.fail ? "failed" : "read-only (needs_check)") < 0)
+			*ret_why = NULL;
+		return -DMR_E_STATE;
 	}
 	if ((st.total_data_blocks - st.used_data_blocks) * 32 < st.total_data_blocks ||
 	    (st.total_meta_blocks - st.used_meta_blocks) * 16 < st.total_meta_blocks) {

@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "agent/core/agent.h"
 #include "agent/store/registry.h"
 #include "snapshots/pool.h"
 
@@ -31,5 +32,37 @@ int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool for
 /* The "pool" object of GetPoolStatus (CONTRACT.md) for reg->pool, up:
  * -errno if its status cannot be read (*ret_why, malloc()ed, says so). */
 int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, char **ret_why);
+
+/* May an operation use the pool (reg->pool up)?  0; -DMR_E_STATE when it
+ * failed, needs a check, is read-only or its status cannot be read (the
+ * reason says to run 'dmrep pool repair'), -ENOSPC out of data space
+ * (unless to_free: the operation only frees space, as removing points),
+ * -EBUSY while a repair runs; *ret_why (malloc()ed) says so in one line.
+ * Reads the kernel (the pool's status). */
+int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why);
+
+/*
+ * RepairPool: a job (method "RepairPool", no VM) that brings a failed or
+ * read-only pool back in service, as lvm2's `lvconvert --repair` does:
+ * every thin VM's busy lock taken (-EBUSY if one is held), the metadata
+ * copied to STATE/pool-meta.backup-TIME (the job's "backup"; a device that
+ * cannot be read fails the job with 32775, nothing changed), the volumes'
+ * devices reloaded to `error` (stable devices untouched), the pool's
+ * device down, the backup thin_check'ed, thin_repair'ed into STATE/pool-meta.spare,
+ * that copied over the metadata device and checked, the pool and the
+ * volumes' tables back.  Refused (-DMR_E_STATE) for a healthy pool or one
+ * only out of data space.  Crash steps "repair:backup",
+ * "repair:volumes-error", "repair:pool-down", "repair:repaired",
+ * "repair:swapped", "repair:pool-up", "repair:volumes-back".
+ */
+int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why);
+
+/* Recovery (agent/engine/recovery.c) of a repair a crash interrupted,
+ * from STATE/pool-repair.json: _pre before the pool is activated (a copy
+ * of the repaired metadata cut short is finished), _post after it and
+ * before the VMs are reconciled (the volumes' devices left on `error`
+ * reloaded on the pool).  Log what fails. */
+void dmr_pool_repair_recover_pre(struct dmr_registry *reg);
+void dmr_pool_repair_recover_post(struct dmr_registry *reg);
 
 #endif

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "agent/engine/recovery.h"
+#include "agent/engine/pool.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -154,7 +155,11 @@ static void reconcile(struct dmr_registry *reg)
 		r = dmr_pool_status(reg->pool, &st);
 		if (r < 0)
 			log_error("pool status unreadable (%s): thin VMs not reconciled", strerror(-r));
-		thin_ok = r == 0;
+		/* A failed pool ("Fail") has no transaction id to go by: its
+		 * VMs wait for 'dmrep pool repair'. */
+		if (r == 0 && st.fail)
+			log_error("the pool failed: thin VMs not reconciled; run 'dmrep pool repair'");
+		thin_ok = r == 0 && !st.fail;
 	}
 	if (thin_ok)
 		k = st.transaction_id;
@@ -421,7 +426,9 @@ int dmr_recovery_run(struct dmr_agent *a)
 	struct dmr_registry *reg = a->reg;
 
 	assert(reg);
+	dmr_pool_repair_recover_pre(reg);
 	pool_activate(reg);
+	dmr_pool_repair_recover_post(reg);
 	reconcile(reg);
 	failover_recover(reg);
 	log_info("catalog: %zu VM(s), pool transaction id %" PRIu64, reg->n_vms, reg->tid);

@@ -12,6 +12,7 @@
 /* agent/rpc/ops_pool.c */
 int dmr_h_create_pool(struct dmr_call *c);        /* CreatePool, mutating */
 int dmr_h_get_pool_status(struct dmr_call *c);    /* GetPoolStatus */
+int dmr_h_repair_pool(struct dmr_call *c);        /* RepairPool */
 /* agent/rpc/ops_vm.c */
 int dmr_h_add_vm(struct dmr_call *c);             /* AddVirtualSystem, mutating */
 int dmr_h_get_vm(struct dmr_call *c);             /* GetVirtualSystem */

@@ -20,6 +20,7 @@
 const struct dmr_method dmr_methods[] = {
 	{ "CreatePool", true, dmr_h_create_pool, false, false },
 	{ "GetPoolStatus", false, dmr_h_get_pool_status, true, false },
+	{ "RepairPool", true, dmr_h_repair_pool, false, false },
 	{ "AddVirtualSystem", true, dmr_h_add_vm, false, false },
 	{ "GetVirtualSystem", false, dmr_h_get_vm, false, false },
 	{ "ListVirtualSystems", false, dmr_h_list_vms, false, false },

@@ -9,13 +9,18 @@
 #include "agent/store/registry.h"
 
 /* The pool, or fail the call: 32775 if none was created, 32777 if it
- * exists but could not be activated. */
+ * exists but could not be activated; then its health (dmr_pool_usable,
+ * agent/engine/pool.h): 32775 failed or read-only, 32778 out of data
+ * space, 32774 while RepairPool runs, each with what to do. */
 int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
 
 /* What the VM's backend needs: the pool if its storage lives there (as
  * dmr_ops_need_pool; dmr_vm_needs_pool, agent/engine/vm.h), else nothing;
  * 0 for an unknown VM (the caller's lookup reports it). */
 int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
+/* The same for an operation that only frees space in the pool (removing
+ * points or a VM, retention): a pool out of data space is not refused. */
+int dmr_ops_need_storage_to_free(struct dmr_call *c, const char *vm_name);
 /* Refuse (32777, the reason) work on a VM left down at activation (its
  * disk's device is not the disk that was added); removing it is allowed. */
 int dmr_ops_need_up(struct dmr_call *c, const char *vm_name);

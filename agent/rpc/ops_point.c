@@ -228,7 +228,7 @@ int dmr_h_destroy_point(struct dmr_call *c)
 	int rc, r = 0;
 
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_u64(c, "point", true, &point)) ||
-	    (rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
+	    (rc = dmr_ops_need_storage_to_free(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);

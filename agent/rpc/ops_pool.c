@@ -11,7 +11,9 @@
 #include "common/util.h"
 #include "dm/name.h"
 
-int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
+/* The pool recorded and active, whatever its health (GetPoolStatus and
+ * RepairPool look at a failed pool). */
+static int need_pool_active(struct dmr_call *c, struct dmr_pool **ret_pool)
 {
 	struct dmr_registry *reg = c->agent->reg;
 
@@ -28,7 +30,29 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
 	return 0;
 }
 
-int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
+static int need_pool(struct dmr_call *c, bool to_free, struct dmr_pool **ret_pool)
+{
+	_cleanup_free_ char *why = NULL;
+	struct dmr_pool *pool;
+	int rc, r;
+
+	if ((rc = need_pool_active(c, &pool)))
+		return rc;
+	/* A failed, read-only or full pool refuses here, for every method
+	 * that needs it, with what to do (not a dm errno further down). */
+	r = dmr_pool_usable(c->agent->reg, to_free, &why);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+	*ret_pool = pool;
+	return 0;
+}
+
+int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool)
+{
+	return need_pool(c, false, ret_pool);
+}
+
+static int need_storage(struct dmr_call *c, const char *vm_name, bool to_free)
 {
 	struct dmr_registry *reg = c->agent->reg;
 	struct dmr_pool *pool;
@@ -39,7 +63,17 @@ int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
 	pthread_mutex_unlock(&reg->lock);
 	if (!needs)
 		return 0;
-	return dmr_ops_need_pool(c, &pool);
+	return need_pool(c, to_free, &pool);
+}
+
+int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name)
+{
+	return need_storage(c, vm_name, false);
+}
+
+int dmr_ops_need_storage_to_free(struct dmr_call *c, const char *vm_name)
+{
+	return need_storage(c, vm_name, true);
 }
 
 int dmr_ops_need_up(struct dmr_call *c, const char *vm_name)
@@ -161,7 +195,7 @@ int dmr_h_get_pool_status(struct dmr_call *c)
 	struct json_object *o;
 	int rc, r;
 
-	if ((rc = dmr_ops_need_pool(c, &pool)))
+	if ((rc = need_pool_active(c, &pool)))
 		return rc;
 	r = dmr_pool_status_json(c->agent->reg, &o, &why);
 	if (r < 0)
@@ -169,4 +203,24 @@ int dmr_h_get_pool_status(struct dmr_call *c)
 			     dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
 	json_object_object_add(c->reply, "pool", o);
 	return DMR_RC_OK;
+}
+
+int dmr_h_repair_pool(struct dmr_call *c)
+{
+	_cleanup_free_ char *why = NULL;
+	struct dmr_pool *pool = NULL;
+	uint64_t id;
+	int rc, r;
+
+	/* It rewrites the pool's metadata: root's alone, as pool create. */
+	if (c->uid != 0)
+		return dmr_call_fail(c, DMR_RC_ACCESS_DENIED, "pool repair is root-only (uid %u)",
+				     (unsigned)c->uid);
+	if ((rc = need_pool_active(c, &pool)))
+		return rc;
+	r = dmr_pool_repair_start(c->agent, &id, &why);
+	if (r < 0)
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+	json_object_object_add(c->reply, "job", json_object_new_int64((int64_t)id));
+	return DMR_RC_JOB_STARTED;
 }

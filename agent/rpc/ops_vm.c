@@ -400,7 +400,7 @@ int dmr_h_remove_vm(struct dmr_call *c)
 	int rc, r = 0;
 
 	if ((rc = dmr_ops_vm_name(c, "vm", &name)) || (rc = dmr_param_bool(c, "force", false, &force)) ||
-	    (rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
+	    (rc = dmr_ops_need_storage_to_free(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);
@@ -453,7 +453,7 @@ int dmr_h_set_retention(struct dmr_call *c)
 	if ((rc = dmr_param_u64_range(c, "keep_last", false, 0, DMR_KEEP_LAST_MAX, &keep)) ||
 	    (rc = dmr_param_u64_range(c, "max_age", false, 0, DMR_SECONDS_MAX, &age)))
 		return rc;
-	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
+	if ((rc = dmr_ops_need_storage_to_free(c, name)) || (rc = dmr_ops_vm_acquire(c, name)))
 		return rc;
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, name);

@@ -336,14 +336,23 @@ static void test_room_and_extras(void **st)
 	free(why);
 	why = NULL;
 	pool_st.used_data_blocks = 0;
+	/* A damaged pool is a state to repair (32775), not a lack of room. */
 	pool_st.read_only = true;
-	assert_int_equal(dmr_point_room(reg, thin, NULL, &why), -ENOSPC);
-	assert_string_equal(why, "the pool is read-only");
+	assert_int_equal(dmr_point_room(reg, thin, NULL, &why), -DMR_E_STATE);
+	assert_string_equal(why, "the pool is read-only (needs_check): run 'dmrep pool repair'");
 	free(why);
 	why = NULL;
+	pool_st.read_only = false;
+	pool_st.out_of_data_space = true;
+	assert_int_equal(dmr_point_room(reg, thin, NULL, &why), -ENOSPC);
+	assert_string_equal(why, "the pool is out of data space: remove points or VMs, or grow its "
+			   "data device");
+	free(why);
+	why = NULL;
+	pool_st.out_of_data_space = false;
 	pool_st_r = -EIO;
-	assert_int_equal(dmr_point_room(reg, thin, NULL, &why), -EIO);
-	assert_string_equal(why, "cannot read pool status: Input/output error");
+	assert_int_equal(dmr_point_room(reg, thin, NULL, &why), -DMR_E_STATE);
+	assert_string_equal(why, "cannot read pool status (Input/output error): run 'dmrep pool repair'");
 	free(why);
 
 	/* cow_devices, pinned points and cow_used_percent are classic's. */

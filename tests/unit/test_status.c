@@ -96,6 +96,44 @@ static void test_thin_pool_bad(void **state)
 	assert_int_equal(dmr_status_parse_thin_pool(NULL, &st), -EINVAL);
 }
 
+/* Health from literal lines as dm-thin's pool_status() prints them. */
+static void test_thin_pool_health(void **state)
+{
+	static const struct {
+		const char *line;
+		enum dmr_pool_health h;
+		const char *name;
+	} cases[] = {
+		{ "7 287/4096 1543/16384 - rw no_discard_passdown error_if_no_space - 1024",
+		  DMR_POOL_OK, "ok" },
+		{ "Fail", DMR_POOL_FAIL, "fail" },
+		{ "Error", DMR_POOL_FAIL, "fail" },
+		{ "7 287/4096 1543/16384 - ro no_discard_passdown error_if_no_space needs_check 1024",
+		  DMR_POOL_NEEDS_CHECK, "needs_check" },
+		{ "7 287/4096 1543/16384 - rw discard_passdown queue_if_no_space needs_check",
+		  DMR_POOL_NEEDS_CHECK, "needs_check" },
+		{ "7 287/4096 1543/16384 - ro no_discard_passdown error_if_no_space - 1024",
+		  DMR_POOL_READ_ONLY, "read_only" },
+		{ "7 287/4096 16384/16384 - out_of_data_space discard_passdown error_if_no_space - 1024",
+		  DMR_POOL_OUT_OF_DATA_SPACE, "out_of_data_space" },
+	};
+	struct dmr_thin_pool_status st;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum dmr_pool_health h;
+
+		assert_int_equal(dmr_status_parse_thin_pool(cases[i].line, &st), 0);
+		h = dmr_status_thin_pool_health(&st);
+		assert_int_equal(h, cases[i].h);
+		assert_string_equal(dmr_status_thin_pool_health_name(h), cases[i].name);
+	}
+	assert_int_equal(dmr_status_parse_thin_pool("Error", &st), 0);
+	assert_true(st.error);
+	assert_int_equal(dmr_status_parse_thin_pool("Error 1", &st), -EINVAL);
+	assert_int_equal(dmr_status_thin_pool_health(NULL), DMR_POOL_FAIL);
+}
+
 static void test_thin(void **state)
 {
 	struct dmr_thin_status st;
@@ -165,6 +203,7 @@ int main(void)
 		cmocka_unit_test(test_thin_pool_ok),
 		cmocka_unit_test(test_thin_pool_variants),
 		cmocka_unit_test(test_thin_pool_bad),
+		cmocka_unit_test(test_thin_pool_health),
 		cmocka_unit_test(test_thin),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_long_input),

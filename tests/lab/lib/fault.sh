@@ -1,0 +1,53 @@
+# shellcheck shell=bash
+# fault.sh - devices that fail on demand under the pool, for the fault
+# tests (issue 16, item 2; lvm2's aux error_dev in spirit).  Sourced by a
+# test after inittest.sh.
+#
+#   fault_pool_devices DATA META  ${T}pdata and ${T}pmeta: dm linear devices
+#                                 (no DMREP- UUID: the test's own) over loops
+#                                 over $W/pdata.img and $W/pmeta.img of those
+#                                 sizes; the pool goes on them
+#   fault_table NAME error|linear|flakey  NAME's table swapped (load, suspend,
+#                                 resume): every I/O fails, back to the loop,
+#                                 or up 1 s / down 1 s
+#   fault_linear_remove           both removed (after the pool is gone)
+#   fault_lower_type NAME         the target type of the device under the
+#                                 linear device NAME
+
+declare -A FAULT_BASE=()
+
+fault_pool_devices() {
+	local k size loop
+	for k in data meta; do
+		[ "$k" = data ] && size=$1 || size=$2
+		loop=$(make_loop "p$k.img" "$size") || return 1
+		FAULT_BASE[${T}p$k]=$loop
+		dmsetup create "${T}p$k" --table "0 $(blockdev --getsz "$loop") linear $loop 0" || return 1
+	done
+	udevadm settle >/dev/null 2>&1
+}
+
+fault_table() {
+	local name=$1 loop=${FAULT_BASE[$1]} sz table
+	sz=$(blockdev --getsz "$loop")
+	case $2 in
+	error) table="0 $sz error" ;;
+	linear) table="0 $sz linear $loop 0" ;;
+	flakey) table="0 $sz flakey $loop 0 1 1" ;;
+	*) return 1 ;;
+	esac
+	dmsetup load "$name" --table "$table" && dmsetup suspend --noflush "$name" &&
+		dmsetup resume "$name"
+}
+
+fault_linear_remove() {
+	local n
+	for n in "${!FAULT_BASE[@]}"; do dm_remove "$n"; done
+}
+
+fault_lower_type() {
+	local devno
+	devno=$(dm_lower "$1") || return 1
+	dmsetup info -c --noheadings -o name -j "${devno%:*}" -m "${devno#*:}" 2>/dev/null |
+		xargs -r dmsetup table 2>/dev/null | awk 'NR == 1 { print $3 }'
+}
