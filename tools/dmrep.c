@@ -1764,7 +1764,7 @@ static const struct command commands[] = {
 	  "Thin VMs only (classic: 32770).",
 	  OPT(O_POINT) | OPT(O_BASE) | OPT(O_COMPRESS), { "VM", NULL }, { "vm", NULL }, { false },
 	  "SendReplicationPoint", run_point_send },
-	{ "point", "receive", "VM   < STREAM",
+	{ "point", "receive", "VM [--hashes [--point UUID]]   < STREAM",
 	  "Read a replication stream ('point send' on another host) from stdin and make\n"
 	  "it a point of VM here; a VM not known here is created as a replica.  stdin\n"
 	  "must be a file or a pipe, not a terminal (32773).  Prints {\"return\": 0,\n"
