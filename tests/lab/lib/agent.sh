@@ -25,11 +25,24 @@ AGENT_PID=
 AGENT_USED=
 
 agent_start() {
+	: >"$W/.agent-start"
 	# shellcheck disable=SC2086 # DMREPD_ARGS: extra flags, split on purpose
 	dmrepd --foreground --socket "$SOCK" --state-dir "$STATE" --log-level info ${DMREPD_ARGS:-} \
 		2>>"$W/dmrepd.log" &
 	AGENT_PID=$!
-	wait_until 10 dmrep --socket "$SOCK" --json vm list && return 0
+	# The agent binds its socket once its recovery is done: ask it only
+	# once the socket is newer than the start (a SIGKILLed agent's stays
+	# behind), looking without a fork every 20 ms.  After 2 s, or should
+	# the clock not tell them apart, ask every 0.2 s as before.
+	local i
+	for ((i = 0; i < 100; i++)); do
+		if [ -S "$SOCK" ] && [ "$SOCK" -nt "$W/.agent-start" ]; then
+			dmrep --socket "$SOCK" --json vm list >/dev/null 2>&1 && return 0
+		fi
+		kill -0 "$AGENT_PID" 2>/dev/null || break
+		lab_nap 0.02
+	done
+	wait_until 8 dmrep --socket "$SOCK" --json vm list && return 0
 	echo "# dmrepd did not become ready" >&2
 	cat "$W/dmrepd.log" >&2
 	return 1
@@ -40,8 +53,8 @@ agent_restart() {
 	agent_start || not_ok "agent restarts"
 }
 agent_exited() {
-	local n=$((${1:-60} * 10))
-	for _ in $(seq "$n"); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+	local n=$((${1:-60} * 20)) i
+	for ((i = 0; i < n; i++)); do kill -0 "$AGENT_PID" 2>/dev/null || break; lab_nap 0.05; done
 	kill -0 "$AGENT_PID" 2>/dev/null && return 1
 	wait "$AGENT_PID" 2>/dev/null
 	AGENT_RC=$?
