@@ -99,7 +99,7 @@ diag "lab1 had $got bytes of the stream when lab2's power went"
 check "lab1's receive had part of the stream" test "$got" -gt 0
 check "lab-power off lab2 (mid-stream)" peer_power_off
 t0=$SECONDS
-for _ in $(seq 600); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 600); do kill -0 "$RPID" 2>/dev/null || break; lab_nap 0.1; done
 if kill -0 "$RPID" 2>/dev/null; then
 	not_ok "the receive on lab1 ends once lab2 is gone (within 60 s)"
 	kill "$RPID" 2>/dev/null

@@ -202,7 +202,7 @@ out=$(dmrep --json vm list)
 expect_rc "root is served meanwhile" 0 "$(jq -c '{return: (if type == "array" then 0 else .return end)}' <<<"$out")"
 for _ in $(seq 200); do
 	kill -0 "${holders[0]}" 2>/dev/null || kill -0 "${holders[1]}" 2>/dev/null || break
-	sleep 0.1
+	lab_nap 0.1
 done
 check "the silent connections were closed" sh -c "! kill -0 ${holders[0]} && ! kill -0 ${holders[1]}"
 wait "${holders[@]}" 2>/dev/null

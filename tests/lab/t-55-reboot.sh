@@ -74,7 +74,7 @@ simulate_reboot
 "$LAB_NOTIFY" "$W/notify.sock" 120 sh -c "test -b /dev/dmrep/$VM/vda && test -b /dev/dmrep/$VM/vdb &&
 	test -b /dev/dmrep/$VM-test/vda && test -b /dev/dmrep/$VM-test/vdb" >"$W/notify.out" 2>&1 &
 npid=$!
-for _ in $(seq 100); do [ -S "$W/notify.sock" ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -S "$W/notify.sock" ] && break; lab_nap 0.05; done
 NOTIFY_SOCKET=$W/notify.sock agent_start || not_ok "agent starts after a reboot during a test failover"
 wait "$npid"
 nrc=$?
