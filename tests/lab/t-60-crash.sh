@@ -104,7 +104,7 @@ for step in $STEPS; do
 	agent_start || { not_ok "$step: the agent restarts after the crash"; continue; }
 	invariants "$step"
 	check "$step: the interrupted job is reported finished" \
-		sh -c "dmrep --json job list | jq -e 'max_by(.id) | .job_state >= 7'"
+		eval "dmrep --json job list | jq -e 'max_by(.id) | .job_state >= 7'"
 done
 
 # A guest the operator had paused was not paused by the failover: a crash
