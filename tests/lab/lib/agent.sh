@@ -58,8 +58,8 @@ agent_exited() {
 	# the clock (the old loop's sleep processes stretched it about as much
 	# under TCG on a loaded machine, and a crash step under load took
 	# longer than 60 s once the naps were exact).
-	local n=$((${1:-60} * 60)) i
-	for ((i = 0; i < n; i++)); do kill -0 "$AGENT_PID" 2>/dev/null || break; lab_nap 0.05; done
+	local end=$((SECONDS + 3 * ${1:-60}))
+	while [ "$SECONDS" -lt "$end" ]; do kill -0 "$AGENT_PID" 2>/dev/null || break; lab_nap 0.05; done
 	kill -0 "$AGENT_PID" 2>/dev/null && return 1
 	wait "$AGENT_PID" 2>/dev/null
 	AGENT_RC=$?

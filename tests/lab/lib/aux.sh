@@ -33,7 +33,9 @@ lab_nap() {
 			LAB_NAP_FD=none
 		fi
 	fi
-	if [ "$LAB_NAP_FD" = none ]; then sleep "$1"; else read -r -t "$1" -u "$LAB_NAP_FD" _; fi
+	# read times out (status > 128) or it was no sleep (data, an error, a
+	# signal): then sleep(1) makes it one.
+	[ "$LAB_NAP_FD" != none ] && { read -r -t "$1" -u "$LAB_NAP_FD" _; [ $? -gt 128 ]; } || sleep "$1"
 	return 0
 }
 
