@@ -19,25 +19,13 @@
 #                                  STEP_CMD, the dmrep command that runs it
 
 # lab_nap SECONDS: a sleep without a fork (every exec costs tens of
-# milliseconds under TCG): `read -t` on a FIFO this shell holds open both
-# ways, which never has data; made on first use.  Falls back to sleep(1).
-LAB_NAP_FD=
-lab_nap() {
-	if [ -z "$LAB_NAP_FD" ]; then
-		local f
-		f=${TMPDIR:-/tmp}/lab-nap.$$.$RANDOM
-		if mkfifo -m 0600 "$f" 2>/dev/null && exec {LAB_NAP_FD}<>"$f"; then
-			rm -f "$f"
-		else
-			rm -f "$f"
-			LAB_NAP_FD=none
-		fi
-	fi
-	# read times out (status > 128) or it was no sleep (data, an error, a
-	# signal): then sleep(1) makes it one.
-	[ "$LAB_NAP_FD" != none ] && { read -r -t "$1" -u "$LAB_NAP_FD" _; [ $? -gt 128 ]; } || sleep "$1"
-	return 0
-}
+# milliseconds under TCG): bash's loadable sleep builtin (Debian's
+# bash-builtins, tools/deps.sh), enabled once here for the whole test, so
+# that every `sleep` of the test is the builtin; without it, sleep(1).
+# (Not `read -t` on a FIFO: its SIGALRM longjmp killed a test's shell,
+# "longjmp causes uninitialized stack frame".)
+enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+lab_nap() { sleep "$1"; }
 
 wait_until() {
 	local n=$(($1 * 5)) i
