@@ -144,7 +144,7 @@ put_all 7
 expect_rc "point 8 (pattern 7x)" 0 "$(dmrep --json point create "$VM" --label p8)"
 xfer s8 --point 8 --base 7 --compress zstd
 is "the zstd incremental 7 -> 8 is received" "0 0 0" "$SRC $RRC $(jq -r .return "$S/s8.recv" 2>/dev/null)"
-check "... its data records are compressed" sh -c "lab_stream dump '$S/s8' | jq -e -s 'map(select(.type == \"data_zstd\")) | length == 3'"
+check "... its data records are compressed" eval "lab_stream dump '$S/s8' | jq -e -s 'map(select(.type == \"data_zstd\")) | length == 3'"
 check "... it is smaller than its data" test "$(wc -c <"$S/s8")" -lt $((3 * block))
 p8=$(id2 "$(uuid1 8)")
 check "point 8 on lab2 reads 70 71 72 (test failover)" has2 "$p8" 70 71 72

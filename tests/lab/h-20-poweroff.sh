@@ -99,7 +99,7 @@ diag "lab1 had $got bytes of the stream when lab2's power went"
 check "lab1's receive had part of the stream" test "$got" -gt 0
 check "lab-power off lab2 (mid-stream)" peer_power_off
 t0=$SECONDS
-for _ in $(seq 600); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 600); do kill -0 "$RPID" 2>/dev/null || break; lab_nap 0.1; done
 if kill -0 "$RPID" 2>/dev/null; then
 	not_ok "the receive on lab1 ends once lab2 is gone (within 60 s)"
 	kill "$RPID" 2>/dev/null
@@ -114,7 +114,7 @@ is "lab1's point list is unchanged" "[\"$U1\"]" "$(uuids1)"
 is "no DMREP- device left or added on lab1" "$DEVS" "$(dmrep_devs)"
 check "none suspended" no_suspended_or_inactive
 is "no metadata snapshot held on lab1" - "$(held)"
-check "lab1's agent answers (vm list)" sh -c "dmrep --json vm list | jq -e 'map(.name) | index(\"$VM\")'"
+check "lab1's agent answers (vm list)" eval "dmrep --json vm list | jq -e 'map(.name) | index(\"$VM\")'"
 check "its receive job failed" sh -c \
 	"dmrep --json job list | jq -e 'map(select(.method == \"ReceiveReplicationPoint\")) | max_by(.id) | .job_state >= 7 and .error_code != 0'"
 check "lab1's point 1 is intact (test failover: a0)" has1 "$p1" a0

@@ -141,7 +141,7 @@ expect_rc "--interval 600" 0 "$(dmrep --json vm replicate "$VM" --interval 600)"
 check "... the timer's cycle in flight ends" wait_until 300 idle
 first=$(dmrep --json job list | jq -c --arg vm "$VM" '[.[] | select(.method == "ReplicationCycle" and .vm == $vm)] | first')
 check "... the first was a full stream (no base), the later ones incremental" \
-	sh -c "dmrep --json job list | jq -e --arg vm '$VM' '[.[] | select(.method == \"ReplicationCycle\" and .vm == \$vm and .job_state == 7)] | (.[0] | has(\"base_uuid\") | not) and (.[1:] | all(has(\"base_uuid\")))'"
+	eval "dmrep --json job list | jq -e --arg vm '$VM' '[.[] | select(.method == \"ReplicationCycle\" and .vm == \$vm and .job_state == 7)] | (.[0] | has(\"base_uuid\") | not) and (.[1:] | all(has(\"base_uuid\")))'"
 diag "first cycle: $(jq -c '{id, steps, bytes, exit_status}' <<<"$first")"
 r=$(rep)
 diag "replication: $r"
@@ -314,8 +314,8 @@ TO2="ssh lab2 dmrep --json point receive $V2 | (if [ -e $W/lose ]; then cat >/de
 expect_rc "a second VM, one disk" 0 "$(dmrep --json vm add "$V2" --disk vda="$W/l.img:4M")"
 expect_rc "... replicated by a COMMAND that can lose the answer" 0 \
 	"$(dmrep --json vm replicate "$V2" --to "$TO2" --interval 600)"
-wait_until 120 sh -c "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
-check "... its first cycle (the timer's) acknowledged" sh -c "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
+wait_until 120 eval "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
+check "... its first cycle (the timer's) acknowledged" eval "dmrep --json vm show '$V2' | jq -e '.replication.acknowledged != null'"
 touch "$W/lose"
 out=$(dmrep --json vm replicate "$V2" --now --wait)
 check "the answer lost: the cycle fails" jq -e '.job_state == 10 and .exit_status == 1' <<<"$out"

@@ -129,7 +129,7 @@ check "failover start on lab1 (no hypervisor)" job_ok "$out"
 check "/dev/dmrep/$VM/vda and vdb exist" sh -c "test -b /dev/dmrep/$VM/vda && test -b /dev/dmrep/$VM/vdb"
 is "they hold point 3 (sha256 of each disk, as lab2's)" "$SUM3" "$(sums1)"
 check "failover revert on lab1" job_ok "$(dmrep --json failover revert "$VM" --wait)"
-check "the devices are gone, a replica again" sh -c "test ! -e /dev/dmrep/$VM/vda && dmrep --json vm show $VM | jq -e '.role == \"replica\" and .state == \"replicating\"'"
+check "the devices are gone, a replica again" eval "test ! -e /dev/dmrep/$VM/vda && dmrep --json vm show $VM | jq -e '.role == \"replica\" and .state == \"replicating\"'"
 rm -f "$OUT".*
 
 # ---- lab2 writes on, then its power goes ----------------------------------------
@@ -185,7 +185,7 @@ out=$(peer_dmrep --json vm demote "$VM" --point "$P3")
 expect_rc "vm demote on lab2 (common: point $P3, points 4 and 5 newer): refused 32775" 32775 "$out"
 check "the reason counts the newer points" jq -e '.error | test("has 2 point")' <<<"$out"
 diag "lab2 said: $(jq -r .error <<<"$out")"
-check "still a primary on lab2" sh -c "ssh lab2 dmrep --json vm show $VM | jq -e '.role == \"primary\"'"
+check "still a primary on lab2" eval "ssh lab2 dmrep --json vm show $VM | jq -e '.role == \"primary\"'"
 out=$(peer_dmrep --json vm demote "$VM" --point "$P3" --force)
 expect_rc "vm demote --force on lab2" 0 "$out"
 check "it dropped two points; the common one is point 3's uuid" jq -e --arg u "$U3" '.dropped == 2 and .uuid == $u' <<<"$out"

@@ -82,7 +82,7 @@ out=$(dmrep --json point list "$VM")
 check "retention dropped the two oldest points" jq -e 'map(.id) == [3,4,5]' <<<"$out"
 out=$(dmrep --json point create "$VM")
 check "the next point is 6" jq -e '.point == 6' <<<"$out"
-check "retention keeps three" sh -c "dmrep --json point list '$VM' | jq -e 'map(.id) == [4,5,6]'"
+check "retention keeps three" eval "dmrep --json point list '$VM' | jq -e 'map(.id) == [4,5,6]'"
 out=$(dmrep --json point remove "$VM" 5)
 expect_rc "point remove 5" 0 "$out"
 out=$(dmrep --json point remove "$VM" 5)
@@ -124,7 +124,7 @@ out=$(dmrep --json vm add "${VM}n" --disk vda=/dev/mapper/dmrep-pool)
 expect_rc "the pool device is refused" 32773 "$out"
 out=$(dmrep --json vm show nosuchvm)
 expect_rc "an unknown VM is not found" 32779 "$out"
-check "no VM was left behind by the refusals" sh -c "dmrep --json vm list | jq -e 'length == 1'"
+check "no VM was left behind by the refusals" eval "dmrep --json vm list | jq -e 'length == 1'"
 
 # --- an empty disk, and a pool too small for an import --------------------
 out=$(dmrep --json vm add "${VM}e" --disk data="$W/absent.img:64M")
@@ -202,7 +202,7 @@ out=$(dmrep --json vm list)
 expect_rc "root is served meanwhile" 0 "$(jq -c '{return: (if type == "array" then 0 else .return end)}' <<<"$out")"
 for _ in $(seq 200); do
 	kill -0 "${holders[0]}" 2>/dev/null || kill -0 "${holders[1]}" 2>/dev/null || break
-	sleep 0.1
+	lab_nap 0.1
 done
 check "the silent connections were closed" sh -c "! kill -0 ${holders[0]} && ! kill -0 ${holders[1]}"
 wait "${holders[@]}" 2>/dev/null

@@ -39,7 +39,7 @@ expect_rc "a point of $B" 0 "$out"
 out=$(dmrep --json vm remove "$B")
 expect_rc "vm remove $B" 0 "$out"
 check "removing $B left $A's device and data alone" has "/dev/dmrep/$A/c" c2
-check "vm show $A: replicating" sh -c "dmrep --json vm show '$A' | jq -e '.state == \"replicating\"'"
+check "vm show $A: replicating" eval "dmrep --json vm show '$A' | jq -e '.state == \"replicating\"'"
 
 # --- a device with a VM's name and another UUID is never touched -------------------
 # Hand-made, with a DMREP- UUID that is not the one the name means: the

@@ -108,7 +108,7 @@ socat "UNIX-LISTEN:$W/out/other.qmp,fork" SYSTEM:"echo connected >>$W/out/other.
 OTHER=$!
 socat "UNIX-LISTEN:$W/sock/mine.qmp,fork" /dev/null &
 MINE=$!
-for _ in $(seq 50); do [ -S "$W/out/other.qmp" ] && [ -S "$W/sock/mine.qmp" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -S "$W/out/other.qmp" ] && [ -S "$W/sock/mine.qmp" ] && break; lab_nap 0.1; done
 out=$(mdrep vm add "${VM}q" --disk vda="$W/img/q.img:8M" --qmp "$W/out/other.qmp")
 expect_denied "member: a QMP socket outside --socket-dir is refused" "$out" "outside every --socket-dir"
 out=$(mdrep vm add "${VM}q" --disk vda="$W/img/q.img:8M" --qga "$W/out/other.qmp")

@@ -14,9 +14,12 @@
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 
-# LAB_STALL_SIZES, LAB_STALL_REPS: disks per VM, points per VM.
+# LAB_STALL_SIZES, LAB_STALL_REPS: disks per VM, points per VM.  Two
+# points a VM: a first and one on a VM that has points already (a third
+# repeated the second; the stall is printed, not asserted, and make bench
+# measures it properly).
 SIZES=${LAB_STALL_SIZES:-1 8 32}
-REPS=${LAB_STALL_REPS:-3}
+REPS=${LAB_STALL_REPS:-2}
 
 # point_job VM: the VM's latest CreateReplicationPoint job.
 point_job() {

@@ -45,7 +45,7 @@ esac
 # kernel but never greeted, so it times out instead of hanging.
 "$LAB_QMP" "$QMP" hold 2500 >"$W/hold.out" 2>&1 &
 HOLD_PID=$!
-for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; lab_nap 0.1; done
 start=${EPOCHREALTIME/./}
 LAB_QMP_TIMEOUT_MS=500 "$LAB_QMP" "$QMP" status >/dev/null 2>"$W/busy.err"
 rc=$?
@@ -116,7 +116,7 @@ check "the channel is in step after the error" lq --qga "$QGA" sync
 
 "$LAB_QMP" --qga "$QGA" hold 2500 >"$W/hold.out" 2>&1 &
 HOLD_PID=$!
-for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q connected "$W/hold.out" && break; lab_nap 0.1; done
 LAB_QMP_TIMEOUT_MS=500 "$LAB_QMP" --qga "$QGA" sync >/dev/null 2>"$W/busy.err"
 if [ $? -ne 0 ] && grep -q "timed out" "$W/busy.err"; then
 	ok "qemu-ga serves one connection at a time: a second one times out"

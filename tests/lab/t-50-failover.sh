@@ -72,14 +72,23 @@ check "QEMU reads pattern b on vdc (cache=none)" guest_has d2 b2
 exec 8<"/dev/dmrep/$VM/vdb"
 check "a buffered holder of vdb reads pattern b" has_buffered b1
 # An O_DIRECT writer on vdc (away from the checked blocks) through every
-# swap that follows: it must never see an I/O error.
+# swap that follows: it must never see an I/O error.  One dd writes 64
+# blocks (200..263), each as the shell hands it one through the pipe
+# every 50 ms: more writes than a dd started per write managed (each
+# process costs 0.1 s or more under TCG), at a fraction of the CPU.
 : >"$W/writer.err"
+lab_nap 0
 (
+	blk=$(printf '%4096s' '')
 	n=0
 	while [ ! -e "$W/writer.stop" ]; do
-		dd if=/dev/zero of="/dev/dmrep/$VM/vdc" bs=4096 seek=$((200 + n % 64)) count=1 \
-			oflag=direct conv=notrunc status=none 2>>"$W/writer.err" || echo "write $n failed" >>"$W/writer.err"
-		n=$((n + 1))
+		for ((i = 0; i < 64; i++)); do
+			printf '%s' "$blk"
+			lab_nap 0.05
+			[ -e "$W/writer.stop" ] && break
+		done | dd of="/dev/dmrep/$VM/vdc" bs=4096 seek=200 iflag=fullblock oflag=direct conv=notrunc \
+			status=none 2>>"$W/writer.err" || echo "the writes after $n failed" >>"$W/writer.err"
+		n=$((n + 64))
 	done
 	echo "$n" >"$W/writer.count"
 ) &
@@ -114,7 +123,7 @@ check "the window's phases are steps that add up to at most the window" jq -e '
 	([.steps[] | select(.name | startswith("window:")) | .usec] | add) <=
 	([.steps[] | select(.name == "window") | .usec][0]) + 1000' <<<"$out"
 echo "# guest-paused window: $(jq .guest_paused_usec <<<"$out") us (reset policy, 3 disks)"
-check "the VM is recovered on point 1" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"recovered\" and .failover_point == 1'"
+check "the VM is recovered on point 1" eval "dmrep --json vm show '$VM' | jq -e '.state == \"recovered\" and .failover_point == 1'"
 is_t=$(targets)
 if [ "$is_t" = '["point:1"]' ]; then ok "every disk's target is point:1"; else not_ok "every disk's target is point:1 (got $is_t)"; fi
 check "every stable device now reads pattern a (O_DIRECT)" all_have a
@@ -135,7 +144,7 @@ expect_rc "failover of a recovered VM: invalid state" 32775 "$out"
 check "QEMU writes pattern c to the overlay of vda" guest_put d0 c0
 out=$(dmrep --json failover revert "$VM" --wait)
 check "revert completes" job_ok "$out"
-check "the VM is replicating again, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and .failover_point == null and ([.disks[].target] | unique) == [\"live\"]'"
+check "the VM is replicating again, every disk live" eval "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and .failover_point == null and ([.disks[].target] | unique) == [\"live\"]'"
 check "the live disks hold pattern b again" all_have b
 
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
@@ -159,7 +168,7 @@ for d in $DISKS; do
 	k=$((k + 1))
 done
 check "the replica's own disks are untouched (pattern b)" all_have b
-check "vm show says test_failover" sh -c "dmrep --json vm show '$VM' | jq -e '.test_failover == true and .state == \"replicating\"'"
+check "vm show says test_failover" eval "dmrep --json vm show '$VM' | jq -e '.test_failover == true and .state == \"replicating\"'"
 put "/dev/dmrep/$VM-test/vda" c0
 check "the test view is writable" has "/dev/dmrep/$VM-test/vda" c0
 out=$(dmrep --json point create "$VM" --label during-test)
@@ -169,7 +178,7 @@ expect_rc "a second test failover: invalid state" 32775 "$out"
 out=$(dmrep --json failover stop-test "$VM" --wait)
 check "stop-test completes" job_ok "$out"
 check "the test devices are gone" test ! -e "/dev/dmrep/$VM-test/vda" -a ! -e "/dev/mapper/dmrep-$VM:test:vda"
-check "vm show: no test failover" sh -c "dmrep --json vm show '$VM' | jq -e '.test_failover == false'"
+check "vm show: no test failover" eval "dmrep --json vm show '$VM' | jq -e '.test_failover == false'"
 
 # --- all or none: injected faults in the swap, on the real kernel --------------------
 used=$(thin_count)
@@ -178,7 +187,7 @@ for step in initiate:preload:1 initiate:suspended; do
 	DMREP_TEST_FAIL_AT=$step agent_start || not_ok "agent starts with a fault at $step"
 	out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 	check "fault at $step: the job ends in exception with 32768" jq -e '.job_state == 10 and .error_code == 32768 and (.error_description | length) > 0' <<<"$out"
-	check "fault at $step: the VM is replicating, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
+	check "fault at $step: the VM is replicating, every disk live" eval "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
 	check "fault at $step: every disk still reads the live data" all_have b
 	check "fault at $step: nothing suspended, no inactive table left" no_suspended_or_inactive
 	check "fault at $step: the guest runs" guest_running
@@ -199,7 +208,7 @@ expect_rc "meanwhile, a point of the same VM: in use" 32774 "$out"
 out=$(dmrep --json failover start "$VM")
 expect_rc "meanwhile, a second failover: in use" 32774 "$out"
 check "meanwhile, vm show answers: failover-in-progress" \
-	sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"failover-in-progress\"'"
+	eval "dmrep --json vm show '$VM' | jq -e '.state == \"failover-in-progress\"'"
 out=$(dmrep --json job show "$job")
 check "meanwhile, the job is running" jq -e '.job_state == 4 and .percent_complete < 100' <<<"$out"
 rm -f "$W/hold"
@@ -214,7 +223,7 @@ out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover to point 1 for the commit" job_ok "$out"
 out=$(dmrep --json failover commit "$VM" --wait)
 check "commit completes" job_ok "$out"
-check "the VM is committed, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"committed\" and ([.disks[].target] | unique) == [\"live\"]'"
+check "the VM is committed, every disk live" eval "dmrep --json vm show '$VM' | jq -e '.state == \"committed\" and ([.disks[].target] | unique) == [\"live\"]'"
 check "the committed disks hold point 1's data" all_have a
 pts=$(dmrep --json point list "$VM")
 check "commit kept point 1 and dropped the newer point" jq -e 'map(.id) == [1]' <<<"$pts"
@@ -223,7 +232,7 @@ out=$(dmrep --json failover revert "$VM" --wait)
 expect_rc "revert after commit: invalid state" 32775 "$out"
 out=$(dmrep --json point create "$VM")
 expect_rc "points can be taken after the commit" 0 "$out"
-check "the VM replicates again after a point" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\"'"
+check "the VM replicates again after a point" eval "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\"'"
 agent_restart
 check "the committed state survives an agent restart" all_have a
 
@@ -251,7 +260,7 @@ used=$(thin_count)
 out=$(dmrep --json failover start "${VM}x" --wait)
 check "a failed pause ends the job in exception (32777)" jq -e '.job_state == 10 and .error_code == 32777' <<<"$out"
 check "its disk still holds the live data" has "/dev/dmrep/${VM}x/vda" b0
-check "and is live, replicating" sh -c "dmrep --json vm show '${VM}x' | jq -e '.state == \"replicating\" and .disks[0].target == \"live\"'"
+check "and is live, replicating" eval "dmrep --json vm show '${VM}x' | jq -e '.state == \"replicating\" and .disks[0].target == \"live\"'"
 check "no overlay left behind (thin devices: $used)" test "$(thin_count)" = "$used"
 check "no DMREP- device suspended or with an inactive table" no_suspended_or_inactive
 
@@ -291,7 +300,7 @@ exec 8<&-
 used=$(thin_count)
 out=$(dmrep --json failover start "$VM" --wait)
 check "failover with the hypervisor gone: 32777" jq -e '.job_state == 10 and .error_code == 32777' <<<"$out"
-check "nothing changed: replicating, every disk live" sh -c "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
+check "nothing changed: replicating, every disk live" eval "dmrep --json vm show '$VM' | jq -e '.state == \"replicating\" and ([.disks[].target] | unique) == [\"live\"]'"
 check "nothing changed: no new thin volume" test "$(thin_count)" = "$used"
 check "the live data is untouched" has "/dev/dmrep/$VM/vda" b0
 

@@ -40,9 +40,9 @@ put "/dev/dmrep/$VM/vdb" b2
 simulate_reboot
 check "the pool's loops went too" test -z "$(losetup -j "$W/pool.data" -O NAME -n)"
 agent_start || not_ok "agent starts after the reboot"
-check "the pool is back" sh -c "dmrep --json pool status | jq -e '.data_used_blocks > 0'"
+check "the pool is back" eval "dmrep --json pool status | jq -e '.data_used_blocks > 0'"
 check "the stable devices are back with the live data" both a2 b2
-check "point 1 is still listed" sh -c "dmrep --json point list '$VM' | jq -e 'length == 1 and .[0].id == 1'"
+check "point 1 is still listed" eval "dmrep --json point list '$VM' | jq -e 'length == 1 and .[0].id == 1'"
 out=$(dmrep --json failover start "$VM" --point 1 --guest resume --wait)
 check "failover to point 1 after the reboot" job_ok "$out"
 check "the disks show point 1" both a1 b1
@@ -74,7 +74,7 @@ simulate_reboot
 "$LAB_NOTIFY" "$W/notify.sock" 120 sh -c "test -b /dev/dmrep/$VM/vda && test -b /dev/dmrep/$VM/vdb &&
 	test -b /dev/dmrep/$VM-test/vda && test -b /dev/dmrep/$VM-test/vdb" >"$W/notify.out" 2>&1 &
 npid=$!
-for _ in $(seq 100); do [ -S "$W/notify.sock" ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -S "$W/notify.sock" ] && break; lab_nap 0.05; done
 NOTIFY_SOCKET=$W/notify.sock agent_start || not_ok "agent starts after a reboot during a test failover"
 wait "$npid"
 nrc=$?

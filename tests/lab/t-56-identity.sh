@@ -78,7 +78,7 @@ is "no device stacked on the pool's metadata device but the pool" "" "$(stacked_
 guest_writes "$CV"
 check "the thin VM's data is intact" has "/dev/dmrep/$VM/vda" 7a
 check "the pool is read-write, no needs_check" \
-	sh -c "dmrep --json pool status | jq -e '.mode == \"rw\" and .needs_check == false'"
+	eval "dmrep --json pool status | jq -e '.mode == \"rw\" and .needs_check == false'"
 out=$(dmrep --json point create "$VM")
 expect_rc "a thin point can still be made" 0 "$out"
 out=$(dmrep --json point create "$CV")

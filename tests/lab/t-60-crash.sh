@@ -14,32 +14,38 @@ DISKS="vda vdb"
 
 
 # The state the VM must be in before an operation of each kind.
+# vm_state: "STATE TEST_FAILOVER" of $VM (one vm show, one jq).
+vm_state() { dmrep --json vm show "$VM" | jq -r '"\(.state) \(.test_failover)"'; }
 ensure() {
-	local want=$1 st
-	st=$(dmrep --json vm show "$VM" | jq -r .state)
+	local want=$1 st tf changed=0
+	read -r st tf < <(vm_state)
 	if [ "$st" = committed ]; then
 		put_all b
 		dmrep --json point create "$VM" >/dev/null
-		st=replicating
+		st=replicating changed=1
 	fi
 	if [ "$want" = recovered ] && [ "$st" != recovered ]; then
 		dmrep --json failover start "$VM" --point 1 --guest resume --wait >/dev/null
+		changed=1
 	elif [ "$want" = replicating ] && [ "$st" = recovered ]; then
 		dmrep --json failover revert "$VM" --wait >/dev/null
+		changed=1
 	fi
-	if [ "$(dmrep --json vm show "$VM" | jq -r '.test_failover')" = true ]; then
+	# Asked again only when something ran since.
+	[ "$changed" = 0 ] || read -r st tf < <(vm_state)
+	if [ "$tf" = true ]; then
 		dmrep --json failover stop-test "$VM" --wait >/dev/null
+		read -r st tf < <(vm_state)
 	fi
-	test "$(dmrep --json vm show "$VM" | jq -r .state)" = "$want"
+	test "$st" = "$want"
 }
 
 # invariants STEP: everything the recovery must guarantee.
 invariants() {
-	local step=$1 show st targets npts want tc
+	local step=$1 show st targets tf pts npts want tc
 	check "$step: no DMREP- device suspended or with an inactive table" no_suspended_or_inactive
 	show=$(dmrep --json vm show "$VM")
-	st=$(jq -r .state <<<"$show")
-	targets=$(jq -c '[.disks[].target] | unique' <<<"$show")
+	read -r st targets tf < <(jq -r '"\(.state) \([.disks[].target] | unique | tojson) \(.test_failover)"' <<<"$show")
 	case "$st/$targets" in
 	'replicating/["live"]') check "$step: replicating, and the disks hold the live data" all_have b ;;
 	'recovered/["point:1"]') check "$step: recovered, and the disks hold point 1" all_have a ;;
@@ -47,11 +53,12 @@ invariants() {
 	*) not_ok "$step: state and targets agree (got $st $targets)" ;;
 	esac
 	check "$step: the guest runs" guest_running
-	npts=$(dmrep --json point list "$VM" | jq 'length')
-	check "$step: point 1 is listed and valid" sh -c "dmrep --json point list '$VM' | jq -e 'map(select(.id == 1 and .valid)) | length == 1'"
+	pts=$(dmrep --json point list "$VM")
+	npts=$(jq 'length' <<<"$pts")
+	check "$step: point 1 is listed and valid" jq -e 'map(select(.id == 1 and .valid)) | length == 1' <<<"$pts"
 	want=$((2 * (1 + npts)))
 	[ "$st" = recovered ] && want=$((want + 2))
-	[ "$(jq -r .test_failover <<<"$show")" = true ] && want=$((want + 2))
+	[ "$tf" = true ] && want=$((want + 2))
 	tc=$(thin_count)
 	if [ "$tc" = "$want" ]; then ok "$step: the pool holds exactly the catalog's $want thin volumes"; else
 		not_ok "$step: the pool holds exactly the catalog's thin volumes (want $want, got $tc)"
@@ -97,7 +104,7 @@ for step in $STEPS; do
 	agent_start || { not_ok "$step: the agent restarts after the crash"; continue; }
 	invariants "$step"
 	check "$step: the interrupted job is reported finished" \
-		sh -c "dmrep --json job list | jq -e 'max_by(.id) | .job_state >= 7'"
+		eval "dmrep --json job list | jq -e 'max_by(.id) | .job_state >= 7'"
 done
 
 # A guest the operator had paused was not paused by the failover: a crash

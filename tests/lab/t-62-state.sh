@@ -76,7 +76,7 @@ jq '.name = "bad" | .layers = {}' "$STATE/vms/$VM.json" >"$STATE/vms/bad.json"
 sum=$(md5sum <"$STATE/vms/bad.json")
 agent_start || not_ok "the agent starts beside a hostile state file"
 check "the agent keeps running" kill -0 "$AGENT_PID"
-check "and serves the good VM" sh -c "dmrep --json vm list | jq -e 'map(.name) == [\"$VM\"]'"
+check "and serves the good VM" eval "dmrep --json vm list | jq -e 'map(.name) == [\"$VM\"]'"
 n=$(grep -c 'vms/bad.json is unreadable (Bad message: field layers)' "$W/dmrepd.log")
 if [ "$n" = 1 ]; then ok "the log names the bad file and field, once"; else
 	not_ok "the log names the bad file and field, once (got $n)"

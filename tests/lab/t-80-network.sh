@@ -80,7 +80,7 @@ check "NIC 0's MAC" has_line "$F" "DMREP_NIC0_MAC=52:54:00:aa:bb:01"
 check "NIC 0's addresses" has_line "$F" "DMREP_NIC0_ADDRESSES=10.1.2.3/24 fd00::5/64"
 check "NIC 0's DNS servers" has_line "$F" "DMREP_NIC0_DNS=10.1.2.53 2001:db8::53"
 check "NIC 1's gateways" has_line "$F" "DMREP_NIC1_GATEWAYS=192.168.0.1"
-check "the settings as JSON" sh -c "sed -n 's/^DMREP_NETWORK=//p' '$F' | jq -e 'length == 2'"
+check "the settings as JSON" eval "sed -n 's/^DMREP_NETWORK=//p' '$F' | jq -e 'length == 2'"
 out=$(dmrep --json failover revert "$VM" --wait)
 check "revert" jq -e '.job_state == 7' <<<"$out"
 

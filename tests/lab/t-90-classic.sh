@@ -299,25 +299,28 @@ put "/dev/dmrep/$V5/vda" c2
 put "/dev/dmrep/$V5/vdb" d2
 P5A=$(dmrep --json point list "$V5" | jq -r '.[0].thin_ids[0]')
 # k_ensure STATE: bring V5 to replicating or recovered (on point 1).
+# k_state: "STATE LAYERS TEST_FAILOVER" of $V5 (one vm show, one jq).
+k_state() { dmrep --json vm show "$V5" | jq -r '"\(.state) \(.layers) \(.test_failover)"'; }
+# k_ensure STATE: bring V5 to it; $live_a is the state it is in then.
 k_ensure() {
-	local show st
-	show=$(dmrep --json vm show "$V5")
-	[ "$(jq -r .test_failover <<<"$show")" = true ] && dmrep --json failover stop-test "$V5" --wait >/dev/null
-	st=$(jq -r .state <<<"$show")
+	local st tf
+	read -r st _ tf < <(k_state)
+	[ "$tf" = true ] && dmrep --json failover stop-test "$V5" --wait >/dev/null
 	[ "$st" = committed ] && { dmrep --json point create "$V5" >/dev/null; st=replicating; }
+	live_a=$st
 	[ "$st" = "$1" ] && return 0
 	case $1 in
 	replicating) dmrep --json failover revert "$V5" --wait >/dev/null ;;
 	recovered) dmrep --json failover start "$V5" --point 1 --guest resume --wait >/dev/null ;;
 	esac
-	[ "$(dmrep --json vm show "$V5" | jq -r .state)" = "$1" ]
+	read -r live_a _ < <(k_state)
+	[ "$live_a" = "$1" ]
 }
 for step in initiate:intent initiate:overlays initiate:preload initiate:paused initiate:suspended \
 	initiate:resumed initiate:swapped initiate:done revert:intent revert:preload revert:suspended \
 	revert:resumed revert:swapped revert:deleted test:intent commit:intent commit:layer commit:deleted; do
 	failover_step "$step" "$V5"
 	k_ensure "$STEP_PRE" || { not_ok "$step: $V5 can be brought to $STEP_PRE"; continue; }
-	live_a=$(dmrep --json vm show "$V5" | jq -r .state)
 	agent_stop
 	DMREP_TEST_CRASH_AT=$step agent_start || { not_ok "$step: agent starts with the hook"; continue; }
 	dmrep --json "${STEP_CMD[@]}" >/dev/null 2>&1
@@ -326,8 +329,7 @@ for step in initiate:intent initiate:overlays initiate:preload initiate:paused i
 		agent_stop
 	fi
 	agent_start || { not_ok "$step: the agent restarts"; continue; }
-	show=$(dmrep --json vm show "$V5")
-	st=$(jq -r .state <<<"$show")
+	read -r st layers tf < <(k_state)
 	case $st in replicating | recovered | committed) ok "$step: a settled state ($st)" ;;
 	*) not_ok "$step: a settled state (got $st, was $live_a)" ;; esac
 	check "$step: no DMREP- device is suspended or has a table loaded" eval '! dmsetup info -c --noheadings -o uuid,attr --separator " " |
@@ -349,9 +351,9 @@ for step in initiate:intent initiate:overlays initiate:preload initiate:paused i
 	check "$step: point 1 keeps its moment" has "/dev/mapper/dmrep-snap-$P5A" c1
 	# Exactly the stores the catalog names: points, layers, a view per disk
 	# while recovered or testing.
-	want=$(( 2 * ( $(dmrep --json point list "$V5" | jq length) + $(jq .layers <<<"$show") ) ))
+	want=$(( 2 * ( $(dmrep --json point list "$V5" | jq length) + layers ) ))
 	[ "$st" = recovered ] && want=$((want + 2))
-	[ "$(jq -r .test_failover <<<"$show")" = true ] && want=$((want + 2))
+	[ "$tf" = true ] && want=$((want + 2))
 	have=$(( $(ls "$STATE/cow" | wc -l) - stores_others ))
 	is "$step: the COW stores are the catalog's" "$want" "$have"
 	# Committed: put the data back to a known shape for the next steps.

@@ -210,7 +210,7 @@ rpid=$!
 lab_cleanup "kill $rpid"
 dmrep --json point send "$VM" --point 2 >"$W/fifo" 2>"$W/stall.json" &
 spid=$!
-if wait_until 60 sh -c "dmrep --json job list | jq -e 'max_by(.id) | .method == \"SendReplicationPoint\" and .job_state == 4'"; then
+if wait_until 60 eval "dmrep --json job list | jq -e 'max_by(.id) | .method == \"SendReplicationPoint\" and .job_state == 4'"; then
 	ok "a send to a reader that stalls runs"
 else
 	not_ok "a send to a reader that stalls runs"

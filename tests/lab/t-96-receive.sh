@@ -120,7 +120,7 @@ for f in f1 f2 f3; do
 	is "$f: as the point of the uuid it was sent as" "$(jq -r .uuid "$S/$f.json")" "$(jq -r .uuid <<<"$out")"
 done
 is "point list has the primary's uuids" "$SENT" "$(dmrep --json point list "$VM" | jq -c '[.[].uuid]')"
-check "the VM here is a replica" sh -c "dmrep --json vm show '$VM' | jq -e '.role == \"replica\"'"
+check "the VM here is a replica" eval "dmrep --json vm show '$VM' | jq -e '.role == \"replica\"'"
 PH_VM=$VM
 check "sent point 1 reads a0 a1 a2 on every disk (test failover)" point_has 1 a0 a1 a2
 check "sent point 2 reads b0 b1 b2" point_has 2 b0 b1 b2
@@ -216,7 +216,7 @@ lab_mkstream --vm "${VM}p" --vm-uuid "$VMU" --point "$(pu 9)" --disk vda:1677721
 THIN=$((THIN + 1))
 DEVS0=$(thin_devs)
 refused "a stream for a VM that is a primary here" 32775 "$S/prim" "${VM}p"
-check "the primary is still a primary" sh -c "dmrep --json vm show '${VM}p' | jq -e '.role == \"primary\"'"
+check "the primary is still a primary" eval "dmrep --json vm show '${VM}p' | jq -e '.role == \"primary\"'"
 out=$(dmrep --json point create "$R")
 expect_rc "point create on a replica" 32775 "$out"
 # (a real failover on a replica, its revert and commit: t-97-failback)

@@ -130,7 +130,7 @@ exec 7<"/dev/dmrep/$R/vda"
 out=$(dmrep --json failover revert "$R" --wait)
 check "revert while a disk is held open: refused (32774)" jq -e '.error_code == 32774' <<<"$out"
 diag "it said: $(jq -r .error_description <<<"$out")"
-check "and the failover stands (devices, recovered)" sh -c "test -b /dev/dmrep/$R/vda && test -b /dev/dmrep/$R/vdb && dmrep --json vm show $R | jq -e '.state == \"recovered\"'"
+check "and the failover stands (devices, recovered)" eval "test -b /dev/dmrep/$R/vda && test -b /dev/dmrep/$R/vdb && dmrep --json vm show $R | jq -e '.state == \"recovered\"'"
 exec 7<&-
 out=$(dmrep --json failover revert "$R" --wait)
 check "failover revert" job_ok "$out"
@@ -212,7 +212,7 @@ diag "it said: $(jq -r '.error // .error_description' <<<"$out")"
 echo shutoff >"$W/guest"
 out=$(dmrep --json vm demote "${VM}g")
 expect_rc "once the guest is shut off: demoted (no point: the next stream is a full one)" 0 "$out"
-check "it is a replica with no device" sh -c "dmrep --json vm show ${VM}g | jq -e '.role == \"replica\"' && test ! -e /dev/dmrep/${VM}g/vda"
+check "it is a replica with no device" eval "dmrep --json vm show ${VM}g | jq -e '.role == \"replica\"' && test ! -e /dev/dmrep/${VM}g/vda"
 expect_rc "removed" 0 "$(dmrep --json vm remove "${VM}g")"
 
 P=$(uuids)
@@ -229,7 +229,7 @@ is "demote:saved: a replica now, at rest" "replica replicating none" \
 is "its points are up to the common point" "[\"$(pu 1)\",\"$(pu 2)\",\"$(pu 3)\"]" "$(uuids)"
 THIN=6
 at_rest "demote:saved: the live volumes and the dropped points' are gone"
-check "replication settings off" sh -c "dmrep --json vm show $R | jq -e '.replication.state == \"off\" and .replication.to == \"\"'"
+check "replication settings off" eval "dmrep --json vm show $R | jq -e '.replication.state == \"off\" and .replication.to == \"\"'"
 mk s6 6 3 e0 e1
 out=$(recv s6)
 expect_rc "the incremental from the common point is received" 0 "$out"

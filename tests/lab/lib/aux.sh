@@ -3,6 +3,7 @@
 # inittest.sh), in the style of lvm2's test/lib/aux.sh.
 #
 #   wait_until SECONDS CMD...      CMD succeeds within SECONDS (polled 5/s)
+#   lab_nap SECONDS                a sleep without a fork
 #   stop_pid VAR [SIGNAL]          signal (TERM) the process whose pid is in
 #                                  VAR, reap it, empty VAR
 #   prepare_pool DATA META [DESC]  a pool on $W/pool.data and $W/pool.meta of
@@ -21,12 +22,21 @@
 #                                  state the VM must be in first, and
 #                                  STEP_CMD, the dmrep command that runs it
 
+# lab_nap SECONDS: a sleep without a fork (every exec costs tens of
+# milliseconds under TCG): bash's loadable sleep builtin (Debian's
+# bash-builtins, tools/deps.sh), enabled once here for the whole test, so
+# that every `sleep` of the test is the builtin; without it, sleep(1).
+# (Not `read -t` on a FIFO: its SIGALRM longjmp killed a test's shell,
+# "longjmp causes uninitialized stack frame".)
+enable -f /usr/lib/bash/sleep sleep 2>/dev/null || true
+lab_nap() { sleep "$1"; }
+
 wait_until() {
-	local n=$(($1 * 5))
+	local n=$(($1 * 5)) i
 	shift
-	for _ in $(seq "$n"); do
+	for ((i = 0; i < n; i++)); do
 		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.2
+		lab_nap 0.2
 	done
 	return 1
 }

@@ -24,8 +24,19 @@
 #   on_view VM DISK ID       the stable device is linear over view dmrep-snap-ID
 
 bytes() { head -c 16384 /dev/zero | tr '\000' "\\$(printf '%03o' "0x$1")"; }
-put() { bytes "$2" | dd of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
-has() { cmp -s <(bytes "$2") <(dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none); }
+# bytes_file HEX: a file of bytes HEX, made once per lab boot (in the lab's
+# /tmp): put and has cost one process each instead of five (each costs
+# tens of milliseconds under TCG, and the tests call them by the hundred).
+bytes_file() {
+	BYTES_FILE=${TMPDIR:-/tmp}/lab-bytes/$1
+	[ -s "$BYTES_FILE" ] && return 0
+	mkdir -p "${BYTES_FILE%/*}" && bytes "$1" >"$BYTES_FILE.$$" && mv -f "$BYTES_FILE.$$" "$BYTES_FILE"
+}
+put() { bytes_file "$2" && dd if="$BYTES_FILE" of="$1" bs=4096 seek=8 oflag=direct conv=notrunc status=none; }
+has() {
+	bytes_file "$2" || return 1
+	dd if="$1" bs=4096 skip=8 count=4 iflag=direct status=none | cmp -s "$BYTES_FILE" -
+}
 pattern() { yes "$1" | head -c 16384; }
 
 is_blockdev() {
@@ -74,7 +85,7 @@ dm_remove() {
 	for _ in 1 2 3 4 5 6 7 8 9 10; do
 		dmsetup remove "$1" >/dev/null 2>&1 && return 0
 		dmsetup info "$1" >/dev/null 2>&1 || return 0
-		sleep 0.2
+		lab_nap 0.2
 	done
 	return 1
 }
@@ -83,7 +94,7 @@ dm_remove() {
 # $W/pool.meta), one a line, sorted.
 pool_ids() {
 	local meta
-	meta=$(losetup -j "$W/pool.meta" -O NAME -n | head -n1)
+	read -r meta < <(losetup -j "$W/pool.meta" -O NAME -n)
 	dmsetup message dmrep-pool 0 reserve_metadata_snap || return 1
 	thin_ls --metadata-snap --no-headers -o DEV "$meta" | tr -d ' ' | sort -n
 	dmsetup message dmrep-pool 0 release_metadata_snap

@@ -161,18 +161,26 @@ pair_peer_agent_start() {
 		--log-level info "$@" </dev/null >>"$W/dmrepd.log" 2>&1 &
 	a=$!
 	echo "$a $(pair_boot_id)" >"$W/dmrepd.pid"
+	# The socket (removed above) is there once recovery is done: look for
+	# it without a fork every 20 ms before asking (20 s in all).
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		[ -S /run/dmrep/dmrepd.sock ] && break
+		pair_alive "$a" || break
+		lab_nap 0.02
+	done
 	wait_until 20 dmrep --socket /run/dmrep/dmrepd.sock --json vm list && return 0
 	echo "# dmrepd on $LAB_HOST did not become ready" >&2
 	sed 's/^/# /' "$W/dmrepd.log" >&2
 	return 1
 }
 pair_peer_agent_stop() {
-	local pid
+	local pid i
 	pid=$(pair_peer_agent_pid) || { rm -f "$W/dmrepd.pid"; return 0; }
 	kill "-${1:-TERM}" "$pid" 2>/dev/null
-	for _ in $(seq 300); do
+	for ((i = 0; i < 300; i++)); do
 		pair_alive "$pid" || break
-		sleep 0.1
+		lab_nap 0.1
 	done
 	if pair_alive "$pid"; then
 		echo "# dmrepd on $LAB_HOST did not stop on ${1:-TERM}: SIGKILL" >&2
