@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tests/fuzz/fuzz.h - helpers shared by the libFuzzer targets (included by
+ * them; not a library).  A target checks the contract of the parser it
+ * drives with FUZZ_CHECK: a broken promise aborts, and libFuzzer keeps the
+ * input as a crash, as it does a sanitizer's report.
+ */
+#ifndef DMR_TESTS_FUZZ_H
+#define DMR_TESTS_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define FUZZ_CHECK(x)                                                                  \
+	do {                                                                           \
+		if (!(x)) {                                                            \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
+			abort();                                                       \
+		}                                                                      \
+	} while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* data[0..size) as a NUL-terminated string (a NUL inside ends it early, as
+ * it would for a C caller). */
+static inline char *fuzz_strndup(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+
+	if (!s)
+		abort();
+	memcpy(s, data, size);
+	s[size] = '\0';
+	return s;
+}
+
+/* Quiet: the parsers log every refusal at debug, and a fuzzer makes
+ * millions of them. */
+static inline void fuzz_quiet(void)
+{
+	dmr_log_set_level(DMR_LOG_ERR);
+}
+
+#endif
