@@ -1,6 +1,6 @@
 #!/bin/bash
 # `make check` (and `make check-asan`): the layer check (tests/layers.sh),
-# unit tests, the lab suite on real device-mapper, then the two-host lab
+# unit tests, the fuzz smoke (make check only), the lab suite on real device-mapper, then the two-host lab
 # suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).  The last line
 # counts them all: `N passed, N failed`.  A lab that cannot boot is a
 # failure, never a skip.
@@ -27,6 +27,19 @@ read -r yp yf < <(sed -n 's/^layers\(-self-test\)\{0,1\}: \([0-9]*\) passed, \([
 tests/run-unit.sh "$@" | tee "$log"
 unit_rc=${PIPESTATUS[0]}
 read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+
+# The fuzz smoke (tests/fuzz/smoke.sh, built by make fuzz): every target
+# over its corpus for a fixed number of runs.  make check-asan leaves it
+# out: the targets are built with ASan and UBSan already.
+fp=0 ff=0 fuzz_rc=0
+if [ "${SANITIZE:-0}" != 1 ]; then
+	: >"$log"
+	tests/fuzz/smoke.sh | tee "$log"
+	fuzz_rc=${PIPESTATUS[0]}
+	read -r fp ff < <(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+	fp=${fp:-0} ff=${ff:-1}
+	[ "$fuzz_rc" -eq 0 ] || [ "$ff" -gt 0 ] || ff=1
+fi
 
 # The lab passes only LAB_* and DMREP_* in: under CI a skip fails there too.
 [ "${CI:-}" = true ] && export LAB_CI=true
@@ -74,6 +87,6 @@ lab_counts lab-pair "$plog" "$pair_rc"
 l2p=$lp l2f=$lf
 lp=$((l1p + l2p)) lf=$((l1f + l2f))
 up=${up:-0} uf=${uf:-1}
-echo "$((yp + up + lp)) passed, $((yf + uf + lf)) failed"
-[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] &&
-	[ "$((yf + uf + lf))" -eq 0 ]
+echo "$((yp + up + fp + lp)) passed, $((yf + uf + ff + lf)) failed"
+[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] &&
+	[ "$pair_rc" -eq 0 ] && [ "$((yf + uf + ff + lf))" -eq 0 ]
