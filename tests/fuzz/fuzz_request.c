@@ -6,7 +6,8 @@
  * the caller's rights, agent/core/authz.h's rules, descriptors, the reply)
  * and the param accessors (agent/rpc/method.h), with the method table
  * stubbed: every real method's name and flags, a handler that reads its
- * params with each accessor and answers.  No socket, no thread: the input
+ * params with each accessor and answers (and, for a write method, checks
+ * that the caller is privileged).  No socket, no thread: the input
  * is the client's input buffer, the replies its output buffer.
  *
  * server.c is included, not linked, to reach its static line handler
@@ -52,6 +53,13 @@ static int stub_handler(struct dmr_call *call)
 	return DMR_RC_OK;
 }
 
+/* A write method's handler runs for root and --group members only. */
+static int stub_mutating(struct dmr_call *call)
+{
+	FUZZ_CHECK(call->privileged);
+	return stub_handler(call);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	size_t n = 0;
@@ -59,7 +67,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_quiet();
 	for (const struct dmr_method *m = dmr_methods; m->name && n + 1 < DMR_ARRAY_SIZE(stub); m++) {
 		stub[n] = *m;
-		stub[n++].fn = stub_handler;
+		stub[n++].fn = m->mutating ? stub_mutating : stub_handler;
 	}
 	return 0;
 }
