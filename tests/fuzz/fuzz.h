@@ -8,6 +8,7 @@
 #ifndef DMR_TESTS_FUZZ_H
 #define DMR_TESTS_FUZZ_H
 
+#include <json-c/json.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,19 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t size)
 		abort();
 	memcpy(s, data, size);
 	s[size] = '\0';
+	return s;
+}
+
+/* The text of o (a writer's object, which must not be NULL), malloc()ed;
+ * o is put. */
+static inline char *fuzz_json_text(struct json_object *o, int flags)
+{
+	char *s;
+
+	FUZZ_CHECK(o);
+	s = strdup(json_object_to_json_string_ext(o, flags));
+	FUZZ_CHECK(s);
+	json_object_put(o);
 	return s;
 }
 

@@ -31,27 +31,27 @@ static void check_dm_name(const char *s)
 
 static void check_vm_disk(const char *vm, const char *disk)
 {
-	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+	static const struct {
+		int (*build)(const char *vm, const char *disk, char *buf);
+		bool uuid;
+	} names[] = {
+		{ dmr_vm_disk_dm_name, false },
+		{ dmr_vm_disk_dm_uuid, true },
+		{ dmr_vm_test_dm_name, false },
+		{ dmr_vm_test_dm_uuid, true },
+	};
 	bool ok = dmr_name_obj_valid(vm, DMR_OBJ_NAME_MAX) == 0 &&
 		  dmr_name_obj_valid(disk, DMR_OBJ_NAME_MAX) == 0;
-	int r;
 
-	r = dmr_vm_disk_dm_name(vm, disk, name);
-	FUZZ_CHECK((r == 0) == ok);
-	if (r == 0)
-		FUZZ_CHECK(dmr_name_dm_valid(name) == 0);
-	r = dmr_vm_disk_dm_uuid(vm, disk, uuid);
-	FUZZ_CHECK((r == 0) == ok);
-	if (r == 0)
-		FUZZ_CHECK(dmr_name_uuid_is_ours(uuid));
-	r = dmr_vm_test_dm_name(vm, disk, name);
-	FUZZ_CHECK((r == 0) == ok);
-	if (r == 0)
-		FUZZ_CHECK(dmr_name_dm_valid(name) == 0);
-	r = dmr_vm_test_dm_uuid(vm, disk, uuid);
-	FUZZ_CHECK((r == 0) == ok);
-	if (r == 0)
-		FUZZ_CHECK(dmr_name_uuid_is_ours(uuid));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char buf[DMR_DM_UUID_SIZE > DMR_DM_NAME_SIZE ? DMR_DM_UUID_SIZE : DMR_DM_NAME_SIZE];
+		int r = names[i].build(vm, disk, buf);
+
+		FUZZ_CHECK((r == 0) == ok);
+		if (r == 0)
+			FUZZ_CHECK(names[i].uuid ? dmr_name_uuid_is_ours(buf) :
+						   dmr_name_dm_valid(buf) == 0);
+	}
 }
 
 static void check_text(const uint8_t *data, size_t size, const char *s)

@@ -12,14 +12,7 @@
 
 static char *save(const struct dmr_repl *r)
 {
-	struct json_object *o = dmr_repl_state_json(r);
-	char *s;
-
-	FUZZ_CHECK(o);
-	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	FUZZ_CHECK(s);
-	json_object_put(o);
-	return s;
+	return fuzz_json_text(dmr_repl_state_json(r), JSON_C_TO_STRING_PLAIN);
 }
 
 static int load(const char *text, size_t len, struct dmr_repl *r)

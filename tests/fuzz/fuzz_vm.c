@@ -17,16 +17,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* As the agent writes a state file (save_json). */
 static char *save(const struct dmr_vm *vm)
 {
-	struct json_object *o = dmr_vm_state_json(vm);
-	char *s;
-
-	FUZZ_CHECK(o);
-	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
-	FUZZ_CHECK(s);
-	json_object_put(o);
-	return s;
+	return fuzz_json_text(dmr_vm_state_json(vm), JSON_C_TO_STRING_PRETTY);
 }
 
 static struct dmr_vm *load(const char *text, size_t len)

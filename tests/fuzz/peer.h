@@ -100,6 +100,20 @@ static inline void peer_end(struct peer *p)
 	FUZZ_CHECK(pthread_join(p->thread, NULL) == 0);
 }
 
+/* LLVMFuzzerInitialize of a target that uses a peer. */
+static inline void peer_setup(struct peer *p)
+{
+	fuzz_quiet();
+	peer_init(p);
+}
+
+/* The errors agent/guest/qmp.h documents for a peer's words. */
+static inline void peer_check_rc(int r)
+{
+	FUZZ_CHECK(r == 0 || r == -EHOSTUNREACH || r == -EPROTO || r == -EIO || r == -ETIMEDOUT ||
+		   r == -ENOMEM);
+}
+
 /* Text a client keeps from its peer for logs: one printable line. */
 static inline void check_line(const char *s)
 {
