@@ -17,18 +17,10 @@
 #include "agent/guest/qga.h"
 #include "tests/fuzz/peer.h"
 
-static struct peer peer;
-
 ssize_t getrandom(void *buf, size_t len, unsigned int flags)
 {
 	memset(buf, 1, len);
 	return (ssize_t)len;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	peer_setup(&peer);
-	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -11,14 +11,6 @@
 #include "agent/guest/qmp.h"
 #include "tests/fuzz/peer.h"
 
-static struct peer peer;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	peer_setup(&peer);
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dmr_qmp *q = NULL;

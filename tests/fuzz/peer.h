@@ -7,7 +7,8 @@
  * connection and write the whole input to it while it reads and drops
  * what the client sends, then shut its side down, so the client always
  * comes to the end of the input (no timeout is ever waited for); peer_end()
- * joins it.  The listening socket is made once, in a temporary directory.
+ * joins it.  The listening socket is made once, in a temporary directory,
+ * by the LLVMFuzzerInitialize defined here (the target's `peer`).
  */
 #ifndef DMR_TESTS_FUZZ_PEER_H
 #define DMR_TESTS_FUZZ_PEER_H
@@ -105,6 +106,15 @@ static inline void peer_setup(struct peer *p)
 {
 	fuzz_quiet();
 	peer_init(p);
+}
+
+/* The target's one peer, made before the first input. */
+static struct peer peer;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	peer_setup(&peer);
+	return 0;
 }
 
 /* The errors agent/guest/qmp.h documents for a peer's words. */
