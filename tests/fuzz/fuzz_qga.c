@@ -42,10 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		peer_check_rc(dmr_qga_fsfreeze_freeze(g, 5000, &n));
 		peer_check_rc(dmr_qga_fsfreeze_thaw(g, 5000, &n));
 		check_line(dmr_qga_last_error(g));
-		args = json_object_new_object();
-		json_object_object_add(args, "path", json_object_new_string("/var/lib/app"));
-		r = dmr_qga_execute(g, "guest-exec", args, 5000, &ret);
-		peer_check_rc(r);
+		args = peer_args("path", "/var/lib/app");
+		peer_check_rc(dmr_qga_execute(g, "guest-exec", args, 5000, &ret));
 		json_object_put(ret);
 		json_object_put(args);
 		check_line(dmr_qga_last_error(g));

@@ -38,10 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		peer_check_rc(r);
 		FUZZ_CHECK(r < 0 || out);
 		free(out);
-		args = json_object_new_object();
-		json_object_object_add(args, "device", json_object_new_string("drive0"));
-		r = dmr_qmp_execute(q, "block-job-cancel", args, 5000, &ret);
-		peer_check_rc(r);
+		args = peer_args("device", "drive0");
+		peer_check_rc(dmr_qmp_execute(q, "block-job-cancel", args, 5000, &ret));
 		json_object_put(ret);
 		json_object_put(args);
 		peer_check_rc(dmr_qmp_system_reset(q));

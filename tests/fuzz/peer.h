@@ -124,6 +124,15 @@ static inline void peer_check_rc(int r)
 		   r == -ENOMEM);
 }
 
+/* {"key": "value"}, a command's arguments. */
+static inline struct json_object *peer_args(const char *key, const char *value)
+{
+	struct json_object *o = json_object_new_object();
+
+	FUZZ_CHECK(o && json_object_object_add(o, key, json_object_new_string(value)) == 0);
+	return o;
+}
+
 /* Text a client keeps from its peer for logs: one printable line. */
 static inline void check_line(const char *s)
 {
