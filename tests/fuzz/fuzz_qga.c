@@ -30,9 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool frozen;
 	int r, n;
 
-	if (size > (1u << 16))
+	if (!peer_start(&peer, data, size))
 		return 0;
-	peer_start(&peer, data, size);
 	r = dmr_qga_connect(peer.path, 5000, &g);
 	peer_check_rc(r);
 	if (r == 0) {

@@ -19,9 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool running;
 	int r, v[3];
 
-	if (size > (1u << 16))
+	if (!peer_start(&peer, data, size))
 		return 0;
-	peer_start(&peer, data, size);
 	r = dmr_qmp_connect(peer.path, 5000, &q);
 	peer_check_rc(r);
 	if (r == 0) {
