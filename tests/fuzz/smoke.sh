@@ -3,7 +3,7 @@
 # build-fuzz/fuzz) over its seed corpus (tests/fuzz/corpus/TARGET), then
 # mutated for a fixed number of runs (FUZZ_RUNS, default 3000) with a fixed
 # seed, so a run is repeatable.  One line per target; the corpus is only
-# read (new inputs are not kept); a crash's input is left in $FUZZ_ARTIFACTS
+# read (new inputs go to a scratch directory); a crash's input is left in $FUZZ_ARTIFACTS
 # (default a temporary directory, named on failure).  Ends with
 # `fuzz: N passed, N failed`; exit 0 iff all passed.
 set -u
@@ -24,8 +24,11 @@ for src in tests/fuzz/fuzz_*.c; do
 		continue
 	fi
 	start=$(date +%s)
+	# libFuzzer adds what it finds to its first corpus directory: a
+	# scratch one, so that the seeds stay as they are.
+	mkdir -p "$art/$t"
 	out=$("$b" -runs="$runs" -seed=1 -timeout=20 -rss_limit_mb=2048 "${dict[@]}" \
-		-artifact_prefix="$art/$t-" "tests/fuzz/corpus/$t" 2>&1)
+		-artifact_prefix="$art/$t-" "$art/$t" "tests/fuzz/corpus/$t" 2>&1)
 	rc=$?
 	n=$(printf '%s\n' "$out" | sed -n 's/^Done \([0-9]*\) runs.*/\1/p' | tail -n1)
 	if [ "$rc" -eq 0 ] && [ -n "$n" ]; then
