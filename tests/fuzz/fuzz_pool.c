@@ -12,6 +12,7 @@
  * cost nothing.
  */
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/store/registry.h"
 #include "common/util.h"
@@ -19,12 +20,24 @@
 
 static char dir[64], pool_json[96];
 
+/* At exit: the state directory goes (pool.json, an empty vms/). */
+static void remove_dir(void)
+{
+	char vms[96];
+
+	snprintf(vms, sizeof(vms), "%s/vms", dir);
+	(void)unlink(pool_json);
+	(void)rmdir(vms);
+	(void)rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_quiet();
 	snprintf(dir, sizeof(dir), "/dev/shm/dmrep-fuzz-pool.XXXXXX");
 	FUZZ_CHECK(mkdtemp(dir));
 	snprintf(pool_json, sizeof(pool_json), "%s/pool.json", dir);
+	atexit(remove_dir);
 	return 0;
 }
 

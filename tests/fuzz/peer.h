@@ -32,6 +32,17 @@ struct peer {
 	size_t size;
 };
 
+static struct peer *peer_made;
+
+/* At exit: the socket and its directory go. */
+static inline void peer_remove(void)
+{
+	if (!peer_made)
+		return;
+	(void)unlink(peer_made->path);
+	(void)rmdir(peer_made->dir);
+}
+
 static inline void peer_init(struct peer *p)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -44,6 +55,8 @@ static inline void peer_init(struct peer *p)
 	FUZZ_CHECK(p->listen_fd >= 0);
 	FUZZ_CHECK(bind(p->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	FUZZ_CHECK(listen(p->listen_fd, 4) == 0);
+	peer_made = p;
+	atexit(peer_remove);
 }
 
 static inline void *peer_main(void *arg)
