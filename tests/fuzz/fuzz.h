@@ -54,6 +54,17 @@ static inline char *fuzz_json_text(struct json_object *o, int flags)
 	return s;
 }
 
+/* A round trip's two writes: the same text (both shown when not); both
+ * freed. */
+static inline void fuzz_same_text(char *first, char *second)
+{
+	if (strcmp(first, second))
+		fprintf(stderr, "first:\n%s\nsecond:\n%s\n", first, second);
+	FUZZ_CHECK(strcmp(first, second) == 0);
+	free(first);
+	free(second);
+}
+
 /* Quiet: the parsers log every refusal at debug, the agent a bad state
  * file as an error, and a fuzzer makes millions of them. */
 static inline void fuzz_quiet(void)
