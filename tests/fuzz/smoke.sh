@@ -1,7 +1,7 @@
 #!/bin/bash
 # The fuzz smoke of `make check`: every target in $FUZZ_BIN (make fuzz's
 # build-fuzz/fuzz) over its seed corpus (tests/fuzz/corpus/TARGET), then
-# mutated for a fixed number of runs (FUZZ_RUNS, default 3000) with a fixed
+# mutated for a fixed number of runs (FUZZ_RUNS, default 10000) with a fixed
 # seed, so a run is repeatable.  One line per target; the corpus is only
 # read (new inputs go to a scratch directory); a crash's input is left in $FUZZ_ARTIFACTS
 # (default a temporary directory, named on failure).  Ends with
@@ -9,7 +9,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 bin=${FUZZ_BIN:-build-fuzz/fuzz}
-runs=${FUZZ_RUNS:-3000}
+runs=${FUZZ_RUNS:-10000}
 art=${FUZZ_ARTIFACTS:-$(mktemp -d /tmp/dmrep-fuzz-smoke.XXXXXX)}
 passed=0 failed=0
 for src in tests/fuzz/fuzz_*.c; do
