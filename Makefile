@@ -58,7 +58,7 @@ FUZZ_SECONDS ?= 600
 
 -include tests/unit/wrap.mk
 
-.PHONY: all deps check check-asan fuzz fuzz-bins fuzz-long layers unit lab lab-pair lab-image demo bench bench-stack bench-stream install clean
+.PHONY: all deps check check-asan layers unit lab lab-pair lab-image demo bench bench-stack bench-stream install clean
 all: $(BINS) $(LABC_BINS) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
@@ -119,6 +119,13 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(LIBDMR)
 
 fuzz-long: fuzz
 	@FUZZ_BIN=$(FUZZ_BUILD)/fuzz tests/fuzz/long.sh $(FUZZ_SECONDS)
+
+# make clean removes the fuzz build too.
+clean: clean-fuzz
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+
+.PHONY: fuzz fuzz-bins fuzz-long clean-fuzz
 
 # The include order of docs/architecture.md (also run by make check).
 layers:
@@ -201,6 +208,6 @@ install: all
 
 clean:
 	rm -rf $(BUILD)/bin $(BUILD)/common $(BUILD)/dm $(BUILD)/snapshots \
-		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(LIBDMR) $(ASAN_BUILD) $(FUZZ_BUILD)
+		$(BUILD)/agent $(BUILD)/tools $(BUILD)/tests $(LIBDMR) $(ASAN_BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # `make check` (and `make check-asan`): the layer check (tests/layers.sh),
-# unit tests, the fuzz smoke (make check only), the lab suite on real device-mapper, then the two-host lab
+# unit tests, the lab suite on real device-mapper, then the two-host lab
 # suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).  The last line
 # counts them all: `N passed, N failed`.  A lab that cannot boot is a
 # failure, never a skip.
@@ -23,11 +23,6 @@ read -r yp yf < <(sed -n 's/^layers\(-self-test\)\{0,1\}: \([0-9]*\) passed, \([
 	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
 [ "$layers_rc" -eq 0 ] || [ "$yf" -gt 0 ] || yf=1
 
-: >"$log"
-tests/run-unit.sh "$@" | tee "$log"
-unit_rc=${PIPESTATUS[0]}
-read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
-
 # The fuzz smoke (tests/fuzz/smoke.sh, built by make fuzz): every target
 # over its corpus for a fixed number of runs.  make check-asan leaves it
 # out: the targets are built with ASan and UBSan already.
@@ -40,6 +35,11 @@ if [ "${SANITIZE:-0}" != 1 ]; then
 	fp=${fp:-0} ff=${ff:-1}
 	[ "$fuzz_rc" -eq 0 ] || [ "$ff" -gt 0 ] || ff=1
 fi
+
+: >"$log"
+tests/run-unit.sh "$@" | tee "$log"
+unit_rc=${PIPESTATUS[0]}
+read -r up uf < <(sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
 
 # The lab passes only LAB_* and DMREP_* in: under CI a skip fails there too.
 [ "${CI:-}" = true ] && export LAB_CI=true
