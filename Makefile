@@ -31,6 +31,13 @@ ifeq ($(SANITIZE),1)
 CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
+# make fuzz builds the library and tests/fuzz/ with clang in $(FUZZ_BUILD)/
+# (FUZZ=1): libFuzzer's coverage in every object, ASan and UBSan, and UBSan
+# findings fatal so that the fuzzer stops on them.
+ifeq ($(FUZZ),1)
+CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+	  -fno-omit-frame-pointer
+endif
 # Test builds compile in the crash-injection hook (DMREP_TEST_CRASH_AT).
 CFLAGS += -DDMR_TEST_HOOKS=$(if $(filter 0,$(TEST_HOOKS)),0,1)
 # The preprocessor's flags from the environment (dpkg-buildflags: fortify).
@@ -52,6 +59,11 @@ BENCH_SRCS := $(wildcard tools/bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:tools/bench/%.c=$(BUILD)/bin/%)
 
 BINS := $(BUILD)/bin/dmrepd $(BUILD)/bin/dmrep
+
+FUZZ_BUILD := build-fuzz
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 600
 
 -include tests/unit/wrap.mk
 
@@ -117,6 +129,29 @@ $(BUILD)/tests/unit/test_client.o: CFLAGS += -DDMR_CLIENT_BIN='"$(BUILD)/bin/dmr
 deps:
 	@tools/deps.sh
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c, README "Fuzzing"), built with
+# clang into $(FUZZ_BUILD)/fuzz/.  make check runs each over its corpus for
+# a fixed number of runs (tests/fuzz/smoke.sh); make fuzz-long runs each for
+# FUZZ_SECONDS and prints its executions.
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang FUZZ=1 TEST_HOOKS=0 fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(LIBDMR)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
+
+fuzz-long: fuzz
+	@FUZZ_BIN=$(FUZZ_BUILD)/fuzz tests/fuzz/long.sh $(FUZZ_SECONDS)
+
+# make clean removes the fuzz build too.
+clean: clean-fuzz
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+
+.PHONY: fuzz fuzz-bins fuzz-long clean-fuzz
+
 # The include order of docs/architecture.md (also run by make check).
 layers:
 	@tests/layers.sh && tests/layers.sh --self-test
@@ -140,6 +175,7 @@ lab-pair: all
 # line for all.  Never skips the lab: a lab that cannot boot fails the check.
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory fuzz
 	@tests/check.sh $(UNIT_BINS)
 
 # The same check with every binary built with ASan+UBSan, in $(ASAN_BUILD)/

@@ -143,19 +143,57 @@ int dmr_table_add_linear(struct dmr_table *t, uint64_t length, const char *dev, 
 	return append_fmt(t, length, "linear", "%s %" PRIu64, dev, offset);
 }
 
+int dmr_table_parse_u64(const char *s, uint64_t max, uint64_t *ret, const char **ret_end)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+
+	assert(s && ret);
+	if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+		return -EINVAL;
+	for (; s[i] >= '0' && s[i] <= '9'; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+
+		if (d > max || v > (max - d) / 10)
+			return -EINVAL;
+		v = v * 10 + d;
+	}
+	*ret = v;
+	if (ret_end)
+		*ret_end = s + i;
+	return 0;
+}
+
+int dmr_table_parse_devno(const char *s, uint32_t *ret_major, uint32_t *ret_minor,
+			  const char **ret_end)
+{
+	uint64_t a, b;
+	const char *p;
+
+	assert(s && ret_major && ret_minor);
+	if (dmr_table_parse_u64(s, UINT32_MAX, &a, &p) < 0 || *p != ':' ||
+	    dmr_table_parse_u64(p + 1, UINT32_MAX, &b, &p) < 0)
+		return -EINVAL;
+	*ret_major = (uint32_t)a;
+	*ret_minor = (uint32_t)b;
+	if (ret_end)
+		*ret_end = p;
+	return 0;
+}
+
 int dmr_table_linear_dev(const struct dmr_table *t, uint32_t *ret_major, uint32_t *ret_minor)
 {
-	unsigned a, b;
-	unsigned long long off;
-	int end = 0;
+	uint32_t a, b;
+	uint64_t off;
+	const char *p;
 
 	assert(ret_major && ret_minor);
 	if (!t || t->count != 1 || !t->targets[0].params ||
 	    strcmp(t->targets[0].type, "linear") != 0 || t->targets[0].start != 0)
 		return -EINVAL;
 	/* The kernel prints the device as MAJ:MIN and the offset in sectors. */
-	if (sscanf(t->targets[0].params, "%u:%u %llu%n", &a, &b, &off, &end) != 3 ||
-	    t->targets[0].params[end] != '\0' || off != 0)
+	if (dmr_table_parse_devno(t->targets[0].params, &a, &b, &p) < 0 || *p != ' ' ||
+	    dmr_table_parse_u64(p + 1, UINT64_MAX, &off, &p) < 0 || *p != '\0' || off != 0)
 		return -EINVAL;
 	*ret_major = a;
 	*ret_minor = b;

@@ -50,6 +50,15 @@ int dmr_table_add_linear(struct dmr_table *t, uint64_t length,
 /* Is t, as the kernel reports it, one `linear MAJ:MIN 0` target (a
  * device stacked whole on another)?  0 and the device below, or -EINVAL. */
 int dmr_table_linear_dev(const struct dmr_table *t, uint32_t *ret_major, uint32_t *ret_minor);
+/* Table params as the kernel prints them (tests/fuzz/fuzz_table.c): a
+ * decimal number (no sign, no space, no leading zero but "0" itself) of at
+ * most max, or MAJ:MIN of two such numbers of 32 bits, at the start of s;
+ * *ret_end (may be NULL) is the byte after it.  0, or -EINVAL (outputs
+ * untouched): a table that is not the kernel's never passes for a device
+ * it is not (sscanf's %u takes "+1", " 1" and 4294967297 for 1). */
+int dmr_table_parse_u64(const char *s, uint64_t max, uint64_t *ret, const char **ret_end);
+int dmr_table_parse_devno(const char *s, uint32_t *ret_major, uint32_t *ret_minor,
+			  const char **ret_end);
 int dmr_table_add_error(struct dmr_table *t, uint64_t length);
 int dmr_table_add_zero(struct dmr_table *t, uint64_t length);
 int dmr_table_add_snapshot_origin(struct dmr_table *t, uint64_t length,

@@ -214,14 +214,10 @@ bool dmr_classic_table_is_origin(const struct dmr_table *t)
 
 bool dmr_classic_table_is_view_of(const struct dmr_table *t, uint32_t maj, uint32_t min)
 {
-	unsigned a, b;
-	unsigned long long off;
+	uint32_t a, b;
 
-	if (!t || t->count != 1 || !dmr_streq(t->targets[0].type, "linear"))
-		return false;
-	if (sscanf(t->targets[0].params, "%u:%u %llu", &a, &b, &off) != 3)
-		return false;
-	return a == maj && b == min && off == 0;
+	/* `linear MAJ:MIN 0`, as the kernel prints it (dm/table.h). */
+	return dmr_table_linear_dev(t, &a, &b) == 0 && a == maj && b == min;
 }
 
 /* A batch (dm/batch.h) over the distinct, existing, not yet suspended
@@ -396,13 +392,12 @@ int dmr_classic_snap_status(const char *name, struct dmr_snapshot_status *ret)
 
 bool dmr_classic_table_is_origin_of(const struct dmr_table *t, uint32_t maj, uint32_t min)
 {
-	unsigned a, b;
-	int end = 0;
+	uint32_t a, b;
+	const char *end;
 
 	/* The kernel prints the origin as MAJ:MIN, and nothing after it. */
 	if (!dmr_classic_table_is_origin(t) || t->targets[0].start != 0 || !t->targets[0].params ||
-	    sscanf(t->targets[0].params, "%u:%u%n", &a, &b, &end) != 2 ||
-	    t->targets[0].params[end] != '\0')
+	    dmr_table_parse_devno(t->targets[0].params, &a, &b, &end) < 0 || *end != '\0')
 		return false;
 	return a == maj && b == min;
 }

@@ -30,18 +30,22 @@ int dmr_thin_table(const struct dmr_pool *pool, uint32_t id, uint64_t sectors,
 int dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table *t,
 		      uint32_t *ret_id)
 {
-	char devno[32], dev[64];
-	unsigned id;
-	int n = 0;
+	uint32_t maj, min;
+	uint64_t id;
+	const char *p;
 
-	if (!t || t->count != 1 || !dmr_streq(t->targets[0].type, "thin"))
+	if (!t || t->count != 1 || !dmr_streq(t->targets[0].type, "thin") || !t->targets[0].params)
 		return -EPROTO;
-	dmr_pool_devno(pool, devno);
-	if (sscanf(t->targets[0].params, "%63s %u%n", dev, &id, &n) != 2)
+	/* "MAJ:MIN ID", as the kernel prints it, and an external origin
+	 * ("MAJ:MIN") after it if the volume has one. */
+	if (dmr_table_parse_devno(t->targets[0].params, &maj, &min, &p) < 0 || *p != ' ' ||
+	    dmr_table_parse_u64(p + 1, DMR_THIN_DEV_ID_MAX, &id, &p) < 0)
 		return -EPROTO;
-	if (!dmr_streq(dev, devno) || id > DMR_THIN_DEV_ID_MAX)
+	if (*p == ' ' && (dmr_table_parse_devno(p + 1, &(uint32_t){ 0 }, &(uint32_t){ 0 }, &p) < 0))
 		return -EPROTO;
-	*ret_id = id;
+	if (*p != '\0' || maj != pool->major || min != pool->minor)
+		return -EPROTO;
+	*ret_id = (uint32_t)id;
 	return 0;
 }
 

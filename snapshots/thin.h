@@ -17,7 +17,8 @@
 int dmr_thin_table(const struct dmr_pool *pool, uint32_t id, uint64_t sectors,
 		   struct dmr_table **ret_table);
 /* Parse a live table back: is it a single thin target on this pool, and
- * which id?  -EPROTO if the table is something else. */
+ * which id?  -EPROTO if the table is something else, or not as the kernel
+ * prints one (dmr_table_parse_devno). */
 int dmr_thin_table_id(const struct dmr_pool *pool, const struct dmr_table *t,
 		      uint32_t *ret_id);
 

@@ -36,6 +36,19 @@ read -r yp yf < <(sed -n 's/^layers\(-self-test\)\{0,1\}: \([0-9]*\) passed, \([
 	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
 [ "$layers_rc" -eq 0 ] || [ "$yf" -gt 0 ] || yf=1
 
+# The fuzz smoke (tests/fuzz/smoke.sh, built by make fuzz): every target
+# over its corpus for a fixed number of runs.  make check-asan leaves it
+# out: the targets are built with ASan and UBSan already.
+fp=0 ff=0 fuzz_rc=0
+if [ "${SANITIZE:-0}" != 1 ]; then
+	: >"$log"
+	tests/fuzz/smoke.sh | tee "$log"
+	fuzz_rc=${PIPESTATUS[0]}
+	read -r fp ff < <(sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" | tail -n1)
+	fp=${fp:-0} ff=${ff:-1}
+	[ "$fuzz_rc" -eq 0 ] || [ "$ff" -gt 0 ] || ff=1
+fi
+
 : >"$log"
 tests/run-unit.sh "$@" | tee "$log"
 unit_rc=${PIPESTATUS[0]}
@@ -107,6 +120,7 @@ lab_counts lab-pair "$plog" "$pair_rc"
 l2p=$lp l2f=$lf
 lp=$((l1p + l2p)) lf=$((l1f + l2f))
 up=${up:-0} uf=${uf:-1}
-echo "$((yp + up + dp + bp + lp)) passed, $((yf + uf + df + bf + lf)) failed"
-[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] && [ "$deb_rc" -eq 0 ] &&
-	[ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] && [ "$((yf + uf + df + bf + lf))" -eq 0 ]
+echo "$((yp + up + fp + dp + bp + lp)) passed, $((yf + uf + ff + df + bf + lf)) failed"
+[ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] &&
+	[ "$deb_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] &&
+	[ "$((yf + uf + ff + df + bf + lf))" -eq 0 ]

@@ -306,6 +306,31 @@ bad:
 	return -EINVAL;
 }
 
+int dmr_job_record_load(const char *text, size_t len, char **ret_text)
+{
+	struct json_object *o = NULL, *w;
+	struct dmr_job *j = NULL;
+	char *s;
+	int r;
+
+	assert(text && ret_text);
+	r = dmr_json_parse_object(text, len, &o);
+	if (r < 0)
+		return r;
+	r = job_from_json(o, &j);
+	json_object_put(o);
+	if (r < 0)
+		return r;
+	w = job_json(j);
+	s = w ? strdup(json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN)) : NULL;
+	json_object_put(w);
+	job_free(j);
+	if (!s)
+		return -ENOMEM;
+	*ret_text = s;
+	return 0;
+}
+
 static int list_add(struct dmr_jobs *js, struct dmr_job *j)
 {
 	size_t i;

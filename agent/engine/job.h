@@ -37,6 +37,12 @@ typedef int (*dmr_job_fn)(struct dmr_job *job, void *userdata);
 int dmr_jobs_open(struct dmr_agent *a);  /* load STATE/jobs, mark stale */
 /* Wait for running jobs to end (SIGTERM path), then free. */
 void dmr_jobs_close(struct dmr_agent *a);
+/* A job record through the loader and the writer, on a buffer (tests and
+ * tests/fuzz/fuzz_job.c): text[0..len) read as dmr_jobs_open reads a
+ * STATE/jobs/ID.json, then written back as the agent writes it, into
+ * *ret_text (malloc()ed).  -EILSEQ, -EBADMSG: not JSON in UTF-8; -EINVAL: not
+ * a record the loader takes; -ENOMEM. */
+int dmr_job_record_load(const char *text, size_t len, char **ret_text);
 
 /*
  * Start fn(job, userdata) on a worker thread.  vm may be NULL.  If vm is

@@ -86,6 +86,21 @@ static void test_read_back(void **state)
 	assert_false(dmr_classic_table_is_view_of(t, 7, 0));
 	dmr_table_free(t);
 	assert_false(dmr_classic_table_is_origin(NULL));
+	/* Not the kernel's form (tests/fuzz/fuzz_table.c): sscanf took a
+	 * sign, spaces, junk after the offset, a minor past 32 bits. */
+	{
+		static const char *const not_views[] = {
+			"0 65536 linear 253:5 0 junk", "0 65536 linear 253:5 0x",
+			"0 65536 linear 253:5 -0", "0 65536 linear 253:4294967301 0",
+			"0 65536 linear +253:5 0", "0 65536 linear 253: 5 0",
+		};
+
+		for (size_t i = 0; i < sizeof(not_views) / sizeof(not_views[0]); i++) {
+			t = parse_line(not_views[i]);
+			assert_false(dmr_classic_table_is_view_of(t, 253, 5));
+			dmr_table_free(t);
+		}
+	}
 }
 
 static struct dmr_vm *classic_vm(size_t npoints, uint64_t cow);
@@ -107,6 +122,12 @@ static void test_origin_tables(void **state)
 	/* Read without a dm call: the older table is not the stack. */
 	assert_false(dmr_classic_table_shows(vm, 0, t, 0));
 	assert_int_equal(dmr_table_linear_dev(t, &maj, &min), -EINVAL);
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot-origin 253:4294967308");
+	assert_false(dmr_classic_table_is_origin_of(t, 253, 12)); /* wrapped: not 12 */
+	dmr_table_free(t);
+	t = parse_line("0 65536 snapshot-origin 253:012");
+	assert_false(dmr_classic_table_is_origin_of(t, 253, 12));
 	dmr_table_free(t);
 	t = parse_line("0 65536 snapshot-origin 253:12");
 	assert_true(dmr_classic_table_is_origin_of(t, 253, 12));

@@ -432,6 +432,32 @@ static void test_suspended_field(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* dmr_job_record_load (the fuzz target's entry point): a record the agent
+ * wrote comes back the same; what the loader refuses is refused here too. */
+static void test_record_load(void **state)
+{
+	static const char rec[] =
+		"{\"id\":12,\"method\":\"CreateReplicationPoint\",\"vm\":\"web01\",\"job_state\":7,"
+		"\"state\":\"completed\",\"percent_complete\":100,\"error_code\":0,"
+		"\"error_description\":\"\",\"started\":\"2026-11-24T18:31:49Z\","
+		"\"finished\":\"2026-11-24T18:31:50Z\",\"steps\":[{\"name\":\"freeze\",\"usec\":1200}],"
+		"\"guest_paused_usec\":0,\"suspended_usec\":4100,\"point\":{\"id\":3}}";
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(dmr_job_record_load(rec, strlen(rec), &out), 0);
+	assert_string_equal(out, rec);
+	free(out);
+	out = NULL;
+	assert_int_equal(dmr_job_record_load("{\"id\":0,\"method\":\"x\",\"job_state\":7}", 35, &out),
+			 -EINVAL);
+	assert_int_equal(dmr_job_record_load("{\"id\":1,\"method\":\"x\",\"job_state\":99}", 36,
+					     &out), -EINVAL);
+	assert_int_equal(dmr_job_record_load("[1]", 3, &out), -EBADMSG);
+	assert_int_equal(dmr_job_record_load("{\"id\":\"\xc0\x80\"}", 11, &out), -EILSEQ);
+	assert_null(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -442,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_threads_reaped_and_pruned),
 		cmocka_unit_test(test_ids_never_repeat),
 		cmocka_unit_test(test_suspended_field),
+		cmocka_unit_test(test_record_load),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -46,6 +46,18 @@ static void test_linear_dev(void **state)
 		{ "linear", "253:7", -EINVAL, 0, 0 },
 		{ "thin", "253:0 5", -EINVAL, 0, 0 },
 		{ "snapshot-origin", "253:7", -EINVAL, 0, 0 },
+		/* Not what the kernel prints (tests/fuzz/fuzz_table.c found
+		 * sscanf's %u taking them): a sign, a space, a leading zero,
+		 * a number past 32 bits that wrapped to the device's. */
+		{ "linear", "+253:0 0", -EINVAL, 0, 0 },
+		{ "linear", " 253:0 0", -EINVAL, 0, 0 },
+		{ "linear", "253: 0 0", -EINVAL, 0, 0 },
+		{ "linear", "0253:0 0", -EINVAL, 0, 0 },
+		{ "linear", "253:4294967296 0", -EINVAL, 0, 0 },
+		{ "linear", "253:0 -0", -EINVAL, 0, 0 },
+		{ "linear", "253:0 00", -EINVAL, 0, 0 },
+		{ "linear", "0:0 0", 0, 0, 0 },
+		{ "linear", "4294967295:4294967295 0", 0, UINT32_MAX, UINT32_MAX },
 	};
 	uint32_t maj = 1, min = 2;
 
@@ -74,6 +86,45 @@ static void test_linear_dev(void **state)
 		assert_int_equal(dmr_table_linear_dev(t, &maj, &min), -EINVAL);
 		assert_int_equal(dmr_table_linear_dev(NULL, &maj, &min), -EINVAL);
 	}
+}
+
+/* The kernel's numbers, and nothing else (dmr_table_parse_u64, _devno). */
+static void test_parse_numbers(void **state)
+{
+	static const struct { const char *s; uint64_t max; int r; uint64_t v; size_t end; } nums[] = {
+		{ "0", 9, 0, 0, 1 },
+		{ "42 x", 100, 0, 42, 2 },
+		{ "18446744073709551615", UINT64_MAX, 0, UINT64_MAX, 20 },
+		{ "18446744073709551616", UINT64_MAX, -EINVAL, 0, 0 },
+		{ "4294967296", UINT32_MAX, -EINVAL, 0, 0 },
+		{ "101", 100, -EINVAL, 0, 0 },
+		{ "9", 5, -EINVAL, 0, 0 },
+		{ "01", 100, -EINVAL, 0, 0 },
+		{ "+1", 100, -EINVAL, 0, 0 },
+		{ "-1", 100, -EINVAL, 0, 0 },
+		{ " 1", 100, -EINVAL, 0, 0 },
+		{ "", 100, -EINVAL, 0, 0 },
+	};
+	uint32_t a = 7, b = 8;
+	const char *end = NULL;
+	uint64_t v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		v = 5;
+		assert_int_equal(dmr_table_parse_u64(nums[i].s, nums[i].max, &v, &end), nums[i].r);
+		assert_true(v == (nums[i].r ? 5 : nums[i].v));
+		if (nums[i].r == 0)
+			assert_ptr_equal(end, nums[i].s + nums[i].end);
+	}
+	assert_int_equal(dmr_table_parse_devno("253:12 0", &a, &b, &end), 0);
+	assert_int_equal(a, 253);
+	assert_int_equal(b, 12);
+	assert_string_equal(end, " 0");
+	assert_int_equal(dmr_table_parse_devno("253:", &a, &b, NULL), -EINVAL);
+	assert_int_equal(dmr_table_parse_devno("253 12", &a, &b, NULL), -EINVAL);
+	assert_int_equal(dmr_table_parse_devno("253:+12", &a, &b, NULL), -EINVAL);
+	assert_int_equal(a, 253);
 }
 
 static void test_thin_pool(void **state)
@@ -204,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_thin_pool),
 		cmocka_unit_test(test_thin),
 		cmocka_unit_test(test_snapshot),
+		cmocka_unit_test(test_parse_numbers),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_names),
