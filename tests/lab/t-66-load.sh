@@ -22,15 +22,7 @@ lab_need setpriv
 ROUND=${LAB_LOAD_SECONDS:-20}
 agent_setup
 agent_stop
-G=dmrg$$
-U=dmru$$
-groupadd "$G" && useradd -M -N -g nogroup -G "$G" -s /bin/false "$U" ||
-	{ not_ok "groupadd/useradd in the lab"; exit 1; }
-GID=$(getent group "$G" | cut -d: -f3)
-UID_M=$(id -u "$U")
-cleanup_users() { userdel "$U" 2>/dev/null; groupdel "$G" 2>/dev/null; }
-lab_cleanup cleanup_users
-as_member() { setpriv --reuid="$UID_M" --regid=65534 --groups="$GID" -- "$@"; }
+member_setup
 DMREPD_ARGS="--group $G"
 # glibc raises its mmap threshold after the first large buffer it frees (a
 # no-read client's 8 MiB of replies), and keeps the next ones in the heap:
