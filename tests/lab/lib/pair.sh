@@ -269,3 +269,17 @@ pair_teardown() {
 		[ "$T_FAIL" -gt "$f0" ] || not_ok "teardown on $PEER ran (ssh $PEER)"
 	[ "$T_FAIL" = "$f0" ]
 }
+
+# point_sums HOST ID: the sha256 of vda and vdb of point ID on HOST (1:
+# here, 2: $PEER), one line, read through a test failover there (h-30,
+# h-50: a point on both hosts is the same, bit for bit).
+point_sums() {
+	local d=dmrep out cmd
+	cmd="sha256sum /dev/dmrep/$VM-test/vda /dev/dmrep/$VM-test/vdb | cut -d' ' -f1 | tr '\n' ' '"
+	[ "$1" = 2 ] && d=peer_dmrep
+	out=$($d --json failover start "$VM" --test --point "$2" --wait)
+	job_ok "$out" || { echo "test failover: ${out:0:200}"; return 1; }
+	if [ "$1" = 2 ]; then on_peer sh -c "$cmd"; else sh -c "$cmd"; fi
+	out=$($d --json failover stop-test "$VM" --wait)
+	job_ok "$out" || echo "stop-test: ${out:0:200}"
+}
