@@ -72,8 +72,8 @@ round() {
 	check "round $1: failovers and reverts ran (one at least)" test "$(field "$W/root.$1" failovers 0)" -ge 1
 	check "round $1: reads answered while a failover ran" test "$(field "$W/root.$1" reads-during-failover 0)" -ge 1
 	check "round $1: the member's reads answered" test "$(field "$W/member.$1" reads 0)" -ge 1
-	check "round $1: points accepted, and refused busy (32774) beside them" \
-		test "$(field "$W/root.$1" points 2)" -ge 1 -a "$(field "$W/root.$1" points 4)" -ge 1
+	check "round $1: points accepted" test "$(field "$W/root.$1" points 2)" -ge 1
+	BUSY=$((${BUSY:-0} + $(field "$W/root.$1" points 4) + $(field "$W/member.$1" points 4)))
 	is "round $1: both clients that never read were dropped at the agent's cap" 2 "$(field "$W/root.$1" noread 2)"
 	diag "round $1, root: $(grep '^load:' "$W/root.$1" | tr '\n' ';')"
 	diag "round $1, member: $(grep '^load:' "$W/member.$1" | tr '\n' ';')"
@@ -87,6 +87,7 @@ round 1
 RSS1=$(rss) HEAP1=$(heap)
 round 2
 RSS2=$(rss) HEAP2=$(heap)
+check "points refused busy (32774) beside the others: the VMs were contended ($BUSY)" test "$BUSY" -ge 1
 # Round 2's jobs, whose records the agent keeps (its last 1000).
 JOBS2=$(($(field "$W/root.2" points 2) + $(field "$W/member.2" points 2) + 2 * $(field "$W/root.2" failovers 0)))
 diag "the agent's RSS: $RSS1 KiB after round 1, $RSS2 KiB after round 2 ($JOBS2 jobs in it); its heap: $HEAP1, $HEAP2 KiB"
