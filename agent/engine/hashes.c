@@ -255,26 +255,6 @@ static void hjob_free(void *p)
 	free(c);
 }
 
-/* All of buf to fd (the client's stdout, which it reads until the job
- * ends): a reader gone is EPIPE (the agent ignores SIGPIPE). */
-static int write_all(struct dmr_agent *a, int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t k;
-
-		if (a->stopping)
-			return -ECANCELED;
-		k = write(fd, buf, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		buf += k;
-		len -= (size_t)k;
-	}
-	return 0;
-}
-
 static int hjob_run(struct dmr_job *job, void *userdata)
 {
 	struct hjob *c = userdata;
@@ -290,7 +270,7 @@ static int hjob_run(struct dmr_job *job, void *userdata)
 	r = dmr_hashes_of_point(c->a, job, c->vm, c->point, hs);
 	if (r == 0 && (r = dmr_hashes_format(hs, &buf, &len, &sum)) < 0)
 		dmr_job_fail(job, r, "cannot format the hashes");
-	if (r == 0 && (r = write_all(c->a, c->fd, buf, len)) < 0)
+	if (r == 0 && (r = c->a->stopping ? -ECANCELED : dmr_write_all(c->fd, buf, len)) < 0)
 		dmr_job_fail(job, r, "cannot write the hashes");
 	if (r == 0) {
 		snprintf(sum_hex, sizeof(sum_hex), "%016" PRIx64, sum);
