@@ -13,9 +13,9 @@ secs=${1:-600}
 bin=${FUZZ_BIN:-build-fuzz/fuzz}
 work=${FUZZ_WORK:-build-fuzz/corpus}
 bad=0
-for src in tests/fuzz/fuzz_*.c; do
-	t=$(basename "$src" .c)
-	t=${t#fuzz_}
+all=$(for src in tests/fuzz/fuzz_*.c; do t=$(basename "$src" .c); echo "${t#fuzz_}"; done)
+for t in ${FUZZ_TARGETS:-$all}; do
+	[ -f "tests/fuzz/fuzz_$t.c" ] || { echo "fuzz-long: $t: no such target" >&2; bad=1; continue; }
 	dict=()
 	[ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
 	mkdir -p "$work/$t"
