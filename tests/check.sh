@@ -1,9 +1,11 @@
 #!/bin/bash
 # `make check` (and `make check-asan`): the layer check (tests/layers.sh),
 # unit tests, the man pages and the completion (tests/man-check.sh,
-# tests/completion-check.sh), the Debian package (tests/deb-check.sh), the
+# tests/completion-check.sh), the unit's sandbox rating
+# (tests/unit-security.sh), the Debian package (tests/deb-check.sh), the
 # lab suite on real device-mapper, then the
-# two-host lab suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`).
+# two-host lab suite (tests/lab/h-*.sh in one `tools/lab/run --hosts 2`)
+# and the unit under systemd (tests/lab/u-00-unit.sh, `tools/lab/run --systemd`).
 # The last line counts them all: `N passed, N failed`.  A lab that cannot boot is a
 # failure, never a skip.
 set -u
@@ -60,7 +62,10 @@ tests/man-check.sh | tee "$log"
 docs_rc=${PIPESTATUS[0]}
 tests/completion-check.sh | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || docs_rc=1
-read -r dp df < <(sed -n 's/^\(man\|completion\): \([0-9]*\) passed, \([0-9]*\) failed$/\2 \3/p' "$log" |
+# The agent's unit rated by systemd-analyze security (tests/unit-security.sh).
+tests/unit-security.sh | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || docs_rc=1
+read -r dp df < <(sed -n 's/^\(man\|completion\|sandbox\): \([0-9]*\) passed, \([0-9]*\) failed$/\2 \3/p' "$log" |
 	awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
 [ "$docs_rc" -eq 0 ] || [ "$df" -gt 0 ] || df=1
 
@@ -112,15 +117,30 @@ lab_rc=${PIPESTATUS[0]}
 echo "lab: finished in $(($(date +%s) - start)) s (exit $lab_rc)"
 lab_counts lab "$log" "$lab_rc"
 l1p=$lp l1f=$lf
+# The unit under systemd as PID 1 (tests/lab/u-00-unit.sh), in a boot of
+# its own once the one-host suite is done (the pair may still run beside
+# it): its ok / not ok lines are counted; no count line is a failure.
+: >"$log"
+start=$(date +%s)
+tools/lab/run --systemd --timeout "${LAB_UNIT_TIMEOUT:-400}" -- tests/lab/u-00-unit.sh 2>&1 | tee "$log"
+unitlab_rc=${PIPESTATUS[0]}
+echo "lab-unit: finished in $(($(date +%s) - start)) s (exit $unitlab_rc)"
+l3p=$(grep -c '^ok - ' "$log") l3f=$(grep -c '^not ok - ' "$log")
+if ! grep -q '^# [0-9]* passed, [0-9]* failed' "$log"; then
+	echo "lab-unit: no count line (exit $unitlab_rc): the test did not run to the end" >&2
+	l3f=$((l3f + 1))
+elif [ "$unitlab_rc" -ne 0 ] && [ "$l3f" -eq 0 ]; then
+	l3f=1
+fi
 wait "$ppid"
 pair_rc=$?
 cat "$plog"
 echo "lab-pair: finished in $(($(date +%s) - pstart)) s (exit $pair_rc)"
 lab_counts lab-pair "$plog" "$pair_rc"
 l2p=$lp l2f=$lf
-lp=$((l1p + l2p)) lf=$((l1f + l2f))
+lp=$((l1p + l2p + l3p)) lf=$((l1f + l2f + l3f))
 up=${up:-0} uf=${uf:-1}
 echo "$((yp + up + fp + dp + bp + lp)) passed, $((yf + uf + ff + df + bf + lf)) failed"
 [ "$layers_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ] && [ "$docs_rc" -eq 0 ] &&
-	[ "$deb_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] &&
+	[ "$deb_rc" -eq 0 ] && [ "$lab_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ] && [ "$unitlab_rc" -eq 0 ] &&
 	[ "$((yf + uf + ff + df + bf + lf))" -eq 0 ]
