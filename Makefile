@@ -195,7 +195,7 @@ ASAN_PAIR_TESTS ?= h-10
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=1 all $(ASAN_UNIT_BINS)
 	@BUILD=$(ASAN_BUILD) SANITIZE=1 LAB_DIR=$(abspath $(BUILD))/lab \
-		LAB_TESTS="$(ASAN_LAB_TESTS)" LAB_PAIR_TESTS="$(ASAN_PAIR_TESTS)" \
+		LAB_TESTS="$(ASAN_LAB_TESTS)" LAB_PAIR_TESTS="$(ASAN_PAIR_TESTS)" LAB_UNIT=0 \
 		tests/check.sh $(ASAN_UNIT_BINS)
 
 demo: deps
