@@ -10,6 +10,7 @@
 #include "agent/engine/job_hooks.h"
 #include "agent/guest/hooks.h"
 #include "agent/engine/job.h"
+#include "agent/engine/pool.h"
 #include "agent/engine/vm.h"
 #include "common/rc.h"
 #include "common/testhook.h"
@@ -549,6 +550,7 @@ static int replica_initiate_job(struct dmr_job *job, struct dmr_failover *c)
 	r = make_overlays(c, c->new_ids);
 	if (r < 0) {
 		dmr_job_fail(job, r, "cannot make the overlays");
+		r = dmr_pool_job_explain(c->reg, job, r);
 		goto undo_catalog;
 	}
 	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);
@@ -601,6 +603,7 @@ static int initiate_job(struct dmr_job *job, void *userdata)
 	r = make_overlays(c, c->new_ids);
 	if (r < 0) {
 		dmr_job_fail(job, r, "cannot make the overlays");
+		r = dmr_pool_job_explain(c->reg, job, r);
 		goto undo_catalog;
 	}
 	dmr_job_add_step(job, "overlays", dmr_now_usec() - t0);

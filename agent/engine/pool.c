@@ -233,6 +233,23 @@ int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why)
 			   st.needs_check ? "needs_check" : "read_only");
 }
 
+int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r)
+{
+	_cleanup_free_ char *why = NULL;
+	int q;
+
+	assert(reg && job);
+	if (r >= 0 || !reg->pool)
+		return r;
+	q = dmr_pool_usable(reg, false, &why);
+	/* A healthy pool, or one a repair holds: the operation's own error
+	 * stands. */
+	if (q == 0 || q == -EBUSY)
+		return r;
+	dmr_job_replace_error(job, dmr_rc_from_errno(q), "%s", why ? why : strerror(-q));
+	return q;
+}
+
 /* What to do about a pool in this health, for GetPoolStatus. */
 static const char *health_advice(enum dmr_pool_health h)
 {

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "agent/core/agent.h"
+#include "agent/engine/job.h"
 #include "agent/store/registry.h"
 #include "snapshots/pool.h"
 
@@ -40,6 +41,14 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
  * -EBUSY while a repair runs; *ret_why (malloc()ed) says so in one line.
  * Reads the kernel (the pool's status). */
 int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why);
+
+/* An operation on the pool failed with r (< 0): when the pool itself has
+ * failed, gone read-only or run out of space meanwhile (the fault came
+ * during the operation, past the handler's dmr_pool_usable gate), the
+ * pool's refusal is the answer that says what to do, so it replaces the
+ * job's error and its code is returned; else r, the job untouched.  No
+ * pool (classic VMs only): r. */
+int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r);
 
 /*
  * RepairPool: a job (method "RepairPool", no VM) that brings a failed or

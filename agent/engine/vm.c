@@ -9,6 +9,7 @@
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
+#include "agent/engine/pool.h"
 #include "common/log.h"
 #include "common/rc.h"
 #include "common/util.h"
@@ -254,8 +255,11 @@ static int add_job(struct dmr_job *job, void *userdata)
 			dmr_job_set_error(job, dmr_rc_from_errno(r), "cannot create %s: %s",
 					  vm->disks[i].source, why[0] ? why : strerror(-r));
 	}
-	if (r == 0)
+	if (r == 0) {
 		r = dmr_backend_of(vm)->create(reg, vm, ctx->fds, &rep);
+		if (r < 0 && dmr_vm_needs_pool(vm))
+			r = dmr_pool_job_explain(reg, job, r);
+	}
 	if (r < 0) {
 		/* Files made here held nothing: they go too. */
 		for (size_t i = 0; made && i < vm->n_disks; i++)

@@ -10,12 +10,11 @@
 # agent is up; the fault removed (and the pool repaired if it failed), the
 # data the fault did not touch is intact and thin_check is clean.
 # Measured 2026-12-02: 162 passed, 350 s of lab time (over the ~150 s
-# budget: each metadata/flakey cell repairs the pool).  Codes not yet the
-# documented ones (agent fix pending): failover start with the pool gone
-# read-only (flakey data) answers 32770 "cannot make the overlays:
-# Operation not supported", with the metadata failed 32768 "... I/O
-# error"; vm add importing with the metadata failed 32768 "cannot create
-# thin volumes" -- all should be 32775 with the pool's reason.
+# budget: each metadata/flakey cell repairs the pool).  An operation
+# during which the pool failed or went read-only answers 32775 with the
+# pool's reason (dmr_pool_job_explain): before it, failover start said
+# 32770 "Operation not supported" (flakey data) or 32768 "I/O error"
+# (metadata), and an import 32768 "cannot create thin volumes".
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
 . "$(dirname "$0")/lib/fault.sh"
@@ -85,6 +84,9 @@ for fault in data:delay data:flakey data:error meta:error; do
 		check "$cell: the agent is up" dmrep --json vm list
 		if ! healthy; then
 			diag "$cell: pool $(dmrep --json pool status | jq -c '{health, mode}')"
+			# A pool that failed or went read-only during the operation
+			# answers with its own refusal (what to do), not a dm errno.
+			[ "${r%% *}" = 0 ] || is "$cell: the pool's fault is the answer: 32775" 32775 "${r%% *}"
 			check "$cell: the pool repaired" job_ok "$(timeout 300 dmrep --json pool repair --wait)"
 		fi
 		case $op in
