@@ -10,6 +10,8 @@
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
+#include "agent/engine/pool.h"
+#include "agent/engine/vm.h"
 #include "agent/engine/retention.h"
 #include "common/log.h"
 #include "common/rc.h"
@@ -240,12 +242,21 @@ drop_pending:
 
 static int point_job(struct dmr_job *job, void *userdata)
 {
+	struct point_ctx *ctx = userdata;
 	uint64_t id;
-	int r = point_make(job, userdata, &id);
+	int r = point_make(job, ctx, &id);
+	bool thin;
 
-	if (r == 0)
+	if (r == 0) {
 		dmr_job_set_percent(job, 100);
-	return r;
+		return 0;
+	}
+	/* A pool that failed or went read-only during the point (a thin
+	 * VM's): its refusal says what to do. */
+	pthread_mutex_lock(&ctx->reg->lock);
+	thin = dmr_vm_needs_pool(dmr_reg_vm_find(ctx->reg, ctx->vm));
+	pthread_mutex_unlock(&ctx->reg->lock);
+	return thin ? dmr_pool_job_explain(ctx->reg, job, r) : r;
 }
 
 int dmr_point_make(struct dmr_job *job, struct dmr_registry *reg, const char *vm,

@@ -238,11 +238,18 @@ int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r)
 	_cleanup_free_ char *why = NULL;
 	int q;
 
+	struct dmr_thin_pool_status st;
+
 	assert(reg && job);
 	if (r >= 0 || !reg->pool)
 		return r;
+	/* Only a health the kernel reports replaces the error: a status
+	 * that cannot be read now (no memory, say) proves nothing about the
+	 * operation that failed. */
+	if (dmr_pool_status(reg->pool, &st) < 0 || dmr_status_thin_pool_health(&st) == DMR_POOL_OK)
+		return r;
 	q = dmr_pool_usable(reg, false, &why);
-	/* A healthy pool, or one a repair holds: the operation's own error
+	/* One a repair holds, or healthy again: the operation's own error
 	 * stands. */
 	if (q == 0 || q == -EBUSY)
 		return r;

@@ -46,8 +46,8 @@ int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why);
  * failed, gone read-only or run out of space meanwhile (the fault came
  * during the operation, past the handler's dmr_pool_usable gate), the
  * pool's refusal is the answer that says what to do, so it replaces the
- * job's error and its code is returned; else r, the job untouched.  No
- * pool (classic VMs only): r. */
+ * job's error and its code is returned; else r, the job untouched (also
+ * when the status cannot be read now).  No pool (classic VMs only): r. */
 int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r);
 
 /*

@@ -29,6 +29,7 @@
 #include "agent/backend/backend.h"
 #include "agent/engine/hashes.h"
 #include "agent/engine/job.h"
+#include "agent/engine/pool.h"
 #include "agent/engine/receive.h"
 #include "agent/engine/retention.h"
 #include "common/log.h"
@@ -629,6 +630,10 @@ static int receive_job(struct dmr_job *job, void *userdata)
 		 h->point_uuid, ctx->bytes_in);
 out:
 	dmr_stream_reader_free(rd);
+	/* The pool failing under the write says what to do better than the
+	 * errno the write met. */
+	if (r < 0)
+		r = dmr_pool_job_explain(reg, job, r);
 	return r;
 }
 

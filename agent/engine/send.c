@@ -35,6 +35,7 @@
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
+#include "agent/engine/pool.h"
 #include "common/log.h"
 #include "common/path.h"
 #include "common/rc.h"
@@ -523,10 +524,13 @@ out:
 
 static int send_job(struct dmr_job *job, void *userdata)
 {
-	int r = send_run(job, userdata);
+	struct send_ctx *c = userdata;
+	int r = send_run(job, c);
 
 	if (r == 0)
 		dmr_job_set_percent(job, 100);
+	else /* a pool that failed under the read: its refusal */
+		r = dmr_pool_job_explain(c->a->reg, job, r);
 	return r;
 }
 
