@@ -203,7 +203,7 @@ static int json_get_u64(struct json_object *o, const char *k, uint64_t *ret)
 static uint64_t parse_time(struct json_object *o, const char *k)
 {
 	struct json_object *v;
-	struct tm tm = { 0 };
+	struct tm tm = { 0 }, asked, back;
 	const char *s, *end;
 	time_t t;
 
@@ -213,8 +213,17 @@ static uint64_t parse_time(struct json_object *o, const char *k)
 	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (!end || *end)
 		return 0;
+	asked = tm; /* timegm() normalises its argument too */
 	t = timegm(&tm);
-	return t < 0 ? 0 : (uint64_t)t * 1000000u;
+	/* timegm() normalises what strptime() let through (second 60, the
+	 * 31st of a 30-day month): a time that is not the one written is
+	 * not a time this agent wrote.  Found by tests/fuzz/fuzz_job.c
+	 * ("9999-12-31T23:59:60Z" came back as year 10000). */
+	if (t < 0 || !gmtime_r(&t, &back) || back.tm_year != asked.tm_year ||
+	    back.tm_mon != asked.tm_mon || back.tm_mday != asked.tm_mday ||
+	    back.tm_hour != asked.tm_hour || back.tm_min != asked.tm_min || back.tm_sec != asked.tm_sec)
+		return 0;
+	return (uint64_t)t * 1000000u;
 }
 
 /* A string without NUL or other control characters. */
