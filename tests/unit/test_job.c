@@ -458,6 +458,31 @@ static void test_record_load(void **state)
 	assert_null(out);
 }
 
+/* A time that timegm() would have to normalise is not one the agent wrote:
+ * it reads as absent (fuzz_job found "9999-12-31T23:59:60Z" written back
+ * as year 10000, and that read back as nothing). */
+static void test_record_odd_times(void **state)
+{
+	static const char *const odd[] = { "9999-12-31T23:59:60Z", "2026-11-31T10:00:00Z",
+					   "2026-02-29T00:00:00Z" };
+	char rec[256], *out = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		snprintf(rec, sizeof(rec), "{\"id\":1,\"method\":\"CreatePo\",\"vm\":null,"
+			 "\"job_state\":4,\"started\":\"%s\"}", odd[i]);
+		assert_int_equal(dmr_job_record_load(rec, strlen(rec), &out), 0);
+		assert_non_null(strstr(out, "\"started\":null"));
+		free(out);
+		out = NULL;
+	}
+	snprintf(rec, sizeof(rec), "{\"id\":1,\"method\":\"CreatePo\",\"vm\":null,"
+		 "\"job_state\":4,\"started\":\"2028-02-29T23:59:59Z\"}");
+	assert_int_equal(dmr_job_record_load(rec, strlen(rec), &out), 0);
+	assert_non_null(strstr(out, "\"started\":\"2028-02-29T23:59:59Z\""));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +494,7 @@ int main(void)
 		cmocka_unit_test(test_ids_never_repeat),
 		cmocka_unit_test(test_suspended_field),
 		cmocka_unit_test(test_record_load),
+		cmocka_unit_test(test_record_odd_times),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
