@@ -19,12 +19,7 @@ set -u
 
 agent_setup
 lab_cleanup 'lab_reboot; fault_linear_remove'
-fault_pool_devices 128M 8M || not_ok "the pool's devices are dm linear devices over loops"
-out=$(dmrep --json pool create --data "/dev/mapper/${T}pdata" --meta "/dev/mapper/${T}pmeta")
-expect_rc "a pool on dm linear devices" 0 "$out"
-out=$(dmrep --json vm add "$VM" --disk vda="$W/t.img:32M")
-expect_rc "a thin VM in it" 0 "$out"
-D=/dev/dmrep/$VM/vda
+fault_pool_vm 128M 8M 32M
 check "data written to the VM's disk" dd if=/dev/urandom of="$D" bs=1M count=8 oflag=direct status=none
 expect_rc "point 1" 0 "$(dmrep --json point create "$VM")"
 check "more data after point 1" dd if=/dev/urandom of="$D" bs=1M count=2 seek=2 oflag=direct status=none

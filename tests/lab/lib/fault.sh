@@ -28,6 +28,19 @@ fault_pool_devices() {
 	udevadm settle >/dev/null 2>&1
 }
 
+# fault_pool_vm DATA_SIZE META_SIZE DISK_SIZE: the agent's pool on the
+# test's dm linear devices (fault_pool_devices) and a thin VM $VM in it with
+# one disk vda of DISK_SIZE; D is that disk's stable device.
+fault_pool_vm() {
+	local out
+	fault_pool_devices "$1" "$2" || not_ok "the pool's devices are dm linear devices over loops"
+	out=$(dmrep --json pool create --data "/dev/mapper/${T}pdata" --meta "/dev/mapper/${T}pmeta")
+	expect_rc "a pool on dm linear devices" 0 "$out"
+	out=$(dmrep --json vm add "$VM" --disk vda="$W/t.img:$3")
+	expect_rc "a thin VM in it" 0 "$out"
+	D=/dev/dmrep/$VM/vda
+}
+
 fault_table() {
 	local name=$1 loop=${FAULT_BASE[$1]} sz table
 	sz=$(blockdev --getsz "$loop")
