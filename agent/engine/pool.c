@@ -195,6 +195,29 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 /* The repair job running now (0: none).  One pool per agent. */
 static _Atomic uint64_t repair_job;
 
+/* The refusal a pool in this status gives (0: none). */
+static int health_refusal(const struct dmr_thin_pool_status *st, bool to_free, char **ret_why)
+{
+	switch (dmr_status_thin_pool_health(st)) {
+	case DMR_POOL_OK:
+		return 0;
+	case DMR_POOL_OUT_OF_DATA_SPACE:
+		if (to_free)
+			return 0;
+		return dmr_why_set(ret_why, -ENOSPC, "the pool is out of data space: remove points "
+				   "or VMs, or grow its data device");
+	case DMR_POOL_FAIL:
+		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool failed (its metadata device "
+				   "failed): fix the device, then run 'dmrep pool repair'");
+	case DMR_POOL_NEEDS_CHECK:
+	case DMR_POOL_READ_ONLY:
+		break;
+	}
+	return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is read-only (%s): a metadata "
+			   "operation failed; run 'dmrep pool repair'",
+			   st->needs_check ? "needs_check" : "read_only");
+}
+
 int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why)
 {
 	struct dmr_thin_pool_status st;
@@ -213,45 +236,26 @@ int dmr_pool_usable(struct dmr_registry *reg, bool to_free, char **ret_why)
 	if (r < 0)
 		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool's status cannot be read (%s): "
 				   "run 'dmrep pool repair'", strerror(-r));
-	switch (dmr_status_thin_pool_health(&st)) {
-	case DMR_POOL_OK:
-		return 0;
-	case DMR_POOL_OUT_OF_DATA_SPACE:
-		if (to_free)
-			return 0;
-		return dmr_why_set(ret_why, -ENOSPC, "the pool is out of data space: remove points "
-				   "or VMs, or grow its data device");
-	case DMR_POOL_FAIL:
-		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool failed (its metadata device "
-				   "failed): fix the device, then run 'dmrep pool repair'");
-	case DMR_POOL_NEEDS_CHECK:
-	case DMR_POOL_READ_ONLY:
-		break;
-	}
-	return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is read-only (%s): a metadata "
-			   "operation failed; run 'dmrep pool repair'",
-			   st.needs_check ? "needs_check" : "read_only");
+	return health_refusal(&st, to_free, ret_why);
 }
 
 int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r)
 {
 	_cleanup_free_ char *why = NULL;
+	struct dmr_thin_pool_status st;
 	int q;
 
-	struct dmr_thin_pool_status st;
-
 	assert(reg && job);
-	if (r >= 0 || !reg->pool)
+	/* No pool, or one a repair holds: the operation's own error stands. */
+	if (r >= 0 || !reg->pool || repair_job)
 		return r;
 	/* Only a health the kernel reports replaces the error: a status
 	 * that cannot be read now (no memory, say) proves nothing about the
 	 * operation that failed. */
-	if (dmr_pool_status(reg->pool, &st) < 0 || dmr_status_thin_pool_health(&st) == DMR_POOL_OK)
+	if (dmr_pool_status(reg->pool, &st) < 0)
 		return r;
-	q = dmr_pool_usable(reg, false, &why);
-	/* One a repair holds, or healthy again: the operation's own error
-	 * stands. */
-	if (q == 0 || q == -EBUSY)
+	q = health_refusal(&st, false, &why);
+	if (q == 0)
 		return r;
 	dmr_job_replace_error(job, dmr_rc_from_errno(q), "%s", why ? why : strerror(-q));
 	return q;
