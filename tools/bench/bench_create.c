@@ -46,6 +46,8 @@
 
 #include <libdevmapper.h>
 
+#include "dm/name.h"
+
 #define MAX_DEVS 256
 
 static uint64_t now_us(void)
@@ -56,10 +58,11 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* One task; table NULL for none; cookie NULL for none.  The time spent in
- * dm_task_run is added to *acc. */
+/* The target type of every table: "thin", or "linear" (BENCH_CREATE_TARGET). */
 static const char *target = "thin";
 
+/* One task; table NULL for none; cookie NULL for none.  The time spent in
+ * dm_task_run is added to *acc. */
 static int run(int type, const char *name, const char *uuid, const char *table,
 	       uint64_t sectors, uint32_t *cookie, uint64_t *acc)
 {
@@ -87,7 +90,7 @@ static int remove_all(unsigned n)
 {
 	uint32_t cookie = 0;
 	uint64_t ignored = 0;
-	char name[64];
+	char name[DMR_DM_NAME_SIZE];
 	int r = 0;
 
 	for (unsigned i = 0; i < n; i++) {
@@ -105,7 +108,7 @@ int main(int argc, char **argv)
 	unsigned n, first;
 	uint64_t sectors, t_create = 0, t_load = 0, t_resume = 0, t_wait = 0;
 	uint32_t cookie = 0;
-	char name[64], uuid[96], table[128];
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE], table[128];
 	int r = 0;
 
 	if (argc != 6) {
