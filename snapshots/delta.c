@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "snapshots/delta.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -646,6 +647,88 @@ int dmr_delta_run_tool(const char *const *argv, char **ret_out, size_t *ret_len,
 	*ret_out = DMR_TAKE_PTR(out);
 	*ret_len = out_len;
 	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The kernel's dev_id is 24 bits (dm-thin.c MAX_DEV_ID). */
+#define THIN_ID_MAX ((1u << 24) - 1)
+
+int dmr_delta_parse_ids(const char *buf, size_t len, uint32_t **ret_ids, size_t *ret_n)
+{
+	_cleanup_free_ uint32_t *ids = NULL;
+	size_t n = 0, cap = 0, off = 0;
+
+	assert(buf || len == 0);
+	assert(ret_ids && ret_n);
+	while (off < len) {
+		const char *p = buf + off, *end = memchr(p, '\n', len - off);
+		size_t k = end ? (size_t)(end - p) : len - off;
+		uint64_t v = 0;
+		size_t i = 0, digits = 0;
+
+		off += k + (end ? 1 : 0);
+		while (i < k && is_space(p[i]))
+			i++;
+		for (; i < k && p[i] >= '0' && p[i] <= '9'; i++, digits++) {
+			v = v * 10 + (uint64_t)(p[i] - '0');
+			if (v > THIN_ID_MAX)
+				return -EBADMSG;
+		}
+		while (i < k && is_space(p[i]))
+			i++;
+		if (i != k)
+			return -EBADMSG;
+		if (digits == 0)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint32_t *m;
+
+			/* At most one line per id: THIN_ID_MAX + 1 of them. */
+			if (ncap > (size_t)THIN_ID_MAX + 1)
+				ncap = (size_t)THIN_ID_MAX + 1;
+			if (n == ncap)
+				return -EBADMSG;
+			m = reallocarray(ids, ncap, sizeof(*ids));
+			if (!m)
+				return -ENOMEM;
+			ids = m;
+			cap = ncap;
+		}
+		ids[n++] = (uint32_t)v;
+	}
+	if (n > 1)
+		qsort(ids, n, sizeof(*ids), cmp_u32);
+	for (size_t i = 1; i < n; i++)
+		if (ids[i] == ids[i - 1])
+			return -EBADMSG;
+	*ret_ids = n ? DMR_TAKE_PTR(ids) : NULL;
+	*ret_n = n;
+	return 0;
+}
+
+int dmr_delta_thin_ids(const char *meta_path, uint32_t **ret_ids, size_t *ret_n)
+{
+	const char *argv[] = { "thin_ls", "--no-headers", "-o", "DEV", meta_path, NULL };
+	_cleanup_free_ char *out = NULL;
+	char err[256];
+	size_t len = 0;
+	int r;
+
+	assert(meta_path && ret_ids && ret_n);
+	r = dmr_delta_run_tool(argv, &out, &len, err, sizeof(err));
+	if (r < 0)
+		return r;
+	r = dmr_delta_parse_ids(out, len, ret_ids, ret_n);
+	if (r < 0)
+		log_debug_errno(r, "delta: the output of thin_ls on %s refused: %m", meta_path);
+	return r;
 }
 
 static int release_locked(const struct dmr_pool *pool)

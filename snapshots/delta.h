@@ -66,6 +66,19 @@ int dmr_delta_parse_dump(const char *buf, size_t len, uint64_t max_blocks,
 int dmr_delta_parse_delta(const char *buf, size_t len, uint64_t max_blocks,
 			  struct dmr_extent **ret_ext, size_t *ret_n);
 
+/* The thin ids in metadata at meta_path, an inactive copy (never the live
+ * device of an active pool: it is read without a metadata snapshot), as
+ * `thin_ls --no-headers -o DEV` prints them: *ret_ids malloc()ed (NULL
+ * if none), ascending.  Errors as dmr_delta_run_tool's, -EBADMSG for
+ * output dmr_delta_parse_ids refuses.  The pool's repair reads its
+ * repaired metadata so (agent/engine/pool.c). */
+int dmr_delta_thin_ids(const char *meta_path, uint32_t **ret_ids, size_t *ret_n);
+
+/* The parser of that output, buf[0..len): one decimal id per line (below
+ * 2^24, the kernel's bound), blanks around it; empty lines skipped.
+ * -EBADMSG for anything else or an id twice.  Sorted ascending. */
+int dmr_delta_parse_ids(const char *buf, size_t len, uint32_t **ret_ids, size_t *ret_n);
+
 /* Run a thin-provisioning-tools program: argv[0] a name looked up in
  * PATH (then /usr/sbin, /sbin, ...), no shell, stdin /dev/null; its stdout
  * into *ret_out (NUL-terminated, *ret_len bytes, bounded), the first line

@@ -201,6 +201,17 @@ struct dmr_backend {
 	 * (best effort).  The catalog is the caller's to update. */
 	int (*settle)(struct dmr_registry *reg, const struct dmr_vm *vm,
 		      const struct dmr_point *p, uint64_t pool_tid);
+	/* After RepairPool brought the pool back on metadata that holds the
+	 * volumes ids[0..n) (ascending) and may have lost the transactions
+	 * after its last commit: the VM's catalog made to match it.  A point
+	 * with a volume gone is dropped (those of its volumes that remain go
+	 * to vm->doomed, for the caller to remove), so is a pending point
+	 * unless all its volumes are there (then it is kept); doomed ids that
+	 * are gone are forgotten; a live volume, overlay or test view that is
+	 * gone cannot be brought back: logged once (its data is lost).  True
+	 * if the catalog changed (the caller saves).  Memory only, reg->lock
+	 * held; classic: nothing (its VMs are not in the pool). */
+	bool (*repaired)(struct dmr_vm *vm, const uint32_t *ids, size_t n);
 	/* May RemoveVirtualSystem remove the VM (force: the user's --force)?
 	 * 0, or -DMR_E_STATE and *ret_why (malloc()ed) saying why not and
 	 * what to do first.  Caller holds reg->lock; no dm call. */

@@ -1513,6 +1513,12 @@ static bool classic_doomed_remove(struct dmr_registry *reg, struct dmr_vm *vm)
 }
 
 /* A pending point is kept if every one of its devices exists. */
+/* Not in the pool: a repair of it changes nothing of a classic VM. */
+static bool classic_repaired(struct dmr_vm *vm, const uint32_t *ids, size_t n)
+{
+	return false;
+}
+
 static int classic_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
 			  const struct dmr_point *p, uint64_t pool_tid)
 {
@@ -1652,6 +1658,7 @@ const struct dmr_backend dmr_backend_classic = {
 	.discard = classic_discard,
 	.doomed_remove = classic_doomed_remove,
 	.settle = classic_settle,
+	.repaired = classic_repaired,
 	.may_remove = classic_may_remove,
 	.create = classic_create,
 	.activate = classic_activate,

@@ -491,6 +491,81 @@ static int thin_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
 	return 0;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static bool id_kept(const uint32_t *ids, size_t n, uint32_t id)
+{
+	return id == 0 || (n && bsearch(&id, ids, n, sizeof(*ids), cmp_id));
+}
+
+static bool thin_repaired(struct dmr_vm *vm, const uint32_t *ids, size_t n)
+{
+	bool changed = false;
+	size_t k = 0;
+
+	/* What the repaired metadata lost of the volumes being removed is
+	 * removed already. */
+	for (size_t i = 0; i < vm->n_doomed; i++)
+		if (id_kept(ids, n, vm->doomed[i]))
+			vm->doomed[k++] = vm->doomed[i];
+	changed = k != vm->n_doomed;
+	vm->n_doomed = k;
+	for (size_t p = 0; p < vm->n_points;) {
+		struct dmr_point *pt = &vm->points[p];
+		size_t lost = 0, kept = 0;
+		uint32_t *d;
+
+		for (size_t i = 0; pt->vol_ids && i < vm->n_disks; i++)
+			lost += !id_kept(ids, n, pt->vol_ids[i]);
+		if (lost == 0) {
+			if (pt->pending_tid) {
+				/* Every snapshot is there: it was made. */
+				pt->pending_tid = 0;
+				changed = true;
+			}
+			p++;
+			continue;
+		}
+		log_warning("VM %s: point %" PRIu64 " is not in the repaired pool metadata (%zu of "
+			    "its %zu volumes lost with the pool's last transactions): dropped",
+			    vm->name, pt->id, lost, vm->n_disks);
+		d = reallocarray(vm->doomed, vm->n_doomed + vm->n_disks, sizeof(*d));
+		if (d) {
+			vm->doomed = d;
+			for (size_t i = 0; i < vm->n_disks; i++)
+				if (pt->vol_ids[i] && id_kept(ids, n, pt->vol_ids[i]))
+					d[vm->n_doomed + kept++] = pt->vol_ids[i];
+			vm->n_doomed += kept;
+		}
+		/* Out of memory: the remaining volumes stay, unlisted; the
+		 * start's orphan report names their devices, if any. */
+		dmr_vm_point_drop(vm, p);
+		changed = true;
+	}
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const char *disk = vm->disks[i].name;
+
+		if (!id_kept(ids, n, vm->disks[i].thin_id))
+			log_error("VM %s: disk %s's volume %" PRIu32 " is not in the repaired pool "
+				  "metadata: its data is lost; fail over to a point or remove the VM",
+				  vm->name, disk, vm->disks[i].thin_id);
+		if (vm->overlay_ids && !id_kept(ids, n, vm->overlay_ids[i]))
+			log_error("VM %s: disk %s's failover overlay %" PRIu32 " is not in the "
+				  "repaired pool metadata: revert the failover", vm->name, disk,
+				  vm->overlay_ids[i]);
+		if (vm->test_ids && !id_kept(ids, n, vm->test_ids[i]))
+			log_error("VM %s: disk %s's test view %" PRIu32 " is not in the repaired "
+				  "pool metadata: stop the test failover", vm->name, disk,
+				  vm->test_ids[i]);
+	}
+	return changed;
+}
+
 /* A thin VM's data is in its volumes, which remove deletes: always. */
 static int thin_may_remove(const struct dmr_vm *vm, bool force, char **ret_why)
 {
@@ -972,6 +1047,7 @@ const struct dmr_backend dmr_backend_thin = {
 	.discard = thin_discard,
 	.doomed_remove = thin_doomed_remove,
 	.settle = thin_settle,
+	.repaired = thin_repaired,
 	.may_remove = thin_may_remove,
 	.create = thin_create,
 	.activate = thin_activate,

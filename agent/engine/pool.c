@@ -16,6 +16,7 @@
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
+#include "agent/engine/recovery.h"
 #include "agent/engine/vm.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -303,6 +304,7 @@ struct saved_dev {
 	char name[DMR_DM_NAME_SIZE];
 	uint64_t length;
 	char *params; /* "MAJ:MIN ID" of the pool it was on */
+	uint32_t id;  /* its thin id, ID above */
 	bool read_only;
 };
 
@@ -313,6 +315,12 @@ struct repair {
 	size_t n_devs;
 	struct saved_dev *devs;
 	char *intent, *backup, *spare;
+	/* Once the repaired metadata is on the metadata device: the thin ids
+	 * it holds (thin_ls on the spare), ascending.  A volume not among
+	 * them was lost with the pool's last transactions. */
+	bool swapped;
+	size_t n_ids;
+	uint32_t *ids;
 };
 
 static void repair_free(void *p)
@@ -329,6 +337,7 @@ static void repair_free(void *p)
 	for (size_t i = 0; i < rp->n_devs; i++)
 		free(rp->devs[i].params);
 	free(rp->devs);
+	free(rp->ids);
 	free(rp->intent);
 	free(rp->backup);
 	free(rp->spare);
@@ -432,6 +441,7 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 			continue;
 		snprintf(d->name, sizeof(d->name), "%s", devs[i].name);
 		d->length = t->targets[0].length;
+		d->id = id;
 		d->read_only = info.read_only;
 		if (asprintf(&d->params, "%s %" PRIu32, devno, id) < 0) {
 			d->params = NULL;
@@ -455,12 +465,42 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 	return 0;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A device whose volume the repaired metadata lost takes no thin table
+ * (the pool has no such id): it goes, or, held open (a stable device on
+ * a lost live volume), stays on `error`, as I/O to it would fail. */
+static bool lost_dev_down(const char *name, uint32_t id, const uint32_t *ids, size_t n)
+{
+	int r;
+
+	if (n && bsearch(&id, ids, n, sizeof(*ids), cmp_id))
+		return false;
+	r = dmr_dm_remove(name, 10);
+	if (r < 0)
+		log_error("pool repair: %s's volume %" PRIu32 " is not in the repaired metadata; "
+			  "the device stays on error: %s", name, id, strerror(-r));
+	else
+		log_notice("pool repair: %s's volume %" PRIu32 " is not in the repaired metadata: "
+			   "device removed", name, id);
+	return true;
+}
+
 static int volumes_back(const struct repair *rp, struct dmr_pool *pool)
 {
 	int first = 0;
 
 	for (size_t i = 0; i < rp->n_devs; i++) {
-		int r = restore_dev(pool, &rp->devs[i]);
+		int r;
+
+		if (rp->swapped && lost_dev_down(rp->devs[i].name, rp->devs[i].id, rp->ids, rp->n_ids))
+			continue;
+		r = restore_dev(pool, &rp->devs[i]);
 
 		if (r < 0) {
 			log_error("pool repair: cannot reload %s: %s", rp->devs[i].name, strerror(-r));
@@ -587,6 +627,12 @@ static int repair_fn(struct dmr_job *job, void *userdata)
 		rc = dmr_job_fail(job, r, "the repaired metadata does not pass thin_check (%s)", err);
 		goto up;
 	}
+	/* What it holds: the catalog is made to match it below. */
+	if ((r = dmr_delta_thin_ids(rp->spare, &rp->ids, &rp->n_ids)) < 0) {
+		rc = dmr_job_fail(job, r, "cannot list the volumes of the repaired metadata "
+				  "(thin_ls); the pool is back on it as it was");
+		goto up;
+	}
 	dmr_job_set_percent(job, 50);
 	STEP("repaired");
 	if ((r = intent_write(rp, "swapping")) < 0) {
@@ -599,6 +645,7 @@ static int repair_fn(struct dmr_job *job, void *userdata)
 				  "agent to finish it", pool->meta_dev);
 		return rc;
 	}
+	rp->swapped = true;
 	(void)intent_write(rp, "swapped");
 	r = run_check(pool->meta_dev, err, sizeof(err));
 	dmr_job_set_result(job, "thin_check_after", json_object_new_string(r == 0 ? "clean" : err));
@@ -613,9 +660,25 @@ up:
 	if ((r = volumes_back(rp, pool)) < 0)
 		return dmr_job_fail(job, r, "cannot bring every volume's device back: restart the "
 				    "agent to retry");
+	STEP("volumes-back");
+	if (rp->swapped) {
+		/* The repaired metadata is the pool's last commit: what the
+		 * kernel had accepted after it (a batch whose commit failed
+		 * with the device) is not there, and the catalog follows. */
+		struct dmr_thin_pool_status st;
+
+		if ((r = dmr_pool_status(pool, &st)) < 0 || st.fail)
+			return dmr_job_fail(job, r < 0 ? r : -EIO, "the repaired pool's status "
+					    "cannot be read: restart the agent to finish the repair");
+		if ((r = dmr_recovery_reconcile_repaired(reg, rp->ids, rp->n_ids,
+							 st.transaction_id)) < 0)
+			return dmr_job_fail(job, r, "cannot bring the catalog in step with the "
+					    "repaired metadata: restart the agent to finish it");
+		dmr_job_set_result(job, "transaction_id", json_object_new_int64((int64_t)st.transaction_id));
+		STEP("reconciled");
+	}
 	(void)unlink(rp->intent);
 	(void)unlink(rp->spare);
-	STEP("volumes-back");
 #undef STEP
 	if (rc == 0) {
 		_cleanup_free_ char *why = NULL;
@@ -769,8 +832,12 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 {
 	_cleanup_(json_putp) struct json_object *o = NULL;
 	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ uint32_t *ids = NULL;
 	struct json_object *devs;
-	bool all = true;
+	struct dmr_thin_pool_status st;
+	bool all = true, swapped;
+	size_t n_ids = 0;
+	int r;
 
 	assert(reg);
 	if (!reg->have_pool || intent_load(reg, &path, &o) < 0)
@@ -779,15 +846,26 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 		log_error("pool repair interrupted and the pool not active: its volumes stay down");
 		return;
 	}
+	/* On the repaired metadata (_pre finished a copy cut short): what
+	 * it holds, from the spare, which stays until the repair is done. */
+	swapped = dmr_streq(jstr(o, "step"), "swapped");
+	if (swapped && (r = dmr_delta_thin_ids(jstr(o, "spare"), &ids, &n_ids)) < 0) {
+		log_error("pool repair interrupted: cannot list the volumes of the repaired "
+			  "metadata %s: %s; its volumes stay on error", jstr(o, "spare"), strerror(-r));
+		return;
+	}
 	json_object_object_get_ex(o, "devices", &devs);
 	for (size_t i = 0; i < json_object_array_length(devs); i++) {
 		struct json_object *d = json_object_array_get_idx(devs, i), *v;
 		_cleanup_table_ struct dmr_table *t = NULL;
 		const char *name = jstr(d, "name"), *params = jstr(d, "params");
 		struct saved_dev sd = { .length = 0 };
-		int r;
+		const char *idp = params ? strchr(params, ' ') : NULL;
+		uint32_t id = 0;
+		int end = 0;
 
-		if (!name || !params || strlen(name) >= sizeof(sd.name) ||
+		if (!name || !params || strlen(name) >= sizeof(sd.name) || !idp ||
+		    sscanf(idp, " %" SCNu32 "%n", &id, &end) != 1 || idp[end] != '\0' ||
 		    !json_object_object_get_ex(d, "length", &v) || !json_object_is_type(v, json_type_int) ||
 		    json_object_get_int64(v) <= 0) {
 			all = false;
@@ -797,6 +875,8 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 		 * (never changed): nothing to do. */
 		if (dmr_dm_owned(name) < 0 || dmr_dm_table(name, false, &t) < 0 || t->count != 1 ||
 		    !dmr_streq(t->targets[0].type, "error"))
+			continue;
+		if (swapped && lost_dev_down(name, id, ids, n_ids))
 			continue;
 		snprintf(sd.name, sizeof(sd.name), "%s", name);
 		sd.length = (uint64_t)json_object_get_int64(v);
@@ -815,6 +895,14 @@ void dmr_pool_repair_recover_post(struct dmr_registry *reg)
 		log_error("pool repair interrupted: some volumes' devices stay on error until "
 			  "'dmrep pool repair' completes");
 		return;
+	}
+	if (swapped) {
+		if ((r = dmr_pool_status(reg->pool, &st)) < 0 || st.fail) {
+			log_error("pool repair interrupted: the repaired pool's status cannot be read");
+			return;
+		}
+		if (dmr_recovery_reconcile_repaired(reg, ids, n_ids, st.transaction_id) < 0)
+			return;
 	}
 	(void)unlink(path);
 	if (jstr(o, "spare"))

@@ -59,10 +59,16 @@ int dmr_pool_job_explain(struct dmr_registry *reg, struct dmr_job *job, int r);
  * devices reloaded to `error` (stable devices untouched), the pool's
  * device down, the backup thin_check'ed, thin_repair'ed into STATE/pool-meta.spare,
  * that copied over the metadata device and checked, the pool and the
- * volumes' tables back.  Refused (-DMR_E_STATE) for a healthy pool or one
- * only out of data space.  Crash steps "repair:backup",
+ * volumes' tables back.  thin_repair keeps the last commit, so what the
+ * kernel accepted after it (a batch whose commit failed with the device)
+ * is lost: the catalog then takes the repaired pool's transaction id and
+ * drops the points whose volumes are gone (dmr_recovery_reconcile_repaired;
+ * the job's "transaction_id"), and a device on a lost volume is removed
+ * (or, held open, stays on `error`).  Refused (-DMR_E_STATE) for a healthy
+ * pool or one only out of data space.  Crash steps "repair:backup",
  * "repair:volumes-error", "repair:pool-down", "repair:repaired",
- * "repair:swapped", "repair:pool-up", "repair:volumes-back".
+ * "repair:swapped", "repair:pool-up", "repair:volumes-back",
+ * "repair:reconciled".
  */
 int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why);
 
@@ -70,7 +76,8 @@ int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why)
  * from STATE/pool-repair.json: _pre before the pool is activated (a copy
  * of the repaired metadata cut short is finished), _post after it and
  * before the VMs are reconciled (the volumes' devices left on `error`
- * reloaded on the pool).  Log what fails. */
+ * reloaded on the pool; on the repaired metadata, the catalog brought in
+ * step with it as the repair does).  Log what fails. */
 void dmr_pool_repair_recover_pre(struct dmr_registry *reg);
 void dmr_pool_repair_recover_post(struct dmr_registry *reg);
 

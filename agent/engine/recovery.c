@@ -228,6 +228,74 @@ static void reconcile(struct dmr_registry *reg)
 	}
 }
 
+/* ---- after a pool repair ---------------------------------------------- */
+
+int dmr_recovery_reconcile_repaired(struct dmr_registry *reg, const uint32_t *ids, size_t n,
+				    uint64_t pool_tid)
+{
+	int first = 0, r;
+
+	assert(reg && (ids || n == 0));
+	pthread_mutex_lock(&reg->lock);
+	if (reg->tid != pool_tid) {
+		log_notice("pool repaired at transaction %" PRIu64 ", catalog at %" PRIu64
+			   ": the catalog takes the pool's", pool_tid, reg->tid);
+		reg->tid = pool_tid;
+		if ((r = dmr_reg_pool_save(reg)) < 0) {
+			log_error("cannot save pool state: %s", strerror(-r));
+			first = r;
+		}
+	}
+	for (size_t v = 0; v < reg->n_vms; v++) {
+		struct dmr_vm *vm = reg->vms[v];
+		const struct dmr_backend *be = dmr_backend_of(vm);
+
+		if (!be->needs_pool || !be->repaired(vm, ids, n))
+			continue;
+		if ((r = dmr_reg_vm_save(reg, vm)) < 0) {
+			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
+			if (!first)
+				first = r;
+		}
+	}
+	pthread_mutex_unlock(&reg->lock);
+
+	/* The volumes of dropped points that the repair kept, removed now
+	 * that the catalog's transaction id is the pool's.  The VMs stay:
+	 * their busy locks are held. */
+	for (size_t v = 0;; v++) {
+		_cleanup_free_ uint32_t *doomed = NULL;
+		struct dmr_vm *vm;
+		size_t nd = 0;
+
+		pthread_mutex_lock(&reg->lock);
+		if (v >= reg->n_vms) {
+			pthread_mutex_unlock(&reg->lock);
+			break;
+		}
+		vm = reg->vms[v];
+		if (dmr_backend_of(vm)->needs_pool && vm->n_doomed &&
+		    (doomed = calloc(vm->n_doomed, sizeof(*doomed)))) {
+			nd = vm->n_doomed;
+			memcpy(doomed, vm->doomed, nd * sizeof(*doomed));
+		}
+		pthread_mutex_unlock(&reg->lock);
+		if (nd == 0)
+			continue;
+		if ((r = dmr_backend_of(vm)->remove(reg, vm, nd, doomed)) < 0) {
+			log_error("VM %s: cannot remove %zu volume(s) of dropped points: %s; left "
+				  "for the next start", vm->name, nd, strerror(-r));
+			continue;
+		}
+		pthread_mutex_lock(&reg->lock);
+		r = dmr_reg_doomed_forget(reg, vm, doomed, nd);
+		pthread_mutex_unlock(&reg->lock);
+		if (r < 0)
+			log_error("VM %s: cannot save state: %s", vm->name, strerror(-r));
+	}
+	return first;
+}
+
 /* ---- interrupted failover operations ----------------------------------- */
 
 static void failover_freep(struct dmr_failover **c)

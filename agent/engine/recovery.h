@@ -24,4 +24,16 @@
  * 0 (or -ENOMEM). */
 int dmr_recovery_run(struct dmr_agent *a);
 
+/* After RepairPool (agent/engine/pool.c) brought the pool back on
+ * repaired metadata holding thin ids ids[0..n) (ascending) at transaction
+ * pool_tid, which may lack the last transactions the kernel had accepted
+ * (thin_repair keeps the last commit): the catalog takes the pool's
+ * transaction id (else every later batch's set_transaction_id fails), each
+ * thin VM drops what the metadata lost (backend ->repaired) and is saved,
+ * the remaining volumes of dropped points are removed.  The caller holds
+ * every thin VM's busy lock (or runs at start, before the server); takes
+ * reg->lock itself.  0, or the first error (each logged). */
+int dmr_recovery_reconcile_repaired(struct dmr_registry *reg, const uint32_t *ids, size_t n,
+				    uint64_t pool_tid);
+
 #endif

@@ -365,6 +365,97 @@ static void test_dump_malformed(void **state)
 	}
 }
 
+/* thin_ls 0.9.0 --no-headers -o DEV on metadata holding thin ids 1, 12
+ * and 3 (thin_restore'd here, and the same in the lab): right-aligned,
+ * one trailing blank, in the metadata's order. */
+static const char ls_literal[] = "  1 \n  3 \n 12 \n";
+
+static void test_parse_ids(void **state)
+{
+	static const char *const bad[] = {
+		"1\nx\n", "1 2\n", "-1\n", "16777216\n", "99999999999999999999\n",
+		"3\n3\n", "1,2\n", "0x10\n", "1\n\0002\n",
+	};
+	uint32_t *ids = NULL;
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(dmr_delta_parse_ids(ls_literal, strlen(ls_literal), &ids, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 3);
+	assert_int_equal(ids[2], 12);
+	free(ids);
+
+	/* No thin volume at all (a pool just made), blank lines, no final
+	 * newline, the highest id the kernel takes. */
+	ids = (uint32_t *)1;
+	assert_int_equal(dmr_delta_parse_ids("", 0, &ids, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(ids);
+	assert_int_equal(dmr_delta_parse_ids("\n  \n16777215", 12, &ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 16777215);
+	free(ids);
+
+	for (size_t i = 0; i < DMR_ARRAY_SIZE(bad); i++) {
+		size_t len = strlen(bad[i]);
+
+		if (i == DMR_ARRAY_SIZE(bad) - 1)
+			len = 4; /* a NUL inside a line */
+		ids = (uint32_t *)1;
+		n = 99;
+		assert_int_equal(dmr_delta_parse_ids(bad[i], len, &ids, &n), -EBADMSG);
+		/* Out-parameters untouched on failure. */
+		assert_ptr_equal(ids, (uint32_t *)1);
+		assert_int_equal(n, 99);
+	}
+}
+
+/* The real tools on a metadata file: thin_restore makes it, thin_ls reads
+ * it through dmr_delta_thin_ids.  Skipped where they are not installed. */
+static void test_thin_ids_tool(void **state)
+{
+	static const char xml[] =
+		"<superblock uuid=\"\" time=\"0\" transaction=\"7\" version=\"2\" "
+		"data_block_size=\"128\" nr_data_blocks=\"1000\">\n"
+		"  <device dev_id=\"1\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n"
+		"  <device dev_id=\"12\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n"
+		"  <device dev_id=\"3\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n  </device>\n"
+		"</superblock>\n";
+	char dir[] = "/tmp/dmrep-ids-XXXXXX", x[64], m[64], cmd[256];
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	(void)state;
+	if (system("command -v thin_restore >/dev/null && command -v thin_ls >/dev/null") != 0) {
+		skip();
+		return;
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(x, sizeof(x), "%s/m.xml", dir);
+	snprintf(m, sizeof(m), "%s/m.bin", dir);
+	assert_non_null(f = fopen(x, "w"));
+	assert_int_equal(fputs(xml, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	snprintf(cmd, sizeof(cmd), "truncate -s 8M %s && thin_restore -q -i %s -o %s", m, x, m);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(dmr_delta_thin_ids(m, &ids, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 3);
+	assert_int_equal(ids[2], 12);
+	free(ids);
+	/* Not metadata: the tool fails, nothing returned. */
+	ids = NULL;
+	assert_int_equal(dmr_delta_thin_ids(x, &ids, &n), -EIO);
+	assert_null(ids);
+	unlink(x);
+	unlink(m);
+	rmdir(dir);
+}
+
 static void test_structure(void **state)
 {
 	struct dmr_extent *ext = (void *)1;
@@ -1217,6 +1308,8 @@ int main(void)
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_dump_malformed),
 		cmocka_unit_test(test_structure),
+		cmocka_unit_test(test_parse_ids),
+		cmocka_unit_test(test_thin_ids_tool),
 		cmocka_unit_test_setup_teardown(test_extents_tools, tools_setup, tools_teardown),
 		cmocka_unit_test_setup_teardown(test_extents_tool_misbehaves, tools_setup,
 						tools_teardown),

@@ -7,10 +7,12 @@
 #                                 (no DMREP- UUID: the test's own) over loops
 #                                 over $W/pdata.img and $W/pmeta.img of those
 #                                 sizes; the pool goes on them
-#   fault_table NAME error|linear|flakey|delay  NAME's table swapped (load,
-#                                 suspend, resume): every I/O fails, back to
-#                                 the loop, up 1 s / down 1 s, or every I/O
-#                                 200 ms late
+#   fault_table NAME error|linear|flakey|delay|dropwrites  NAME's table
+#                                 swapped (load, suspend, resume): every I/O
+#                                 fails, back to the loop, up 1 s / down 1 s,
+#                                 every I/O 200 ms late, or every write
+#                                 reported done and never written (lvm2's
+#                                 aux "dropwrites"; reads still work)
 #   fault_linear_remove           both removed (after the pool is gone)
 #   fault_lower_type NAME         the target type of the device under the
 #                                 linear device NAME
@@ -49,6 +51,7 @@ fault_table() {
 	linear) table="0 $sz linear $loop 0" ;;
 	flakey) table="0 $sz flakey $loop 0 1 1" ;;
 	delay) table="0 $sz delay $loop 0 200" ;;
+	dropwrites) table="0 $sz flakey $loop 0 0 86400 1 drop_writes" ;;
 	*) return 1 ;;
 	esac
 	dmsetup load "$name" --table "$table" && dmsetup suspend --noflush "$name" &&
