@@ -2,7 +2,8 @@
 /* Unit tests: the backend table's operations that need no device: which
  * dm devices a VM owns (recovery's orphan report asks it of every DMREP-
  * device), whether it needs the pool, whether it may be removed, what
- * AddVirtualSystem asks of a backend by its name, for both backends. */
+ * AddVirtualSystem asks of a backend by its name, what a pool repair that
+ * lost transactions changes in the catalog, for both backends. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,6 +103,45 @@ static void test_may_remove(void **state)
 	dmr_vm_free(vm);
 }
 
+/* Points 1..3 on volumes 100-101, 102-103, 104-105; the repaired metadata
+ * holds the live volumes, point 1's, and 104 of point 3; doomed 50 is gone,
+ * 60 is not.  Point 1 was left pending: its volumes are there, so kept. */
+static void test_repaired(void **state)
+{
+	static const uint32_t ids[] = { 1, 2, 60, 100, 101, 104 };
+	struct dmr_vm *vm = vm_new("thin", 3), *cl = vm_new("classic", 2);
+	const struct dmr_backend *b = dmr_backend_of(vm);
+
+	(void)state;
+	vm->points[0].pending_tid = 9;
+	vm->doomed = calloc(2, sizeof(*vm->doomed));
+	assert_non_null(vm->doomed);
+	vm->doomed[0] = 50;
+	vm->doomed[1] = 60;
+	vm->n_doomed = 2;
+	assert_true(b->repaired(vm, ids, DMR_ARRAY_SIZE(ids)));
+	assert_int_equal(vm->n_points, 1);
+	assert_int_equal(vm->points[0].id, 1);
+	assert_int_equal(vm->points[0].pending_tid, 0);
+	/* 50 gone with the metadata; 104, point 3's survivor, to remove. */
+	assert_int_equal(vm->n_doomed, 2);
+	assert_int_equal(vm->doomed[0], 60);
+	assert_int_equal(vm->doomed[1], 104);
+	/* In step now: a second pass (a restart after a crash) changes nothing. */
+	assert_false(b->repaired(vm, ids, DMR_ARRAY_SIZE(ids)));
+	assert_int_equal(vm->n_points, 1);
+	/* Metadata with no volume at all: every point goes, nothing else. */
+	assert_true(b->repaired(vm, NULL, 0));
+	assert_int_equal(vm->n_points, 0);
+	assert_int_equal(vm->n_doomed, 0);
+	assert_int_equal(vm->n_disks, 2);
+	/* Classic VMs are not in the pool. */
+	assert_false(dmr_backend_of(cl)->repaired(cl, NULL, 0));
+	assert_int_equal(cl->n_points, 2);
+	dmr_vm_free(vm);
+	dmr_vm_free(cl);
+}
+
 static void test_named(void **state)
 {
 	(void)state;
@@ -158,6 +198,7 @@ int main(void)
 		cmocka_unit_test(test_owns),
 		cmocka_unit_test(test_needs_pool),
 		cmocka_unit_test(test_may_remove),
+		cmocka_unit_test(test_repaired),
 		cmocka_unit_test(test_named),
 		cmocka_unit_test(test_add),
 	};
