@@ -17,7 +17,7 @@ BASHCOMPDIR ?= $(shell pkg-config --define-variable=datadir=$(DATADIR) \
 	--variable=completionsdir bash-completion 2>/dev/null || \
 	echo $(DATADIR)/bash-completion/completions)
 
-PKGS := devmapper blkid json-c uuid libxxhash libzstd
+PKGS := devmapper blkid json-c uuid libxxhash libzstd libvirt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -laio -lpthread
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)

@@ -646,7 +646,8 @@ enum {
 	O_EXEC_SHIM, O_KEEP_LAST, O_MAX_AGE, O_CONSISTENCY, O_LABEL, O_POINT, O_TEST, O_GUEST,
 	O_WAIT, O_TIMEOUT, O_MAC, O_ADDRESS, O_GATEWAY, O_DNS, O_CLEAR, O_COW_SIZE, O_MAX_POINTS,
 	O_COW_DEV, O_SPARSE, O_BASE, O_COMPRESS, O_TO, O_INTERVAL, O_BANDWIDTH, O_NOW, O_RESYNC,
-	O_VERIFY, O_PAUSE, O_RESUME, O_OFF, O_HASHES, O_POINT_UUID, O__COUNT,
+	O_VERIFY, O_PAUSE, O_RESUME, O_OFF, O_HASHES, O_POINT_UUID, O_LIBVIRT, O_LIBVIRT_URI,
+	O__COUNT,
 	/* Options of every command. */
 	O_JSON = 0x100, O_SOCKET, O_HELP, O_VERSION,
 };
@@ -707,6 +708,8 @@ static const struct opt_def opt_defs[O__COUNT] = {
 	[O_HASHES] = { "hashes", K_FLAG, "hashes", NULL },
 	/* point receive --hashes --point UUID: a point by its uuid. */
 	[O_POINT_UUID] = { "point", K_STRING, "uuid", NULL },
+	[O_LIBVIRT] = { "libvirt", K_STRING, "libvirt", NULL },
+	[O_LIBVIRT_URI] = { "libvirt-uri", K_STRING, "libvirt_uri", NULL },
 };
 _Static_assert(O__COUNT <= 64, "OPT() bits fit a uint64_t");
 
@@ -1663,18 +1666,24 @@ static const struct command commands[] = {
 	{ "vm", "add",
 	  "VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
 	  "            [--qmp SOCKET] [--qga SOCKET] [--exec-shim COMMAND]\n"
+	  "            [--libvirt DOMAIN [--libvirt-uri URI]]\n"
 	  "            [--keep-last N] [--max-age SECONDS] [--cow-size SIZE] [--max-points N]",
 	  "Protect a VM.  Each --disk NAME=PATH imports an existing image or block device\n"
 	  "(thin) or uses it in place (classic); NAME=PATH:SIZE with a PATH that does not\n"
 	  "exist makes an empty disk.  SIZE is split at the last ':' only if it reads as a\n"
 	  "size, so paths may contain ':'.  A VM name may not end in -test (a test\n"
-	  "failover's devices are /dev/dmrep/VM-test/DISK).  --qmp or --exec-shim name\n"
-	  "the hypervisor the agent pauses during a failover.  Classic only: --cow-size\n"
+	  "failover's devices are /dev/dmrep/VM-test/DISK).  --qmp, --exec-shim or\n"
+	  "--libvirt name the hypervisor the agent pauses during a failover: --libvirt\n"
+	  "a libvirt domain (name or UUID) on URI (default qemu:///system; another URI\n"
+	  "is root-only), paused, resumed and reset through libvirt's API, and frozen\n"
+	  "through it for application-consistent points when --qga is not given.\n"
+	  "Classic only: --cow-size\n"
 	  "is each point's COW store per disk (default a quarter of the disk, at least\n"
 	  "8M), --max-points the cap on points (default 8).  Waits for the import;\n"
 	  "prints the job.",
 	  OPT(O_DISK) | OPT(O_BACKEND) | OPT(O_QMP) | OPT(O_QGA) | OPT(O_EXEC_SHIM) | OPT(O_KEEP_LAST) |
-		  OPT(O_MAX_AGE) | OPT(O_COW_SIZE) | OPT(O_MAX_POINTS),
+		  OPT(O_MAX_AGE) | OPT(O_COW_SIZE) | OPT(O_MAX_POINTS) | OPT(O_LIBVIRT) |
+		  OPT(O_LIBVIRT_URI),
 	  { "VM", NULL }, { "vm", NULL }, { false }, "AddVirtualSystem", run_vm_add },
 	{ "vm", "list", "", "Every protected VM.", 0, { NULL }, { NULL }, { false }, "ListVirtualSystems",
 	  run_vm_list },
@@ -1877,7 +1886,8 @@ static const char *opt_value_name(int i)
 	case K_CLIENT:
 		return "SECONDS"; /* --timeout */
 	default:
-		return i == O_TO ? "COMMAND" : i == O_MAC ? "MAC" : "TEXT";
+		return i == O_TO ? "COMMAND" : i == O_MAC ? "MAC" : i == O_LIBVIRT ? "DOMAIN" :
+		       i == O_LIBVIRT_URI ? "URI" : "TEXT";
 	}
 }
 

@@ -142,8 +142,16 @@ int dmr_authz_method(const struct dmr_authz *az, enum dmr_peer_class peer, const
 			return deny(why, len, "force is root-only: it writes over a signature");
 	}
 	if (dmr_streq(method, "AddVirtualSystem")) {
-		struct json_object *disks;
+		struct json_object *disks, *uri;
 
+		/* A URI names the driver and transport libvirt opens as root:
+		 * qemu+ext:///...?command= runs a program, qemu+ssh:// reaches
+		 * another host.  Only the default is a member's. */
+		if (json_object_object_get_ex(params, "libvirt_uri", &uri) && uri &&
+		    !(json_object_is_type(uri, json_type_string) &&
+		      strcmp(json_object_get_string(uri), "qemu:///system") == 0))
+			return deny(why, len, "libvirt_uri is root-only: libvirt opens it as root "
+					      "(a member's VM uses qemu:///system)");
 		if (has(params, "exec_shim") && az->n[DMR_AUTHZ_SHIM] == 0)
 			return deny(why, len, "exec_shim is root-only (dmrepd has no --shim-dir)");
 		if ((has(params, "qmp") || has(params, "qga")) && az->n[DMR_AUTHZ_SOCKET] == 0)

@@ -67,15 +67,6 @@ const char *dmr_demote_rule_name(enum dmr_demote_rule r)
 
 /* ---- the operation ---------------------------------------------------------- */
 
-static int vm_shim(const struct dmr_vm *vm, struct dmr_shim **ret)
-{
-	if (vm->qmp)
-		return dmr_shim_new("qmp", vm->qmp, vm->name, ret);
-	if (vm->exec_shim)
-		return dmr_shim_new("exec", vm->exec_shim, vm->name, ret);
-	return dmr_shim_new("none", NULL, vm->name, ret);
-}
-
 /* The checks under reg->lock, and the plan. */
 static int check(const struct dmr_vm *vm, const struct dmr_demote_req *req,
 		 struct dmr_demote_plan *plan, char **ret_why)
@@ -307,7 +298,7 @@ int dmr_demote_run(struct dmr_agent *a, const struct dmr_demote_req *req,
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, req->vm);
 	r = vm ? check(vm, req, &plan, ret_why) : dmr_why_set(ret_why, -ENOENT, "no VM %s", req->vm);
-	if (r == 0 && !req->force && (q = vm_shim(vm, &shim)) < 0)
+	if (r == 0 && !req->force && (q = dmr_shim_new_for_vm(vm, &shim)) < 0)
 		r = dmr_why_set(ret_why, q, "VM %s: bad hypervisor shim: %s", vm->name, strerror(-q));
 	if (r == 0 && plan.found) {
 		res.point = vm->points[plan.common].id;

@@ -109,15 +109,6 @@ static int ctx_fill(struct dmr_failover *c, const struct dmr_vm *vm)
 	return 0;
 }
 
-static int shim_for(const struct dmr_vm *vm, struct dmr_shim **ret)
-{
-	if (vm->qmp)
-		return dmr_shim_new("qmp", vm->qmp, vm->name, ret);
-	if (vm->exec_shim)
-		return dmr_shim_new("exec", vm->exec_shim, vm->name, ret);
-	return dmr_shim_new("none", NULL, vm->name, ret);
-}
-
 /* Save the VM (caller holds nothing). */
 static int vm_save_locked(struct dmr_registry *reg, const char *name,
 			  void (*mutate)(struct dmr_vm *, void *), void *arg)
@@ -993,7 +984,7 @@ int dmr_failover_prepare(struct dmr_failover *c, const struct dmr_vm *vm, uint64
 		memcpy(c->old_ids, vm->test_ids, c->n * sizeof(uint32_t));
 	/* Only initiate and revert pause the guest. */
 	if (c->op == DMR_FAILOVER_INITIATE || c->op == DMR_FAILOVER_REVERT)
-		return shim_for(vm, &c->shim);
+		return dmr_shim_new_for_vm(vm, &c->shim);
 	return 0;
 }
 
@@ -1084,5 +1075,5 @@ void dmr_failover_test_undone(struct dmr_vm *vm)
 
 int dmr_failover_shim(const struct dmr_vm *vm, struct dmr_shim **ret)
 {
-	return shim_for(vm, ret);
+	return dmr_shim_new_for_vm(vm, ret);
 }

@@ -401,7 +401,7 @@ static void recover_vm(struct dmr_registry *reg, struct dmr_vm *vm)
 	}
 
 	/* Only initiate and revert pause the guest. */
-	if ((vm->qmp || vm->exec_shim) &&
+	if (dmr_shim_vm_has_hypervisor(vm) &&
 	    (dmr_streq(intent, "initiate") || dmr_streq(intent, "revert"))) {
 		struct dmr_shim *s = NULL;
 		enum dmr_guest_status gs;

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "agent/guest/libvirt.h"
 #include "agent/guest/qmp.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -21,12 +22,14 @@ enum shim_kind {
 	SHIM_QMP,
 	SHIM_EXEC,
 	SHIM_NONE,
+	SHIM_LIBVIRT,
 };
 
 static const char *const kind_names[] = {
 	[SHIM_QMP] = "qmp",
 	[SHIM_EXEC] = "exec",
 	[SHIM_NONE] = "none",
+	[SHIM_LIBVIRT] = "libvirt",
 };
 
 /* Status output kept from an exec COMMAND; the rest is read and dropped. */
@@ -38,6 +41,7 @@ struct dmr_shim {
 	char *target;
 	int timeout_ms;
 	struct dmr_qmp *qmp; /* kept connection, or NULL */
+	struct dmr_libvirt *lv; /* libvirt: its domain (connected when used) */
 	/* exec: COMMAND's words, then VERB and VM, then NULL; the VERB slot
 	 * is filled in per call. */
 	char **argv;
@@ -161,6 +165,7 @@ void dmr_shim_free(struct dmr_shim *s)
 	if (!s)
 		return;
 	dmr_qmp_free(s->qmp);
+	dmr_libvirt_free(s->lv);
 	free_argv(s->argv, s->verb_slot);
 	free(s->target);
 	free(s->vm);
@@ -180,6 +185,8 @@ int dmr_shim_new(const char *kind, const char *target, const char *vm, struct dm
 		k = SHIM_EXEC;
 	else if (dmr_streq(kind, "none"))
 		k = SHIM_NONE;
+	else if (dmr_streq(kind, "libvirt"))
+		return dmr_shim_new_libvirt(NULL, target, vm, ret);
 	else
 		return -EINVAL;
 	if (!vm || !vm[0] || (k != SHIM_NONE && (!target || !target[0])))
@@ -204,6 +211,53 @@ int dmr_shim_new(const char *kind, const char *target, const char *vm, struct dm
 	}
 	*ret = DMR_TAKE_PTR(s);
 	return 0;
+}
+
+int dmr_shim_new_libvirt(const char *uri, const char *domain, const char *vm,
+			 struct dmr_shim **ret)
+{
+	_cleanup_shim_ struct dmr_shim *s = NULL;
+	int r;
+
+	assert(ret);
+	if (!vm || !vm[0] || !domain || !domain[0])
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->kind = SHIM_LIBVIRT;
+	s->timeout_ms = DMR_SHIM_TIMEOUT_MS;
+	s->vm = strdup(vm);
+	if (!s->vm)
+		return -ENOMEM;
+	if ((r = dmr_libvirt_new(uri, domain, &s->lv)) < 0)
+		return r;
+	*ret = DMR_TAKE_PTR(s);
+	return 0;
+}
+
+int dmr_shim_new_for_vm(const struct dmr_vm *vm, struct dmr_shim **ret)
+{
+	assert(vm && ret);
+	if (vm->qmp)
+		return dmr_shim_new("qmp", vm->qmp, vm->name, ret);
+	if (vm->exec_shim)
+		return dmr_shim_new("exec", vm->exec_shim, vm->name, ret);
+	if (vm->libvirt)
+		return dmr_shim_new_libvirt(vm->libvirt_uri, vm->libvirt, vm->name, ret);
+	return dmr_shim_new("none", NULL, vm->name, ret);
+}
+
+bool dmr_shim_vm_has_hypervisor(const struct dmr_vm *vm)
+{
+	assert(vm);
+	return vm->qmp || vm->exec_shim || vm->libvirt;
+}
+
+bool dmr_shim_vm_can_freeze(const struct dmr_vm *vm)
+{
+	assert(vm);
+	return vm->libvirt && !vm->qmp && !vm->exec_shim;
 }
 
 int dmr_shim_set_timeout(struct dmr_shim *s, int timeout_ms)
@@ -496,9 +550,20 @@ static int exec_status(struct dmr_shim *s, enum dmr_guest_status *ret_status)
 			 (int)(len > 64 ? 64 : len), w);
 }
 
+/* ---- libvirt -------------------------------------------------------------- */
+
+/* Its error line becomes the shim's. */
+static int lv_done(struct dmr_shim *s, int r)
+{
+	if (r < 0)
+		snprintf(s->error, sizeof(s->error), "%s", dmr_libvirt_last_error(s->lv));
+	return r;
+}
+
 /* ---- operations ----------------------------------------------------------- */
 
-static int run_verb(struct dmr_shim *s, const char *qmp_command, const char *verb)
+static int run_verb(struct dmr_shim *s, const char *qmp_command, const char *verb,
+		    int (*lv_op)(struct dmr_libvirt *))
 {
 	char out[64];
 
@@ -511,6 +576,8 @@ static int run_verb(struct dmr_shim *s, const char *qmp_command, const char *ver
 		return exec_run(s, verb, out, sizeof(out));
 	case SHIM_NONE:
 		return 0;
+	case SHIM_LIBVIRT:
+		return lv_done(s, lv_op(s->lv));
 	}
 	return -EINVAL;
 }
@@ -527,21 +594,47 @@ int dmr_shim_status(struct dmr_shim *s, enum dmr_guest_status *ret_status)
 	case SHIM_NONE:
 		*ret_status = DMR_GUEST_NOT_RUNNING;
 		return 0;
+	case SHIM_LIBVIRT:
+		return lv_done(s, dmr_libvirt_status(s->lv, ret_status));
 	}
 	return -EINVAL;
 }
 
 int dmr_shim_pause(struct dmr_shim *s)
 {
-	return run_verb(s, "stop", "pause");
+	return run_verb(s, "stop", "pause", dmr_libvirt_suspend);
 }
 
 int dmr_shim_resume(struct dmr_shim *s)
 {
-	return run_verb(s, "cont", "resume");
+	return run_verb(s, "cont", "resume", dmr_libvirt_resume);
 }
 
 int dmr_shim_reset(struct dmr_shim *s)
 {
-	return run_verb(s, "system_reset", "reset");
+	return run_verb(s, "system_reset", "reset", dmr_libvirt_reset);
+}
+
+int dmr_shim_fsfreeze(struct dmr_shim *s, int *ret_count)
+{
+	assert(s && ret_count);
+	s->error[0] = '\0';
+	if (s->kind != SHIM_LIBVIRT) {
+		snprintf(s->error, sizeof(s->error), "the %s shim freezes no filesystem",
+			 kind_names[s->kind]);
+		return -EOPNOTSUPP;
+	}
+	return lv_done(s, dmr_libvirt_fsfreeze(s->lv, ret_count));
+}
+
+int dmr_shim_fsthaw(struct dmr_shim *s)
+{
+	assert(s);
+	s->error[0] = '\0';
+	if (s->kind != SHIM_LIBVIRT) {
+		snprintf(s->error, sizeof(s->error), "the %s shim freezes no filesystem",
+			 kind_names[s->kind]);
+		return -EOPNOTSUPP;
+	}
+	return lv_done(s, dmr_libvirt_fsthaw(s->lv));
 }

@@ -27,6 +27,13 @@
  *           state: running; paused or suspended; stopped, shutoff or
  *           shutdown (not running); unknown.  The agent must not ignore or
  *           reap SIGCHLD itself, or the exit status is lost.
+ *   "libvirt"  target is a libvirt domain (name or UUID) on a URI (default
+ *           qemu:///system; agent/guest/libvirt.h): pause = virDomainSuspend,
+ *           resume = virDomainResume, reset = virDomainReset, status =
+ *           virDomainGetState; the only kind that also freezes and thaws
+ *           the guest's filesystems (virDomainFSFreeze / virDomainFSThaw,
+ *           through the domain's guest agent channel).  Its calls are not
+ *           bounded by the shim's timeout (libvirt takes none).
  *   "none"  the VM does not run under a hypervisor the agent controls:
  *           status is NOT_RUNNING, and pause, resume and reset succeed
  *           without doing anything (there is nothing to pause).
@@ -47,6 +54,7 @@
 #ifndef DMR_AGENT_SHIM_H
 #define DMR_AGENT_SHIM_H
 
+#include "agent/store/registry.h"
 #include "common/util.h"
 
 enum dmr_guest_status {
@@ -75,17 +83,35 @@ void dmr_shim_free(struct dmr_shim *s);
 DMR_DEFINE_FREEP(struct dmr_shim *, dmr_shim_free)
 #define _cleanup_shim_ _cleanup_(dmr_shim_freep)
 
+/* A libvirt domain's shim: uri NULL for the default. */
+int dmr_shim_new_libvirt(const char *uri, const char *domain, const char *vm,
+			 struct dmr_shim **ret);
+
+/* The shim VM's record names: its QMP socket, else its exec COMMAND, else
+ * its libvirt domain, else none.  Caller keeps vm (reg->lock or its busy
+ * lock); nothing is connected. */
+int dmr_shim_new_for_vm(const struct dmr_vm *vm, struct dmr_shim **ret);
+/* Does the VM name a hypervisor (a shim other than none)? */
+bool dmr_shim_vm_has_hypervisor(const struct dmr_vm *vm);
+/* Does its shim freeze filesystems (libvirt), for application points
+ * without a --qga socket of its own? */
+bool dmr_shim_vm_can_freeze(const struct dmr_vm *vm);
+
 /* The timeout of each later operation (and, capped at
  * DMR_SHIM_CONNECT_TIMEOUT_MS, of a QMP connect); must be positive. */
 int dmr_shim_set_timeout(struct dmr_shim *s, int timeout_ms);
 
-/* "qmp", "exec" or "none". */
+/* "qmp", "exec", "libvirt" or "none". */
 const char *dmr_shim_kind(const struct dmr_shim *s);
 
 int dmr_shim_status(struct dmr_shim *s, enum dmr_guest_status *ret_status);
 int dmr_shim_pause(struct dmr_shim *s);
 int dmr_shim_resume(struct dmr_shim *s);
 int dmr_shim_reset(struct dmr_shim *s);
+/* Freeze the guest's filesystems (*ret_count: how many) and thaw them:
+ * -EOPNOTSUPP for a kind that cannot (all but libvirt). */
+int dmr_shim_fsfreeze(struct dmr_shim *s, int *ret_count);
+int dmr_shim_fsthaw(struct dmr_shim *s);
 
 /* One line on why the last operation failed (QEMU's error description,
  * COMMAND's exit status, ...); "" after a success. */

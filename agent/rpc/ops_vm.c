@@ -162,6 +162,7 @@ int dmr_h_add_vm(struct dmr_call *c)
 	const char *what = NULL;
 	int *fds = NULL;
 	const char *name, *backend = "thin", *qmp = NULL, *qga = NULL, *shim = NULL;
+	const char *libvirt = NULL, *libvirt_uri = NULL;
 	uint64_t import_bytes = 0, free_bytes = 0, keep = 0, age = 0, id, cow = 0;
 	uint64_t max_points = DMR_CLASSIC_MAX_POINTS_DEFAULT;
 	char dm[DMR_DM_NAME_SIZE];
@@ -177,6 +178,8 @@ int dmr_h_add_vm(struct dmr_call *c)
 	    (rc = dmr_param_string(c, "qmp", false, &qmp)) ||
 	    (rc = dmr_param_string(c, "qga", false, &qga)) ||
 	    (rc = dmr_param_string(c, "exec_shim", false, &shim)) ||
+	    (rc = dmr_param_string(c, "libvirt", false, &libvirt)) ||
+	    (rc = dmr_param_string(c, "libvirt_uri", false, &libvirt_uri)) ||
 	    (rc = dmr_param_u64_range(c, "keep_last", false, 0, DMR_KEEP_LAST_MAX, &keep)) ||
 	    (rc = dmr_param_u64_range(c, "max_age", false, 0, DMR_SECONDS_MAX, &age)) ||
 	    (rc = dmr_param_u64_range(c, "cow_size", false, 0, DMR_SIZE_MAX, &cow)) ||
@@ -202,6 +205,19 @@ int dmr_h_add_vm(struct dmr_call *c)
 				     "cow_size must be a multiple of 4096 and at least 1 MiB");
 	if ((qmp && qmp[0] != '/') || (qga && qga[0] != '/'))
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "qmp and qga must be absolute socket paths");
+	/* One hypervisor per VM: the shim that pauses it is the one that
+	 * resumes it. */
+	if (libvirt && (qmp || shim))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER,
+				     "libvirt is the VM's hypervisor: not with qmp or exec_shim");
+	if (libvirt_uri && !libvirt)
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "libvirt_uri needs libvirt (the domain)");
+	if (libvirt && !dmr_vm_libvirt_valid(libvirt, false))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "libvirt must be a domain name or "
+				     "UUID: 1 to %d printable characters, no '/'", DMR_VM_LIBVIRT_MAX);
+	if (libvirt_uri && !dmr_vm_libvirt_valid(libvirt_uri, true))
+		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "libvirt_uri must be 1 to %d "
+				     "printable characters, no blank", DMR_VM_LIBVIRT_MAX);
 	n = json_object_array_length(disks);
 	if (n == 0 || n > DMR_VM_DISKS_MAX)
 		return dmr_call_fail(c, DMR_RC_INVALID_PARAMETER, "a VM needs 1 to %d disks",
@@ -237,6 +253,11 @@ int dmr_h_add_vm(struct dmr_call *c)
 	vm->qmp = DMR_TAKE_PTR(qmp_path);
 	vm->qga = DMR_TAKE_PTR(qga_path);
 	vm->exec_shim = DMR_TAKE_PTR(shim_cmd);
+	if ((libvirt && !(vm->libvirt = strdup(libvirt))) ||
+	    (libvirt_uri && !(vm->libvirt_uri = strdup(libvirt_uri)))) {
+		dmr_vm_fds_close(fds, n);
+		return dmr_call_fail(c, DMR_RC_NO_SPACE, "out of memory");
+	}
 	vm->n_disks = n;
 	dmr_uuid_new(vm->uuid);
 	vm->next_point_id = 1;

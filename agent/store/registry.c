@@ -133,6 +133,8 @@ void dmr_vm_free(struct dmr_vm *vm)
 	free(vm->qmp);
 	free(vm->qga);
 	free(vm->exec_shim);
+	free(vm->libvirt);
+	free(vm->libvirt_uri);
 	json_object_put(vm->network);
 	free(vm->down_reason);
 	free(vm);
@@ -344,6 +346,9 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "qmp", str_or_null(vm->qmp));
 	json_object_object_add(o, "qga", str_or_null(vm->qga));
 	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
+	json_object_object_add(o, "libvirt", str_or_null(vm->libvirt));
+	json_object_object_add(o, "libvirt_uri", vm->libvirt ? json_object_new_string(
+		vm->libvirt_uri ? vm->libvirt_uri : "qemu:///system") : NULL);
 	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
 	json_object_object_add(o, "max_age", json_object_new_int64((int64_t)vm->max_age_sec));
 	json_object_object_add(o, "network", vm->network ? json_object_get(vm->network) :
@@ -403,6 +408,10 @@ struct json_object *dmr_vm_state_json(const struct dmr_vm *vm)
 	if (vm->network)
 		json_object_object_add(o, "network", json_object_get(vm->network));
 	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
+	if (vm->libvirt) {
+		json_object_object_add(o, "libvirt", json_object_new_string(vm->libvirt));
+		json_object_object_add(o, "libvirt_uri", str_or_null(vm->libvirt_uri));
+	}
 	json_object_object_add(o, "next_point_id", json_object_new_int64((int64_t)vm->next_point_id));
 	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
 	json_object_object_add(o, "max_age_sec", json_object_new_int64((int64_t)vm->max_age_sec));
@@ -508,6 +517,40 @@ static int get_str(struct json_object *o, const char *key, bool nullable, char *
 	/* A NUL inside would cut the string short of what was checked. */
 	if (!json_object_is_type(v, json_type_string) ||
 	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+		return bad(key);
+	*ret = strdup(json_object_get_string(v));
+	return *ret ? 0 : -ENOMEM;
+}
+
+bool dmr_vm_libvirt_valid(const char *s, bool uri)
+{
+	size_t n;
+
+	if (!s)
+		return false;
+	n = strnlen(s, DMR_VM_LIBVIRT_MAX + 1);
+	if (n == 0 || n > DMR_VM_LIBVIRT_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e ||
+		    s[i] == (uri ? ' ' : '/'))
+			return false;
+	return true;
+}
+
+/* libvirt and libvirt_uri: absent (a file from before them) or null is
+ * none; else as dmr_vm_libvirt_valid. */
+static int get_libvirt(struct json_object *o, const char *key, bool uri, char **ret)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !v) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v) ||
+	    !dmr_vm_libvirt_valid(json_object_get_string(v), uri))
 		return bad(key);
 	*ret = strdup(json_object_get_string(v));
 	return *ret ? 0 : -ENOMEM;
@@ -644,6 +687,9 @@ int dmr_vm_from_state_json(struct json_object *o, struct dmr_vm **ret_vm)
 	    (r = get_str(o, "qmp", true, &vm->qmp)) < 0 ||
 	    (r = get_str(o, "qga", true, &vm->qga)) < 0 ||
 	    (r = get_str(o, "exec_shim", true, &vm->exec_shim)) < 0 ||
+	    (r = get_libvirt(o, "libvirt", false, &vm->libvirt)) < 0 ||
+	    (r = get_libvirt(o, "libvirt_uri", true, &vm->libvirt_uri)) < 0 ||
+	    (vm->libvirt_uri && !vm->libvirt && (r = bad("libvirt_uri")) < 0) ||
 	    (r = get_u64(o, "next_point_id", &vm->next_point_id)) < 0 ||
 	    (r = get_u64_max(o, "keep_last", DMR_KEEP_LAST_MAX, &vm->keep_last)) < 0 ||
 	    (r = get_u64_max(o, "max_age_sec", DMR_SECONDS_MAX, &vm->max_age_sec)) < 0 ||

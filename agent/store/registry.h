@@ -122,6 +122,9 @@ struct dmr_vm {
 	enum dmr_vm_state state;
 	bool test_failover;
 	char *qmp, *qga, *exec_shim;
+	/* The libvirt domain (name or UUID) the guest is, and its URI (NULL:
+	 * qemu:///system), or NULL (agent/guest/libvirt.h). */
+	char *libvirt, *libvirt_uri;
 	size_t n_disks;
 	struct dmr_disk *disks;
 	size_t n_points;
@@ -215,6 +218,11 @@ int dmr_reg_vm_delete(struct dmr_registry *reg, const char *name);
 void dmr_vm_free(struct dmr_vm *vm);
 DMR_DEFINE_FREEP(struct dmr_vm *, dmr_vm_free)
 struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id);
+/* A libvirt domain (name or UUID) or, with uri, a libvirt URI as a VM
+ * records it: 1 to DMR_VM_LIBVIRT_MAX bytes of printable ASCII, no '/'
+ * in a domain (libvirt refuses it in names), no blank in a URI.  Pure. */
+#define DMR_VM_LIBVIRT_MAX 256
+bool dmr_vm_libvirt_valid(const char *s, bool uri);
 /* Remove points[i] from the array (no dm work). */
 void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
 

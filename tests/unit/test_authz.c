@@ -171,6 +171,20 @@ static void test_method_policy(void **state)
 	assert_non_null(strstr(why, "--image-dir"));
 	assert_int_equal(M(&az, DMR_PEER_MEMBER, "AddVirtualSystem", true,
 			   "{\"exec_shim\":\"/x\",\"qmp\":\"/y\",\"disks\":[{}]}"), 0);
+	/* libvirt: a member's domain on the default URI; any other URI is
+	 * root's (libvirt opens it as root: qemu+ext runs a program). */
+	assert_int_equal(M(&none, DMR_PEER_MEMBER, "AddVirtualSystem", true,
+			   "{\"libvirt\":\"web\"}"), 0);
+	assert_int_equal(M(&none, DMR_PEER_MEMBER, "AddVirtualSystem", true,
+			   "{\"libvirt\":\"web\",\"libvirt_uri\":\"qemu:///system\"}"), 0);
+	assert_int_equal(M(&az, DMR_PEER_MEMBER, "AddVirtualSystem", true,
+			   "{\"libvirt\":\"web\",\"libvirt_uri\":\"qemu+ext:///system?command=/bin/sh\"}"),
+			 DMR_RC_ACCESS_DENIED);
+	assert_non_null(strstr(why, "libvirt_uri is root-only"));
+	assert_int_equal(M(&az, DMR_PEER_MEMBER, "AddVirtualSystem", true,
+			   "{\"libvirt\":\"web\",\"libvirt_uri\":7}"), DMR_RC_ACCESS_DENIED);
+	assert_int_equal(M(&none, DMR_PEER_ROOT, "AddVirtualSystem", true,
+			   "{\"libvirt\":\"web\",\"libvirt_uri\":\"qemu+ssh://b/system\"}"), 0);
 #undef M
 	dmr_authz_clear(&az);
 }
