@@ -101,10 +101,10 @@ const char *dmr_libvirt_last_error(const struct dmr_libvirt *l)
 	return l->error;
 }
 
-/* libvirt's last error (this thread's) as an errno, its message kept. */
-static int fail(struct dmr_libvirt *l, const char *what)
+/* Error e (NULL: one libvirt did not say) as an errno, its
+ * message kept. */
+static int fail_with(struct dmr_libvirt *l, const char *what, virErrorPtr e)
 {
-	virErrorPtr e = virGetLastError();
 	int code = e ? e->code : VIR_ERR_INTERNAL_ERROR, r;
 
 	switch (code) {
@@ -136,6 +136,11 @@ static int fail(struct dmr_libvirt *l, const char *what)
 	return r;
 }
 
+static int fail(struct dmr_libvirt *l, const char *what)
+{
+	return fail_with(l, what, virGetLastError());
+}
+
 static int connect_domain(struct dmr_libvirt *l)
 {
 	if (init_rc < 0)
@@ -148,13 +153,26 @@ static int connect_domain(struct dmr_libvirt *l)
 			return fail(l, "cannot connect to libvirt for");
 	}
 	if (!l->dom) {
+		virError by_name = { 0 };
+		int r;
+
 		l->dom = virDomainLookupByName(l->conn, l->domain);
-		if (!l->dom) {
-			virResetLastError();
-			l->dom = virDomainLookupByUUIDString(l->conn, l->domain);
+		if (l->dom)
+			return 0;
+		/* Not a name: maybe a UUID.  Not that either: the name's
+		 * error is the one to report (a UUID lookup of a name says
+		 * "invalid argument"). */
+		(void)virCopyLastError(&by_name);
+		virResetLastError();
+		l->dom = virDomainLookupByUUIDString(l->conn, l->domain);
+		if (l->dom) {
+			virResetError(&by_name);
+			return 0;
 		}
-		if (!l->dom)
-			return fail(l, "no domain");
+		r = fail_with(l, "no domain", &by_name);
+		virResetError(&by_name);
+		/* Another error than "no such domain" is the daemon's. */
+		return r == -EIO ? -EHOSTUNREACH : r;
 	}
 	return 0;
 }
