@@ -13,6 +13,7 @@
 #include "agent/engine/pool.h"
 #include "agent/engine/vm.h"
 #include "agent/engine/retention.h"
+#include "agent/guest/shim.h"
 #include "common/log.h"
 #include "common/rc.h"
 #include "common/testhook.h"
@@ -23,7 +24,9 @@ struct point_ctx {
 	struct dmr_registry *reg;
 	char *vm;
 	bool application;
-	char *qga;   /* the guest agent's socket, for application points */
+	/* The guest agent's socket, for application points; NULL: the VM's
+	 * hypervisor shim freezes them (libvirt, dmr_shim_vm_can_freeze). */
+	char *qga;
 	char *label;
 	char **cow_devs; /* classic: a block device per disk for its store, or NULL */
 	size_t n_disks;
@@ -85,6 +88,30 @@ static int guest_freeze(struct dmr_job *job, const struct point_ctx *ctx, struct
 	return 0;
 }
 
+/* The same through the VM's hypervisor (libvirt: virDomainFSFreeze, by
+ * the domain's own guest agent channel). */
+static int shim_freeze(struct dmr_job *job, const char *vm, struct dmr_shim *s)
+{
+	int count = 0, r;
+
+	if (!s) {
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "VM %s has no guest agent (vm add --qga "
+				  "SOCKET or --libvirt DOMAIN) to freeze it", vm);
+		return -EHOSTUNREACH;
+	}
+	r = dmr_shim_fsfreeze(s, &count);
+	if (r < 0) {
+		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the guest could not freeze its "
+				  "filesystems: %s", dmr_shim_last_error(s));
+		/* A freeze that failed part way may have frozen some. */
+		(void)dmr_shim_fsthaw(s);
+		return r;
+	}
+	log_info("VM %s: %d guest filesystems frozen (%s)", vm, count, dmr_shim_kind(s));
+	dmr_job_set_result(job, "frozen_filesystems", json_object_new_int(count));
+	return 0;
+}
+
 static int point_make(struct dmr_job *job, const struct point_ctx *ctx, uint64_t *ret_point)
 {
 	struct dmr_registry *reg = ctx->reg;
@@ -94,15 +121,20 @@ static int point_make(struct dmr_job *job, const struct point_ctx *ctx, uint64_t
 	struct dmr_vm *vm;
 	uint64_t old_tid, new_tid, point_id = 0, suspended = 0, t0 = 0, tf = 0;
 	struct dmr_qga *g = NULL;
-	bool thaw_failed = false;
+	_cleanup_shim_ struct dmr_shim *fs = NULL;
+	bool thaw_failed = false, shim_frozen = false;
 	size_t n, dropped = 0;
-	int r;
+	int r = 0;
 
 	pthread_mutex_lock(&reg->lock);
 	vm = dmr_reg_vm_find(reg, ctx->vm);
 	n = vm ? vm->n_disks : 0;
 	be = vm ? dmr_backend_of(vm) : NULL;
+	if (vm && ctx->application && !ctx->qga && dmr_shim_vm_can_freeze(vm))
+		r = dmr_shim_new_for_vm(vm, &fs);
 	pthread_mutex_unlock(&reg->lock);
+	if (r < 0)
+		return r;
 	/* Every point job carries its stall, 0 until volumes were suspended. */
 	dmr_job_set_suspended(job, 0);
 	if (!vm)
@@ -163,9 +195,10 @@ static int point_make(struct dmr_job *job, const struct point_ctx *ctx, uint64_t
 	 * around the snapshots, and thawed before anything else is written:
 	 * the thaw always runs, whatever happened to the point. */
 	if (ctx->application) {
-		r = guest_freeze(job, ctx, &g);
+		r = ctx->qga ? guest_freeze(job, ctx, &g) : shim_freeze(job, ctx->vm, fs);
 		if (r < 0)
 			goto drop_pending;
+		shim_frozen = !ctx->qga;
 		tf = dmr_now_usec();
 		dmr_test_hook("point:frozen");
 	}
@@ -173,17 +206,22 @@ static int point_make(struct dmr_job *job, const struct point_ctx *ctx, uint64_t
 	r = dmr_test_fail("point:snapshot");
 	if (r == 0)
 		r = be->points_make(reg, vm, ids, (const char *const *)ctx->cow_devs, old_tid,
-				    new_tid, g ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
+				    new_tid, g || shim_frozen ? DMR_DM_SKIP_LOCKFS : 0, &suspended);
 	if (r == 0)
 		dmr_test_hook("point:made"); /* made, not yet recorded */
-	if (g) {
-		int q = dmr_point_guest_thaw(g, ctx->vm);
+	if (g || shim_frozen) {
+		int q = g ? dmr_point_guest_thaw(g, ctx->vm) : dmr_shim_fsthaw(fs);
 		uint64_t frozen = dmr_now_usec() - tf;
+
+		if (q < 0 && !g)
+			log_error("VM %s: cannot thaw the guest's filesystems: %s", ctx->vm,
+				  dmr_shim_last_error(fs));
 
 		dmr_job_add_step(job, "frozen", frozen);
 		dmr_job_set_result(job, "frozen_usec", json_object_new_int64((int64_t)frozen));
 		dmr_qga_free(g);
 		g = NULL;
+		shim_frozen = false;
 		if (q < 0 && r == 0) {
 			/* The point is good; the guest is not: say so. */
 			thaw_failed = true;
@@ -265,7 +303,7 @@ int dmr_point_make(struct dmr_job *job, struct dmr_registry *reg, const char *vm
 	struct point_ctx ctx = { .reg = reg, .vm = (char *)vm, .application = application,
 				 .qga = (char *)qga, .label = (char *)label };
 
-	assert(job && reg && vm && label && ret_point && (!application || qga));
+	assert(job && reg && vm && label && ret_point);
 	return point_make(job, &ctx, ret_point);
 }
 
@@ -291,7 +329,7 @@ int dmr_point_job_start(struct dmr_agent *agent, const char *vm, bool applicatio
 	ctx->application = application;
 	if (qga)
 		ctx->qga = strdup(qga);
-	if (!ctx->vm || !ctx->label || (ctx->application && !ctx->qga)) {
+	if (!ctx->vm || !ctx->label || (qga && !ctx->qga)) {
 		point_ctx_free(ctx);
 		return -ENOMEM;
 	}

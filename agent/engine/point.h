@@ -29,8 +29,9 @@
 
 /*
  * Start CreateReplicationPoint for VM vm (busy lock held, state checked):
- * application: freeze and thaw the guest through its agent at qga (not
- * NULL then); label: the point's label; cow_devs: NULL, or one entry per
+ * application: freeze and thaw the guest through its agent at qga, or,
+ * qga NULL, through the VM's hypervisor shim where it can (libvirt:
+ * dmr_shim_vm_can_freeze; else the job fails with 32777); label: the point's label; cow_devs: NULL, or one entry per
  * disk (n_disks of them; NULL entries: a store file), block devices
  * checked with dmr_point_cow_device_check to hold a classic point's
  * stores.  cow_devs is taken, on failure too.  *ret_job: the job's id.

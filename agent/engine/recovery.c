@@ -450,12 +450,29 @@ static void failover_recover(struct dmr_registry *reg)
 
 /* ---- guests ------------------------------------------------------------ */
 
+/* A guest frozen through its hypervisor (libvirt) cannot be asked whether
+ * it is: one that runs is thawed, which thaws nothing in a guest that was
+ * not frozen.  Best effort: a domain without a guest agent says so. */
+static void thaw_by_shim(struct dmr_shim *s, const char *name)
+{
+	enum dmr_guest_status gs;
+
+	if (dmr_shim_status(s, &gs) < 0 || (gs != DMR_GUEST_RUNNING && gs != DMR_GUEST_PAUSED))
+		return;
+	if (dmr_shim_fsthaw(s) < 0)
+		log_debug("VM %s: no thaw at start: %s", name, dmr_shim_last_error(s));
+	else
+		log_info("VM %s: the guest's filesystems thawed through %s (in case an interrupted "
+			 "point left them frozen)", name, dmr_shim_kind(s));
+}
+
 /* Thaw the filesystems of any guest that an interrupted
  * application-consistent point left frozen. */
 static void thaw_guests(struct dmr_registry *reg)
 {
 	for (size_t i = 0;; i++) {
 		_cleanup_free_ char *path = NULL, *name = NULL;
+		_cleanup_shim_ struct dmr_shim *shim = NULL;
 		struct dmr_qga *g = NULL;
 		bool frozen = false;
 		int r;
@@ -468,8 +485,13 @@ static void thaw_guests(struct dmr_registry *reg)
 		if (reg->vms[i]->qga) {
 			path = strdup(reg->vms[i]->qga);
 			name = strdup(reg->vms[i]->name);
+		} else if (dmr_shim_vm_can_freeze(reg->vms[i]) &&
+			   dmr_shim_new_for_vm(reg->vms[i], &shim) == 0) {
+			name = strdup(reg->vms[i]->name);
 		}
 		pthread_mutex_unlock(&reg->lock);
+		if (shim && name)
+			thaw_by_shim(shim, name);
 		if (!path || !name)
 			continue;
 		/* A guest that is not running has nothing frozen. */

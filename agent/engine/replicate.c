@@ -44,6 +44,7 @@
 
 #include "agent/backend/backend.h"
 #include "agent/engine/job.h"
+#include "agent/guest/shim.h"
 #include "agent/engine/point.h"
 #include "agent/engine/hashes.h"
 #include "agent/engine/replica.h"
@@ -228,9 +229,10 @@ int dmr_replicate_configure(struct dmr_agent *a, const char *name,
 		r = dmr_why_set(ret_why, -EINVAL, "--bandwidth: at most 1T bytes per second");
 		goto out;
 	}
-	if ((s->consistency == 1 || (s->consistency < 0 && rp->application)) && !vm->qga) {
-		r = dmr_why_set(ret_why, -EINVAL, "VM %s has no guest agent (vm add --qga SOCKET) for application "
-				"consistency", name);
+	if ((s->consistency == 1 || (s->consistency < 0 && rp->application)) && !vm->qga &&
+	    !dmr_shim_vm_can_freeze(vm)) {
+		r = dmr_why_set(ret_why, -EINVAL, "VM %s has no guest agent (vm add --qga SOCKET or "
+				"--libvirt DOMAIN) for application consistency", name);
 		goto out;
 	}
 	if (s->to && !(to = strdup(s->to))) {
@@ -753,7 +755,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	char acked[DMR_UUID_STR_SIZE] = "", uuid[DMR_UUID_STR_SIZE] = "", line[512];
 	char sent[DMR_UUID_STR_SIZE] = "";
 	uint64_t base = 0, point = 0, created = 0, bytes = 0, bandwidth = 0, t0, sent_base = 0;
-	bool application = false, zstd = false, trying_sent = false;
+	bool application = false, zstd = false, trying_sent = false, can_freeze = false;
 	uint32_t interval = DMR_REPL_INTERVAL_DEFAULT;
 	struct child *ch = NULL;
 	struct dmr_vm *vm;
@@ -770,6 +772,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 	if (r == 0) {
 		to = strdup(vm->repl.to);
 		qga = vm->qga ? strdup(vm->qga) : NULL;
+		can_freeze = vm->qga || dmr_shim_vm_can_freeze(vm);
 		application = vm->repl.application;
 		zstd = vm->repl.zstd;
 		bandwidth = vm->repl.bandwidth;
@@ -816,7 +819,7 @@ static int cycle_job(struct dmr_job *job, void *userdata)
 		dmr_job_set_error(job, DMR_RC_INVALID_STATE, "%s", line);
 		return -DMR_E_STATE;
 	}
-	if (application && !qga) {
+	if (application && !can_freeze) {
 		snprintf(line, sizeof(line), "VM %s has no guest agent for an application-consistent "
 			 "point", ctx->vm);
 		cycle_record(reg, ctx->vm, to, false, NULL, 0, 0, false, false, line, -1);

@@ -9,6 +9,7 @@
 #include "agent/rpc/handlers.h"
 #include "agent/rpc/ops.h"
 #include "agent/guest/qga.h"
+#include "agent/guest/shim.h"
 #include "common/rc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -90,7 +91,7 @@ int dmr_h_create_point(struct dmr_call *c)
 	bool force = false;
 	const char *name, *consistency = "crash", *label = "";
 	_cleanup_free_ char *qga = NULL;
-	bool has_qga;
+	bool has_qga, can_freeze;
 	uint64_t id;
 	int rc, r;
 
@@ -151,13 +152,15 @@ int dmr_h_create_point(struct dmr_call *c)
 		has_qga = vm->qga;
 		if (has_qga)
 			qga = strdup(vm->qga);
+		/* Without --qga, a libvirt domain is frozen through libvirt. */
+		can_freeze = has_qga || dmr_shim_vm_can_freeze(vm);
 		pthread_mutex_unlock(&reg->lock);
-		if (dmr_streq(consistency, "application") && !has_qga) {
+		if (dmr_streq(consistency, "application") && !can_freeze) {
 			dmr_vm_busy_release(c->agent, name);
 			free_strv(devs, n_devs);
 			return dmr_call_fail(c, DMR_RC_UNAVAILABLE,
-					     "VM %s has no guest agent (vm add --qga SOCKET) to freeze it",
-					     name);
+					     "VM %s has no guest agent (vm add --qga SOCKET or --libvirt "
+					     "DOMAIN) to freeze it", name);
 		}
 		/* A recovered VM runs on a point's overlay: its live
 		 * volumes are no longer what it writes to. */

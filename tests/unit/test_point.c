@@ -150,13 +150,14 @@ static struct dmr_registry *pool_registry(void)
 }
 
 /* Run a point job on VM "p" to its end; its record. */
-static struct json_object *run_point(struct dmr_agent *a)
+static struct json_object *run_point_as(struct dmr_agent *a, bool application)
 {
 	struct json_object *o = NULL, *v;
 	uint64_t id;
 
 	assert_int_equal(dmr_vm_busy_acquire(a, "p"), 0);
-	assert_int_equal(dmr_point_job_start(a, "p", false, NULL, "before upgrade", NULL, 0, &id), 0);
+	assert_int_equal(dmr_point_job_start(a, "p", application, NULL, "before upgrade", NULL, 0,
+					     &id), 0);
 	for (int k = 0; k < 5000; k++) {
 		assert_int_equal(dmr_job_get_json(a, id, &o), 0);
 		assert_true(json_object_object_get_ex(o, "job_state", &v));
@@ -171,6 +172,11 @@ static struct json_object *run_point(struct dmr_agent *a)
 	assert_int_equal(dmr_vm_busy_acquire(a, "p"), 0);
 	dmr_vm_busy_release(a, "p");
 	return o;
+}
+
+static struct json_object *run_point(struct dmr_agent *a)
+{
+	return run_point_as(a, false);
 }
 
 static bool has_step(struct json_object *job, const char *name)
@@ -243,6 +249,60 @@ static void test_thin_point_is_one_group(void **st)
 	assert_int_equal(json_object_get_int64(v), 1);
 	assert_true(has_step(job, "snapshot"));
 	assert_true(has_step(job, "volumes-suspended"));
+	json_object_put(job);
+	dmr_jobs_close(&a);
+	test_bare_free(reg);
+}
+
+/* An application point of a libvirt VM without --qga: frozen through
+ * libvirt (its test driver's domain "test": two filesystems) around the
+ * group, which then skips lockfs; a domain that is not there fails the
+ * job with 32777 before any volume is touched, no point left. */
+static void test_application_through_libvirt(void **st)
+{
+	struct dmr_registry *reg = pool_registry();
+	struct dmr_agent a = { .state_dir = state_dir, .reg = reg };
+	struct dmr_vm *vm = test_make_vm("p", false, 1, 0);
+	struct json_object *job, *v;
+	char name[DMR_DM_NAME_SIZE], uuid[DMR_DM_UUID_SIZE];
+
+	(void)st;
+	the_reg = reg;
+	free(vm->qmp);
+	free(vm->qga);
+	free(vm->exec_shim);
+	vm->qmp = vm->qga = vm->exec_shim = NULL;
+	vm->libvirt = strdup("test");
+	vm->libvirt_uri = strdup("test:///default");
+	snprintf(name, sizeof(name), "dmrep-thin-%u", vm->disks[0].thin_id);
+	snprintf(uuid, sizeof(uuid), "DMREP-thin-%u", vm->disks[0].thin_id);
+	dev_up(name, uuid);
+	assert_int_equal(dmr_reg_vm_insert(reg, vm), 0);
+	assert_int_equal(dmr_jobs_open(&a), 0);
+
+	job = run_point_as(&a, true);
+	assert_true(json_object_object_get_ex(job, "job_state", &v));
+	assert_int_equal(json_object_get_int(v), 7);
+	assert_true(json_object_object_get_ex(job, "frozen_filesystems", &v));
+	assert_int_equal(json_object_get_int(v), 2);
+	assert_true(has_step(job, "frozen"));
+	assert_int_equal(group_calls, 1);
+	assert_int_equal(group_flags, DMR_DM_SKIP_LOCKFS);
+	assert_int_equal(vm->n_points, 1);
+	assert_true(vm->points[0].application);
+	json_object_put(job);
+
+	pthread_mutex_lock(&reg->lock);
+	free(vm->libvirt);
+	vm->libvirt = strdup("nosuch");
+	pthread_mutex_unlock(&reg->lock);
+	job = run_point_as(&a, true);
+	assert_true(json_object_object_get_ex(job, "error_code", &v));
+	assert_int_equal(json_object_get_int(v), DMR_RC_UNAVAILABLE);
+	assert_true(json_object_object_get_ex(job, "error_description", &v));
+	assert_non_null(strstr(json_object_get_string(v), "could not freeze"));
+	assert_int_equal(group_calls, 1);
+	assert_int_equal(vm->n_points, 1);
 	json_object_put(job);
 	dmr_jobs_close(&a);
 	test_bare_free(reg);
@@ -389,6 +449,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_thin_point_is_one_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thin_point_legacy_and_inactive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_application_through_libvirt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thin_point_failed_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_and_extras, setup, teardown),
 	};
