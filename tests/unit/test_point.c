@@ -271,6 +271,8 @@ static void test_application_through_libvirt(void **st)
 	free(vm->qmp);
 	free(vm->qga);
 	free(vm->exec_shim);
+	free(vm->libvirt);
+	free(vm->libvirt_uri);
 	vm->qmp = vm->qga = vm->exec_shim = NULL;
 	vm->libvirt = strdup("test");
 	vm->libvirt_uri = strdup("test:///default");

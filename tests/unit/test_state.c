@@ -253,8 +253,11 @@ static void test_every_field_wrong(void **st)
 	static const char *const optional[] = { "intent_guest_ran", "network", "cow_size", "layers",
 						"doomed_ids", "addresses", "gateways", "dns",
 						/* from before replication: made or defaulted */
-						"uuid", "role", "last_received_usec", NULL };
-	static const char *const nullable[] = { "qmp", "qga", "exec_shim", "network", "overlay_ids",
+						"uuid", "role", "last_received_usec",
+						/* from before the libvirt shim */
+						"libvirt", "libvirt_uri", NULL };
+	static const char *const nullable[] = { "qmp", "qga", "exec_shim", "libvirt", "libvirt_uri",
+						"network", "overlay_ids",
 						"test_ids", "source", "intent_guest_ran", "layers",
 						"doomed_ids", NULL };
 	size_t variants = 0;

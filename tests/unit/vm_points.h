@@ -47,6 +47,8 @@ static inline struct dmr_vm *test_make_vm(const char *name, bool classic, size_t
 	vm->qmp = strdup("/run/qemu/x.qmp");
 	vm->qga = strdup("/run/qemu/x.qga");
 	vm->exec_shim = strdup("/usr/local/bin/shim");
+	vm->libvirt = strdup("web-01");
+	vm->libvirt_uri = strdup("qemu+ssh://root@b/system");
 	vm->n_disks = ndisks;
 	vm->disks = calloc(ndisks, sizeof(*vm->disks));
 	for (size_t i = 0; i < ndisks; i++) {
