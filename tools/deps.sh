@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config libdevmapper-dev libblkid-dev libaio-dev libjson-c-dev libcmocka-dev
 qemu-system-x86 busybox-static cpio udev dmsetup thin-provisioning-tools kmod e2fsprogs qemu-utils
 qemu-guest-agent util-linux jq gojq socat uuid-dev libxxhash-dev libzstd-dev openssh-server openssh-client
-libvirt-dev clang libclang-rt-14-dev scdoc mandoc bash-completion bash-builtins python3-prometheus-client debhelper lintian"
+libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients clang libclang-rt-14-dev scdoc mandoc bash-completion bash-builtins python3-prometheus-client debhelper lintian"
 missing=""
 for p in $PKGS; do
 	s=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
