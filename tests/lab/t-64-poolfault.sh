@@ -17,9 +17,7 @@ set -u
 . "$(dirname "$0")/lib/inittest.sh"
 . "$(dirname "$0")/lib/fault.sh"
 
-agent_setup
-lab_cleanup 'lab_reboot; fault_linear_remove'
-fault_pool_vm 128M 8M 32M
+fault_setup 128M 8M 32M
 check "data written to the VM's disk" dd if=/dev/urandom of="$D" bs=1M count=8 oflag=direct status=none
 expect_rc "point 1" 0 "$(dmrep --json point create "$VM")"
 check "more data after point 1" dd if=/dev/urandom of="$D" bs=1M count=2 seek=2 oflag=direct status=none
@@ -34,14 +32,12 @@ check "and its revert" job_ok "$out"
 is "the disk holds the live data again" "$H" "$(head -c 16M "$D" | sha256sum)"
 
 # ---- the metadata device fails ------------------------------------------
-healthy() { dmrep --json pool status | jq -e '.health == "ok"'; }
-sick() { dmrep --json pool status | jq -e '.health | test("^(fail|needs_check|read_only)$")'; }
 fault_meta_fail() {
 	fault_table "${T}pmeta" error
 	# Writes to new blocks need metadata: the pool's commit fails.
 	dd if=/dev/urandom of="$D" bs=1M count=2 seek=20 oflag=direct status=none 2>/dev/null
 	dmrep --json point create "$VM" >/dev/null 2>&1
-	wait_until 30 sick
+	wait_until 30 fault_pool_sick
 }
 check "with the metadata device on error, the pool fails" fault_meta_fail
 out=$(dmrep --json pool status)
@@ -69,10 +65,10 @@ ok "the metadata device works again"
 # the old metadata before the swap, on the repaired one after); a pool that
 # came back healthy is made to fail again for the next step.
 fail_again() {
-	healthy || return 0
+	fault_pool_healthy || return 0
 	fault_meta_fail
 	fault_table "${T}pmeta" linear
-	sick
+	fault_pool_sick
 }
 # What the agent and dm say, when a step did not go as it should.
 dump() {
@@ -100,7 +96,7 @@ for step in ${LAB_T64_STEPS:-backup volumes-error pool-down repaired swapped poo
 	fi
 	agent_start || { not_ok "$step: the agent restarts"; continue; }
 	check "$step: no DMREP- device suspended or with a table loaded" no_suspended_or_inactive
-	if healthy >/dev/null 2>&1; then
+	if fault_pool_healthy >/dev/null 2>&1; then
 		is "$step: the pool came back healthy, the disk's volume is back on it" thin \
 			"$(fault_lower_type "dmrep-$VM:vda")"
 		check "$step: no repair intent left" test ! -e "$STATE/pool-repair.json"
@@ -121,7 +117,7 @@ job_ok "$out" || { diag "$out"; dump; }
 diag "repair: $(jq -c '{steps: [.steps[].name], thin_check_before, thin_check_after, backup}' <<<"$out")"
 check "the job names the old metadata's backup, which exists" test -s "$(jq -r .backup <<<"$out")"
 check "thin_check passed on the metadata after the swap" jq -e '.thin_check_after == "clean"' <<<"$out"
-check "the pool is healthy" healthy
+check "the pool is healthy" fault_pool_healthy
 check "no DMREP- device suspended or with a table loaded" no_suspended_or_inactive
 is "the disk holds its data as before the fault" "$H" "$(head -c 16M "$D" | sha256sum)"
 out=$(dmrep --json point list "$VM")
@@ -158,13 +154,13 @@ if jq -e '.state == "recovered"' <<<"$out" >/dev/null; then
 	check "the failover is reverted once the device is back" job_ok "$out"
 fi
 is "the disk holds its live data" "$H" "$(head -c 16M "$D" | sha256sum)"
-healthy >/dev/null 2>&1 || diag "pool after the data fault: $(dmrep --json pool status | jq -c '{health, mode}')"
+fault_pool_healthy >/dev/null 2>&1 || diag "pool after the data fault: $(dmrep --json pool status | jq -c '{health, mode}')"
 
 # ---- thin_check on the metadata, the pool down ---------------------------
 lab_reboot
 check "thin_check is clean on the pool's metadata" thin_check -q "/dev/mapper/${T}pmeta"
 agent_start || not_ok "the agent starts after the reboot"
-check "the pool is healthy after a reboot" healthy
+check "the pool is healthy after a reboot" fault_pool_healthy
 is "the disk holds its live data after the reboot" "$H" "$(head -c 16M "$D" | sha256sum)"
 
 # ---- out of data space -----------------------------------------------------

@@ -17,15 +17,11 @@ set -u
 . "$(dirname "$0")/lib/inittest.sh"
 . "$(dirname "$0")/lib/fault.sh"
 
-agent_setup
-lab_cleanup 'lab_reboot; fault_linear_remove'
-fault_pool_vm 128M 8M 32M
+fault_setup 128M 8M 32M
 check "data written to the VM's disk" dd if=/dev/urandom of="$D" bs=1M count=8 oflag=direct status=none
 expect_rc "point 1" 0 "$(dmrep --json point create "$VM")"
 H=$(head -c 16M "$D" | sha256sum)
 
-healthy() { dmrep --json pool status | jq -e '.health == "ok"'; }
-sick() { dmrep --json pool status | jq -e '.health | test("^(fail|needs_check|read_only)$")'; }
 dump() {
 	diag "dm devices:"; dmsetup info -c -o name,attr,open 2>&1 | sed 's/^/#   /'
 	diag "agent log:"; tail -n 25 "$W/dmrepd.log" | sed 's/^/#   /'
@@ -41,13 +37,13 @@ lose_a_point() {
 	diag "$1: point $LOST; pool: $(dmrep --json pool status | jq -c '{transaction_id, catalog_transaction_id}')"
 	fault_table "${T}pmeta" error || return 1
 	dd if=/dev/urandom of="$D" bs=1M count=2 seek=20 oflag=direct status=none 2>/dev/null
-	check "$1: with its metadata device failing, the pool fails" wait_until 30 sick
+	check "$1: with its metadata device failing, the pool fails" wait_until 30 fault_pool_sick
 	fault_table "${T}pmeta" linear
 }
 # After the repair (or the restart that finished it): everything in step.
 in_step() {
 	local out
-	check "$1: the pool is healthy" healthy
+	check "$1: the pool is healthy" fault_pool_healthy
 	out=$(dmrep --json pool status)
 	check "$1: the catalog's transaction id is the pool's" \
 		jq -e '.transaction_id == .catalog_transaction_id' <<<"$out"

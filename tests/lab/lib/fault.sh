@@ -13,6 +13,11 @@
 #                                 every I/O 200 ms late, or every write
 #                                 reported done and never written (lvm2's
 #                                 aux "dropwrites"; reads still work)
+#   fault_setup DATA META DISK    the prelude of a fault test: the agent up,
+#                                 the teardown registered (a reboot, then the
+#                                 devices), fault_pool_vm
+#   fault_pool_healthy, fault_pool_sick   pool status says ok / failed,
+#                                 needs_check or read_only
 #   fault_linear_remove           both removed (after the pool is gone)
 #   fault_lower_type NAME         the target type of the device under the
 #                                 linear device NAME
@@ -42,6 +47,15 @@ fault_pool_vm() {
 	expect_rc "a thin VM in it" 0 "$out"
 	D=/dev/dmrep/$VM/vda
 }
+
+fault_setup() {
+	agent_setup
+	lab_cleanup 'lab_reboot; fault_linear_remove'
+	fault_pool_vm "$@"
+}
+
+fault_pool_healthy() { dmrep --json pool status | jq -e '.health == "ok"'; }
+fault_pool_sick() { dmrep --json pool status | jq -e '.health | test("^(fail|needs_check|read_only)$")'; }
 
 fault_table() {
 	local name=$1 loop=${FAULT_BASE[$1]} sz table
