@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <libvirt/libvirt.h>
 
 #include "agent/core/agent.h"
 #include "agent/engine/recovery.h"
@@ -773,6 +774,97 @@ static void test_initiate_back_unswitched(void **st)
 	assert_null(vm->overlay_ids);
 	assert_string_equal(vm->intent, "");
 	calls_are("delete 7;delete 8;");
+}
+
+/* ---- a libvirt guest the interrupted swap paused ------------------------ */
+
+/* libvirt's test driver (test:///default) stands in for libvirtd: its
+ * domain "test" runs at first, and every connection of this process sees
+ * the same domain until the last one closes, so the case's own connection
+ * both sets the domain up and keeps its state for the agent's shim. */
+struct lv {
+	virConnectPtr conn;
+	virDomainPtr dom;
+};
+
+static void lv_open(struct lv *l)
+{
+	l->conn = virConnectOpen("test:///default");
+	assert_non_null(l->conn);
+	l->dom = virDomainLookupByName(l->conn, "test");
+	assert_non_null(l->dom);
+}
+
+static int lv_state(struct lv *l)
+{
+	int state = -1, reason;
+
+	assert_int_equal(virDomainGetState(l->dom, &state, &reason, 0), 0);
+	return state;
+}
+
+static void lv_close(struct lv *l)
+{
+	virDomainFree(l->dom);
+	virConnectClose(l->conn);
+}
+
+/* vm1 as an initiate left it, its guest the libvirt domain "test". */
+static struct json_object *vm_initiating_libvirt(bool guest_ran)
+{
+	struct json_object *o = vm_initiating();
+
+	set_str(o, "libvirt", "test");
+	set_str(o, "libvirt_uri", "test:///default");
+	set_bool(o, "intent_guest_ran", guest_ran);
+	return o;
+}
+
+/* The swap paused a running domain and the agent died: recovery resumes
+ * it through libvirt, as it does a QMP guest. */
+static void test_libvirt_guest_resumed(void **st)
+{
+	struct dmr_vm *vm;
+	struct lv l;
+
+	lv_open(&l);
+	assert_int_equal(virDomainSuspend(l.dom), 0);
+	vm_write(vm_initiating_libvirt(true));
+	stable_on(7, 8);
+	vm = recover_ok(0);
+	assert_int_equal(vm->state, DMR_VM_RECOVERED);
+	assert_string_equal(vm->libvirt, "test");
+	assert_int_equal(lv_state(&l), VIR_DOMAIN_RUNNING);
+	lv_close(&l);
+}
+
+/* The operator had paused the domain before the failover began (so the
+ * swap did not pause it): it stays paused. */
+static void test_libvirt_operator_paused(void **st)
+{
+	struct lv l;
+
+	lv_open(&l);
+	assert_int_equal(virDomainSuspend(l.dom), 0);
+	vm_write(vm_initiating_libvirt(false));
+	stable_on(7, 8);
+	(void)recover_ok(0);
+	assert_int_equal(lv_state(&l), VIR_DOMAIN_PAUSED);
+	lv_close(&l);
+}
+
+/* The domain was shut down meanwhile: nothing starts it again. */
+static void test_libvirt_shut_off_left(void **st)
+{
+	struct lv l;
+
+	lv_open(&l);
+	assert_int_equal(virDomainDestroy(l.dom), 0);
+	vm_write(vm_initiating_libvirt(true));
+	stable_on(7, 8);
+	(void)recover_ok(0);
+	assert_int_equal(lv_state(&l), VIR_DOMAIN_SHUTOFF);
+	lv_close(&l);
 }
 
 /* ---- RevertFailover (always finished) ---------------------------------- */
@@ -1571,6 +1663,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_initiate_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiate_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_initiate_back_unswitched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libvirt_guest_resumed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libvirt_operator_paused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_libvirt_shut_off_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revert_forward, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revert_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_forward, setup, teardown),
