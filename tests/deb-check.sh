@@ -58,6 +58,8 @@ case $dep in
 *) not_ok "Depends: the shared libraries and the tools it runs ($dep)" ;;
 esac
 case $dep in *thin-provisioning-tools*) ok "Depends: thin-provisioning-tools" ;; *) not_ok "Depends: thin-provisioning-tools" ;; esac
+# The libvirt shim links libvirt (Build-Depends libvirt-dev): shlibs adds it.
+case $dep in *libvirt0*) ok "Depends: libvirt0" ;; *) not_ok "Depends: libvirt0 ($dep)" ;; esac
 cp "$deb" "$out/"
 echo "deb: $pass passed, $fail failed"
 [ "$fail" = 0 ]
