@@ -151,6 +151,10 @@ static int connect_domain(struct dmr_libvirt *l)
 		l->conn = virConnectOpen(l->uri);
 		if (!l->conn)
 			return fail(l, "cannot connect to libvirt for");
+		/* The connection's own handler wins over the global one:
+		 * its errors stay silent even if something else in the
+		 * process sets a global handler that prints. */
+		virConnSetErrorFunc(l->conn, NULL, silent);
 	}
 	if (!l->dom) {
 		virError by_name = { 0 };

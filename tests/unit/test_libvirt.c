@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <libvirt/libvirt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "agent/guest/libvirt.h"
 #include "agent/guest/shim.h"
@@ -103,6 +106,39 @@ static void test_lookup(void **state)
 	assert_non_null(strstr(dmr_shim_last_error(d), "cannot connect to libvirt"));
 }
 
+/* libvirt prints every error on stderr unless told not to: the agent's
+ * stderr is its log, and the error is the job's reason already. */
+static void test_quiet(void **state)
+{
+	_cleanup_shim_ struct dmr_shim *m = NULL, *s = NULL;
+	char path[] = "/tmp/dmrep-test-libvirt.XXXXXX", buf[4096];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	enum dmr_guest_status st;
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	(void)unlink(path);
+	fflush(stderr);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	assert_int_equal(dmr_shim_new_libvirt(URI, "nosuch", "web", &m), 0);
+	assert_int_equal(dmr_shim_status(m, &st), -EHOSTUNREACH);
+	assert_int_equal(dmr_shim_new_libvirt(URI, "test", "web", &s), 0);
+	assert_int_equal(dmr_shim_resume(s), -EIO); /* it runs */
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	/* libvirt's own format is "libvirt: DRIVER error : MESSAGE". */
+	if (strstr(buf, " error : "))
+		fprintf(stderr, "libvirt printed: %s", buf);
+	assert_null(strstr(buf, " error : "));
+	assert_non_null(strstr(dmr_shim_last_error(s), "virDomainResume test"));
+}
+
 static void test_new(void **state)
 {
 	struct dmr_shim *s = (struct dmr_shim *)1;
@@ -177,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_verbs),
 		cmocka_unit_test(test_freeze),
 		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_quiet),
 		cmocka_unit_test(test_new),
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_for_vm),
