@@ -109,6 +109,11 @@ want "--socket: files" "$tmp/files/sub" dmrep --socket "$tmp/files/s"
 want "--disk NAME=PATH: the path after the =" "vda=$tmp/files/pool.data" \
 	dmrep vm add web --disk "vda=$tmp/files/pool.d"
 want "--to COMMAND: nothing offered" "" dmrep vm replicate web --to ""
+want "--libvirt DOMAIN: nothing offered" "" dmrep vm add web --libvirt ""
+want "--libvirt-uri URI: libvirt's local URIs" "qemu:///session qemu:///system" \
+	dmrep vm add web --libvirt d --libvirt-uri ""
+# bash splits the word at ':' and replaces what follows the last one.
+want "--libvirt-uri URI: after a ':'" "///system" dmrep vm add web --libvirt-uri "qemu:///sy"
 # Names and ids from the agent.
 want "vm show: the agent's VMs" "db1 web" dmrep vm show ""
 want "failover start: VMs from a prefix" "web" dmrep failover start w
