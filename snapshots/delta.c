@@ -713,6 +713,11 @@ int dmr_delta_parse_ids(const char *buf, size_t len, uint32_t **ret_ids, size_t 
 	return 0;
 }
 
+bool dmr_delta_ids_has(const uint32_t *ids, size_t n, uint32_t id)
+{
+	return n && bsearch(&id, ids, n, sizeof(*ids), cmp_u32);
+}
+
 int dmr_delta_thin_ids(const char *meta_path, uint32_t **ret_ids, size_t *ret_n)
 {
 	const char *argv[] = { "thin_ls", "--no-headers", "-o", "DEV", meta_path, NULL };

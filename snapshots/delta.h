@@ -22,6 +22,7 @@
 #ifndef DMR_SNAPSHOTS_DELTA_H
 #define DMR_SNAPSHOTS_DELTA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +79,9 @@ int dmr_delta_thin_ids(const char *meta_path, uint32_t **ret_ids, size_t *ret_n)
  * 2^24, the kernel's bound), blanks around it; empty lines skipped.
  * -EBADMSG for anything else or an id twice.  Sorted ascending. */
 int dmr_delta_parse_ids(const char *buf, size_t len, uint32_t **ret_ids, size_t *ret_n);
+
+/* Is id among ids[0..n), ascending as those two return them?  Pure. */
+bool dmr_delta_ids_has(const uint32_t *ids, size_t n, uint32_t id);
 
 /* Run a thin-provisioning-tools program: argv[0] a name looked up in
  * PATH (then /usr/sbin, /sbin, ...), no shell, stdin /dev/null; its stdout

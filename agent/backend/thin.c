@@ -491,16 +491,10 @@ static int thin_settle(struct dmr_registry *reg, const struct dmr_vm *vm,
 	return 0;
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
+/* Id 0 is no volume: nothing to lose. */
 static bool id_kept(const uint32_t *ids, size_t n, uint32_t id)
 {
-	return id == 0 || (n && bsearch(&id, ids, n, sizeof(*ids), cmp_id));
+	return id == 0 || dmr_delta_ids_has(ids, n, id);
 }
 
 static bool thin_repaired(struct dmr_vm *vm, const uint32_t *ids, size_t n)

@@ -465,13 +465,6 @@ static int volumes_to_error(struct repair *rp, struct dmr_pool *pool)
 	return 0;
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* A device whose volume the repaired metadata lost takes no thin table
  * (the pool has no such id): it goes, or, held open (a stable device on
  * a lost live volume), stays on `error`, as I/O to it would fail. */
@@ -479,7 +472,7 @@ static bool lost_dev_down(const char *name, uint32_t id, const uint32_t *ids, si
 {
 	int r;
 
-	if (n && bsearch(&id, ids, n, sizeof(*ids), cmp_id))
+	if (dmr_delta_ids_has(ids, n, id))
 		return false;
 	r = dmr_dm_remove(name, 10);
 	if (r < 0)

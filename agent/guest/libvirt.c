@@ -65,7 +65,7 @@ int dmr_libvirt_new(const char *uri, const char *domain, struct dmr_libvirt **re
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->uri = strdup(uri ? uri : DMR_LIBVIRT_DEFAULT_URI);
+	l->uri = strdup(uri ? uri : DMR_VM_LIBVIRT_DEFAULT_URI);
 	l->domain = strdup(domain);
 	if (!l->uri || !l->domain) {
 		dmr_libvirt_free(l);

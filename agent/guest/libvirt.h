@@ -32,9 +32,8 @@
 
 #include "agent/guest/shim.h"
 
-/* The URI when the VM names none (CONTRACT.md §3); what a domain and a
- * URI may be: dmr_vm_libvirt_valid (agent/store/registry.h). */
-#define DMR_LIBVIRT_DEFAULT_URI "qemu:///system"
+/* The URI when the VM names none, and what a domain and a URI may be:
+ * DMR_VM_LIBVIRT_DEFAULT_URI, dmr_vm_libvirt_valid (agent/store/registry.h). */
 
 struct dmr_libvirt;
 

@@ -348,7 +348,7 @@ struct json_object *dmr_vm_api_json(const struct dmr_vm *vm)
 	json_object_object_add(o, "exec_shim", str_or_null(vm->exec_shim));
 	json_object_object_add(o, "libvirt", str_or_null(vm->libvirt));
 	json_object_object_add(o, "libvirt_uri", vm->libvirt ? json_object_new_string(
-		vm->libvirt_uri ? vm->libvirt_uri : "qemu:///system") : NULL);
+		vm->libvirt_uri ? vm->libvirt_uri : DMR_VM_LIBVIRT_DEFAULT_URI) : NULL);
 	json_object_object_add(o, "keep_last", json_object_new_int64((int64_t)vm->keep_last));
 	json_object_object_add(o, "max_age", json_object_new_int64((int64_t)vm->max_age_sec));
 	json_object_object_add(o, "network", vm->network ? json_object_get(vm->network) :

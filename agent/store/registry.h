@@ -222,6 +222,8 @@ struct dmr_point *dmr_vm_point_find(struct dmr_vm *vm, uint64_t id);
  * records it: 1 to DMR_VM_LIBVIRT_MAX bytes of printable ASCII, no '/'
  * in a domain (libvirt refuses it in names), no blank in a URI.  Pure. */
 #define DMR_VM_LIBVIRT_MAX 256
+/* The URI of a VM that names none (CONTRACT.md §3). */
+#define DMR_VM_LIBVIRT_DEFAULT_URI "qemu:///system"
 bool dmr_vm_libvirt_valid(const char *s, bool uri);
 /* Remove points[i] from the array (no dm work). */
 void dmr_vm_point_drop(struct dmr_vm *vm, size_t i);
