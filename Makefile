@@ -217,17 +217,19 @@ demo: deps
 # make bench runs the four benchmarks: the stack's (one host,
 # tools/bench/run: also make bench-stack), the streams' (two hosts: also
 # make bench-stream), continuous replication's (also make bench-replicate)
-# and the soak (also make bench-soak).
+# and the soak (also make bench-soak).  The stack's runs with two vCPUs
+# (LAB_SMP=2), as its published numbers were taken: the window's parallel
+# retarget needs a second CPU; the tests' labs default to one.
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@rc=0; tools/lab/run --timeout 2400 -- tools/bench/run || rc=1; \
+	@rc=0; LAB_SMP=$${LAB_SMP:-2} tools/lab/run --timeout 2400 -- tools/bench/run || rc=1; \
 	tools/lab/run --hosts 2 --disk-mb 8192 --timeout 2400 -- tools/bench/stream || rc=1; \
 	tools/lab/run --hosts 2 --timeout 2400 -- tools/bench/replicate || rc=1; \
 	tools/lab/run --timeout 3600 -- tools/bench/soak || rc=1; exit $$rc
 
 bench-stack: deps
 	@$(MAKE) --no-print-directory all
-	@tools/lab/run --timeout 2400 -- tools/bench/run
+	@LAB_SMP=$${LAB_SMP:-2} tools/lab/run --timeout 2400 -- tools/bench/run
 
 # Replication streams between two hosts over ssh (tools/bench/stream, issue
 # 14): the two-host lab, scratch disks large enough for a 4 GiB disk's pool

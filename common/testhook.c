@@ -55,3 +55,24 @@ int dmr_test_fail(const char *step)
 	return 0;
 }
 
+
+unsigned dmr_test_limit(const char *name, unsigned dflt)
+{
+#if DMR_TEST_HOOKS
+	const char *v = getenv(name);
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n == 0 || n > dflt || v[0] == '-')
+		return dflt;
+	log_notice("test hook: %s=%lu", name, n);
+	return (unsigned)n;
+#else
+	(void)name;
+	return dflt;
+#endif
+}

@@ -12,6 +12,9 @@
  *                             mid-operation and then lets it go on: no
  *                             race against a clock, however slow the lab
  *   DMREP_TEST_FAIL_AT=STEP   dmr_test_fail returns -EIO
+ *   DMREP_TEST_JOBS_KEEP=N    the agent keeps N job records, not 1000
+ *                             (dmr_test_limit), so that the lab sees
+ *                             pruning after hundreds of jobs, not 1000+
  *
  * Below the agent too: "create-group:K" fails the K-th create of a dm
  * group (dm/dm.c: the volumes' devices, classic points), and
@@ -24,5 +27,9 @@
 void dmr_test_hook(const char *step);
 /* 0, or -EIO when DMREP_TEST_FAIL_AT names step. */
 int dmr_test_fail(const char *step);
+/* The value of the environment variable name when it is a decimal number
+ * in 1..dflt, else dflt (always dflt in a production build): a test may
+ * only lower a limit. */
+unsigned dmr_test_limit(const char *name, unsigned dflt);
 
 #endif

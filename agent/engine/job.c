@@ -25,6 +25,7 @@
 #include "common/rc.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/testhook.h"
 #include "common/util.h"
 
 #define JOBS_KEEP 1000
@@ -75,6 +76,7 @@ struct dmr_jobs {
 	uint64_t last_id;
 	struct dmr_job **list; /* by id, ascending */
 	size_t n, cap;
+	size_t keep;           /* records kept: JOBS_KEEP, lower under a test hook */
 	char **busy;           /* VM names with an operation running */
 	size_t n_busy, cap_busy;
 };
@@ -390,13 +392,13 @@ static void reap(struct dmr_jobs *js)
 	}
 }
 
-/* Drop the oldest finished jobs past JOBS_KEEP (caller holds the lock);
+/* Drop the oldest finished jobs past js->keep (caller holds the lock);
  * a job whose thread is not reaped yet stays. */
 static void prune(struct dmr_jobs *js)
 {
 	size_t i = 0;
 
-	while (js->n > JOBS_KEEP && i < js->n) {
+	while (js->n > js->keep && i < js->n) {
 		struct dmr_job *j = js->list[i];
 		char path[4096];
 
@@ -438,6 +440,7 @@ int dmr_jobs_open(struct dmr_agent *a)
 	if (!js)
 		return -ENOMEM;
 	pthread_mutex_init(&js->lock, NULL);
+	js->keep = dmr_test_limit("DMREP_TEST_JOBS_KEEP", JOBS_KEEP);
 	if (asprintf(&js->dir, "%s/jobs", a->state_dir) < 0) {
 		js->dir = NULL;
 		jobs_free(js);

@@ -123,7 +123,7 @@ check "its /root/.ssh is the lab's again" on_peer sh -c 'test "$(findmnt -n -o F
 child() {
 	local name=$1 body=$2
 	printf '%s\n' '#!/bin/bash' 'set -u' ". '$LAB_LIB/inittest.sh'" 'pair_setup' "$body" 'summary' >"$W/$name.sh"
-	env -u CI -u LAB_CI bash "$W/$name.sh" >"$W/$name.out" 2>&1
+	env -u CI -u LAB_CI -u LAB_TAP_TIMES bash "$W/$name.sh" >"$W/$name.out" 2>&1
 	crc=$?
 	sed "s/^/# $name: /" "$W/$name.out"
 }

@@ -96,7 +96,7 @@ child() {
 	local name=$1 body=$2 t0=$SECONDS
 	shift 2
 	printf '%s\n' '#!/bin/bash' 'set -u' ". '$LAB_LIB/inittest.sh'" 'lab_setup' "$body" 'summary' >"$W/$name.sh"
-	env -u CI -u LAB_CI LAB_SCRATCH="$W/scratch" OUT="$W" "$@" bash "$W/$name.sh" >"$W/$name.out" 2>&1
+	env -u CI -u LAB_CI -u LAB_TAP_TIMES LAB_SCRATCH="$W/scratch" OUT="$W" "$@" bash "$W/$name.sh" >"$W/$name.out" 2>&1
 	crc=$?
 	sed "s/^/# $name: /" "$W/$name.out"
 	diag "$name: exit $crc after $((SECONDS - t0)) s"

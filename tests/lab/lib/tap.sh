@@ -22,8 +22,20 @@ T_PASS=0
 T_FAIL=0
 T_SKIP=0
 
-ok() { T_PASS=$((T_PASS + 1)); echo "ok - $*"; }
-not_ok() { T_FAIL=$((T_FAIL + 1)); echo "not ok - $*"; }
+# LAB_TAP_TIMES=1: each ok / not ok line ends with the wall time since the
+# previous one (`# +N ms`), to find where a test spends its lab time
+# (no fork: a process costs milliseconds under TCG).
+T_LAST=${EPOCHREALTIME/./}
+T_SINCE=
+t_since() {
+	T_SINCE=
+	[ "${LAB_TAP_TIMES:-0}" = 1 ] || return 0
+	local now=${EPOCHREALTIME/./}
+	T_SINCE=" # +$(((now - T_LAST) / 1000)) ms"
+	T_LAST=$now
+}
+ok() { T_PASS=$((T_PASS + 1)); t_since; echo "ok - $*$T_SINCE"; }
+not_ok() { T_FAIL=$((T_FAIL + 1)); t_since; echo "not ok - $*$T_SINCE"; }
 diag() { echo "# $*"; }
 lab_ci() { [ "${CI:-}" = true ] || [ "${LAB_CI:-}" = true ]; }
 skip() {
