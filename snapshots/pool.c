@@ -290,6 +290,40 @@ static int pool_attach(struct dmr_pool *pool)
 			      &pool->meta_is_loop, &pool->meta_sectors);
 }
 
+/* Is the metadata device's superblock all zeroes?  The kernel formats
+ * such a device as a new, empty pool: on an existing pool's metadata
+ * (wiped, or a device swapped for a blank one) that would drop every
+ * volume and its data for good, so activation refuses it (-EUCLEAN).
+ * Read with O_DIRECT: what the device holds, not a cached page. */
+static int meta_blank(const char *dev)
+{
+	_cleanup_close_ int fd = -1;
+	void *buf = NULL;
+	ssize_t n;
+	int r = 0;
+
+	fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return dmr_negerrno();
+	if (posix_memalign(&buf, 4096, 4096) != 0)
+		return -ENOMEM;
+	n = pread(fd, buf, 4096, 0);
+	if (n < 0)
+		r = dmr_negerrno();
+	else if (n != 4096)
+		r = -EIO;
+	else {
+		const unsigned char *b = buf;
+		bool zero = true;
+
+		for (size_t i = 0; zero && i < 4096; i++)
+			zero = b[i] == 0;
+		r = zero ? -EUCLEAN : 0;
+	}
+	free(buf);
+	return r;
+}
+
 /* Make the pool's device over the attached backing. */
 static int pool_load(struct dmr_pool *pool)
 {
@@ -401,6 +435,9 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
 	if (r < 0)
 		return r;
 	if (!info.exists) {
+		r = meta_blank(pool->meta_dev);
+		if (r < 0)
+			return r;
 		r = pool_load(pool);
 		if (r < 0)
 			return r;
@@ -435,7 +472,7 @@ int dmr_pool_reactivate(struct dmr_pool *pool)
 	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
 	if (r < 0)
 		return r;
-	if (!info.exists && (r = pool_load(pool)) < 0)
+	if (!info.exists && ((r = meta_blank(pool->meta_dev)) < 0 || (r = pool_load(pool)) < 0))
 		return r;
 	return pool_fill_devno(pool);
 }

@@ -72,7 +72,9 @@ int dmr_pool_file_growth(const char *path, uint64_t new_size, uint64_t *ret_byte
 int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		    struct dmr_pool **ret_pool, char **ret_what);
 /* Bring an existing pool up after a restart (attach loops, create the dm
- * device if absent).  Never formats anything. */
+ * device if absent).  Never formats anything: a metadata device whose
+ * superblock is all zeroes, which the kernel would format as an empty
+ * pool, is refused with -EUCLEAN (dmr_pool_reactivate too). */
 int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_pool);
 
 /* The pool's repair (agent/engine/pool.c): take its dm device down, its
