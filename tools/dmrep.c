@@ -1569,17 +1569,23 @@ static int run_metrics(const struct command *cmd, struct invocation *inv)
 	_cleanup_json_ struct json_object *pool_rep = NULL, *vms_rep = NULL, *jobs_rep = NULL;
 	_cleanup_free_ struct vm_metrics *m = NULL;
 	_cleanup_free_ char *text = NULL;
-	struct json_object *pool = NULL, *vms, *jobs;
+	struct json_object *pool = NULL, *vms, *jobs, *active;
 	int64_t now = (int64_t)dmr_realtime_usec(), failed = 0, running = 0;
 	size_t n, len = 0;
 	FILE *f;
 
 	fail_stdout = metrics_down;
 	pool_rep = call_any("GetPoolStatus", DMR_TAKE_PTR(inv->params), -1, true);
-	/* No pool (32775: classic VMs need none) or a pool down (32777): said
-	 * by dmrep_pool_up, not a failure of the command. */
-	if (reply_rc(pool_rep) == DMR_RC_OK)
+	/* No pool (32775: classic VMs need none), or a pool down (answered,
+	 * "active": false; 32777 from an older agent): said by dmrep_pool_up,
+	 * not a failure of the command. */
+	if (reply_rc(pool_rep) == DMR_RC_OK) {
 		json_object_object_get_ex(pool_rep, "pool", &pool);
+		/* A pool that is down has no usage to report: not up. */
+		if (pool && json_object_object_get_ex(pool, "active", &active) &&
+		    !json_object_get_boolean(active))
+			pool = NULL;
+	}
 	else if (reply_rc(pool_rep) != DMR_RC_INVALID_STATE && reply_rc(pool_rep) != DMR_RC_UNAVAILABLE)
 		fail(reply_rc(pool_rep), "%s", str_field(pool_rep, "error", dmr_rc_name(reply_rc(pool_rep))));
 	vms_rep = call("ListVirtualSystems", NULL);
@@ -1654,7 +1660,9 @@ static const struct command commands[] = {
 	  OPT(O_SPARSE), { NULL },
 	  { NULL }, { false }, "CreatePool", run_pool_create },
 	{ "pool", "status", "", "The pool's usage, mode and health (ok, fail, needs_check,\n"
-	  "read_only, out_of_data_space) and what to do about it.", 0, { NULL }, { NULL }, { false },
+	  "read_only, out_of_data_space) and what to do about it.  A pool the agent\n"
+	  "could not activate at start is \"active\": false, mode down, health fail,\n"
+	  "with its reason and advice.", 0, { NULL }, { NULL }, { false },
 	  "GetPoolStatus", run_pool_status },
 	{ "pool", "repair", "[--wait]",
 	  "Bring a failed or read-only pool back (root only; after its metadata device\n"

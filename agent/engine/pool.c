@@ -144,6 +144,42 @@ int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool for
 
 static const char *health_advice(enum dmr_pool_health h);
 
+#define DOWN_REASON_UNKNOWN "it could not be activated at start (see the agent's log)"
+#define DOWN_ADVICE_UNKNOWN "fix the pool's devices, then restart dmrepd"
+
+int dmr_pool_down_why(struct dmr_registry *reg, char **ret_why)
+{
+	assert(reg && ret_why);
+	return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is down: %s; %s",
+			   reg->pool_down_reason ? reg->pool_down_reason : DOWN_REASON_UNKNOWN,
+			   reg->pool_down_advice ? reg->pool_down_advice : DOWN_ADVICE_UNKNOWN);
+}
+
+/* GetPoolStatus of a pool that is down: what is known without the kernel. */
+static int status_down_json(struct dmr_registry *reg, struct json_object **ret, char **ret_why)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return dmr_why_set(ret_why, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&reg->lock);
+	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
+	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
+	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
+	json_object_object_add(o, "reason", json_object_new_string(
+		reg->pool_down_reason ? reg->pool_down_reason : DOWN_REASON_UNKNOWN));
+	json_object_object_add(o, "advice", json_object_new_string(
+		reg->pool_down_advice ? reg->pool_down_advice : DOWN_ADVICE_UNKNOWN));
+	pthread_mutex_unlock(&reg->lock);
+	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
+	json_object_object_add(o, "active", json_object_new_boolean(false));
+	json_object_object_add(o, "mode", json_object_new_string("down"));
+	json_object_object_add(o, "health", json_object_new_string(
+		dmr_status_thin_pool_health_name(DMR_POOL_FAIL)));
+	*ret = o;
+	return 0;
+}
+
 int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, char **ret_why)
 {
 	struct dmr_pool *pool = reg->pool;
@@ -155,6 +191,8 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 
 	assert(ret);
 	assert(ret_why);
+	if (!pool)
+		return status_down_json(reg, ret, ret_why);
 	r = dmr_pool_status(pool, &st);
 	if (r < 0)
 		return dmr_why_set(ret_why, r, "cannot read pool status: %s", strerror(-r));
@@ -171,6 +209,7 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
 	pthread_mutex_unlock(&reg->lock);
 	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
+	json_object_object_add(o, "active", json_object_new_boolean(true));
 	json_object_object_add(o, "block_size_bytes", json_object_new_int64((int64_t)bb));
 	json_object_object_add(o, "data_used_blocks", json_object_new_int64((int64_t)st.used_data_blocks));
 	json_object_object_add(o, "data_total_blocks", json_object_new_int64((int64_t)st.total_data_blocks));
@@ -698,8 +737,10 @@ int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why)
 	int r;
 
 	assert(a && ret_id && ret_why);
+	/* A pool that never came up at start is not one a repair can take
+	 * offline and back: it needs its devices fixed and a restart. */
 	if (!reg->pool)
-		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is not active: see the agent's log");
+		return dmr_pool_down_why(reg, ret_why);
 	r = dmr_pool_status(reg->pool, &st);
 	if (r == 0 && dmr_status_thin_pool_health(&st) == DMR_POOL_OK)
 		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is healthy: nothing to repair");

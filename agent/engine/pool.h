@@ -30,9 +30,16 @@
 int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool force,
 		  char **ret_warning, char **ret_why);
 
-/* The "pool" object of GetPoolStatus (CONTRACT.md) for reg->pool, up:
- * -errno if its status cannot be read (*ret_why, malloc()ed, says so). */
+/* The "pool" object of GetPoolStatus (CONTRACT.md) for reg->pool, up
+ * ("active": true): -errno if its status cannot be read (*ret_why,
+ * malloc()ed, says so).  A pool that is down (recorded, not active:
+ * reg->pool NULL) is answered too, "active": false, "mode": "down",
+ * "health": "fail", with "reason" and "advice" (dmr_pool_down_why's). */
 int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, char **ret_why);
+/* A pool recorded but down (reg->pool NULL, reg->have_pool): -DMR_E_STATE
+ * (32775) and *ret_why (malloc()ed) "the pool is down: REASON; ADVICE", one
+ * line, the same for every operation that needs it. */
+int dmr_pool_down_why(struct dmr_registry *reg, char **ret_why);
 
 /* May an operation use the pool (reg->pool up)?  0; -DMR_E_STATE when it
  * failed, needs a check, is read-only or its status cannot be read (the

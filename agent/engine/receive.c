@@ -585,7 +585,16 @@ static int receive_job(struct dmr_job *job, void *userdata)
 		goto out;
 	}
 	/* Replicas live in the pool: without it nothing is received. */
-	if (!reg->pool || !thin || thin->add_room(reg, &free_bytes) < 0) {
+	if (!reg->pool) {
+		_cleanup_free_ char *down = NULL;
+
+		r = reg->have_pool ? dmr_pool_down_why(reg, &down) :
+				     dmr_why_set(&down, -DMR_E_STATE, "no pool: create one with "
+						 "'dmrep pool create'");
+		dmr_job_set_error(job, dmr_rc_from_errno(r), "%s", down ? down : strerror(-r));
+		goto out;
+	}
+	if (!thin || thin->add_room(reg, &free_bytes) < 0) {
 		dmr_job_set_error(job, DMR_RC_UNAVAILABLE, "the pool is not active");
 		r = -ENODEV;
 		goto out;

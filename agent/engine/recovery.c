@@ -3,7 +3,12 @@
 #include "agent/engine/pool.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "agent/engine/vm.h"
 #include "agent/backend/backend.h"
@@ -23,6 +28,23 @@
 #define QGA_CONNECT_MS 5000
 
 /* ---- the pool ---------------------------------------------------------- */
+
+/* Why the pool stays down and what to do, for every caller until the
+ * agent is restarted (dmr_pool_down_why answers with them). */
+static void pool_down(struct dmr_registry *reg, const char *advice, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void pool_down(struct dmr_registry *reg, const char *advice, const char *fmt, ...)
+{
+	va_list ap;
+
+	free(reg->pool_down_reason);
+	free(reg->pool_down_advice);
+	va_start(ap, fmt);
+	if (vasprintf(&reg->pool_down_reason, fmt, ap) < 0)
+		reg->pool_down_reason = NULL;
+	va_end(ap);
+	reg->pool_down_advice = strdup(advice);
+}
 
 /* The pool, unless pool.json is unreadable or its paths are not the
  * devices it was made on (never activate a pool over a device that is not
@@ -45,11 +67,37 @@ static void pool_activate(struct dmr_registry *reg)
 	} else if ((r = dmr_reg_pool_ident_check(reg)) < 0) {
 		/* Never activate a pool over a device that is not its own:
 		 * the kernel would write its metadata there. */
+		if (!reg->pool_down_reason)
+			pool_down(reg, "check the pool's devices, then restart dmrepd",
+				  "its devices cannot be identified: %s", strerror(-r));
+		else {
+			free(reg->pool_down_advice);
+			reg->pool_down_advice = strdup("put the pool's own devices back at its "
+						       "paths, then restart dmrepd");
+		}
 		log_error("pool left down: %s", reg->pool_down_reason ? reg->pool_down_reason :
 			  strerror(-r));
 	} else if ((r = dmr_pool_activate(&reg->pool_spec, &reg->pool)) < 0) {
-		/* Stay up so status can be read; storage methods answer
-		 * "not available" until the pool is back. */
+		/* Stay up so status can be read; storage methods answer 32775
+		 * with this reason until the devices are fixed and the agent
+		 * restarted.  A missing device and one the kernel refused
+		 * (unreadable, or metadata it cannot read: a table load fails
+		 * with EINVAL or EIO, dmesg says which) want different fixes. */
+		if (r == -EUCLEAN)
+			pool_down(reg, "put the pool's own metadata back on that device (a copy, or "
+				  "a backup a repair left in the state directory), then restart dmrepd",
+				  "its metadata device %s is blank (all zeroes): activating it would "
+				  "format an empty pool and lose every point", reg->pool_spec.meta_path);
+		else if (r == -ENOENT)
+			pool_down(reg, "attach the pool's devices at those paths, then restart dmrepd",
+				  "cannot activate it: %s or %s does not exist",
+				  reg->pool_spec.data_path, reg->pool_spec.meta_path);
+		else
+			pool_down(reg, "fix the devices (dmesg says why the kernel refused the pool); "
+				  "if thin_check finds its metadata damaged, thin_repair it into a "
+				  "spare and copy that over the metadata device; then restart dmrepd",
+				  "cannot activate it on %s and %s: %s", reg->pool_spec.data_path,
+				  reg->pool_spec.meta_path, strerror(-r));
 		log_error("cannot activate the pool (%s on %s, %s): %s", DMR_POOL_DM_NAME,
 			  reg->pool_spec.data_path, reg->pool_spec.meta_path, strerror(-r));
 	} else if (dmr_reg_pool_ident_learn(reg) && (r = dmr_reg_pool_save(reg)) < 0) {

@@ -652,9 +652,8 @@ int dmr_replica_send_start(struct dmr_agent *a, const struct dmr_send_req *req,
 		r = dmr_why_set(ret_why, -ENOENT, "no VM named %s", req->vm);
 	} else {
 		r = dmr_replica_send_check(vm, &point, req->base, ret_why);
-		if (r == 0 && dmr_backend_of(vm)->needs_pool && !reg->pool) {
-			r = dmr_why_set(ret_why, -EHOSTUNREACH, "the pool is not active");
-		}
+		if (r == 0 && dmr_backend_of(vm)->needs_pool && !reg->pool)
+			r = dmr_pool_down_why(reg, ret_why);
 	}
 	pthread_mutex_unlock(&reg->lock);
 	if (r < 0) {

@@ -11,8 +11,8 @@
 #include "common/util.h"
 #include "dm/name.h"
 
-/* The pool recorded and active, whatever its health (GetPoolStatus and
- * RepairPool look at a failed pool). */
+/* The pool recorded and active, whatever its health (RepairPool looks at
+ * a failed pool); one that is down answers 32775 with why and what to do. */
 static int need_pool_active(struct dmr_call *c, struct dmr_pool **ret_pool)
 {
 	struct dmr_registry *reg = c->agent->reg;
@@ -20,12 +20,12 @@ static int need_pool_active(struct dmr_call *c, struct dmr_pool **ret_pool)
 	if (!reg->have_pool)
 		return dmr_call_fail(c, DMR_RC_INVALID_STATE,
 				     "no pool: create one with 'dmrep pool create'");
-	if (!reg->pool && reg->pool_down_reason)
-		return dmr_call_fail(c, DMR_RC_UNAVAILABLE, "the pool was left down: %s",
-				     reg->pool_down_reason);
-	if (!reg->pool)
-		return dmr_call_fail(c, DMR_RC_UNAVAILABLE,
-				     "the pool could not be activated; see the agent's log");
+	if (!reg->pool) {
+		_cleanup_free_ char *why = NULL;
+		int r = dmr_pool_down_why(reg, &why);
+
+		return dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why ? why : strerror(-r));
+	}
 	*ret_pool = reg->pool;
 	return 0;
 }
@@ -191,12 +191,13 @@ int dmr_h_create_pool(struct dmr_call *c)
 int dmr_h_get_pool_status(struct dmr_call *c)
 {
 	_cleanup_free_ char *why = NULL;
-	struct dmr_pool *pool = NULL;
 	struct json_object *o;
-	int rc, r;
+	int r;
 
-	if ((rc = need_pool_active(c, &pool)))
-		return rc;
+	/* Recorded, up or down: a pool that is down is answered with why. */
+	if (!c->agent->reg->have_pool)
+		return dmr_call_fail(c, DMR_RC_INVALID_STATE,
+				     "no pool: create one with 'dmrep pool create'");
 	r = dmr_pool_status_json(c->agent->reg, &o, &why);
 	if (r < 0)
 		return why ? dmr_call_fail(c, dmr_rc_from_errno(r), "%s", why) :

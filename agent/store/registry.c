@@ -1286,7 +1286,13 @@ int dmr_registry_open(struct dmr_agent *a)
 		reg->pool_spec.data_path = strdup("(pool.json unreadable)");
 		reg->pool_spec.meta_path = strdup("(pool.json unreadable)");
 		reg->have_pool = reg->pool_unreadable = true;
-		if (!reg->pool_spec.data_path || !reg->pool_spec.meta_path)
+		if (asprintf(&reg->pool_down_reason, "its state file %s/pool.json is unreadable (%s)",
+			     reg->state_dir, r == -EILSEQ ? "not UTF-8" : strerror(-r)) < 0)
+			reg->pool_down_reason = NULL;
+		reg->pool_down_advice = strdup("restore pool.json from a backup (the agent "
+					       "never rewrites a bad one), then restart dmrepd");
+		if (!reg->pool_spec.data_path || !reg->pool_spec.meta_path ||
+		    !reg->pool_down_reason || !reg->pool_down_advice)
 			return -ENOMEM;
 	}
 	r = vms_load(reg);
@@ -1310,6 +1316,7 @@ void dmr_registry_close(struct dmr_agent *a)
 	dmr_ident_free(reg->pool_ident[0]);
 	dmr_ident_free(reg->pool_ident[1]);
 	free(reg->pool_down_reason);
+	free(reg->pool_down_advice);
 	free(reg->state_dir);
 	pthread_mutex_destroy(&reg->lock);
 	pthread_mutex_destroy(&reg->txn_lock);

@@ -189,9 +189,12 @@ struct dmr_registry {
 	struct dmr_pool_spec pool_spec;
 	struct dmr_pool *pool;  /* active pool, or NULL if it could not start */
 	/* What the pool's data and metadata paths were at pool create (NULL:
-	 * not known), and why the pool was left down, or NULL. */
+	 * not known); why the pool was left down or could not be activated
+	 * at start, and what to do about it (both NULL while it is up, or
+	 * when there is no pool). */
 	struct dmr_ident *pool_ident[2];
 	char *pool_down_reason;
+	char *pool_down_advice;
 	uint64_t tid;           /* pool transaction id the catalog matches */
 	uint32_t next_vol_id;
 	size_t n_vms;

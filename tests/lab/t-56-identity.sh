@@ -180,8 +180,11 @@ PD_SUM=$(md5sum <"$W/pd.img")
 PM_SUM=$(md5sum <"$W/pm.img")
 agent_start || not_ok "the agent starts with the pool's devices swapped"
 out=$(dmrep --json pool status)
-expect_rc "pool status: not available (32777)" 32777 "$out"
-check "it says why" jq -e --arg f "$W/pm.img" '.error | contains("left down") and contains($f)' <<<"$out"
+check "pool status: down, why and what to do" jq -e --arg f "$W/pm.img" \
+	'.active == false and .mode == "down" and .health == "fail" and (.reason | contains($f)) and (.advice | contains("restart dmrepd"))' <<<"$out"
+out=$(dmrep --json point create "$VM")
+expect_rc "a point of its thin VM: 32775" 32775 "$out"
+check "... the pool is down, and why" jq -e --arg f "$W/pm.img" '.error | startswith("the pool is down: ") and contains($f)' <<<"$out"
 check "the pool was not activated" test ! -e /dev/mapper/dmrep-pool
 check "the log says so" grep -q "pool left down" "$W/dmrepd.log"
 agent_stop
