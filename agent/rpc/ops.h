@@ -18,8 +18,10 @@ int dmr_ops_need_pool(struct dmr_call *c, struct dmr_pool **ret_pool);
  * dmr_ops_need_pool; dmr_vm_needs_pool, agent/engine/vm.h), else nothing;
  * 0 for an unknown VM (the caller's lookup reports it). */
 int dmr_ops_need_storage(struct dmr_call *c, const char *vm_name);
-/* The same for an operation that only frees space in the pool (removing
- * points or a VM, retention): a pool out of data space is not refused. */
+/* The same for an operation that needs no new data space in the pool:
+ * one that only frees it (removing points or a VM, retention, revert,
+ * commit, the end of a test failover) or only reads it (a point's send).
+ * A pool out of data space is not refused. */
 int dmr_ops_need_storage_to_free(struct dmr_call *c, const char *vm_name);
 /* Refuse (32777, the reason) work on a VM left down at activation (its
  * disk's device is not the disk that was added); removing it is allowed. */

@@ -67,8 +67,10 @@ static int fo_check(struct dmr_call *call, enum dmr_failover_op m, struct dmr_vm
 			return dmr_call_fail(call, DMR_RC_NOT_FOUND, "VM %s has no point %" PRIu64,
 					     vm->name, *point);
 		if (!pt->valid)
-			return dmr_call_fail(call, DMR_RC_INVALID_STATE, "point %" PRIu64 " is not valid",
-					     *point);
+			return dmr_call_fail(call, DMR_RC_INVALID_STATE,
+					     "point %" PRIu64 " is not valid (its store overflowed or "
+					     "failed; the agent's log says when): fail over to a valid "
+					     "one ('dmrep point list')", *point);
 		return 0;
 	case DMR_FAILOVER_REVERT:
 	case DMR_FAILOVER_COMMIT:
@@ -110,8 +112,14 @@ static int fo_handler(struct dmr_call *call, enum dmr_failover_op m)
 		return rc;
 	if (!dmr_streq(guest, "reset") && !dmr_streq(guest, "resume"))
 		return dmr_call_fail(call, DMR_RC_INVALID_PARAMETER, "guest must be reset or resume");
-	if ((rc = dmr_ops_need_storage(call, name)) || (rc = dmr_ops_need_up(call, name)) ||
-	    (rc = dmr_ops_vm_acquire(call, name)))
+	/* Revert, commit and the end of a test only drop volumes: a pool out
+	 * of data space takes them (they are the way out of it); a failover
+	 * or a test view would run the guest on a pool that errors writes. */
+	if (m == DMR_FAILOVER_INITIATE || m == DMR_FAILOVER_TEST)
+		rc = dmr_ops_need_storage(call, name);
+	else
+		rc = dmr_ops_need_storage_to_free(call, name);
+	if (rc || (rc = dmr_ops_need_up(call, name)) || (rc = dmr_ops_vm_acquire(call, name)))
 		return rc;
 	/* A classic point whose COW store overflowed is never failed over
 	 * to: read the kernel's word on every point first. */

@@ -70,7 +70,9 @@ int dmr_h_send_point(struct dmr_call *c)
 				     "with the request");
 	if ((rc = fd_mode(c, true)))
 		return rc;
-	if ((rc = dmr_ops_need_storage(c, name)) || (rc = dmr_ops_need_up(c, name)))
+	/* A send only reads the pool: a pool out of data space still sends
+	 * its points away (to a host with room). */
+	if ((rc = dmr_ops_need_storage_to_free(c, name)) || (rc = dmr_ops_need_up(c, name)))
 		return rc;
 	req.vm = name;
 	req.point = point;
