@@ -7,6 +7,9 @@
 #                                 (no DMREP- UUID: the test's own) over loops
 #                                 over $W/pdata.img and $W/pmeta.img of those
 #                                 sizes; the pool goes on them
+#   fault_device NAME SIZE        NAME: a dm linear device (no UUID) over a
+#                                 loop over $W/NAME.img of SIZE, for
+#                                 fault_table (a classic point's COW store)
 #   fault_table NAME error|linear|flakey|delay|dropwrites  NAME's table
 #                                 swapped (load, suspend, resume): every I/O
 #                                 fails, back to the loop, up 1 s / down 1 s,
@@ -32,6 +35,14 @@ fault_pool_devices() {
 		FAULT_BASE[${T}p$k]=$loop
 		dmsetup create "${T}p$k" --table "0 $(blockdev --getsz "$loop") linear $loop 0" || return 1
 	done
+	udevadm settle >/dev/null 2>&1
+}
+
+fault_device() {
+	local loop
+	loop=$(make_loop "$1.img" "$2") || return 1
+	FAULT_BASE[$1]=$loop
+	dmsetup create "$1" --table "0 $(blockdev --getsz "$loop") linear $loop 0" || return 1
 	udevadm settle >/dev/null 2>&1
 }
 
