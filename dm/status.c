@@ -181,6 +181,9 @@ enum dmr_pool_health dmr_status_thin_pool_health(const struct dmr_thin_pool_stat
 {
 	if (!st || st->fail)
 		return DMR_POOL_FAIL;
+	if ((st->needs_check || st->read_only) && st->total_meta_blocks &&
+	    st->used_meta_blocks >= st->total_meta_blocks)
+		return DMR_POOL_OUT_OF_METADATA_SPACE;
 	if (st->needs_check)
 		return DMR_POOL_NEEDS_CHECK;
 	if (st->read_only)
@@ -203,6 +206,8 @@ const char *dmr_status_thin_pool_health_name(enum dmr_pool_health h)
 		return "read_only";
 	case DMR_POOL_OUT_OF_DATA_SPACE:
 		return "out_of_data_space";
+	case DMR_POOL_OUT_OF_METADATA_SPACE:
+		return "out_of_metadata_space";
 	}
 	return "fail";
 }

@@ -41,18 +41,24 @@ struct dmr_thin_pool_status {
 int dmr_status_parse_thin_pool(const char *params, struct dmr_thin_pool_status *ret);
 
 /* What a parsed thin-pool status says of the pool's health, worst first:
- * fail (every I/O errors), needs_check (a metadata operation failed: the
- * metadata must be checked and repaired offline), read_only (no metadata
- * change possible), out_of_data_space (writes to new blocks fail), ok. */
+ * fail (every I/O errors), out_of_metadata_space (read-only or needs_check
+ * with every metadata block used: the kernel ran out of metadata and
+ * switched the pool to read-only; the metadata device must grow before a
+ * repair has room to rewrite it), needs_check (a metadata operation
+ * failed: the metadata must be checked and repaired offline), read_only
+ * (no metadata change possible), out_of_data_space (writes to new blocks
+ * fail), ok. */
 enum dmr_pool_health {
 	DMR_POOL_OK,
 	DMR_POOL_FAIL,
 	DMR_POOL_NEEDS_CHECK,
 	DMR_POOL_READ_ONLY,
 	DMR_POOL_OUT_OF_DATA_SPACE,
+	DMR_POOL_OUT_OF_METADATA_SPACE,
 };
 enum dmr_pool_health dmr_status_thin_pool_health(const struct dmr_thin_pool_status *st);
-/* "ok", "fail", "needs_check", "read_only", "out_of_data_space". */
+/* "ok", "fail", "needs_check", "read_only", "out_of_data_space",
+ * "out_of_metadata_space". */
 const char *dmr_status_thin_pool_health_name(enum dmr_pool_health h);
 
 struct dmr_thin_status {

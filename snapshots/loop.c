@@ -366,3 +366,17 @@ int dmr_loop_detach(const char *devpath)
 	log_debug("loop: %s is still held open; it detaches on last close", devpath);
 	return -EBUSY;
 }
+
+int dmr_loop_set_capacity(const char *devpath)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (!devpath)
+		return -EINVAL;
+	fd = open(devpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dmr_negerrno();
+	if (ioctl(fd, LOOP_SET_CAPACITY, 0) < 0)
+		return dmr_negerrno();
+	return 0;
+}

@@ -59,6 +59,11 @@ int dmr_loop_file_is_attached(const char *file);
  */
 int dmr_loop_detach(const char *devpath);
 
+/* Make loop device devpath take its backing file's size now
+ * (LOOP_SET_CAPACITY: a file grown since it was attached).  0 or -errno;
+ * the device may be in use. */
+int dmr_loop_set_capacity(const char *devpath);
+
 /*
  * The backing file of a bound loop device, as the kernel reports it
  * (/sys/block/loopN/loop/backing_file; the kernel appends " (deleted)" to a

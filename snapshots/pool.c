@@ -463,6 +463,26 @@ int dmr_pool_deactivate(const struct dmr_pool *pool)
 	return dmr_dm_remove(DMR_POOL_DM_NAME, 5);
 }
 
+int dmr_pool_meta_refresh(struct dmr_pool *pool, uint64_t *ret_bytes)
+{
+	uint64_t size;
+	bool is_block;
+	int r;
+
+	assert(pool);
+	if (pool->meta_is_loop && (r = dmr_loop_set_capacity(pool->meta_dev)) < 0)
+		return r;
+	r = dmr_probe_path_kind(pool->meta_dev, &is_block, &size);
+	if (r < 0)
+		return r;
+	if (!is_block)
+		return -ENOTBLK;
+	pool->meta_sectors = size / 512;
+	if (ret_bytes)
+		*ret_bytes = size;
+	return 0;
+}
+
 int dmr_pool_reactivate(struct dmr_pool *pool)
 {
 	struct dmr_dm_info info;

@@ -23,6 +23,8 @@
 /* 64 KiB blocks: the kernel's minimum, best for snapshots (less copying on
  * first write to a shared block). */
 #define DMR_POOL_BLOCK_SECTORS 128u
+/* dm-thin's metadata block, in bytes (fixed by the kernel). */
+#define DMR_POOL_META_BLOCK_BYTES 4096u
 
 struct dmr_pool_spec {
 	char *data_path;       /* block device or regular file */
@@ -83,6 +85,11 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
  * device still uses it; absent is not an error); and bring it back over
  * the same devices, pool->major/minor refreshed (they may change). */
 int dmr_pool_deactivate(const struct dmr_pool *pool);
+/* Read the metadata device's size again (a file's loop first takes its
+ * file's size: the file grown since), into pool->meta_sectors; *ret_bytes
+ * (may be NULL) gets it.  The pool may be up: the kernel keeps using the
+ * size it loaded until a repair rewrites the metadata for the new one. */
+int dmr_pool_meta_refresh(struct dmr_pool *pool, uint64_t *ret_bytes);
 int dmr_pool_reactivate(struct dmr_pool *pool);
 
 int dmr_pool_status(const struct dmr_pool *pool, struct dmr_thin_pool_status *ret);

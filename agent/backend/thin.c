@@ -322,6 +322,11 @@ static int thin_point_room(struct dmr_registry *reg, const struct dmr_vm *vm,
 			     "or grow its data device") < 0)
 			*ret_why = NULL;
 		return -ENOSPC;
+	case DMR_POOL_OUT_OF_METADATA_SPACE:
+		if (asprintf(ret_why, "the pool ran out of metadata space and is read-only: grow "
+			     "its metadata device, then run 'dmrep pool repair'") < 0)
+			*ret_why = NULL;
+		return -DMR_E_STATE;
 	default:
 		if (asprintf(ret_why, "the pool is %s: run 'dmrep pool repair'",
 			     st.fail ? "failed" : "read-only (needs_check)") < 0)

@@ -249,6 +249,11 @@ static int health_refusal(const struct dmr_thin_pool_status *st, bool to_free, c
 	case DMR_POOL_FAIL:
 		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool failed (its metadata device "
 				   "failed): fix the device, then run 'dmrep pool repair'");
+	case DMR_POOL_OUT_OF_METADATA_SPACE:
+		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool ran out of metadata space "
+				   "(%" PRIu64 "/%" PRIu64 " blocks) and is read-only: grow its "
+				   "metadata device, then run 'dmrep pool repair'",
+				   st->used_meta_blocks, st->total_meta_blocks);
 	case DMR_POOL_NEEDS_CHECK:
 	case DMR_POOL_READ_ONLY:
 		break;
@@ -309,6 +314,9 @@ static const char *health_advice(enum dmr_pool_health h)
 		return "";
 	case DMR_POOL_OUT_OF_DATA_SPACE:
 		return "remove points or VMs, or grow the data device";
+	case DMR_POOL_OUT_OF_METADATA_SPACE:
+		return "grow the metadata device (a file: make it larger), then run "
+		       "'dmrep pool repair', which rewrites the metadata into the room added";
 	case DMR_POOL_FAIL:
 	case DMR_POOL_NEEDS_CHECK:
 	case DMR_POOL_READ_ONLY:
@@ -747,6 +755,24 @@ int dmr_pool_repair_start(struct dmr_agent *a, uint64_t *ret_id, char **ret_why)
 	if (r == 0 && dmr_status_thin_pool_health(&st) == DMR_POOL_OUT_OF_DATA_SPACE)
 		return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is out of data space, its "
 				   "metadata intact: remove points or grow its data device");
+	/* thin_repair rewrites full metadata only into a larger device: the
+	 * new size is read now (a file's loop takes its file's size). */
+	if (r == 0 && dmr_status_thin_pool_health(&st) == DMR_POOL_OUT_OF_METADATA_SPACE) {
+		uint64_t bytes = 0;
+		int q = dmr_pool_meta_refresh(reg->pool, &bytes);
+
+		if (q < 0)
+			return dmr_why_set(ret_why, -DMR_E_STATE, "cannot read the size of the "
+					   "metadata device %s: %s", reg->pool_spec.meta_path,
+					   strerror(-q));
+		if (bytes <= st.total_meta_blocks * DMR_POOL_META_BLOCK_BYTES)
+			return dmr_why_set(ret_why, -DMR_E_STATE, "the pool ran out of metadata "
+					   "space (%" PRIu64 "/%" PRIu64 " blocks): grow its metadata "
+					   "device %s first (it is %" PRIu64 " bytes); the repair "
+					   "rewrites the metadata into the room added",
+					   st.used_meta_blocks, st.total_meta_blocks,
+					   reg->pool_spec.meta_path, bytes);
+	}
 	/* From here new operations on the pool are refused (32774). */
 	if (!atomic_compare_exchange_strong(&repair_job, &expected, UINT64_MAX))
 		return dmr_why_set(ret_why, -EBUSY, "the pool is being repaired already");

@@ -116,6 +116,17 @@ static void test_thin_pool_health(void **state)
 		  DMR_POOL_READ_ONLY, "read_only" },
 		{ "7 287/4096 16384/16384 - out_of_data_space discard_passdown error_if_no_space - 1024",
 		  DMR_POOL_OUT_OF_DATA_SPACE, "out_of_data_space" },
+		/* The lab's pool once its 2 MiB of metadata filled (2026-12-04):
+		 * "No free metadata blocks", "switching pool to read-only mode". */
+		{ "12 512/512 13824/24576 - ro discard_passdown error_if_no_space - 128",
+		  DMR_POOL_OUT_OF_METADATA_SPACE, "out_of_metadata_space" },
+		{ "12 512/512 13824/24576 - ro discard_passdown error_if_no_space needs_check 128",
+		  DMR_POOL_OUT_OF_METADATA_SPACE, "out_of_metadata_space" },
+		/* Full but still writing: the kernel has not switched yet. */
+		{ "12 512/512 13824/24576 - rw discard_passdown error_if_no_space - 128",
+		  DMR_POOL_OK, "ok" },
+		{ "12 511/512 13824/24576 - ro discard_passdown error_if_no_space - 128",
+		  DMR_POOL_READ_ONLY, "read_only" },
 	};
 	struct dmr_thin_pool_status st;
 
