@@ -1660,16 +1660,17 @@ static const struct command commands[] = {
 	  OPT(O_SPARSE), { NULL },
 	  { NULL }, { false }, "CreatePool", run_pool_create },
 	{ "pool", "status", "", "The pool's usage, mode and health (ok, fail, needs_check,\n"
-	  "read_only, out_of_data_space) and what to do about it.  A pool the agent\n"
+	  "read_only, out_of_data_space, out_of_metadata_space) and what to do about it.  A pool the agent\n"
 	  "could not activate at start is \"active\": false, mode down, health fail,\n"
 	  "with its reason and advice.", 0, { NULL }, { NULL }, { false },
 	  "GetPoolStatus", run_pool_status },
 	{ "pool", "repair", "[--wait]",
 	  "Bring a failed or read-only pool back (root only; after its metadata device\n"
-	  "works again): its volumes' devices are switched to error, the metadata is\n"
-	  "backed up, checked and rewritten with thin_repair, then everything is brought\n"
-	  "back as it was.  Prints the job; with --wait the finished job (its \"backup\"\n"
-	  "names the old metadata's copy).",
+	  "works again, or was grown when the pool ran out of metadata space): its\n"
+	  "volumes' devices are switched to error, the metadata is backed up, checked\n"
+	  "and rewritten with thin_repair (into the whole device), then everything is\n"
+	  "brought back as it was.  Prints the job; with --wait the finished job (its\n"
+	  "\"backup\" names the old metadata's copy).",
 	  OPT(O_WAIT), { NULL }, { NULL }, { false }, "RepairPool", run_failover },
 	{ "vm", "add",
 	  "VM --disk NAME=PATH[:SIZE] [--disk ...] [--backend thin|classic]\n"
