@@ -1,6 +1,7 @@
 #!/bin/bash
-# make check-faults: the lab's fault matrix (LAB_TESTS, default t-65) in one
-# boot of its own; the last line is `N passed, N failed` as .ci/run reads it.
+# make check-faults: the lab's fault tests (LAB_TESTS, default t-65; the
+# Makefile gives FAULT_TESTS) in one boot of their own (make check runs them
+# too); the last line is `N passed, N failed` as .ci/run reads it.
 # A lab that cannot boot or a run with no count line is a failure.
 set -u
 cd "$(dirname "$0")/.." || exit 1
