@@ -197,20 +197,20 @@ check-faults: deps
 # (the lab image stays build/lab's).  Any sanitizer report is a failure.
 ASAN_BUILD := build-asan
 ASAN_UNIT_BINS := $(UNIT_SRCS:%.c=$(ASAN_BUILD)/%)
-# The whole suite twice does not fit CI's time (the lab under ASan runs at
-# about half speed: t-90 alone passed its 600 s limit), so check-asan runs
-# every unit test and the lab tests that drive the agent's C paths hardest:
-# the rpc server and jobs, failover and its crash recovery, state files,
-# streams sent and received, failback; it leaves out the long ones that
-# mostly repeat those paths on other storage (classic, reboot, identity,
-# monitor, pool filesystem, stall, application, network) and the pair's
-# own checks and power cut.  README says the same.
-ASAN_LAB_TESTS ?= t-00 t-01 t-02 t-03 t-30 t-35 t-37 t-40 t-50 t-60 t-62 t-66 t-95 t-96 t-97
-ASAN_PAIR_TESTS ?= h-10
+# The whole lab suite, as make check runs it (the pair's lab1 takes
+# PAIR_ALSO), under ASan and UBSan: with one vCPU it takes about 19
+# minutes (2026-12-04), so .ci/run fits both in well under its 90.  Left
+# out: t-99 (it installs the Debian package, which a sanitized build does
+# not make) and the unit under systemd (the sandbox is the unit's, not the
+# build's).  ASAN_LAB_TESTS / ASAN_PAIR_TESTS (patterns) narrow it.
+ASAN_LAB_TESTS ?=
+ASAN_PAIR_TESTS ?=
+ASAN_EXCLUDE ?= t-99
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=1 all $(ASAN_UNIT_BINS)
 	@BUILD=$(ASAN_BUILD) SANITIZE=1 LAB_DIR=$(abspath $(BUILD))/lab \
 		LAB_TESTS="$(ASAN_LAB_TESTS)" LAB_PAIR_TESTS="$(ASAN_PAIR_TESTS)" LAB_UNIT=0 \
+		LAB_EXCLUDE="$(ASAN_EXCLUDE)" LAB_PAIR_ALSO="$(PAIR_ALSO)" \
 		tests/check.sh $(ASAN_UNIT_BINS)
 
 demo: deps

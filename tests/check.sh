@@ -21,7 +21,7 @@ fi
 
 # The Debian package (tests/deb-check.sh) builds beside the checks below,
 # on the second core; the lab installs and purges it (t-99).  Not under
-# make check-asan: its lab subset has no t-99.
+# make check-asan: it leaves t-99 out (ASAN_EXCLUDE).
 debf=$(mktemp)
 trap 'rm -f "$log" "$debf"' EXIT
 deb_pid=
@@ -104,7 +104,7 @@ plog=$(mktemp)
 trap 'rm -f "$log" "$plog" "$debf"' EXIT
 pstart=$(date +%s)
 # LAB_TESTS and LAB_PAIR_TESTS (patterns, as tests/lab/run-all takes them;
-# empty: all) narrow the suites: make check-asan runs a subset (README).
+# empty: all) narrow the suites.
 # shellcheck disable=SC2086 # the patterns are words
 # LAB_PAIR_ALSO (make check: PAIR_ALSO in the Makefile): one-host tests
 # the pair runs on its lab1 after its own, left out of the one-host run,
