@@ -80,6 +80,17 @@ expect_rc "point create: 32775" 32775 "$out"
 check "... out of metadata space, grow it" jq -e '(.error | test("out of metadata space")) and (.error | test("grow"))' <<<"$out"
 out=$(dmrep --json failover revert "$VM")
 expect_rc "revert on the read-only pool: 32775" 32775 "$out"
+# The other operations: refused up front, the same reason, nothing made.
+dmrep --json point send "$VM" --point 1 >"$W/p1.stream" 2>"$W/send.err"
+sendj=$(tail -n 1 "$W/send.err")
+expect_rc "point send: 32775" 32775 "$sendj"
+expect_rc "failover commit: 32775" 32775 "$(dmrep --json failover commit "$VM")"
+dd if=/dev/urandom of="$W/imp.img" bs=1M count=1 status=none
+expect_rc "vm add importing a disk: 32775" 32775 "$(dmrep --json vm add "${VM}i" --disk vda="$W/imp.img")"
+out=$(dmrep --json point receive "${VM}r" </dev/null)
+expect_rc "point receive: 32775" 32775 "$out"
+check "... the send and the receive say the pool is out of metadata space" \
+	jq -e -s 'map(.error | test("out of metadata space")) | all' <<<"$sendj $out"
 out=$(dmrep --json pool repair --wait)
 expect_rc "a repair before the device grew: 32775" 32775 "$out"
 check "... grow it first, nothing changed" jq -e '.error | test("grow its metadata device .* first")' <<<"$out"
