@@ -34,28 +34,9 @@ dd if=/dev/urandom of="$W/imp.img" bs=1M count=4 status=none
 HI=$(sha256sum <"$W/imp.img")
 
 healthy() { dmrep --json pool status | jq -e '.health == "ok"' >/dev/null; }
-on_one_target() {
-	dmrep --json vm show "$VM" | jq -e '(.state == "recovered" and ([.disks[].target] | unique | length) == 1) or (.state == "replicating" and ([.disks[].target] | unique) == ["live"]) or (.state == "committed" and ([.disks[].target] | unique | length) == 1)' >/dev/null
-}
-documented() {  # OUT: 0, or a documented code with a one-line reason
-	jq -e '(.return // .error_code // 0) as $c | ($c == 0 and (.job_state // 7) == 7) or
-		($c >= 32768 and $c <= 32779 and ((.error // .error_description // "") | length > 0 and (contains("\n") | not)))' <<<"$1" >/dev/null
-}
-code_of() { jq -r '"\(.return // .error_code // "?") \((.error // .error_description // "") | .[0:110])"' <<<"$1" 2>/dev/null || echo "? ${1:0:110}"; }
 revert_if_recovered() {
 	dmrep --json vm show "$VM" | jq -e '.state == "recovered"' >/dev/null || return 0
 	job_ok "$(timeout 120 dmrep --json failover revert "$VM" --wait)"
-}
-run_op() {  # OP: its JSON answer on stdout
-	case $1 in
-	create) dmrep --json point create "$VM" ;;
-	start) timeout 120 dmrep --json failover start "$VM" --point 1 --wait ;;
-	revert) timeout 120 dmrep --json failover revert "$VM" --wait ;;
-	commit) timeout 120 dmrep --json failover commit "$VM" --wait ;;
-	send) timeout 120 dmrep --json point send "$VM" --point 1 2>&1 >/dev/null | tail -n 1 ;;
-	import) timeout 120 dmrep --json vm add "${VM}i" --disk vda="$W/imp.img" ;;
-	receive) timeout 120 dmrep --json point receive "${VM}" <"$W/p1.stream" ;;
-	esac
 }
 RESULTS=()
 for fault in data:delay data:flakey data:error meta:error; do

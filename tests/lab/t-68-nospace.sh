@@ -17,6 +17,7 @@
 # scratch disk and time (the same refusal covers it: thin_point_room).
 set -u
 . "$(dirname "$0")/lib/inittest.sh"
+. "$(dirname "$0")/lib/fault.sh"
 
 agent_setup
 prepare_pool 128M 8M
@@ -62,25 +63,8 @@ fill() {
 			dd if=/dev/urandom of="$FD" bs=1M count=$((free - $1)) oflag=direct status=none
 	fi
 }
-on_one_target() {
-	dmrep --json vm show "$VM" | jq -e '(.state == "recovered" and ([.disks[].target] | unique | length) == 1) or (.state == "replicating" and ([.disks[].target] | unique) == ["live"]) or (.state == "committed" and ([.disks[].target] | unique | length) == 1)' >/dev/null
-}
-documented() {  # OUT: 0, or a documented code with a one-line reason
-	jq -e '(.return // .error_code // 0) as $c | ($c == 0 and (.job_state // 7) == 7) or
-		($c >= 32768 and $c <= 32779 and ((.error // .error_description // "") | length > 0 and (contains("\n") | not)))' <<<"$1" >/dev/null
-}
-code_of() { jq -r '"\(.return // .error_code // "?") \((.error // .error_description // "") | .[0:110])"' <<<"$1" 2>/dev/null || echo "? ${1:0:110}"; }
-run_op() {
-	case $1 in
-	create) dmrep --json point create "$VM" ;;
-	start) timeout 120 dmrep --json failover start "$VM" --point 1 --wait ;;
-	revert) timeout 120 dmrep --json failover revert "$VM" --wait ;;
-	commit) timeout 120 dmrep --json failover commit "$VM" --wait ;;
-	send) timeout 120 dmrep --json point send "$VM" --point 1 2>&1 >/dev/null | tail -n 1 ;;
-	import) timeout 120 dmrep --json vm add "${VM}i" --disk vda="$W/imp.img" ;;
-	receive) timeout 120 dmrep --json point receive "$S" <"$W/s1.stream" ;;
-	esac
-}
+# run_op's receive (lib/fault.sh): the other VM's stream, under its name.
+RECV_VM=$S RECV_STREAM=$W/s1.stream
 # want PHASE OP: the code the cell must end with ("" any documented one).
 # Without room nothing is made: refused up front (32778).  What needs no
 # new space (revert, commit, a send, which only reads) works in a full

@@ -24,6 +24,19 @@
 #   fault_linear_remove           both removed (after the pool is gone)
 #   fault_lower_type NAME         the target type of the device under the
 #                                 linear device NAME
+#
+# A fault matrix's cells (t-65, t-68) judge each operation's end with:
+#   on_one_target                 $VM recovered on one target, replicating on
+#                                 its live volumes, or committed on one
+#   documented OUT                OUT (a reply or a job) is 0, or a documented
+#                                 code (32768-32779) with a one-line reason
+#   code_of OUT                   "CODE REASON", the reason cut at 110 bytes
+#   run_op OP                     one cell's operation on $VM, its JSON answer
+#                                 on stdout: create, start (to point 1),
+#                                 revert, commit, send (point 1), import
+#                                 ($W/imp.img as VM ${VM}i), receive
+#                                 ($RECV_STREAM, default $W/p1.stream, as VM
+#                                 $RECV_VM, default $VM)
 
 declare -A FAULT_BASE=()
 
@@ -93,4 +106,24 @@ fault_lower_type() {
 	devno=$(dm_lower "$1") || return 1
 	dmsetup info -c --noheadings -o name -j "${devno%:*}" -m "${devno#*:}" 2>/dev/null |
 		xargs -r dmsetup table 2>/dev/null | awk 'NR == 1 { print $3 }'
+}
+
+on_one_target() {
+	dmrep --json vm show "$VM" | jq -e '(.state == "recovered" and ([.disks[].target] | unique | length) == 1) or (.state == "replicating" and ([.disks[].target] | unique) == ["live"]) or (.state == "committed" and ([.disks[].target] | unique | length) == 1)' >/dev/null
+}
+documented() {  # OUT: 0, or a documented code with a one-line reason
+	jq -e '(.return // .error_code // 0) as $c | ($c == 0 and (.job_state // 7) == 7) or
+		($c >= 32768 and $c <= 32779 and ((.error // .error_description // "") | length > 0 and (contains("\n") | not)))' <<<"$1" >/dev/null
+}
+code_of() { jq -r '"\(.return // .error_code // "?") \((.error // .error_description // "") | .[0:110])"' <<<"$1" 2>/dev/null || echo "? ${1:0:110}"; }
+run_op() {
+	case $1 in
+	create) dmrep --json point create "$VM" ;;
+	start) timeout 120 dmrep --json failover start "$VM" --point 1 --wait ;;
+	revert) timeout 120 dmrep --json failover revert "$VM" --wait ;;
+	commit) timeout 120 dmrep --json failover commit "$VM" --wait ;;
+	send) timeout 120 dmrep --json point send "$VM" --point 1 2>&1 >/dev/null | tail -n 1 ;;
+	import) timeout 120 dmrep --json vm add "${VM}i" --disk vda="$W/imp.img" ;;
+	receive) timeout 120 dmrep --json point receive "${RECV_VM:-$VM}" <"${RECV_STREAM:-$W/p1.stream}" ;;
+	esac
 }
