@@ -336,6 +336,14 @@ static int pool_load(struct dmr_pool *pool)
 	return dmr_dm_create(DMR_POOL_DM_NAME, DMR_POOL_DM_UUID, t, 0);
 }
 
+/* The same for an existing pool: never over a blank superblock. */
+static int pool_load_existing(struct dmr_pool *pool)
+{
+	int r = meta_blank(pool->meta_dev);
+
+	return r < 0 ? r : pool_load(pool);
+}
+
 int dmr_pool_create(const struct dmr_pool_spec *spec, bool force,
 		    struct dmr_pool **ret_pool, char **ret_what)
 {
@@ -434,14 +442,8 @@ int dmr_pool_activate(const struct dmr_pool_spec *spec, struct dmr_pool **ret_po
 	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
 	if (r < 0)
 		return r;
-	if (!info.exists) {
-		r = meta_blank(pool->meta_dev);
-		if (r < 0)
-			return r;
-		r = pool_load(pool);
-		if (r < 0)
-			return r;
-	}
+	if (!info.exists && (r = pool_load_existing(pool)) < 0)
+		return r;
 	r = pool_fill_devno(pool);
 	if (r < 0)
 		return r;
@@ -492,7 +494,7 @@ int dmr_pool_reactivate(struct dmr_pool *pool)
 	r = dmr_dm_info(DMR_POOL_DM_NAME, &info);
 	if (r < 0)
 		return r;
-	if (!info.exists && ((r = meta_blank(pool->meta_dev)) < 0 || (r = pool_load(pool)) < 0))
+	if (!info.exists && (r = pool_load_existing(pool)) < 0)
 		return r;
 	return pool_fill_devno(pool);
 }

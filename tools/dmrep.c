@@ -1660,9 +1660,9 @@ static const struct command commands[] = {
 	  OPT(O_SPARSE), { NULL },
 	  { NULL }, { false }, "CreatePool", run_pool_create },
 	{ "pool", "status", "", "The pool's usage, mode and health (ok, fail, needs_check,\n"
-	  "read_only, out_of_data_space, out_of_metadata_space) and what to do about it.  A pool the agent\n"
-	  "could not activate at start is \"active\": false, mode down, health fail,\n"
-	  "with its reason and advice.", 0, { NULL }, { NULL }, { false },
+	  "read_only, out_of_data_space, out_of_metadata_space) and what to do about\n"
+	  "it.  A pool the agent could not activate at start is \"active\": false,\n"
+	  "mode down, health fail, with its reason and advice.", 0, { NULL }, { NULL }, { false },
 	  "GetPoolStatus", run_pool_status },
 	{ "pool", "repair", "[--wait]",
 	  "Bring a failed or read-only pool back (root only; after its metadata device\n"

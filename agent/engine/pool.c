@@ -144,15 +144,37 @@ int dmr_pool_make(struct dmr_registry *reg, struct dmr_pool_spec *spec, bool for
 
 static const char *health_advice(enum dmr_pool_health h);
 
-#define DOWN_REASON_UNKNOWN "it could not be activated at start (see the agent's log)"
-#define DOWN_ADVICE_UNKNOWN "fix the pool's devices, then restart dmrepd"
+/* Why a pool is down and what to do, as recovery recorded them (a path it
+ * did not foresee still gets words). */
+static const char *down_reason(const struct dmr_registry *reg)
+{
+	return reg->pool_down_reason ? reg->pool_down_reason :
+	       "it could not be activated at start (see the agent's log)";
+}
+
+static const char *down_advice(const struct dmr_registry *reg)
+{
+	return reg->pool_down_advice ? reg->pool_down_advice :
+	       "fix the pool's devices, then restart dmrepd";
+}
 
 int dmr_pool_down_why(struct dmr_registry *reg, char **ret_why)
 {
 	assert(reg && ret_why);
-	return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is down: %s; %s",
-			   reg->pool_down_reason ? reg->pool_down_reason : DOWN_REASON_UNKNOWN,
-			   reg->pool_down_advice ? reg->pool_down_advice : DOWN_ADVICE_UNKNOWN);
+	return dmr_why_set(ret_why, -DMR_E_STATE, "the pool is down: %s; %s", down_reason(reg),
+			   down_advice(reg));
+}
+
+/* What every GetPoolStatus answer holds, up or down. */
+static void status_common(struct dmr_registry *reg, struct json_object *o, bool active)
+{
+	pthread_mutex_lock(&reg->lock);
+	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
+	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
+	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
+	pthread_mutex_unlock(&reg->lock);
+	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
+	json_object_object_add(o, "active", json_object_new_boolean(active));
 }
 
 /* GetPoolStatus of a pool that is down: what is known without the kernel. */
@@ -162,17 +184,9 @@ static int status_down_json(struct dmr_registry *reg, struct json_object **ret, 
 
 	if (!o)
 		return dmr_why_set(ret_why, -ENOMEM, "out of memory");
-	pthread_mutex_lock(&reg->lock);
-	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
-	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
-	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
-	json_object_object_add(o, "reason", json_object_new_string(
-		reg->pool_down_reason ? reg->pool_down_reason : DOWN_REASON_UNKNOWN));
-	json_object_object_add(o, "advice", json_object_new_string(
-		reg->pool_down_advice ? reg->pool_down_advice : DOWN_ADVICE_UNKNOWN));
-	pthread_mutex_unlock(&reg->lock);
-	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
-	json_object_object_add(o, "active", json_object_new_boolean(false));
+	status_common(reg, o, false);
+	json_object_object_add(o, "reason", json_object_new_string(down_reason(reg)));
+	json_object_object_add(o, "advice", json_object_new_string(down_advice(reg)));
 	json_object_object_add(o, "mode", json_object_new_string("down"));
 	json_object_object_add(o, "health", json_object_new_string(
 		dmr_status_thin_pool_health_name(DMR_POOL_FAIL)));
@@ -202,14 +216,8 @@ int dmr_pool_status_json(struct dmr_registry *reg, struct json_object **ret, cha
 	o = json_object_new_object();
 	if (!o)
 		return dmr_why_set(ret_why, -ENOMEM, "out of memory");
-	pthread_mutex_lock(&reg->lock);
-	json_object_object_add(o, "data_path", json_object_new_string(reg->pool_spec.data_path));
-	json_object_object_add(o, "meta_path", json_object_new_string(reg->pool_spec.meta_path));
+	status_common(reg, o, true);
 	json_object_object_add(o, "transaction_id", json_object_new_int64((int64_t)st.transaction_id));
-	json_object_object_add(o, "catalog_transaction_id", json_object_new_int64((int64_t)reg->tid));
-	pthread_mutex_unlock(&reg->lock);
-	json_object_object_add(o, "device", json_object_new_string("/dev/mapper/" DMR_POOL_DM_NAME));
-	json_object_object_add(o, "active", json_object_new_boolean(true));
 	json_object_object_add(o, "block_size_bytes", json_object_new_int64((int64_t)bb));
 	json_object_object_add(o, "data_used_blocks", json_object_new_int64((int64_t)st.used_data_blocks));
 	json_object_object_add(o, "data_total_blocks", json_object_new_int64((int64_t)st.total_data_blocks));
